@@ -1,0 +1,14 @@
+//! The pure domain: no I/O, compiles for the server and for WebAssembly.
+//!
+//! Everything that reaches the store or a provisioner has been parsed into one of
+//! these types first; the state machines and policy checks decide, the server carries out.
+
+pub mod lifecycle;
+pub mod policy;
+pub mod time;
+pub mod types;
+
+pub use lifecycle::{GrantEvent, GrantStatus, RequestEvent, RequestStatus, TransitionError};
+pub use policy::{ApproverRule, Denied, Policy, Principal, RequestDraft, ValidRequest};
+pub use time::Timestamp;
+pub use types::*;

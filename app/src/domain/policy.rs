@@ -1,0 +1,331 @@
+//! Who may request what, who may decide, and whether a request is well-formed.
+//! Pure functions over the caller's latest claims: the server calls them at request
+//! time, at decision time and again before a grant is provisioned.
+
+use super::types::{AccessDuration, FieldError, Justification, TicketId};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// A signed-in person, as their identity provider described them at their last sign-in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    /// Stable id: issuer and subject, never the email alone.
+    pub user_id: String,
+    pub email: String,
+    pub display_name: String,
+    pub groups: Vec<String>,
+    /// The manager's email (or subject), from the identity provider.
+    pub manager: Option<String>,
+    pub is_admin: bool,
+}
+
+impl Principal {
+    pub fn in_any_group(&self, groups: &[String]) -> bool {
+        groups.iter().any(|g| self.groups.iter().any(|mine| mine == g))
+    }
+
+    fn is_named_in(&self, users: &[String]) -> bool {
+        users
+            .iter()
+            .any(|u| u.eq_ignore_ascii_case(&self.email) || *u == self.user_id)
+    }
+
+    /// Whether `self` is `other`'s manager according to `other`'s claims.
+    pub fn manages(&self, other: &Principal) -> bool {
+        other.manager.as_deref().is_some_and(|m| {
+            m.eq_ignore_ascii_case(&self.email) || m == self.user_id
+        })
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApproverRule {
+    /// The requester's manager may approve.
+    #[serde(default)]
+    pub manager: bool,
+    /// Members of these IdP groups may approve.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// These people (email or user id) may approve.
+    #[serde(default)]
+    pub users: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    #[serde(default)]
+    pub eligible_groups: Vec<String>,
+    #[serde(default)]
+    pub eligible_users: Vec<String>,
+    #[serde(default)]
+    pub approvers: ApproverRule,
+    /// Distinct approvals needed before access is granted.
+    #[serde(default = "one")]
+    pub approvals_required: u32,
+    pub max_duration_secs: u64,
+    pub default_duration_secs: u64,
+    #[serde(default)]
+    pub require_ticket: bool,
+    #[serde(default)]
+    pub auto_approve: bool,
+    /// Emergency access: granted at once, and every use alerts the admins.
+    #[serde(default)]
+    pub break_glass: bool,
+    /// Pending requests time out after this long without a decision.
+    #[serde(default = "default_decision_timeout")]
+    pub decision_timeout_secs: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn default_decision_timeout() -> u64 {
+    24 * 3600
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum Denied {
+    #[error("you cannot decide your own request")]
+    OwnRequest,
+    #[error("you are not an approver for this entitlement")]
+    NotAnApprover,
+    #[error("you are not eligible for this entitlement")]
+    NotEligible,
+}
+
+/// What a requester typed, before parsing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestDraft {
+    pub justification: String,
+    pub duration: String,
+    pub ticket: String,
+}
+
+/// A request that passed every check against its entitlement's policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidRequest {
+    pub justification: Justification,
+    pub duration: AccessDuration,
+    pub ticket: Option<TicketId>,
+}
+
+impl Policy {
+    pub fn is_eligible(&self, p: &Principal) -> bool {
+        p.in_any_group(&self.eligible_groups) || p.is_named_in(&self.eligible_users)
+    }
+
+    pub fn may_approve(&self, approver: &Principal, requester: &Principal) -> Result<(), Denied> {
+        if approver.user_id == requester.user_id {
+            return Err(Denied::OwnRequest);
+        }
+        let rule = &self.approvers;
+        let allowed = (rule.manager && approver.manages(requester))
+            || approver.in_any_group(&rule.groups)
+            || approver.is_named_in(&rule.users);
+        if allowed {
+            Ok(())
+        } else {
+            Err(Denied::NotAnApprover)
+        }
+    }
+
+    pub fn max_duration(&self) -> Duration {
+        Duration::from_secs(self.max_duration_secs)
+    }
+
+    pub fn default_duration(&self) -> Duration {
+        Duration::from_secs(self.default_duration_secs)
+    }
+
+    /// Whether the approvals recorded so far satisfy the policy.
+    pub fn approvals_complete(&self, approvals: u32) -> bool {
+        self.auto_approve || self.break_glass || approvals >= self.approvals_required.max(1)
+    }
+
+    /// Parses and checks a draft. `min` is the portal-wide shortest duration.
+    pub fn validate(
+        &self,
+        draft: &RequestDraft,
+        min: Duration,
+    ) -> Result<ValidRequest, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let justification = Justification::parse(&draft.justification)
+            .map_err(|m| errors.push(FieldError::new("justification", m)))
+            .ok();
+        let duration = match AccessDuration::parse(&draft.duration) {
+            Ok(d) if d.as_duration() > self.max_duration() => {
+                errors.push(FieldError::new(
+                    "duration",
+                    format!(
+                        "the maximum for this entitlement is {}",
+                        super::time::format_duration(self.max_duration())
+                    ),
+                ));
+                None
+            }
+            Ok(d) if d.as_duration() < min => {
+                errors.push(FieldError::new(
+                    "duration",
+                    format!(
+                        "the minimum duration is {}",
+                        super::time::format_duration(min)
+                    ),
+                ));
+                None
+            }
+            Ok(d) => Some(d),
+            Err(m) => {
+                errors.push(FieldError::new("duration", m));
+                None
+            }
+        };
+        let ticket = if self.require_ticket {
+            TicketId::parse(&draft.ticket)
+                .map_err(|m| errors.push(FieldError::new("ticket", m)))
+                .ok()
+        } else if draft.ticket.trim().is_empty() {
+            None
+        } else {
+            // Optional, but if given it must still be well-formed.
+            TicketId::parse(&draft.ticket)
+                .map_err(|m| errors.push(FieldError::new("ticket", m)))
+                .ok()
+        };
+        match (justification, duration) {
+            (Some(justification), Some(duration)) if errors.is_empty() => Ok(ValidRequest {
+                justification,
+                duration,
+                ticket,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn person(name: &str, groups: &[&str], manager: Option<&str>) -> Principal {
+        Principal {
+            user_id: format!("demo|{name}"),
+            email: format!("{name}@example.com"),
+            display_name: name.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            manager: manager.map(|m| format!("{m}@example.com")),
+            is_admin: false,
+        }
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            eligible_groups: vec!["engineering".into()],
+            eligible_users: vec!["contractor@example.com".into()],
+            approvers: ApproverRule {
+                manager: true,
+                groups: vec!["cloud-approvers".into()],
+                users: vec![],
+            },
+            approvals_required: 1,
+            max_duration_secs: 4 * 3600,
+            default_duration_secs: 3600,
+            require_ticket: false,
+            auto_approve: false,
+            break_glass: false,
+            decision_timeout_secs: 3600,
+        }
+    }
+
+    #[test]
+    fn eligibility_by_group_or_name() {
+        let p = policy();
+        assert!(p.is_eligible(&person("alice", &["engineering"], None)));
+        assert!(p.is_eligible(&person("contractor", &[], None)));
+        assert!(!p.is_eligible(&person("eve", &["sales"], None)));
+    }
+
+    #[test]
+    fn approvers() {
+        let p = policy();
+        let alice = person("alice", &["engineering"], Some("bob"));
+        let bob = person("bob", &["engineering-leads"], None);
+        let carol = person("carol", &["cloud-approvers"], None);
+        let eve = person("eve", &["engineering"], None);
+        assert_eq!(p.may_approve(&bob, &alice), Ok(()));
+        assert_eq!(p.may_approve(&carol, &alice), Ok(()));
+        assert_eq!(p.may_approve(&eve, &alice), Err(Denied::NotAnApprover));
+        // Nobody decides their own request, even a member of the approver group.
+        let approver_alice = person("alice", &["cloud-approvers"], Some("bob"));
+        assert_eq!(
+            p.may_approve(&approver_alice, &approver_alice),
+            Err(Denied::OwnRequest)
+        );
+        // The manager rule only counts when the policy asks for it.
+        let mut no_manager = policy();
+        no_manager.approvers.manager = false;
+        assert_eq!(no_manager.may_approve(&bob, &alice), Err(Denied::NotAnApprover));
+    }
+
+    #[test]
+    fn approvals_needed() {
+        let mut p = policy();
+        p.approvals_required = 2;
+        assert!(!p.approvals_complete(1));
+        assert!(p.approvals_complete(2));
+        p.auto_approve = true;
+        assert!(p.approvals_complete(0));
+    }
+
+    fn draft(j: &str, d: &str, t: &str) -> RequestDraft {
+        RequestDraft {
+            justification: j.into(),
+            duration: d.into(),
+            ticket: t.into(),
+        }
+    }
+
+    fn fields(r: Result<ValidRequest, Vec<FieldError>>) -> Vec<String> {
+        r.err().unwrap_or_default().into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn validates_drafts() {
+        let p = policy();
+        let min = Duration::from_secs(15 * 60);
+        let ok = p.validate(&draft("deploy fix", "1h", ""), min).unwrap();
+        assert_eq!(ok.duration.as_secs(), 3600);
+        assert_eq!(ok.ticket, None);
+        assert_eq!(fields(p.validate(&draft("", "1h", ""), min)), ["justification"]);
+        assert_eq!(fields(p.validate(&draft("x", "5h", ""), min)), ["duration"]);
+        assert_eq!(fields(p.validate(&draft("x", "5m", ""), min)), ["duration"]);
+        assert_eq!(
+            fields(p.validate(&draft("", "nonsense", "<bad>"), min)),
+            ["justification", "duration", "ticket"]
+        );
+        let err = p.validate(&draft("x", "5h", ""), min).unwrap_err();
+        assert!(err[0].message.contains("maximum"), "{err:?}");
+        let err = p.validate(&draft("x", "1m", ""), min).unwrap_err();
+        assert!(err[0].message.contains("minimum"), "{err:?}");
+    }
+
+    #[test]
+    fn ticket_required_when_policy_says() {
+        let mut p = policy();
+        p.require_ticket = true;
+        let min = Duration::from_secs(60);
+        assert_eq!(fields(p.validate(&draft("x", "1h", " "), min)), ["ticket"]);
+        let ok = p.validate(&draft("x", "1h", "CHG-1"), min).unwrap();
+        assert_eq!(ok.ticket.unwrap().as_str(), "CHG-1");
+    }
+
+    #[test]
+    fn policy_json_defaults() {
+        let p: Policy =
+            serde_json::from_str(r#"{"max_duration_secs":3600,"default_duration_secs":600}"#)
+                .unwrap();
+        assert_eq!(p.approvals_required, 1);
+        assert!(!p.auto_approve);
+        assert_eq!(p.decision_timeout_secs, 86_400);
+    }
+}

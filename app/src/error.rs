@@ -1,0 +1,60 @@
+//! The one error type that crosses the wire between browser and server.
+//! Internal causes never travel: the server logs them and sends a reference.
+
+use crate::domain::FieldError;
+use leptos::prelude::{FromServerFnError, ServerFnErrorErr};
+use leptos::server_fn::codec::JsonEncoding;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    #[error("Please sign in again: your session has ended.")]
+    Unauthenticated,
+    #[error("Not allowed: {0}.")]
+    Forbidden(String),
+    #[error("{0} was not found.")]
+    NotFound(String),
+    #[error("Please correct the fields marked below.")]
+    Invalid(Vec<FieldError>),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("Something went wrong on our side. If it persists, give the admins this reference: {0}.")]
+    Internal(String),
+    #[error("{0}")]
+    Transport(String),
+}
+
+impl AppError {
+    /// The message for one form field, if this error is about it.
+    pub fn field(&self, name: &str) -> Option<String> {
+        match self {
+            AppError::Invalid(fields) => fields
+                .iter()
+                .find(|f| f.field == name)
+                .map(|f| f.message.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        AppError::Invalid(vec![FieldError::new(field, message)])
+    }
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        // These describe transport or argument problems, never server internals.
+        let message = match value {
+            ServerFnErrorErr::Args(_) | ServerFnErrorErr::MissingArg(_) => {
+                "The form was incomplete or malformed; please reload the page and try again."
+            }
+            ServerFnErrorErr::Request(_) | ServerFnErrorErr::Response(_) => {
+                "Could not reach Portcullis. Check your connection and try again."
+            }
+            _ => "The server could not handle that request; please reload the page.",
+        };
+        AppError::Transport(message.to_owned())
+    }
+}

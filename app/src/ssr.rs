@@ -1,0 +1,63 @@
+//! Server-only glue between the pages and the `server` crate, which implements
+//! [`Portal`] and provides it (and the caller's session) as Leptos context.
+
+use crate::api::*;
+use crate::domain::{Principal, RequestDraft};
+use crate::error::AppError;
+use leptos::prelude::*;
+use std::sync::Arc;
+
+/// The signed-in caller, put into the request's extensions by the server's session layer.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub principal: Principal,
+    pub demo: bool,
+}
+
+/// The use cases the pages need. Every method checks the caller's rights itself.
+#[async_trait::async_trait]
+pub trait Portal: Send + Sync + 'static {
+    async fn eligible_entitlements(&self, who: &Principal) -> Result<Vec<EntitlementCard>, AppError>;
+    async fn create_request(
+        &self,
+        who: &Principal,
+        entitlement: &str,
+        draft: RequestDraft,
+    ) -> Result<String, AppError>;
+    async fn my_access(&self, who: &Principal) -> Result<MyAccess, AppError>;
+    async fn cancel_request(&self, who: &Principal, request_id: &str) -> Result<(), AppError>;
+    async fn end_grant(&self, who: &Principal, grant_id: &str) -> Result<(), AppError>;
+    async fn approvals(&self, who: &Principal) -> Result<Approvals, AppError>;
+    async fn decide(
+        &self,
+        who: &Principal,
+        request_id: &str,
+        approve: bool,
+        comment: &str,
+    ) -> Result<(), AppError>;
+    async fn admin_overview(&self, who: &Principal) -> Result<AdminOverview, AppError>;
+    async fn revoke_grant(&self, who: &Principal, grant_id: &str) -> Result<(), AppError>;
+    async fn audit_log(&self, who: &Principal, filter: AuditFilter) -> Result<Vec<AuditView>, AppError>;
+    async fn aws_assignments(&self, who: &Principal) -> Result<Vec<AssignmentView>, AppError>;
+    async fn outbox(&self, who: &Principal) -> Result<Vec<MailView>, AppError>;
+}
+
+pub type SharedPortal = Arc<dyn Portal>;
+
+pub fn portal() -> Result<SharedPortal, AppError> {
+    use_context::<SharedPortal>().ok_or_else(|| {
+        tracing::error!("Portal missing from Leptos context");
+        AppError::Internal("no-portal".into())
+    })
+}
+
+pub fn session() -> Option<Session> {
+    use_context::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Session>().cloned())
+}
+
+pub fn caller() -> Result<Principal, AppError> {
+    session()
+        .map(|s| s.principal)
+        .ok_or(AppError::Unauthenticated)
+}

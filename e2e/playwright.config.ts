@@ -1,0 +1,132 @@
+// Playwright configuration for the Portcullis end-to-end suite.
+//
+// Run from this directory with the path of a built server binary:
+//
+//   PORTCULLIS_BIN=../target/release/portcullis npx playwright test
+//
+// Playwright starts `$PORTCULLIS_BIN demo` on 127.0.0.1:3100 with a fresh SQLite
+// database under the OS temp dir, waits for /healthz, runs the specs in ./tests
+// one at a time, and stops the server. The browser is Debian's chromium at
+// /usr/bin/chromium: this machine cannot download Playwright's own browsers, and
+// nothing here ever tries to (`npx playwright install` is never needed).
+import { defineConfig, devices } from '@playwright/test';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+const repoRoot = path.resolve(__dirname, '..');
+const baseURL = process.env.PORTCULLIS_E2E_URL ?? 'http://127.0.0.1:3100';
+const listen = '127.0.0.1:3100';
+
+// `playwright test --list` loads this file but starts no server, so it must
+// not insist on a binary.
+const listingOnly = process.argv.includes('--list');
+
+function serverBinary(): string {
+  const bin = process.env.PORTCULLIS_BIN;
+  if (!bin) {
+    if (listingOnly) return '/bin/true';
+    throw new Error(
+      'PORTCULLIS_BIN is not set. Build the server (e.g. `cargo leptos build --release`) and run\n' +
+        '  PORTCULLIS_BIN=/path/to/target/release/portcullis npx playwright test\n' +
+        'Playwright starts `$PORTCULLIS_BIN demo` itself; see e2e/playwright.config.ts.',
+    );
+  }
+  // The server runs with the repo root as its cwd: resolve a relative path
+  // against the directory Playwright was started from, as the user meant it.
+  if (!bin.includes('/')) return bin; // a bare command name, looked up on PATH
+  const resolved = path.resolve(process.cwd(), bin);
+  if (!listingOnly && !fs.existsSync(resolved)) {
+    throw new Error(`PORTCULLIS_BIN points to ${resolved}, which does not exist. Build the server first.`);
+  }
+  return resolved;
+}
+
+// One fresh database per run. The config is evaluated again in every worker
+// process; remembering the name in the environment (which workers inherit)
+// keeps it the same everywhere.
+if (!process.env.PORTCULLIS_E2E_DB_FILE) {
+  process.env.PORTCULLIS_E2E_DB_FILE = path.join(
+    os.tmpdir(),
+    `e2e-${Date.now()}-${crypto.randomBytes(6).toString('hex')}.db`,
+  );
+}
+const dbFile = process.env.PORTCULLIS_E2E_DB_FILE;
+if (!listingOnly) {
+  // An empty file is a valid, empty SQLite database: this way the run does not
+  // depend on the server opening its database with create-if-missing.
+  fs.closeSync(fs.openSync(dbFile, 'a'));
+}
+
+// Everything from the caller's environment is passed to the server, except the
+// variables that only steer this suite (the server may reject unknown
+// PORTCULLIS_* settings).
+const inheritedEnv: Record<string, string> = {};
+for (const [key, value] of Object.entries(process.env)) {
+  if (value === undefined) continue;
+  if (key === 'PORTCULLIS_BIN' || key.startsWith('PORTCULLIS_E2E_')) continue;
+  inheritedEnv[key] = value;
+}
+
+export default defineConfig({
+  testDir: './tests',
+  workers: 1,
+  fullyParallel: false,
+  retries: 0,
+  forbidOnly: !!process.env.CI,
+  timeout: 60_000,
+  expect: { timeout: 10_000 },
+  reporter: 'list',
+  outputDir: './test-results',
+  use: {
+    baseURL,
+    trace: 'retain-on-failure',
+    screenshot: 'only-on-failure',
+    video: 'off',
+  },
+  projects: [
+    {
+      name: 'chromium',
+      use: {
+        ...devices['Desktop Chrome'],
+        headless: true,
+        launchOptions: {
+          executablePath: '/usr/bin/chromium',
+          args: [
+            '--no-sandbox',
+            '--disable-gpu',
+            '--disable-quic',
+            '--no-first-run',
+            '--disable-background-networking',
+            '--disable-component-update',
+            '--disable-sync',
+          ],
+        },
+      },
+    },
+  ],
+  webServer: {
+    command: `"${serverBinary()}" demo`,
+    url: `http://${listen}/healthz`,
+    reuseExistingServer: false,
+    timeout: 120_000,
+    stdout: 'pipe',
+    stderr: 'pipe',
+    cwd: repoRoot,
+    gracefulShutdown: { signal: 'SIGTERM', timeout: 5_000 },
+    env: {
+      ...inheritedEnv,
+      // These win over the caller's environment: the specs depend on them
+      // (a 10s grant must be allowed, 1s must be below the minimum).
+      PORTCULLIS_LISTEN: listen,
+      // Some Leptos setups read the address from here; keep it consistent
+      // (under `cargo leptos end-to-end` it would otherwise say :3000).
+      LEPTOS_SITE_ADDR: listen,
+      PORTCULLIS_DATABASE_URL: `sqlite://${dbFile}`,
+      PORTCULLIS_POLICY__MIN_DURATION: '5s',
+      PORTCULLIS_DEMO__PROVISION_DELAY_MS: '300',
+      LEPTOS_SITE_ROOT: process.env.LEPTOS_SITE_ROOT ?? path.join(repoRoot, 'target', 'site'),
+    },
+  },
+});

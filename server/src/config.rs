@@ -1,0 +1,256 @@
+//! Configuration: defaults, then a TOML file (`--config`), then `PORTCULLIS_` environment
+//! variables with `__` between nested keys (`PORTCULLIS_WORKER__LEASE_SECS=30`).
+
+use crate::store::DatabaseUrl;
+use crate::worker::WorkerSettings;
+use anyhow::{bail, Context, Result};
+use app::domain::AccessDuration;
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// `sqlite://FILE?mode=rwc` or `postgres://USER:PASSWORD@HOST/DB`.
+    pub database_url: Option<DatabaseUrl>,
+    /// The URL people use to reach the portal (links in mail, cookie security, redirects).
+    pub public_url: Option<String>,
+    /// Where the compiled site (WebAssembly, CSS) lives; `LEPTOS_SITE_ROOT` also works.
+    pub site_root: Option<String>,
+    pub policy: PolicyConfig,
+    pub demo: DemoConfig,
+    pub worker: WorkerSettings,
+    pub session: SessionConfig,
+    pub oidc: Option<OidcConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            database_url: None,
+            public_url: None,
+            site_root: None,
+            policy: PolicyConfig::default(),
+            demo: DemoConfig::default(),
+            worker: WorkerSettings::default(),
+            session: SessionConfig::default(),
+            oidc: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// The shortest duration anyone may request, e.g. `15m`.
+    pub min_duration: String,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            min_duration: "15m".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DemoConfig {
+    /// How long the simulated IAM Identity Center takes to settle an operation.
+    pub provision_delay_ms: u64,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        Self {
+            provision_delay_ms: 1500,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    pub idle_timeout_secs: u64,
+    pub absolute_lifetime_secs: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout_secs: 8 * 3600,
+            absolute_lifetime_secs: 24 * 3600,
+        }
+    }
+}
+
+/// A secret string: `Debug` never shows it.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    pub issuer_url: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Demo,
+    Serve,
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>) -> Result<Self> {
+        let mut fig = Figment::new();
+        if let Some(path) = file {
+            if !path.exists() {
+                bail!("configuration file {} does not exist", path.display());
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(Env::prefixed("PORTCULLIS_").split("__"));
+        let cfg: Config = fig.extract().context("invalid configuration")?;
+        cfg.min_duration()?;
+        Ok(cfg)
+    }
+
+    pub fn min_duration(&self) -> Result<Duration> {
+        AccessDuration::parse(&self.policy.min_duration)
+            .map(AccessDuration::as_duration)
+            .map_err(|e| anyhow::anyhow!("policy.min_duration {:?}: {e}", self.policy.min_duration))
+    }
+
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// Secure cookies unless the portal is plain http on loopback (tests, demo).
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url().starts_with("https://")
+    }
+
+    /// Checks what the mode needs, with a message that says what to set.
+    pub fn validate(&self, mode: Mode) -> Result<()> {
+        match mode {
+            Mode::Demo => {
+                if !self.listen.ip().is_loopback() {
+                    bail!(
+                        "demo mode refuses to listen on {}: demo sign-in lets anyone act as anyone, \
+                         so it only listens on a loopback address (127.0.0.1 or ::1)",
+                        self.listen
+                    );
+                }
+            }
+            Mode::Serve => {
+                let mut missing = Vec::new();
+                if self.database_url.is_none() {
+                    missing.push("PORTCULLIS_DATABASE_URL (database_url)");
+                }
+                if self.public_url.is_none() {
+                    missing.push("PORTCULLIS_PUBLIC_URL (public_url)");
+                }
+                if self.oidc.is_none() {
+                    missing.push(
+                        "PORTCULLIS_OIDC__ISSUER_URL, PORTCULLIS_OIDC__CLIENT_ID, PORTCULLIS_OIDC__CLIENT_SECRET ([oidc])",
+                    );
+                }
+                if !missing.is_empty() {
+                    bail!(
+                        "`portcullis serve` needs more configuration. Set:\n  - {}\n(or run `portcullis demo` to try Portcullis locally)",
+                        missing.join("\n  - ")
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_refuses_non_loopback() {
+        let mut c = Config::default();
+        assert!(c.validate(Mode::Demo).is_ok());
+        c.listen = "0.0.0.0:3000".parse().unwrap();
+        let err = c.validate(Mode::Demo).unwrap_err().to_string();
+        assert!(err.contains("refuses to listen"), "{err}");
+        c.listen = "[::1]:3000".parse().unwrap();
+        assert!(c.validate(Mode::Demo).is_ok());
+    }
+
+    #[test]
+    fn serve_names_what_is_missing() {
+        let err = Config::default().validate(Mode::Serve).unwrap_err().to_string();
+        assert!(err.contains("PORTCULLIS_DATABASE_URL"), "{err}");
+        assert!(err.contains("PORTCULLIS_OIDC__ISSUER_URL"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s: Secret = serde_json::from_str("\"hunter2\"").unwrap();
+        assert_eq!(format!("{s:?}"), "Secret(***)");
+    }
+
+    #[test]
+    fn file_then_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "p.toml",
+                "listen = \"127.0.0.1:4000\"\n[policy]\nmin_duration = \"5m\"\n[worker]\nlease_secs = 9\n",
+            )?;
+            jail.set_env("PORTCULLIS_WORKER__LEASE_SECS", "7");
+            jail.set_env("PORTCULLIS_DATABASE_URL", "sqlite://x.db");
+            let c = Config::load(Some(Path::new("p.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(c.listen.port(), 4000);
+            assert_eq!(c.worker.lease_secs, 7);
+            assert_eq!(c.min_duration().unwrap(), Duration::from_secs(300));
+            assert_eq!(c.database_url.unwrap().expose(), "sqlite://x.db");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PORTCULLIS_POLICY__MIN_DURATION", "soon");
+            assert!(Config::load(None).is_err());
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PORTCULLIS_LISTEN", "not-an-address");
+            assert!(Config::load(None).is_err());
+            Ok(())
+        });
+    }
+}

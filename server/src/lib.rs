@@ -1,0 +1,129 @@
+//! Portcullis' server: configuration, store, worker, provisioners, HTTP.
+
+pub mod clock;
+pub mod config;
+pub mod lifecycle;
+pub mod mailer;
+pub mod notify;
+pub mod portal;
+pub mod provisioner;
+pub mod seed;
+pub mod store;
+pub mod web;
+pub mod worker;
+
+use anyhow::{Context, Result};
+use clock::{Clock, SystemClock};
+use config::{Config, Mode};
+use leptos::prelude::LeptosOptions;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{DatabaseUrl, Store};
+use tokio::sync::{watch, Notify};
+
+/// Where demo mode keeps its database unless told otherwise.
+pub const DEMO_DATABASE_URL: &str = "sqlite://portcullis-demo.db?mode=rwc";
+
+pub async fn run(config: Config, mode: Mode) -> Result<()> {
+    config.validate(mode)?;
+    let demo = mode == Mode::Demo;
+    let url = match (&config.database_url, demo) {
+        (Some(url), _) => url.clone(),
+        (None, true) => DatabaseUrl::new(DEMO_DATABASE_URL),
+        (None, false) => unreachable!("validate() requires a database URL in serve mode"),
+    };
+    let store = Store::connect(&url).await?;
+    store.migrate().await?;
+    tracing::info!(database = %url, "database ready");
+
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    if demo {
+        seed::seed_demo(&store, clock.now()).await.context("seeding the demo catalog")?;
+    }
+    let provisioner: Arc<dyn provisioner::Provisioner> = if demo {
+        Arc::new(provisioner::simulated::SimulatedProvisioner::new(
+            store.clone(),
+            clock.clone(),
+            Duration::from_millis(config.demo.provision_delay_ms),
+        ))
+    } else {
+        anyhow::bail!(
+            "`portcullis serve` needs the AWS provisioner, which this build does not have yet; \
+             use `portcullis demo` (simulated AWS) for now"
+        );
+    };
+    let mailer: Arc<dyn mailer::Mailer> = Arc::new(mailer::OutboxOnly);
+    let wake = Arc::new(Notify::new());
+    let public_url = config.public_url();
+
+    let portal = Arc::new(portal::PortalService {
+        store: store.clone(),
+        clock: clock.clone(),
+        provisioner: provisioner.clone(),
+        wake: wake.clone(),
+        min_duration: config.min_duration()?,
+        public_url: public_url.clone(),
+    });
+    let site_root = config
+        .site_root
+        .clone()
+        .or_else(|| std::env::var("LEPTOS_SITE_ROOT").ok())
+        .unwrap_or_else(|| "target/site".into());
+    if !std::path::Path::new(&site_root).join("pkg").exists() {
+        tracing::warn!(site_root, "no compiled site found here: pages will load without CSS and WebAssembly (build with `cargo leptos build`)");
+    }
+    let leptos_options = LeptosOptions::builder()
+        .output_name("portcullis")
+        .site_root(site_root.as_str())
+        .site_pkg_dir("pkg")
+        .site_addr(config.listen)
+        .build();
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker = worker::Worker::new(
+        store.clone(),
+        provisioner,
+        mailer,
+        clock.clone(),
+        wake,
+        config.worker.clone(),
+        public_url.clone(),
+    );
+    let worker_task = tokio::spawn(worker.run(stop_rx));
+
+    let state = web::AppState {
+        leptos_options,
+        store,
+        clock,
+        portal,
+        config: Arc::new(config.clone()),
+        demo,
+    };
+    let app = web::router(state);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(
+        "Portcullis {} listening on {public_url}",
+        if demo { "demo" } else { "server" }
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let ctrl_c = tokio::signal::ctrl_c();
+            #[cfg(unix)]
+            let term = async {
+                if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    s.recv().await;
+                }
+            };
+            #[cfg(not(unix))]
+            let term = std::future::pending::<()>();
+            tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+            tracing::info!("shutting down");
+        })
+        .await
+        .context("server error")?;
+    let _ = stop_tx.send(true);
+    let _ = worker_task.await;
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! Demo mode's IAM Identity Center: assignments and operations kept in the database,
+//! with the same asynchronous shape as SSO Admin (operations settle after a delay).
+
+use super::{Assignment, AssignmentRecord, DeleteStart, OperationStatus, ProvisionError, Provisioner};
+use crate::clock::Clock;
+use crate::store::{new_id, Store};
+use async_trait::async_trait;
+use sqlx::Row;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct SimulatedProvisioner {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    delay: Duration,
+}
+
+impl SimulatedProvisioner {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, delay: Duration) -> Self {
+        Self { store, clock, delay }
+    }
+
+    async fn start(&self, kind: &str, a: &Assignment) -> Result<String, ProvisionError> {
+        let now = self.clock.now();
+        let id = new_id();
+        sqlx::query(
+            "INSERT INTO sim_operation (request_id, kind, account_id, permission_set_arn, principal_id, status,
+                 ready_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, 'IN_PROGRESS', $6, $7)",
+        )
+        .bind(&id)
+        .bind(kind)
+        .bind(&a.account_id)
+        .bind(&a.permission_set_arn)
+        .bind(&a.user_id)
+        .bind(now.plus(self.delay).millis())
+        .bind(now.millis())
+        .execute(self.store.pool())
+        .await
+        .map_err(transient)?;
+        Ok(id)
+    }
+
+    /// Settles the operation once its delay has passed, applying its effect exactly once.
+    async fn status(&self, kind: &str, request_id: &str) -> Result<OperationStatus, ProvisionError> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await.map_err(|e| transient(e.to_string()))?;
+        let row = sqlx::query(
+            "SELECT kind, account_id, permission_set_arn, principal_id, status, ready_at, failure_reason
+             FROM sim_operation WHERE request_id = $1",
+        )
+        .bind(request_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(transient)?
+        .ok_or_else(|| ProvisionError::Permanent(format!("unknown request id {request_id}")))?;
+        let get = |c: &str| row.try_get::<String, _>(c).map_err(transient);
+        if get("kind")? != kind {
+            return Err(ProvisionError::Permanent(format!(
+                "request {request_id} is not a {kind} operation"
+            )));
+        }
+        let status = get("status")?;
+        let ready_at: i64 = row.try_get("ready_at").map_err(transient)?;
+        let result = match status.as_str() {
+            "SUCCEEDED" => OperationStatus::Succeeded,
+            "FAILED" => OperationStatus::Failed(
+                row.try_get::<Option<String>, _>("failure_reason")
+                    .map_err(transient)?
+                    .unwrap_or_default(),
+            ),
+            _ if now.millis() < ready_at => OperationStatus::InProgress,
+            _ => {
+                let (account, ps, principal) =
+                    (get("account_id")?, get("permission_set_arn")?, get("principal_id")?);
+                let effect = if kind == "create" {
+                    "INSERT INTO sim_assignment (account_id, permission_set_arn, principal_id, created_at)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
+                } else {
+                    "DELETE FROM sim_assignment WHERE account_id = $1 AND permission_set_arn = $2
+                     AND principal_id = $3 AND $4 >= 0"
+                };
+                sqlx::query(effect)
+                    .bind(&account)
+                    .bind(&ps)
+                    .bind(&principal)
+                    .bind(now.millis())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(transient)?;
+                sqlx::query("UPDATE sim_operation SET status = 'SUCCEEDED' WHERE request_id = $1")
+                    .bind(request_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(transient)?;
+                OperationStatus::Succeeded
+            }
+        };
+        tx.commit().await.map_err(transient)?;
+        Ok(result)
+    }
+}
+
+fn transient(e: impl ToString) -> ProvisionError {
+    ProvisionError::Transient(e.to_string())
+}
+
+#[async_trait]
+impl Provisioner for SimulatedProvisioner {
+    fn name(&self) -> &'static str {
+        "simulated"
+    }
+
+    async fn assignment_exists(&self, a: &Assignment) -> Result<bool, ProvisionError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sim_assignment WHERE account_id = $1 AND permission_set_arn = $2
+             AND principal_id = $3",
+        )
+        .bind(&a.account_id)
+        .bind(&a.permission_set_arn)
+        .bind(&a.user_id)
+        .fetch_one(self.store.pool())
+        .await
+        .map_err(transient)?;
+        Ok(n > 0)
+    }
+
+    async fn start_create(&self, a: &Assignment) -> Result<String, ProvisionError> {
+        self.start("create", a).await
+    }
+
+    async fn creation_status(&self, request_id: &str) -> Result<OperationStatus, ProvisionError> {
+        self.status("create", request_id).await
+    }
+
+    async fn start_delete(&self, a: &Assignment) -> Result<DeleteStart, ProvisionError> {
+        if !self.assignment_exists(a).await? {
+            return Ok(DeleteStart::AlreadyGone);
+        }
+        self.start("delete", a).await.map(DeleteStart::Started)
+    }
+
+    async fn deletion_status(&self, request_id: &str) -> Result<OperationStatus, ProvisionError> {
+        self.status("delete", request_id).await
+    }
+
+    async fn list_assignments(&self) -> Result<Vec<AssignmentRecord>, ProvisionError> {
+        let rows = sqlx::query(
+            "SELECT account_id, permission_set_arn, principal_id, created_at FROM sim_assignment
+             ORDER BY account_id, permission_set_arn, principal_id",
+        )
+        .fetch_all(self.store.pool())
+        .await
+        .map_err(transient)?;
+        rows.iter()
+            .map(|r| {
+                Ok(AssignmentRecord {
+                    account_id: r.try_get("account_id").map_err(transient)?,
+                    permission_set_arn: r.try_get("permission_set_arn").map_err(transient)?,
+                    principal: r.try_get("principal_id").map_err(transient)?,
+                    created_at: Some(app::domain::Timestamp(
+                        r.try_get("created_at").map_err(transient)?,
+                    )),
+                })
+            })
+            .collect()
+    }
+}

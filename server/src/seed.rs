@@ -1,0 +1,157 @@
+//! Demo mode's catalog and personas: three accounts in two OUs, three permission sets,
+//! four entitlements with different policies, and four people to sign in as.
+
+use crate::lifecycle::Entitlement;
+use crate::store::{self, AccountRow, PermissionSetRow, Store};
+use anyhow::Result;
+use app::domain::{
+    AccountId, ApproverRule, OuId, PermissionSetArn, Policy, Principal, Target, TargetScope,
+    Timestamp,
+};
+
+pub const SANDBOX: &str = "111111111111";
+pub const STAGING: &str = "222222222222";
+pub const PRODUCTION: &str = "333333333333";
+pub const OU_SANDBOX: &str = "ou-demo-sandbox";
+pub const OU_WORKLOADS: &str = "ou-demo-workloads";
+pub const PS_ADMIN: &str = "arn:aws:sso:::permissionSet/ssoins-0000000000000000/ps-0000000000000001";
+pub const PS_READONLY: &str = "arn:aws:sso:::permissionSet/ssoins-0000000000000000/ps-0000000000000002";
+pub const PS_AUDIT: &str = "arn:aws:sso:::permissionSet/ssoins-0000000000000000/ps-0000000000000003";
+
+pub fn personas() -> Vec<Principal> {
+    let p = |name: &str, display: &str, groups: &[&str], manager: Option<&str>, admin: bool| Principal {
+        user_id: format!("demo|{name}"),
+        email: format!("{name}@example.com"),
+        display_name: display.into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        manager: manager.map(|m| format!("{m}@example.com")),
+        is_admin: admin,
+    };
+    vec![
+        p("alice", "Alice Employee", &["engineering"], Some("bob"), false),
+        p("bob", "Bob Manager", &["engineering", "engineering-leads"], None, false),
+        p("carol", "Carol Approver", &["cloud-approvers", "security"], None, false),
+        p("dana", "Dana Admin", &["portcullis-admins"], None, true),
+    ]
+}
+
+/// What each persona is for, shown on the demo sign-in page.
+pub fn persona_blurb(name: &str) -> &'static str {
+    match name {
+        "alice" => "Employee in engineering. Her manager is Bob.",
+        "bob" => "Alice's manager: approves production read-only.",
+        "carol" => "Cloud approver: approves production admin. In security.",
+        "dana" => "Portcullis admin: dashboard, grants, audit log.",
+        _ => "",
+    }
+}
+
+fn arn(s: &str) -> PermissionSetArn {
+    PermissionSetArn::parse(s).expect("demo ARNs are valid")
+}
+
+fn account(id: &str) -> TargetScope {
+    TargetScope::Account {
+        account_id: AccountId::parse(id).expect("demo account ids are valid"),
+    }
+}
+
+pub fn entitlements() -> Vec<Entitlement> {
+    let policy = |max_h: u64| Policy {
+        eligible_groups: vec!["engineering".into()],
+        eligible_users: vec![],
+        approvers: ApproverRule::default(),
+        approvals_required: 1,
+        max_duration_secs: max_h * 3600,
+        default_duration_secs: 3600,
+        require_ticket: false,
+        auto_approve: false,
+        break_glass: false,
+        decision_timeout_secs: 24 * 3600,
+    };
+    vec![
+        Entitlement {
+            id: "sandbox-admin".into(),
+            name: "Sandbox administrator".into(),
+            description: "Full access to the sandbox account, for experiments.".into(),
+            targets: vec![Target { scope: account(SANDBOX), permission_set_arn: arn(PS_ADMIN) }],
+            policy: Policy { auto_approve: true, ..policy(4) },
+        },
+        Entitlement {
+            id: "prod-readonly".into(),
+            name: "Production read-only".into(),
+            description: "Read-only access to production, to investigate incidents.".into(),
+            targets: vec![Target { scope: account(PRODUCTION), permission_set_arn: arn(PS_READONLY) }],
+            policy: Policy {
+                approvers: ApproverRule { manager: true, ..Default::default() },
+                ..policy(8)
+            },
+        },
+        Entitlement {
+            id: "prod-admin".into(),
+            name: "Production administrator".into(),
+            description: "Administrator on production, for changes under an approved change ticket.".into(),
+            targets: vec![Target { scope: account(PRODUCTION), permission_set_arn: arn(PS_ADMIN) }],
+            policy: Policy {
+                approvers: ApproverRule { groups: vec!["cloud-approvers".into()], ..Default::default() },
+                require_ticket: true,
+                ..policy(2)
+            },
+        },
+        Entitlement {
+            id: "security-audit".into(),
+            name: "Security audit of workloads".into(),
+            description: "SecurityAudit on every account in the Workloads OU.".into(),
+            targets: vec![Target {
+                scope: TargetScope::Ou { ou_id: OuId::parse(OU_WORKLOADS).expect("valid") },
+                permission_set_arn: arn(PS_AUDIT),
+            }],
+            policy: Policy {
+                eligible_groups: vec!["security".into()],
+                approvers: ApproverRule { groups: vec!["portcullis-admins".into()], ..Default::default() },
+                ..policy(8)
+            },
+        },
+    ]
+}
+
+/// Writes the demo catalog and personas; safe to run at every start.
+pub async fn seed_demo(store: &Store, now: Timestamp) -> Result<()> {
+    let mut tx = store.begin().await?;
+    let accounts = [
+        (SANDBOX, "sandbox", OU_SANDBOX),
+        (STAGING, "staging", OU_WORKLOADS),
+        (PRODUCTION, "production", OU_WORKLOADS),
+    ];
+    for (id, name, ou) in accounts {
+        let row = AccountRow {
+            account_id: id.into(),
+            name: name.into(),
+            ou_id: ou.into(),
+            ou_path: format!("/r-demo/{ou}/"),
+        };
+        store::upsert_account(&mut tx, &row, now).await?;
+    }
+    let sets = [
+        (PS_ADMIN, "AdministratorAccess", "Full administrator", 3600),
+        (PS_READONLY, "ReadOnlyAccess", "Read everything, change nothing", 4 * 3600),
+        (PS_AUDIT, "SecurityAudit", "Read security configuration", 2 * 3600),
+    ];
+    for (arn, name, description, secs) in sets {
+        let row = PermissionSetRow {
+            permission_set_arn: arn.into(),
+            name: name.into(),
+            description: description.into(),
+            session_duration_secs: secs,
+        };
+        store::upsert_permission_set(&mut tx, &row, now).await?;
+    }
+    for e in entitlements() {
+        store::upsert_entitlement(&mut tx, &e.to_row()?, now).await?;
+    }
+    for p in personas() {
+        store::upsert_user(&mut tx, &p, now).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

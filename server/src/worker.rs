@@ -1,0 +1,647 @@
+//! The background worker: claims due jobs from the durable job table and carries them out.
+//!
+//! [`Worker::step`] runs one job and is public, so tests and benchmarks drive the worker
+//! deterministically with an injected clock. [`Worker::run`] loops, sleeping until the next
+//! job falls due or until woken because a job was added.
+
+use crate::clock::Clock;
+use crate::lifecycle::{self, Actor, Event};
+use crate::mailer::Mailer;
+use crate::notify;
+use crate::provisioner::{Assignment, DeleteStart, OperationStatus, Provisioner};
+use crate::store::{self, GrantRow, GrantUpdate, JobKind, JobRow, Store};
+use anyhow::{Context, Result};
+use app::domain::{GrantEvent, GrantStatus, RequestEvent, RequestStatus, Timestamp};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+use tracing::Instrument;
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct WorkerSettings {
+    /// How long a claimed job is reserved before another worker may take it over.
+    pub lease_secs: u64,
+    /// Longest sleep when nothing is due (a safety net; adds wake the worker at once).
+    pub max_idle_secs: u64,
+    /// Pause between status polls of an AWS operation in flight.
+    pub poll_interval_ms: u64,
+    pub backoff_base_ms: u64,
+    pub backoff_cap_secs: u64,
+    /// Failures of one job before admins are alerted (revocations keep retrying after).
+    pub alert_after_failures: u32,
+    /// An AWS operation still in progress after this long raises an alert.
+    pub stuck_after_secs: u64,
+    /// Mail delivery attempts before a message is parked for admins.
+    pub mail_max_attempts: u32,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            lease_secs: 60,
+            max_idle_secs: 30,
+            poll_interval_ms: 1000,
+            backoff_base_ms: 1000,
+            backoff_cap_secs: 300,
+            alert_after_failures: 5,
+            stuck_after_secs: 600,
+            mail_max_attempts: 8,
+        }
+    }
+}
+
+impl WorkerSettings {
+    /// Capped exponential backoff: base * 2^(attempt-1), at most the cap.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(1).min(30);
+        let ms = self.backoff_base_ms.saturating_mul(1u64 << exp);
+        Duration::from_millis(ms).min(Duration::from_secs(self.backoff_cap_secs))
+    }
+}
+
+enum Outcome {
+    Done,
+    Again(Timestamp),
+}
+
+pub struct Worker {
+    id: String,
+    store: Store,
+    provisioner: Arc<dyn Provisioner>,
+    mailer: Arc<dyn Mailer>,
+    clock: Arc<dyn Clock>,
+    wake: Arc<Notify>,
+    settings: WorkerSettings,
+    public_url: String,
+}
+
+impl Worker {
+    pub fn new(
+        store: Store,
+        provisioner: Arc<dyn Provisioner>,
+        mailer: Arc<dyn Mailer>,
+        clock: Arc<dyn Clock>,
+        wake: Arc<Notify>,
+        settings: WorkerSettings,
+        public_url: String,
+    ) -> Self {
+        Self {
+            id: format!("worker-{}", &store::new_id()[..8]),
+            store,
+            provisioner,
+            mailer,
+            clock,
+            wake,
+            settings,
+            public_url,
+        }
+    }
+
+    /// Claims and runs one due job. Returns whether there was one.
+    pub async fn step(&self) -> Result<bool> {
+        let now = self.clock.now();
+        let lease = Duration::from_secs(self.settings.lease_secs);
+        let Some(job) = store::claim_job(&self.store, &self.id, now, lease).await? else {
+            return Ok(false);
+        };
+        let span = tracing::info_span!("job", kind = %job.kind, subject = %job.subject_id, attempts = job.attempts);
+        let outcome = self.run_job(&job, now).instrument(span).await;
+        let mut conn = self.store.conn().await?;
+        match outcome {
+            Ok(Outcome::Done) => store::delete_job(&mut conn, &job.job_id).await?,
+            Ok(Outcome::Again(at)) => store::reschedule_job(&mut conn, &job.job_id, at, None).await?,
+            Err(e) => {
+                let attempt = u32::try_from(job.attempts + 1).unwrap_or(u32::MAX);
+                let delay = self.settings.backoff(attempt);
+                tracing::warn!(error = format!("{e:#}"), attempt, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
+                let message = format!("{e:#}");
+                store::reschedule_job(&mut conn, &job.job_id, now.plus(delay), Some(&message)).await?;
+                if attempt >= self.settings.alert_after_failures && job.alerted == 0 {
+                    let mut tx = self.store.begin().await?;
+                    store::raise_alert(
+                        &mut tx,
+                        &format!("{}_failing", job.kind),
+                        &job.subject_id,
+                        &format!("{} for {} failed {attempt} times; still retrying. Last error: {message}", job.kind, job.subject_id),
+                        now,
+                    )
+                    .await?;
+                    store::mark_job_alerted(&mut tx, &job.job_id).await?;
+                    tx.commit().await?;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Runs every job that is due now (tests and benchmarks).
+    pub async fn drain(&self) -> Result<usize> {
+        let mut n = 0;
+        while self.step().await? {
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The worker loop. Errors are logged and the loop goes on; it stops when `shutdown` flips.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        tracing::info!(worker = %self.id, provisioner = self.provisioner.name(), "worker started");
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            match self.step().await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "worker step failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+            let sleep = self.until_next_due().await;
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = self.wake.notified() => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        tracing::info!(worker = %self.id, "worker stopped");
+    }
+
+    async fn until_next_due(&self) -> Duration {
+        let max = Duration::from_secs(self.settings.max_idle_secs);
+        let next = match self.store.conn().await {
+            Ok(mut conn) => store::next_job_due(&mut conn).await.ok().flatten(),
+            Err(_) => None,
+        };
+        match next {
+            Some(at) => self.clock.now().until(at).min(max),
+            None => max,
+        }
+    }
+
+    async fn run_job(&self, job: &JobRow, now: Timestamp) -> Result<Outcome> {
+        match JobKind::parse(&job.kind) {
+            Some(JobKind::Provision) => self.provision(&job.subject_id, now).await,
+            Some(JobKind::Deprovision) => self.deprovision(&job.subject_id, now).await,
+            Some(JobKind::DecisionTimeout) => self.decision_timeout(&job.subject_id, now).await,
+            Some(JobKind::DeliverMail) => self.deliver_mail(job, now).await,
+            None => anyhow::bail!("unknown job kind {:?}", job.kind),
+        }
+    }
+
+    fn poll_again(&self, now: Timestamp) -> Outcome {
+        Outcome::Again(now.plus(Duration::from_millis(self.settings.poll_interval_ms)))
+    }
+
+    async fn assignment_for(&self, g: &GrantRow) -> Result<Assignment> {
+        let mut conn = self.store.conn().await?;
+        let user = store::get_user(&mut conn, &g.principal_id)
+            .await?
+            .with_context(|| format!("grant {} has no user", g.access_grant_id))?;
+        Ok(Assignment {
+            account_id: g.account_id.clone(),
+            permission_set_arn: g.permission_set_arn.clone(),
+            user_id: g.principal_id.clone(),
+            user_name: user.email,
+        })
+    }
+
+    // ------------------------------------------------------------ provisioning
+
+    async fn provision(&self, grant_id: &str, now: Timestamp) -> Result<Outcome> {
+        let grant = {
+            let mut conn = self.store.conn().await?;
+            store::get_grant(&mut conn, grant_id).await?
+        };
+        let Some(grant) = grant else { return Ok(Outcome::Done) };
+        match grant.status()? {
+            GrantStatus::Scheduled => self.start_provisioning(grant, now).await,
+            GrantStatus::Provisioning => self.poll_creation(grant, now).await,
+            // Active, ending or over: nothing left to provision.
+            _ => Ok(Outcome::Done),
+        }
+    }
+
+    async fn start_provisioning(&self, grant: GrantRow, now: Timestamp) -> Result<Outcome> {
+        let id = grant.access_grant_id.clone();
+        let mut tx = self.store.begin().await?;
+        store::lock_assignment(&mut tx, &grant).await?;
+        let Some(grant) = store::get_grant(&mut tx, &id).await? else { return Ok(Outcome::Done) };
+        if grant.status()? != GrantStatus::Scheduled {
+            return Ok(Outcome::Done);
+        }
+        if now.millis() >= grant.ends_at {
+            self.settle(&mut tx, &grant, GrantEvent::Discarded, "grant.expired_unprovisioned",
+                "its time was over before it could be provisioned".into(), None, now).await?;
+            tx.commit().await?;
+            return Ok(Outcome::Done);
+        }
+        // Invariant 5: eligibility again at grant time, against the latest claims.
+        let request = store::get_request(&mut tx, &grant.access_request_id).await?.context("grant without request")?;
+        let requester = store::get_user(&mut tx, &request.requester_id).await?.context("request without user")?;
+        let entitlement = lifecycle::load_entitlement(&mut tx, &request.entitlement_id).await?.context("request without entitlement")?;
+        if !entitlement.policy.is_eligible(&requester) {
+            let reason = format!(
+                "{} is no longer eligible for {} (their groups changed since the request)",
+                requester.display_name, entitlement.name
+            );
+            self.settle(&mut tx, &grant, GrantEvent::CreationFailed, "grant.refused_ineligible", reason.clone(), Some(&reason), now).await?;
+            tx.commit().await?;
+            return Ok(Outcome::Done);
+        }
+        // Wait while a delete of the same assignment is decided or in flight.
+        if !store::siblings_in(&mut tx, &grant, &[GrantStatus::Deprovisioning]).await?.is_empty() {
+            tx.commit().await?;
+            return Ok(self.poll_again(now));
+        }
+        // Another live grant already holds the assignment: share it (invariant 3's other half).
+        let holders = store::siblings_in(&mut tx, &grant, &[GrantStatus::Active]).await?;
+        if let Some(holder) = holders.first() {
+            let detail = format!("assignment already in place (shared with grant {})", holder.access_grant_id);
+            self.settle(&mut tx, &grant, GrantEvent::CreationSucceeded, "grant.activated", detail, None, now).await?;
+            tx.commit().await?;
+            return Ok(Outcome::Done);
+        }
+        if !store::siblings_in(&mut tx, &grant, &[GrantStatus::Provisioning]).await?.is_empty() {
+            // Another grant is creating it right now: share once it exists.
+            tx.commit().await?;
+            return Ok(self.poll_again(now));
+        }
+        // Claim the creation before calling AWS, so a crash after the call resumes it.
+        let next = GrantStatus::Scheduled.apply(GrantEvent::ProvisionStarted)?;
+        store::update_grant(&mut tx, &id, GrantUpdate { status: next, operation_id: None, operation_started_at: Some(now), failure_reason: None }, now).await?;
+        tx.commit().await?;
+        self.create_assignment(grant, now).await
+    }
+
+    /// Starts the AWS creation for a grant in `provisioning` without an operation id.
+    async fn create_assignment(&self, grant: GrantRow, now: Timestamp) -> Result<Outcome> {
+        let a = self.assignment_for(&grant).await?;
+        // AWS may keep duplicates: never create what is already there (a crash between
+        // our create call and recording it lands here).
+        if self.provisioner.assignment_exists(&a).await? {
+            let mut tx = self.store.begin().await?;
+            self.settle(&mut tx, &grant, GrantEvent::CreationSucceeded, "grant.activated",
+                "assignment already existed in AWS".into(), None, now).await?;
+            tx.commit().await?;
+            return Ok(Outcome::Done);
+        }
+        let op = self.provisioner.start_create(&a).await?;
+        let mut tx = self.store.begin().await?;
+        store::update_grant(&mut tx, &grant.access_grant_id, GrantUpdate { status: GrantStatus::Provisioning, operation_id: Some(&op), operation_started_at: Some(now), failure_reason: None }, now).await?;
+        lifecycle::audit(&mut tx, &Actor::system(), Event {
+            action: "grant.provisioning",
+            person_id: Some(&grant.principal_id),
+            subject_kind: "grant",
+            subject_id: &grant.access_grant_id,
+            entitlement_id: None,
+            detail: format!("CreateAccountAssignment {} on {} started (request {op})", grant.permission_set_arn, grant.account_id),
+        }, now).await?;
+        tx.commit().await?;
+        Ok(self.poll_again(now))
+    }
+
+    async fn poll_creation(&self, grant: GrantRow, now: Timestamp) -> Result<Outcome> {
+        let Some(op) = grant.operation_id.clone() else {
+            return self.create_assignment(grant, now).await;
+        };
+        match self.provisioner.creation_status(&op).await? {
+            OperationStatus::InProgress => {
+                self.alert_if_stuck(&grant, now).await?;
+                Ok(self.poll_again(now))
+            }
+            OperationStatus::Succeeded => {
+                let mut tx = self.store.begin().await?;
+                self.settle(&mut tx, &grant, GrantEvent::CreationSucceeded, "grant.activated",
+                    format!("AWS reported the creation SUCCEEDED (request {op})"), None, now).await?;
+                tx.commit().await?;
+                Ok(Outcome::Done)
+            }
+            OperationStatus::Failed(reason) => {
+                let mut tx = self.store.begin().await?;
+                let message = format!("AWS reported the creation FAILED: {reason}");
+                self.settle(&mut tx, &grant, GrantEvent::CreationFailed, "grant.failed", message.clone(), Some(&message), now).await?;
+                store::raise_alert(&mut tx, "provisioning_failed", &grant.access_grant_id, &message, now).await?;
+                tx.commit().await?;
+                Ok(Outcome::Done)
+            }
+        }
+    }
+
+    async fn alert_if_stuck(&self, grant: &GrantRow, now: Timestamp) -> Result<()> {
+        let started = grant.operation_started_at.unwrap_or(now.millis());
+        let stuck = Duration::from_secs(self.settings.stuck_after_secs);
+        if now.millis() - started >= stuck.as_millis() as i64
+            && now.millis() - started < (stuck.as_millis() + self.settings.poll_interval_ms as u128) as i64
+        {
+            let mut conn = self.store.conn().await?;
+            store::raise_alert(&mut conn, "operation_stuck", &grant.access_grant_id,
+                &format!("AWS operation {} for grant {} is still IN_PROGRESS after {}s", grant.operation_id.as_deref().unwrap_or("?"), grant.access_grant_id, stuck.as_secs()), now).await?;
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ revocation
+
+    async fn deprovision(&self, grant_id: &str, now: Timestamp) -> Result<Outcome> {
+        let grant = {
+            let mut conn = self.store.conn().await?;
+            store::get_grant(&mut conn, grant_id).await?
+        };
+        let Some(grant) = grant else { return Ok(Outcome::Done) };
+        match grant.status()? {
+            GrantStatus::Scheduled => {
+                let mut tx = self.store.begin().await?;
+                self.settle(&mut tx, &grant, GrantEvent::Discarded, "grant.discarded",
+                    "ended before it was provisioned".into(), None, now).await?;
+                tx.commit().await?;
+                Ok(Outcome::Done)
+            }
+            // Let the creation settle first; then this job removes it.
+            GrantStatus::Provisioning => Ok(self.poll_again(now)),
+            GrantStatus::Active if now.millis() < grant.ends_at => Ok(Outcome::Again(Timestamp(grant.ends_at))),
+            GrantStatus::Active => self.start_deprovisioning(grant, now).await,
+            GrantStatus::Deprovisioning => self.poll_deletion(grant, now).await,
+            GrantStatus::Revoked | GrantStatus::Failed => Ok(Outcome::Done),
+        }
+    }
+
+    async fn start_deprovisioning(&self, grant: GrantRow, now: Timestamp) -> Result<Outcome> {
+        let id = grant.access_grant_id.clone();
+        let mut tx = self.store.begin().await?;
+        store::lock_assignment(&mut tx, &grant).await?;
+        let Some(grant) = store::get_grant(&mut tx, &id).await? else { return Ok(Outcome::Done) };
+        if grant.status()? != GrantStatus::Active {
+            return Ok(Outcome::Done);
+        }
+        // Invariant 3: keep the assignment while another live grant covers it.
+        let others = store::other_live_covering(&mut tx, &grant, now).await?;
+        if !others.is_empty() {
+            let ids: Vec<&str> = others.iter().map(|g| g.access_grant_id.as_str()).collect();
+            self.settle(&mut tx, &grant, GrantEvent::DeletionSucceeded, "grant.revoked",
+                format!("{}; assignment kept for grant(s) {}", self.end_reason(&grant), ids.join(", ")), None, now).await?;
+            tx.commit().await?;
+            return Ok(Outcome::Done);
+        }
+        let next = GrantStatus::Active.apply(GrantEvent::DeprovisionStarted)?;
+        store::update_grant(&mut tx, &id, GrantUpdate { status: next, operation_id: None, operation_started_at: Some(now), failure_reason: None }, now).await?;
+        tx.commit().await?;
+        self.delete_assignment(grant, now).await
+    }
+
+    async fn delete_assignment(&self, grant: GrantRow, now: Timestamp) -> Result<Outcome> {
+        let a = self.assignment_for(&grant).await?;
+        match self.provisioner.start_delete(&a).await? {
+            DeleteStart::AlreadyGone => {
+                let mut tx = self.store.begin().await?;
+                self.settle(&mut tx, &grant, GrantEvent::DeletionSucceeded, "grant.revoked",
+                    format!("{}; the assignment was already gone from AWS", self.end_reason(&grant)), None, now).await?;
+                tx.commit().await?;
+                Ok(Outcome::Done)
+            }
+            DeleteStart::Started(op) => {
+                let mut tx = self.store.begin().await?;
+                store::update_grant(&mut tx, &grant.access_grant_id, GrantUpdate { status: GrantStatus::Deprovisioning, operation_id: Some(&op), operation_started_at: Some(now), failure_reason: None }, now).await?;
+                lifecycle::audit(&mut tx, &Actor::system(), Event {
+                    action: "grant.deprovisioning",
+                    person_id: Some(&grant.principal_id),
+                    subject_kind: "grant",
+                    subject_id: &grant.access_grant_id,
+                    entitlement_id: None,
+                    detail: format!("DeleteAccountAssignment {} on {} started (request {op})", grant.permission_set_arn, grant.account_id),
+                }, now).await?;
+                tx.commit().await?;
+                Ok(self.poll_again(now))
+            }
+        }
+    }
+
+    async fn poll_deletion(&self, grant: GrantRow, now: Timestamp) -> Result<Outcome> {
+        let Some(op) = grant.operation_id.clone() else {
+            return self.delete_assignment(grant, now).await;
+        };
+        match self.provisioner.deletion_status(&op).await? {
+            OperationStatus::InProgress => {
+                self.alert_if_stuck(&grant, now).await?;
+                Ok(self.poll_again(now))
+            }
+            OperationStatus::Succeeded => {
+                let mut tx = self.store.begin().await?;
+                self.settle(&mut tx, &grant, GrantEvent::DeletionSucceeded, "grant.revoked",
+                    format!("{}; AWS reported the deletion SUCCEEDED (request {op})", self.end_reason(&grant)), None, now).await?;
+                tx.commit().await?;
+                Ok(Outcome::Done)
+            }
+            OperationStatus::Failed(reason) => {
+                // Invariant 4: never give up. Forget the failed operation and start over.
+                let mut conn = self.store.conn().await?;
+                store::update_grant(&mut conn, &grant.access_grant_id, GrantUpdate { status: GrantStatus::Deprovisioning, operation_id: None, operation_started_at: Some(now), failure_reason: Some(&reason) }, now).await?;
+                anyhow::bail!("AWS reported the deletion FAILED: {reason}")
+            }
+        }
+    }
+
+    fn end_reason(&self, g: &GrantRow) -> String {
+        match &g.ended_by {
+            Some(by) => format!("ended early by {by}"),
+            None => "its time was up".into(),
+        }
+    }
+
+    /// Applies a grant event, audits it, updates the request, tells the people concerned,
+    /// and drops jobs that no longer have anything to do.
+    #[allow(clippy::too_many_arguments)]
+    async fn settle(
+        &self,
+        tx: &mut store::Tx,
+        grant: &GrantRow,
+        event: GrantEvent,
+        action: &str,
+        detail: String,
+        failure: Option<&str>,
+        now: Timestamp,
+    ) -> Result<()> {
+        let from = grant.status()?;
+        let to = from.apply(event)?;
+        store::update_grant(tx, &grant.access_grant_id, GrantUpdate { status: to, operation_id: None, operation_started_at: None, failure_reason: failure }, now).await?;
+        let request = store::get_request(tx, &grant.access_request_id).await?.context("grant without request")?;
+        lifecycle::audit(tx, &Actor::system(), Event {
+            action,
+            person_id: Some(&grant.principal_id),
+            subject_kind: "grant",
+            subject_id: &grant.access_grant_id,
+            entitlement_id: Some(&request.entitlement_id),
+            detail,
+        }, now).await?;
+        if !to.is_live() {
+            store::delete_jobs_for(tx, &grant.access_grant_id, JobKind::Provision).await?;
+        }
+        if to == GrantStatus::Failed {
+            // Nothing was created: there is nothing to revoke.
+            store::delete_jobs_for(tx, &grant.access_grant_id, JobKind::Deprovision).await?;
+        }
+        if let Some((_, req_to)) = lifecycle::sync_request(tx, &grant.access_request_id, now).await? {
+            lifecycle::audit(tx, &Actor::system(), Event {
+                action: &format!("request.{}", req_to.as_str()),
+                person_id: Some(&request.requester_id),
+                subject_kind: "request",
+                subject_id: &request.access_request_id,
+                entitlement_id: Some(&request.entitlement_id),
+                detail: format!("after grant {} became {}", grant.access_grant_id, to),
+            }, now).await?;
+        }
+        self.tell(tx, grant, &request, to, failure, now).await
+    }
+
+    async fn tell(
+        &self,
+        tx: &mut store::Tx,
+        grant: &GrantRow,
+        request: &store::RequestRow,
+        status: GrantStatus,
+        failure: Option<&str>,
+        now: Timestamp,
+    ) -> Result<()> {
+        let Some(user) = store::get_user(tx, &grant.principal_id).await? else { return Ok(()) };
+        let (account_name, ps_name, tail) = describe_target(tx, grant).await?;
+        let entitlement = store::get_entitlement(tx, &request.entitlement_id).await?.map(|e| e.name).unwrap_or_default();
+        let target = format!("{ps_name} on {account_name} ({})", grant.account_id);
+        let ends = Timestamp(grant.ends_at).format_utc();
+        let link = format!("{}/requests", self.public_url);
+        let (subject, intro) = match status {
+            GrantStatus::Active => (
+                format!("Access granted: {target}"),
+                format!("Your access to {target} ({entitlement}) is active until {ends}. Sessions you open stay valid for up to {tail} after that: AWS does not end open sessions when an assignment is deleted."),
+            ),
+            GrantStatus::Revoked => (
+                format!("Access ended: {target}"),
+                format!("Your access to {target} ({entitlement}) has ended ({}).", self.end_reason(grant)),
+            ),
+            GrantStatus::Failed => (
+                format!("Access could not be granted: {target}"),
+                format!("Your access to {target} ({entitlement}) could not be granted. {}", failure.unwrap_or("")),
+            ),
+            _ => return Ok(()),
+        };
+        let mail = notify::compose(subject, &intro, &[("Account", &target), ("Ends", &ends)], ("Open My access", &link));
+        notify::queue(tx, &user.email, &mail, now).await?;
+        if status == GrantStatus::Failed {
+            for admin in notify::admins(tx).await? {
+                let mail = notify::compose(
+                    format!("Provisioning failed: {target} for {}", user.display_name),
+                    &format!("Granting {target} to {} failed. {}", user.display_name, failure.unwrap_or("")),
+                    &[("Grant", &grant.access_grant_id)],
+                    ("Open the admin dashboard", &format!("{}/admin", self.public_url)),
+                );
+                notify::queue(tx, &admin.email, &mail, now).await?;
+            }
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ requests and mail
+
+    async fn decision_timeout(&self, request_id: &str, now: Timestamp) -> Result<Outcome> {
+        let mut tx = self.store.begin().await?;
+        let Some(request) = store::lock_request(&mut tx, request_id).await? else { return Ok(Outcome::Done) };
+        if request.status()? != RequestStatus::Pending {
+            return Ok(Outcome::Done);
+        }
+        if now.millis() < request.decision_due_at {
+            return Ok(Outcome::Again(Timestamp(request.decision_due_at)));
+        }
+        let to = RequestStatus::Pending.apply(RequestEvent::DecisionTimeout)?;
+        store::set_request_status(&mut tx, request_id, to, now).await?;
+        lifecycle::audit(&mut tx, &Actor::system(), Event {
+            action: "request.timed_out",
+            person_id: Some(&request.requester_id),
+            subject_kind: "request",
+            subject_id: request_id,
+            entitlement_id: Some(&request.entitlement_id),
+            detail: "no decision before the deadline".into(),
+        }, now).await?;
+        if let Some(user) = store::get_user(&mut tx, &request.requester_id).await? {
+            let name = store::get_entitlement(&mut tx, &request.entitlement_id).await?.map(|e| e.name).unwrap_or_default();
+            let mail = notify::compose(
+                format!("Request timed out: {name}"),
+                &format!("Nobody decided your request for {name} in time. You can ask again."),
+                &[("Justification", &request.justification)],
+                ("Request access", &format!("{}/", self.public_url)),
+            );
+            notify::queue(&mut tx, &user.email, &mail, now).await?;
+        }
+        tx.commit().await?;
+        Ok(Outcome::Done)
+    }
+
+    async fn deliver_mail(&self, job: &JobRow, now: Timestamp) -> Result<Outcome> {
+        let mail = {
+            let mut conn = self.store.conn().await?;
+            store::get_mail(&mut conn, &job.subject_id).await?
+        };
+        let Some(mail) = mail else { return Ok(Outcome::Done) };
+        if mail.status == "sent" || mail.status == "parked" {
+            return Ok(Outcome::Done);
+        }
+        {
+            // Record the attempt before sending: a crash mid-send is visible, and resends.
+            let mut conn = self.store.conn().await?;
+            sqlx::query("UPDATE outbox SET status = 'sending' WHERE outbox_id = $1")
+                .bind(&mail.outbox_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        let result = self.mailer.send(&mail.recipient, &mail.subject, &mail.body_text, &mail.body_html).await;
+        let mut conn = self.store.conn().await?;
+        match result {
+            Ok(()) => {
+                store::set_mail_status(&mut conn, &mail.outbox_id, "sent", None, now).await?;
+                Ok(Outcome::Done)
+            }
+            Err(e) if mail.attempts + 1 >= i64::from(self.settings.mail_max_attempts) => {
+                store::set_mail_status(&mut conn, &mail.outbox_id, "parked", Some(&e.to_string()), now).await?;
+                store::raise_alert(&mut conn, "mail_parked", &mail.outbox_id,
+                    &format!("mail to {} parked after {} attempts: {e}", mail.recipient, mail.attempts + 1), now).await?;
+                Ok(Outcome::Done)
+            }
+            Err(e) => {
+                store::set_mail_status(&mut conn, &mail.outbox_id, "pending", Some(&e.to_string()), now).await?;
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// Account name, permission set name and session duration, for messages and views.
+pub async fn describe_target(
+    conn: &mut sqlx::AnyConnection,
+    g: &GrantRow,
+) -> Result<(String, String, String)> {
+    let account = store::get_account(conn, &g.account_id).await?;
+    let ps = store::get_permission_set(conn, &g.permission_set_arn).await?;
+    Ok((
+        account.map(|a| a.name).unwrap_or_else(|| g.account_id.clone()),
+        ps.as_ref().map(|p| p.name.clone()).unwrap_or_else(|| g.permission_set_arn.clone()),
+        ps.map(|p| app::domain::time::format_duration(Duration::from_secs(p.session_duration_secs as u64)))
+            .unwrap_or_else(|| "1h".into()),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_exponential() {
+        let s = WorkerSettings { backoff_base_ms: 1000, backoff_cap_secs: 60, ..Default::default() };
+        assert_eq!(s.backoff(1), Duration::from_secs(1));
+        assert_eq!(s.backoff(2), Duration::from_secs(2));
+        assert_eq!(s.backoff(5), Duration::from_secs(16));
+        assert_eq!(s.backoff(7), Duration::from_secs(60));
+        assert_eq!(s.backoff(500), Duration::from_secs(60));
+    }
+}
