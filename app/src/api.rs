@@ -123,6 +123,18 @@ pub struct AdminOverview {
     pub grants: Vec<GrantView>,
     pub alerts: Vec<AlertView>,
     pub worker: WorkerHealth,
+    /// Mail the worker gave up on; an admin can resend it.
+    pub parked_mail: Vec<ParkedMailView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ParkedMailView {
+    pub id: String,
+    pub to: String,
+    pub subject: String,
+    pub attempts: i64,
+    pub last_error: String,
+    pub created_at: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -244,6 +256,11 @@ pub async fn audit_log(filter: AuditFilter) -> Result<Vec<AuditView>, AppError> 
 #[server]
 pub async fn aws_assignments() -> Result<Vec<AssignmentView>, AppError> {
     portal()?.aws_assignments(&caller()?).await
+}
+
+#[server]
+pub async fn resend_mail(mail_id: String) -> Result<(), AppError> {
+    portal()?.resend_mail(&caller()?, &mail_id).await
 }
 
 #[server]

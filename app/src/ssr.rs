@@ -17,7 +17,10 @@ pub struct Session {
 /// The use cases the pages need. Every method checks the caller's rights itself.
 #[async_trait::async_trait]
 pub trait Portal: Send + Sync + 'static {
-    async fn eligible_entitlements(&self, who: &Principal) -> Result<Vec<EntitlementCard>, AppError>;
+    async fn eligible_entitlements(
+        &self,
+        who: &Principal,
+    ) -> Result<Vec<EntitlementCard>, AppError>;
     async fn create_request(
         &self,
         who: &Principal,
@@ -37,9 +40,15 @@ pub trait Portal: Send + Sync + 'static {
     ) -> Result<(), AppError>;
     async fn admin_overview(&self, who: &Principal) -> Result<AdminOverview, AppError>;
     async fn revoke_grant(&self, who: &Principal, grant_id: &str) -> Result<(), AppError>;
-    async fn audit_log(&self, who: &Principal, filter: AuditFilter) -> Result<Vec<AuditView>, AppError>;
+    async fn audit_log(
+        &self,
+        who: &Principal,
+        filter: AuditFilter,
+    ) -> Result<Vec<AuditView>, AppError>;
     async fn aws_assignments(&self, who: &Principal) -> Result<Vec<AssignmentView>, AppError>;
     async fn outbox(&self, who: &Principal) -> Result<Vec<MailView>, AppError>;
+    /// Puts a parked message back in line for delivery (admins only, audited).
+    async fn resend_mail(&self, who: &Principal, mail_id: &str) -> Result<(), AppError>;
 }
 
 pub type SharedPortal = Arc<dyn Portal>;

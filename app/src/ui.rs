@@ -329,7 +329,11 @@ fn RequestTable(
     if requests.is_empty() {
         return view! { <p class="empty">"No requests yet."</p> }.into_any();
     }
-    let row_testid = if cancel.is_some() { "request-row" } else { "admin-request-row" };
+    let row_testid = if cancel.is_some() {
+        "request-row"
+    } else {
+        "admin-request-row"
+    };
     view! {
         <table>
             <thead>
@@ -642,11 +646,16 @@ fn AdminNav() -> impl IntoView {
 #[component]
 fn AdminPage() -> impl IntoView {
     let revoke = ServerAction::<RevokeGrant>::new();
-    let data = Resource::new(move || revoke.version().get(), |_| load_admin_overview());
+    let resend = ServerAction::<ResendMail>::new();
+    let data = Resource::new(
+        move || (revoke.version().get(), resend.version().get()),
+        |_| load_admin_overview(),
+    );
     view! {
         <Title text="Admin · Portcullis" />
         <h1>"Admin"</h1>
         {action_error(revoke.value())}
+        {action_error(resend.value())}
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
@@ -682,6 +691,8 @@ fn AdminPage() -> impl IntoView {
                                         </ul>
                                     }
                                 })}
+                            {(!o.parked_mail.is_empty())
+                                .then(|| view! { <ParkedMail mail=o.parked_mail resend /> })}
                             <h2>"Live grants"</h2>
                             <GrantTable grants=o.grants mine=false end=None revoke=Some(revoke) />
                             <h2>"All requests"</h2>
@@ -693,6 +704,52 @@ fn AdminPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+    }
+}
+
+/// Messages the worker gave up on, each with a Resend button.
+#[component]
+fn ParkedMail(mail: Vec<ParkedMailView>, resend: ServerAction<ResendMail>) -> impl IntoView {
+    view! {
+        <h2>"Parked mail"</h2>
+        <table>
+            <thead>
+                <tr>
+                    <th>"To"</th>
+                    <th>"Subject"</th>
+                    <th>"Attempts"</th>
+                    <th>"Last error"</th>
+                    <th></th>
+                </tr>
+            </thead>
+            <tbody>
+                {mail
+                    .into_iter()
+                    .map(|m| {
+                        let id = m.id.clone();
+                        view! {
+                            <tr data-testid="parked-mail" data-mail-id=m.id>
+                                <td>{m.to}</td>
+                                <td>
+                                    {m.subject}
+                                    <span class="muted">" " {m.created_at}</span>
+                                </td>
+                                <td>{m.attempts}</td>
+                                <td class="muted">{m.last_error}</td>
+                                <td>
+                                    <ActionForm action=resend>
+                                        <input type="hidden" name="mail_id" value=id />
+                                        <button type="submit" class="secondary" data-testid="resend-mail">
+                                            "Resend"
+                                        </button>
+                                    </ActionForm>
+                                </td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
     }
 }
 

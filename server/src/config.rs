@@ -1,6 +1,7 @@
 //! Configuration: defaults, then a TOML file (`--config`), then `PORTCULLIS_` environment
 //! variables with `__` between nested keys (`PORTCULLIS_WORKER__LEASE_SECS=30`).
 
+use crate::notify::MailSettings;
 use crate::store::DatabaseUrl;
 use crate::worker::WorkerSettings;
 use anyhow::{bail, Context, Result};
@@ -28,6 +29,9 @@ pub struct Config {
     pub worker: WorkerSettings,
     pub session: SessionConfig,
     pub oidc: Option<OidcConfig>,
+    /// Mail delivery over SMTP. Without it, mail stays in the outbox (the outbox page).
+    pub smtp: Option<SmtpConfig>,
+    pub mail: MailSettings,
 }
 
 impl Default for Config {
@@ -42,6 +46,8 @@ impl Default for Config {
             worker: WorkerSettings::default(),
             session: SessionConfig::default(),
             oidc: None,
+            smtp: None,
+            mail: MailSettings::default(),
         }
     }
 }
@@ -117,6 +123,70 @@ pub struct OidcConfig {
     pub client_secret: Secret,
 }
 
+/// How the SMTP connection is protected.
+#[derive(Copy, Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// TLS from the first byte (SMTPS), port 465 unless told otherwise.
+    Tls,
+    /// Plain connection upgraded with STARTTLS, which must succeed; port 587 by default.
+    #[default]
+    Starttls,
+    /// No encryption at all, port 25 by default: for a relay on loopback (and tests).
+    None,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    /// Defaults by TLS mode: 465 (`tls`), 587 (`starttls`), 25 (`none`).
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// The sender, `portcullis@example.com` or `Portcullis <portcullis@example.com>`.
+    pub from: String,
+}
+
+impl SmtpConfig {
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls {
+            SmtpTls::Tls => 465,
+            SmtpTls::Starttls => 587,
+            SmtpTls::None => 25,
+        })
+    }
+
+    pub fn host_is_loopback(&self) -> bool {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.host.trim().is_empty() {
+            bail!("smtp.host is empty");
+        }
+        self.from
+            .parse::<lettre::message::Mailbox>()
+            .map_err(|e| anyhow::anyhow!("smtp.from {:?} is not a mail address: {e}", self.from))?;
+        match (&self.username, &self.password) {
+            (Some(_), None) | (None, Some(_)) => {
+                bail!("smtp.username and smtp.password go together: set both or neither")
+            }
+            (Some(_), Some(_)) if self.tls == SmtpTls::None && !self.host_is_loopback() => bail!(
+                "smtp.tls = \"none\" would send the SMTP password in clear to {}: use \"tls\" or \"starttls\"",
+                self.host
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
     Demo,
@@ -135,6 +205,7 @@ impl Config {
         fig = fig.merge(Env::prefixed("PORTCULLIS_").split("__"));
         let cfg: Config = fig.extract().context("invalid configuration")?;
         cfg.min_duration()?;
+        cfg.check_mail()?;
         Ok(cfg)
     }
 
@@ -142,6 +213,27 @@ impl Config {
         AccessDuration::parse(&self.policy.min_duration)
             .map(AccessDuration::as_duration)
             .map_err(|e| anyhow::anyhow!("policy.min_duration {:?}: {e}", self.policy.min_duration))
+    }
+
+    /// SMTP settings and mail addresses that can never work are refused at start.
+    pub fn check_mail(&self) -> Result<()> {
+        if let Some(smtp) = &self.smtp {
+            smtp.check()?;
+        }
+        for a in &self.mail.approver_addresses {
+            a.parse::<lettre::Address>().map_err(|e| {
+                anyhow::anyhow!("mail.approver_addresses: {a:?} is not a mail address: {e}")
+            })?;
+        }
+        if self
+            .mail
+            .fallback_approver_group
+            .as_deref()
+            .is_some_and(|g| g.trim().is_empty())
+        {
+            bail!("mail.fallback_approver_group is empty: name a group or leave it out");
+        }
+        Ok(())
     }
 
     pub fn public_url(&self) -> String {
@@ -211,7 +303,10 @@ mod tests {
 
     #[test]
     fn serve_names_what_is_missing() {
-        let err = Config::default().validate(Mode::Serve).unwrap_err().to_string();
+        let err = Config::default()
+            .validate(Mode::Serve)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("PORTCULLIS_DATABASE_URL"), "{err}");
         assert!(err.contains("PORTCULLIS_OIDC__ISSUER_URL"), "{err}");
     }
@@ -238,6 +333,86 @@ mod tests {
             assert_eq!(c.database_url.unwrap().expose(), "sqlite://x.db");
             Ok(())
         });
+    }
+
+    #[test]
+    fn smtp_from_environment_with_a_hidden_password() {
+        // clear_env: the CI scripts export PORTCULLIS_* variables of their own.
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("p.toml", "[smtp]\nhost = \"smtp.example.com\"\nfrom = \"Portcullis <portcullis@example.com>\"\n[mail]\nportal_name = \"Access\"\n")?;
+            jail.set_env("PORTCULLIS_SMTP__TLS", "tls");
+            jail.set_env("PORTCULLIS_SMTP__USERNAME", "portcullis");
+            jail.set_env("PORTCULLIS_SMTP__PASSWORD", "hunter2");
+            jail.set_env(
+                "PORTCULLIS_MAIL__APPROVER_ADDRESSES",
+                "[\"cloud-team@example.com\"]",
+            );
+            jail.set_env("PORTCULLIS_MAIL__REMINDER_AFTER_SECS", "60");
+            let c = Config::load(Some(Path::new("p.toml"))).map_err(|e| e.to_string())?;
+            let smtp = c.smtp.clone().expect("smtp section");
+            assert_eq!(smtp.tls, SmtpTls::Tls);
+            assert_eq!(smtp.port(), 465);
+            assert_eq!(smtp.password.as_ref().map(Secret::expose), Some("hunter2"));
+            assert!(
+                !format!("{c:?}").contains("hunter2"),
+                "the password must never print"
+            );
+            assert_eq!(c.mail.portal_name, "Access");
+            assert_eq!(c.mail.reminder_after_secs, 60);
+            assert_eq!(c.mail.ending_soon_lead_secs, 900);
+            assert_eq!(c.mail.approver_addresses, ["cloud-team@example.com"]);
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("PORTCULLIS_SMTP__HOST", "127.0.0.1");
+            jail.set_env("PORTCULLIS_SMTP__PORT", "2525");
+            jail.set_env("PORTCULLIS_SMTP__TLS", "none");
+            jail.set_env("PORTCULLIS_SMTP__FROM", "portcullis@example.com");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            let smtp = c.smtp.expect("smtp from the environment alone");
+            assert_eq!(
+                (smtp.port(), smtp.tls, smtp.username),
+                (2525, SmtpTls::None, None)
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn smtp_settings_that_cannot_work_are_refused() {
+        let refused = |vars: &[(&str, &str)]| {
+            let mut err = String::new();
+            figment::Jail::expect_with(|jail| {
+                jail.clear_env();
+                jail.set_env("PORTCULLIS_SMTP__HOST", "smtp.example.com");
+                jail.set_env("PORTCULLIS_SMTP__FROM", "portcullis@example.com");
+                for (k, v) in vars {
+                    jail.set_env(k, v);
+                }
+                err = format!("{:#}", Config::load(None).expect_err("refused"));
+                Ok(())
+            });
+            err
+        };
+        assert!(refused(&[("PORTCULLIS_SMTP__FROM", "not an address")]).contains("smtp.from"));
+        assert!(refused(&[("PORTCULLIS_SMTP__TLS", "sometimes")]).contains("invalid configuration"));
+        assert!(refused(&[("PORTCULLIS_SMTP__USERNAME", "u")]).contains("go together"));
+        let clear = refused(&[
+            ("PORTCULLIS_SMTP__TLS", "none"),
+            ("PORTCULLIS_SMTP__USERNAME", "u"),
+            ("PORTCULLIS_SMTP__PASSWORD", "p"),
+        ]);
+        assert!(
+            clear.contains("in clear") && !clear.contains("\"p\""),
+            "{clear}"
+        );
+        assert!(
+            refused(&[("PORTCULLIS_MAIL__APPROVER_ADDRESSES", "[\"nobody\"]")])
+                .contains("approver_addresses")
+        );
+        assert!(refused(&[("PORTCULLIS_MAIL__SURPRISE", "1")]).contains("invalid configuration"));
     }
 
     #[test]

@@ -38,7 +38,9 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     if demo {
-        seed::seed_demo(&store, clock.now()).await.context("seeding the demo catalog")?;
+        seed::seed_demo(&store, clock.now())
+            .await
+            .context("seeding the demo catalog")?;
     }
     let provisioner: Arc<dyn provisioner::Provisioner> = if demo {
         Arc::new(provisioner::simulated::SimulatedProvisioner::new(
@@ -52,7 +54,17 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
              use `portcullis demo` (simulated AWS) for now"
         );
     };
-    let mailer: Arc<dyn mailer::Mailer> = Arc::new(mailer::OutboxOnly);
+    let mailer: Arc<dyn mailer::Mailer> = match &config.smtp {
+        Some(smtp) => {
+            let m = mailer::SmtpMailer::new(smtp).context("SMTP settings")?;
+            tracing::info!(server = m.server(), "mail goes out over SMTP");
+            Arc::new(m)
+        }
+        None => {
+            tracing::info!("no SMTP settings: mail stays in the outbox (the outbox page)");
+            Arc::new(mailer::OutboxOnly)
+        }
+    };
     let wake = Arc::new(Notify::new());
     let public_url = config.public_url();
 
@@ -88,7 +100,8 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
         wake,
         config.worker.clone(),
         public_url.clone(),
-    );
+    )
+    .with_mail(config.mail.clone());
     let worker_task = tokio::spawn(worker.run(stop_rx));
 
     let state = web::AppState {
@@ -112,7 +125,9 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
             let ctrl_c = tokio::signal::ctrl_c();
             #[cfg(unix)]
             let term = async {
-                if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                if let Ok(mut s) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                {
                     s.recv().await;
                 }
             };

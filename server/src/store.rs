@@ -225,7 +225,11 @@ pub struct PermissionSetRow {
     pub session_duration_secs: i64,
 }
 
-pub async fn upsert_account(conn: &mut AnyConnection, a: &AccountRow, now: Timestamp) -> Result<()> {
+pub async fn upsert_account(
+    conn: &mut AnyConnection,
+    a: &AccountRow,
+    now: Timestamp,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO account (account_id, name, ou_id, ou_path, synced_at) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (account_id) DO UPDATE SET name = excluded.name, ou_id = excluded.ou_id,
@@ -264,16 +268,22 @@ pub async fn upsert_permission_set(
 }
 
 pub async fn get_account(conn: &mut AnyConnection, id: &str) -> Result<Option<AccountRow>> {
-    Ok(sqlx::query_as("SELECT account_id, name, ou_id, ou_path FROM account WHERE account_id = $1")
+    Ok(
+        sqlx::query_as(
+            "SELECT account_id, name, ou_id, ou_path FROM account WHERE account_id = $1",
+        )
         .bind(id)
         .fetch_optional(conn)
-        .await?)
+        .await?,
+    )
 }
 
 pub async fn all_accounts(conn: &mut AnyConnection) -> Result<Vec<AccountRow>> {
-    Ok(sqlx::query_as("SELECT account_id, name, ou_id, ou_path FROM account ORDER BY name")
-        .fetch_all(conn)
-        .await?)
+    Ok(
+        sqlx::query_as("SELECT account_id, name, ou_id, ou_path FROM account ORDER BY name")
+            .fetch_all(conn)
+            .await?,
+    )
 }
 
 /// Accounts anywhere below an OU, nested OUs included.
@@ -372,7 +382,8 @@ impl RequestRow {
     }
 }
 
-const REQUEST_COLS: &str = "access_request_id, requester_id, entitlement_id, justification, ticket, \
+const REQUEST_COLS: &str =
+    "access_request_id, requester_id, entitlement_id, justification, ticket, \
     duration_secs, starts_at, decision_due_at, status, created_at";
 
 pub async fn insert_request(conn: &mut AnyConnection, r: &RequestRow) -> Result<()> {
@@ -420,16 +431,21 @@ pub async fn set_request_status(
     status: RequestStatus,
     now: Timestamp,
 ) -> Result<()> {
-    sqlx::query("UPDATE access_request SET status = $1, updated_at = $2 WHERE access_request_id = $3")
-        .bind(status.as_str())
-        .bind(now.millis())
-        .bind(id)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "UPDATE access_request SET status = $1, updated_at = $2 WHERE access_request_id = $3",
+    )
+    .bind(status.as_str())
+    .bind(now.millis())
+    .bind(id)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
-pub async fn requests_by_requester(conn: &mut AnyConnection, user_id: &str) -> Result<Vec<RequestRow>> {
+pub async fn requests_by_requester(
+    conn: &mut AnyConnection,
+    user_id: &str,
+) -> Result<Vec<RequestRow>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {REQUEST_COLS} FROM access_request WHERE requester_id = $1 ORDER BY created_at DESC LIMIT 200"
     ))
@@ -495,7 +511,10 @@ pub async fn decisions_for_request(conn: &mut AnyConnection, id: &str) -> Result
     .await?)
 }
 
-pub async fn decisions_by_approver(conn: &mut AnyConnection, user_id: &str) -> Result<Vec<DecisionRow>> {
+pub async fn decisions_by_approver(
+    conn: &mut AnyConnection,
+    user_id: &str,
+) -> Result<Vec<DecisionRow>> {
     Ok(sqlx::query_as(
         "SELECT decision_id, access_request_id, approver_id, verdict, comment, created_at FROM decision
          WHERE approver_id = $1 ORDER BY created_at DESC LIMIT 200",
@@ -530,7 +549,8 @@ impl GrantRow {
     }
 }
 
-const GRANT_COLS: &str = "access_grant_id, access_request_id, principal_id, account_id, permission_set_arn, \
+const GRANT_COLS: &str =
+    "access_grant_id, access_request_id, principal_id, account_id, permission_set_arn, \
     starts_at, ends_at, status, operation_id, operation_started_at, failure_reason, ended_by";
 
 pub async fn insert_grant(conn: &mut AnyConnection, g: &GrantRow, now: Timestamp) -> Result<()> {
@@ -554,12 +574,12 @@ pub async fn insert_grant(conn: &mut AnyConnection, g: &GrantRow, now: Timestamp
 }
 
 pub async fn get_grant(conn: &mut AnyConnection, id: &str) -> Result<Option<GrantRow>> {
-    Ok(
-        sqlx::query_as(&format!("SELECT {GRANT_COLS} FROM access_grant WHERE access_grant_id = $1"))
-            .bind(id)
-            .fetch_optional(conn)
-            .await?,
-    )
+    Ok(sqlx::query_as(&format!(
+        "SELECT {GRANT_COLS} FROM access_grant WHERE access_grant_id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?)
 }
 
 pub async fn lock_grant(conn: &mut AnyConnection, id: &str) -> Result<Option<GrantRow>> {
@@ -628,7 +648,10 @@ pub async fn grants_for_request(conn: &mut AnyConnection, id: &str) -> Result<Ve
     .await?)
 }
 
-pub async fn grants_for_principal(conn: &mut AnyConnection, user_id: &str) -> Result<Vec<GrantRow>> {
+pub async fn grants_for_principal(
+    conn: &mut AnyConnection,
+    user_id: &str,
+) -> Result<Vec<GrantRow>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {GRANT_COLS} FROM access_grant WHERE principal_id = $1 ORDER BY starts_at DESC LIMIT 200"
     ))
@@ -675,6 +698,13 @@ pub enum JobKind {
     Deprovision,
     DecisionTimeout,
     DeliverMail,
+    /// Tells the configured approver addresses about a new request and schedules its
+    /// reminder and escalation (the worker holds those settings).
+    AnnounceRequest,
+    ApprovalReminder,
+    ApprovalEscalation,
+    /// Warns the holder of an active grant that it ends soon.
+    EndingSoon,
 }
 
 impl JobKind {
@@ -684,6 +714,10 @@ impl JobKind {
             Self::Deprovision => "deprovision",
             Self::DecisionTimeout => "decision_timeout",
             Self::DeliverMail => "deliver_mail",
+            Self::AnnounceRequest => "announce_request",
+            Self::ApprovalReminder => "approval_reminder",
+            Self::ApprovalEscalation => "approval_escalation",
+            Self::EndingSoon => "ending_soon",
         }
     }
 
@@ -693,6 +727,10 @@ impl JobKind {
             Self::Deprovision,
             Self::DecisionTimeout,
             Self::DeliverMail,
+            Self::AnnounceRequest,
+            Self::ApprovalReminder,
+            Self::ApprovalEscalation,
+            Self::EndingSoon,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -816,7 +854,11 @@ pub async fn mark_job_alerted(conn: &mut AnyConnection, job_id: &str) -> Result<
     Ok(())
 }
 
-pub async fn delete_jobs_for(conn: &mut AnyConnection, subject_id: &str, kind: JobKind) -> Result<()> {
+pub async fn delete_jobs_for(
+    conn: &mut AnyConnection,
+    subject_id: &str,
+    kind: JobKind,
+) -> Result<()> {
     sqlx::query("DELETE FROM job WHERE subject_id = $1 AND kind = $2")
         .bind(subject_id)
         .bind(kind.as_str())
@@ -832,12 +874,14 @@ pub async fn advance_job(
     kind: JobKind,
     run_at: Timestamp,
 ) -> Result<u64> {
-    let done = sqlx::query("UPDATE job SET run_at = $1 WHERE subject_id = $2 AND kind = $3 AND run_at > $1")
-        .bind(run_at.millis())
-        .bind(subject_id)
-        .bind(kind.as_str())
-        .execute(conn)
-        .await?;
+    let done = sqlx::query(
+        "UPDATE job SET run_at = $1 WHERE subject_id = $2 AND kind = $3 AND run_at > $1",
+    )
+    .bind(run_at.millis())
+    .bind(subject_id)
+    .bind(kind.as_str())
+    .execute(conn)
+    .await?;
     Ok(done.rows_affected())
 }
 
@@ -869,7 +913,11 @@ pub struct JobStats {
     pub oldest_overdue: Option<Timestamp>,
 }
 
-pub async fn job_stats(conn: &mut AnyConnection, now: Timestamp, grace: Duration) -> Result<JobStats> {
+pub async fn job_stats(
+    conn: &mut AnyConnection,
+    now: Timestamp,
+    grace: Duration,
+) -> Result<JobStats> {
     let cutoff = Timestamp(now.millis() - grace.as_millis() as i64);
     let row = sqlx::query(
         "SELECT COUNT(*) AS queued,
@@ -900,6 +948,7 @@ pub struct OutboxRow {
     pub body_html: String,
     pub status: String,
     pub attempts: i64,
+    pub last_error: Option<String>,
     pub created_at: i64,
 }
 
@@ -930,13 +979,15 @@ pub async fn enqueue_mail(
 }
 
 const OUTBOX_COLS: &str =
-    "outbox_id, recipient, subject, body_text, body_html, status, attempts, created_at";
+    "outbox_id, recipient, subject, body_text, body_html, status, attempts, last_error, created_at";
 
 pub async fn get_mail(conn: &mut AnyConnection, id: &str) -> Result<Option<OutboxRow>> {
-    Ok(sqlx::query_as(&format!("SELECT {OUTBOX_COLS} FROM outbox WHERE outbox_id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?)
+    Ok(sqlx::query_as(&format!(
+        "SELECT {OUTBOX_COLS} FROM outbox WHERE outbox_id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?)
 }
 
 pub async fn set_mail_status(
@@ -1064,7 +1115,10 @@ pub async fn find_session(
             .execute(&mut *conn)
             .await?;
     }
-    Ok(Some((principal_from_row(&row)?, row.try_get::<i64, _>("demo")? != 0)))
+    Ok(Some((
+        principal_from_row(&row)?,
+        row.try_get::<i64, _>("demo")? != 0,
+    )))
 }
 
 pub async fn delete_session(conn: &mut AnyConnection, token: &str) -> Result<()> {
@@ -1175,7 +1229,9 @@ pub struct AuditQuery {
 }
 
 fn like_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 pub async fn query_audit(conn: &mut AnyConnection, q: &AuditQuery) -> Result<Vec<AuditRow>> {
@@ -1221,7 +1277,10 @@ pub async fn verify_audit_chain(conn: &mut AnyConnection) -> Result<Option<i64>>
             entitlement_id: r.entitlement_id.as_deref(),
             detail: &r.detail,
         };
-        if r.seq != expected_seq || r.prev_hash != prev || chain_hash(&prev, r.seq, r.at, &e) != r.hash {
+        if r.seq != expected_seq
+            || r.prev_hash != prev
+            || chain_hash(&prev, r.seq, r.at, &e) != r.hash
+        {
             return Ok(Some(r.seq));
         }
         prev = r.hash;
@@ -1258,9 +1317,18 @@ mod tests {
             entitlement_id: None,
             detail,
         };
-        assert_eq!(chain_hash("0", 1, 5, &e("d")), chain_hash("0", 1, 5, &e("d")));
-        assert_ne!(chain_hash("0", 1, 5, &e("d")), chain_hash("0", 1, 5, &e("e")));
-        assert_ne!(chain_hash("0", 1, 5, &e("d")), chain_hash("1", 1, 5, &e("d")));
+        assert_eq!(
+            chain_hash("0", 1, 5, &e("d")),
+            chain_hash("0", 1, 5, &e("d"))
+        );
+        assert_ne!(
+            chain_hash("0", 1, 5, &e("d")),
+            chain_hash("0", 1, 5, &e("e"))
+        );
+        assert_ne!(
+            chain_hash("0", 1, 5, &e("d")),
+            chain_hash("1", 1, 5, &e("d"))
+        );
     }
 }
 
@@ -1302,4 +1370,53 @@ pub async fn siblings_in(
     .bind(&g.access_grant_id)
     .fetch_all(conn)
     .await?)
+}
+
+// ------------------------------------------------------------------ mail: parked and resent
+
+/// Messages the worker gave up on, newest first, for the admin page.
+pub async fn parked_mail(conn: &mut AnyConnection, limit: i64) -> Result<Vec<OutboxRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {OUTBOX_COLS} FROM outbox WHERE status = 'parked' ORDER BY created_at DESC, outbox_id LIMIT $1"
+    ))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Puts a parked message back in line with a fresh count of attempts and a delivery job.
+/// Returns false when the message is not parked (already resent, or never parked).
+pub async fn requeue_parked_mail(
+    conn: &mut AnyConnection,
+    id: &str,
+    now: Timestamp,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE outbox SET status = 'pending', attempts = 0, last_error = NULL
+         WHERE outbox_id = $1 AND status = 'parked'",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    insert_job(conn, JobKind::DeliverMail, id, now, now).await?;
+    Ok(true)
+}
+
+/// Marks the open alerts of one kind about one subject as resolved.
+pub async fn resolve_alerts(
+    conn: &mut AnyConnection,
+    kind: &str,
+    subject_id: &str,
+    now: Timestamp,
+) -> Result<()> {
+    sqlx::query("UPDATE alert SET resolved_at = $1 WHERE kind = $2 AND subject_id = $3 AND resolved_at IS NULL")
+        .bind(now.millis())
+        .bind(kind)
+        .bind(subject_id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

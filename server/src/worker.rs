@@ -7,7 +7,7 @@
 use crate::clock::Clock;
 use crate::lifecycle::{self, Actor, Event};
 use crate::mailer::Mailer;
-use crate::notify;
+use crate::notify::{self, MailSettings, Nudge};
 use crate::provisioner::{Assignment, DeleteStart, OperationStatus, Provisioner};
 use crate::store::{self, GrantRow, GrantUpdate, JobKind, JobRow, Store};
 use anyhow::{Context, Result};
@@ -75,6 +75,7 @@ pub struct Worker {
     wake: Arc<Notify>,
     settings: WorkerSettings,
     public_url: String,
+    mail: MailSettings,
 }
 
 impl Worker {
@@ -96,7 +97,14 @@ impl Worker {
             wake,
             settings,
             public_url,
+            mail: MailSettings::default(),
         }
+    }
+
+    /// Who hears about what and when (subjects, reminders, warnings); defaults otherwise.
+    pub fn with_mail(mut self, mail: MailSettings) -> Self {
+        self.mail = mail;
+        self
     }
 
     /// Claims and runs one due job. Returns whether there was one.
@@ -111,13 +119,21 @@ impl Worker {
         let mut conn = self.store.conn().await?;
         match outcome {
             Ok(Outcome::Done) => store::delete_job(&mut conn, &job.job_id).await?,
-            Ok(Outcome::Again(at)) => store::reschedule_job(&mut conn, &job.job_id, at, None).await?,
+            Ok(Outcome::Again(at)) => {
+                store::reschedule_job(&mut conn, &job.job_id, at, None).await?
+            }
             Err(e) => {
                 let attempt = u32::try_from(job.attempts + 1).unwrap_or(u32::MAX);
                 let delay = self.settings.backoff(attempt);
-                tracing::warn!(error = format!("{e:#}"), attempt, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    attempt,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "job failed; will retry"
+                );
                 let message = format!("{e:#}");
-                store::reschedule_job(&mut conn, &job.job_id, now.plus(delay), Some(&message)).await?;
+                store::reschedule_job(&mut conn, &job.job_id, now.plus(delay), Some(&message))
+                    .await?;
                 if attempt >= self.settings.alert_after_failures && job.alerted == 0 {
                     let mut tx = self.store.begin().await?;
                     store::raise_alert(
@@ -189,6 +205,20 @@ impl Worker {
             Some(JobKind::Deprovision) => self.deprovision(&job.subject_id, now).await,
             Some(JobKind::DecisionTimeout) => self.decision_timeout(&job.subject_id, now).await,
             Some(JobKind::DeliverMail) => self.deliver_mail(job, now).await,
+            Some(JobKind::AnnounceRequest) => self.announce_request(job, now).await,
+            Some(JobKind::ApprovalReminder) => {
+                self.nudge_approvers(job, Nudge::Reminder, now).await
+            }
+            Some(JobKind::ApprovalEscalation) => {
+                let group = self
+                    .mail
+                    .fallback_approver_group
+                    .clone()
+                    .unwrap_or_default();
+                self.nudge_approvers(job, Nudge::Escalation(&group), now)
+                    .await
+            }
+            Some(JobKind::EndingSoon) => self.ending_soon(job, now).await,
             None => anyhow::bail!("unknown job kind {:?}", job.kind),
         }
     }
@@ -217,7 +247,9 @@ impl Worker {
             let mut conn = self.store.conn().await?;
             store::get_grant(&mut conn, grant_id).await?
         };
-        let Some(grant) = grant else { return Ok(Outcome::Done) };
+        let Some(grant) = grant else {
+            return Ok(Outcome::Done);
+        };
         match grant.status()? {
             GrantStatus::Scheduled => self.start_provisioning(grant, now).await,
             GrantStatus::Provisioning => self.poll_creation(grant, now).await,
@@ -230,50 +262,104 @@ impl Worker {
         let id = grant.access_grant_id.clone();
         let mut tx = self.store.begin().await?;
         store::lock_assignment(&mut tx, &grant).await?;
-        let Some(grant) = store::get_grant(&mut tx, &id).await? else { return Ok(Outcome::Done) };
+        let Some(grant) = store::get_grant(&mut tx, &id).await? else {
+            return Ok(Outcome::Done);
+        };
         if grant.status()? != GrantStatus::Scheduled {
             return Ok(Outcome::Done);
         }
         if now.millis() >= grant.ends_at {
-            self.settle(&mut tx, &grant, GrantEvent::Discarded, "grant.expired_unprovisioned",
-                "its time was over before it could be provisioned".into(), None, now).await?;
+            self.settle(
+                &mut tx,
+                &grant,
+                GrantEvent::Discarded,
+                "grant.expired_unprovisioned",
+                "its time was over before it could be provisioned".into(),
+                None,
+                now,
+            )
+            .await?;
             tx.commit().await?;
             return Ok(Outcome::Done);
         }
         // Invariant 5: eligibility again at grant time, against the latest claims.
-        let request = store::get_request(&mut tx, &grant.access_request_id).await?.context("grant without request")?;
-        let requester = store::get_user(&mut tx, &request.requester_id).await?.context("request without user")?;
-        let entitlement = lifecycle::load_entitlement(&mut tx, &request.entitlement_id).await?.context("request without entitlement")?;
+        let request = store::get_request(&mut tx, &grant.access_request_id)
+            .await?
+            .context("grant without request")?;
+        let requester = store::get_user(&mut tx, &request.requester_id)
+            .await?
+            .context("request without user")?;
+        let entitlement = lifecycle::load_entitlement(&mut tx, &request.entitlement_id)
+            .await?
+            .context("request without entitlement")?;
         if !entitlement.policy.is_eligible(&requester) {
             let reason = format!(
                 "{} is no longer eligible for {} (their groups changed since the request)",
                 requester.display_name, entitlement.name
             );
-            self.settle(&mut tx, &grant, GrantEvent::CreationFailed, "grant.refused_ineligible", reason.clone(), Some(&reason), now).await?;
+            self.settle(
+                &mut tx,
+                &grant,
+                GrantEvent::CreationFailed,
+                "grant.refused_ineligible",
+                reason.clone(),
+                Some(&reason),
+                now,
+            )
+            .await?;
             tx.commit().await?;
             return Ok(Outcome::Done);
         }
         // Wait while a delete of the same assignment is decided or in flight.
-        if !store::siblings_in(&mut tx, &grant, &[GrantStatus::Deprovisioning]).await?.is_empty() {
+        if !store::siblings_in(&mut tx, &grant, &[GrantStatus::Deprovisioning])
+            .await?
+            .is_empty()
+        {
             tx.commit().await?;
             return Ok(self.poll_again(now));
         }
         // Another live grant already holds the assignment: share it (invariant 3's other half).
         let holders = store::siblings_in(&mut tx, &grant, &[GrantStatus::Active]).await?;
         if let Some(holder) = holders.first() {
-            let detail = format!("assignment already in place (shared with grant {})", holder.access_grant_id);
-            self.settle(&mut tx, &grant, GrantEvent::CreationSucceeded, "grant.activated", detail, None, now).await?;
+            let detail = format!(
+                "assignment already in place (shared with grant {})",
+                holder.access_grant_id
+            );
+            self.settle(
+                &mut tx,
+                &grant,
+                GrantEvent::CreationSucceeded,
+                "grant.activated",
+                detail,
+                None,
+                now,
+            )
+            .await?;
             tx.commit().await?;
             return Ok(Outcome::Done);
         }
-        if !store::siblings_in(&mut tx, &grant, &[GrantStatus::Provisioning]).await?.is_empty() {
+        if !store::siblings_in(&mut tx, &grant, &[GrantStatus::Provisioning])
+            .await?
+            .is_empty()
+        {
             // Another grant is creating it right now: share once it exists.
             tx.commit().await?;
             return Ok(self.poll_again(now));
         }
         // Claim the creation before calling AWS, so a crash after the call resumes it.
         let next = GrantStatus::Scheduled.apply(GrantEvent::ProvisionStarted)?;
-        store::update_grant(&mut tx, &id, GrantUpdate { status: next, operation_id: None, operation_started_at: Some(now), failure_reason: None }, now).await?;
+        store::update_grant(
+            &mut tx,
+            &id,
+            GrantUpdate {
+                status: next,
+                operation_id: None,
+                operation_started_at: Some(now),
+                failure_reason: None,
+            },
+            now,
+        )
+        .await?;
         tx.commit().await?;
         self.create_assignment(grant, now).await
     }
@@ -285,22 +371,50 @@ impl Worker {
         // our create call and recording it lands here).
         if self.provisioner.assignment_exists(&a).await? {
             let mut tx = self.store.begin().await?;
-            self.settle(&mut tx, &grant, GrantEvent::CreationSucceeded, "grant.activated",
-                "assignment already existed in AWS".into(), None, now).await?;
+            self.settle(
+                &mut tx,
+                &grant,
+                GrantEvent::CreationSucceeded,
+                "grant.activated",
+                "assignment already existed in AWS".into(),
+                None,
+                now,
+            )
+            .await?;
             tx.commit().await?;
             return Ok(Outcome::Done);
         }
         let op = self.provisioner.start_create(&a).await?;
         let mut tx = self.store.begin().await?;
-        store::update_grant(&mut tx, &grant.access_grant_id, GrantUpdate { status: GrantStatus::Provisioning, operation_id: Some(&op), operation_started_at: Some(now), failure_reason: None }, now).await?;
-        lifecycle::audit(&mut tx, &Actor::system(), Event {
-            action: "grant.provisioning",
-            person_id: Some(&grant.principal_id),
-            subject_kind: "grant",
-            subject_id: &grant.access_grant_id,
-            entitlement_id: None,
-            detail: format!("CreateAccountAssignment {} on {} started (request {op})", grant.permission_set_arn, grant.account_id),
-        }, now).await?;
+        store::update_grant(
+            &mut tx,
+            &grant.access_grant_id,
+            GrantUpdate {
+                status: GrantStatus::Provisioning,
+                operation_id: Some(&op),
+                operation_started_at: Some(now),
+                failure_reason: None,
+            },
+            now,
+        )
+        .await?;
+        lifecycle::audit(
+            &mut tx,
+            &Actor::system(),
+            Event {
+                action: "grant.provisioning",
+                person_id: Some(&grant.principal_id),
+                subject_kind: "grant",
+                subject_id: &grant.access_grant_id,
+                entitlement_id: None,
+                detail: format!(
+                    "CreateAccountAssignment {} on {} started (request {op})",
+                    grant.permission_set_arn, grant.account_id
+                ),
+            },
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(self.poll_again(now))
     }
@@ -316,16 +430,40 @@ impl Worker {
             }
             OperationStatus::Succeeded => {
                 let mut tx = self.store.begin().await?;
-                self.settle(&mut tx, &grant, GrantEvent::CreationSucceeded, "grant.activated",
-                    format!("AWS reported the creation SUCCEEDED (request {op})"), None, now).await?;
+                self.settle(
+                    &mut tx,
+                    &grant,
+                    GrantEvent::CreationSucceeded,
+                    "grant.activated",
+                    format!("AWS reported the creation SUCCEEDED (request {op})"),
+                    None,
+                    now,
+                )
+                .await?;
                 tx.commit().await?;
                 Ok(Outcome::Done)
             }
             OperationStatus::Failed(reason) => {
                 let mut tx = self.store.begin().await?;
                 let message = format!("AWS reported the creation FAILED: {reason}");
-                self.settle(&mut tx, &grant, GrantEvent::CreationFailed, "grant.failed", message.clone(), Some(&message), now).await?;
-                store::raise_alert(&mut tx, "provisioning_failed", &grant.access_grant_id, &message, now).await?;
+                self.settle(
+                    &mut tx,
+                    &grant,
+                    GrantEvent::CreationFailed,
+                    "grant.failed",
+                    message.clone(),
+                    Some(&message),
+                    now,
+                )
+                .await?;
+                store::raise_alert(
+                    &mut tx,
+                    "provisioning_failed",
+                    &grant.access_grant_id,
+                    &message,
+                    now,
+                )
+                .await?;
                 tx.commit().await?;
                 Ok(Outcome::Done)
             }
@@ -336,11 +474,23 @@ impl Worker {
         let started = grant.operation_started_at.unwrap_or(now.millis());
         let stuck = Duration::from_secs(self.settings.stuck_after_secs);
         if now.millis() - started >= stuck.as_millis() as i64
-            && now.millis() - started < (stuck.as_millis() + self.settings.poll_interval_ms as u128) as i64
+            && now.millis() - started
+                < (stuck.as_millis() + self.settings.poll_interval_ms as u128) as i64
         {
             let mut conn = self.store.conn().await?;
-            store::raise_alert(&mut conn, "operation_stuck", &grant.access_grant_id,
-                &format!("AWS operation {} for grant {} is still IN_PROGRESS after {}s", grant.operation_id.as_deref().unwrap_or("?"), grant.access_grant_id, stuck.as_secs()), now).await?;
+            store::raise_alert(
+                &mut conn,
+                "operation_stuck",
+                &grant.access_grant_id,
+                &format!(
+                    "AWS operation {} for grant {} is still IN_PROGRESS after {}s",
+                    grant.operation_id.as_deref().unwrap_or("?"),
+                    grant.access_grant_id,
+                    stuck.as_secs()
+                ),
+                now,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -352,18 +502,30 @@ impl Worker {
             let mut conn = self.store.conn().await?;
             store::get_grant(&mut conn, grant_id).await?
         };
-        let Some(grant) = grant else { return Ok(Outcome::Done) };
+        let Some(grant) = grant else {
+            return Ok(Outcome::Done);
+        };
         match grant.status()? {
             GrantStatus::Scheduled => {
                 let mut tx = self.store.begin().await?;
-                self.settle(&mut tx, &grant, GrantEvent::Discarded, "grant.discarded",
-                    "ended before it was provisioned".into(), None, now).await?;
+                self.settle(
+                    &mut tx,
+                    &grant,
+                    GrantEvent::Discarded,
+                    "grant.discarded",
+                    "ended before it was provisioned".into(),
+                    None,
+                    now,
+                )
+                .await?;
                 tx.commit().await?;
                 Ok(Outcome::Done)
             }
             // Let the creation settle first; then this job removes it.
             GrantStatus::Provisioning => Ok(self.poll_again(now)),
-            GrantStatus::Active if now.millis() < grant.ends_at => Ok(Outcome::Again(Timestamp(grant.ends_at))),
+            GrantStatus::Active if now.millis() < grant.ends_at => {
+                Ok(Outcome::Again(Timestamp(grant.ends_at)))
+            }
             GrantStatus::Active => self.start_deprovisioning(grant, now).await,
             GrantStatus::Deprovisioning => self.poll_deletion(grant, now).await,
             GrantStatus::Revoked | GrantStatus::Failed => Ok(Outcome::Done),
@@ -374,7 +536,9 @@ impl Worker {
         let id = grant.access_grant_id.clone();
         let mut tx = self.store.begin().await?;
         store::lock_assignment(&mut tx, &grant).await?;
-        let Some(grant) = store::get_grant(&mut tx, &id).await? else { return Ok(Outcome::Done) };
+        let Some(grant) = store::get_grant(&mut tx, &id).await? else {
+            return Ok(Outcome::Done);
+        };
         if grant.status()? != GrantStatus::Active {
             return Ok(Outcome::Done);
         }
@@ -382,13 +546,36 @@ impl Worker {
         let others = store::other_live_covering(&mut tx, &grant, now).await?;
         if !others.is_empty() {
             let ids: Vec<&str> = others.iter().map(|g| g.access_grant_id.as_str()).collect();
-            self.settle(&mut tx, &grant, GrantEvent::DeletionSucceeded, "grant.revoked",
-                format!("{}; assignment kept for grant(s) {}", self.end_reason(&grant), ids.join(", ")), None, now).await?;
+            self.settle(
+                &mut tx,
+                &grant,
+                GrantEvent::DeletionSucceeded,
+                "grant.revoked",
+                format!(
+                    "{}; assignment kept for grant(s) {}",
+                    self.end_reason(&grant),
+                    ids.join(", ")
+                ),
+                None,
+                now,
+            )
+            .await?;
             tx.commit().await?;
             return Ok(Outcome::Done);
         }
         let next = GrantStatus::Active.apply(GrantEvent::DeprovisionStarted)?;
-        store::update_grant(&mut tx, &id, GrantUpdate { status: next, operation_id: None, operation_started_at: Some(now), failure_reason: None }, now).await?;
+        store::update_grant(
+            &mut tx,
+            &id,
+            GrantUpdate {
+                status: next,
+                operation_id: None,
+                operation_started_at: Some(now),
+                failure_reason: None,
+            },
+            now,
+        )
+        .await?;
         tx.commit().await?;
         self.delete_assignment(grant, now).await
     }
@@ -398,22 +585,53 @@ impl Worker {
         match self.provisioner.start_delete(&a).await? {
             DeleteStart::AlreadyGone => {
                 let mut tx = self.store.begin().await?;
-                self.settle(&mut tx, &grant, GrantEvent::DeletionSucceeded, "grant.revoked",
-                    format!("{}; the assignment was already gone from AWS", self.end_reason(&grant)), None, now).await?;
+                self.settle(
+                    &mut tx,
+                    &grant,
+                    GrantEvent::DeletionSucceeded,
+                    "grant.revoked",
+                    format!(
+                        "{}; the assignment was already gone from AWS",
+                        self.end_reason(&grant)
+                    ),
+                    None,
+                    now,
+                )
+                .await?;
                 tx.commit().await?;
                 Ok(Outcome::Done)
             }
             DeleteStart::Started(op) => {
                 let mut tx = self.store.begin().await?;
-                store::update_grant(&mut tx, &grant.access_grant_id, GrantUpdate { status: GrantStatus::Deprovisioning, operation_id: Some(&op), operation_started_at: Some(now), failure_reason: None }, now).await?;
-                lifecycle::audit(&mut tx, &Actor::system(), Event {
-                    action: "grant.deprovisioning",
-                    person_id: Some(&grant.principal_id),
-                    subject_kind: "grant",
-                    subject_id: &grant.access_grant_id,
-                    entitlement_id: None,
-                    detail: format!("DeleteAccountAssignment {} on {} started (request {op})", grant.permission_set_arn, grant.account_id),
-                }, now).await?;
+                store::update_grant(
+                    &mut tx,
+                    &grant.access_grant_id,
+                    GrantUpdate {
+                        status: GrantStatus::Deprovisioning,
+                        operation_id: Some(&op),
+                        operation_started_at: Some(now),
+                        failure_reason: None,
+                    },
+                    now,
+                )
+                .await?;
+                lifecycle::audit(
+                    &mut tx,
+                    &Actor::system(),
+                    Event {
+                        action: "grant.deprovisioning",
+                        person_id: Some(&grant.principal_id),
+                        subject_kind: "grant",
+                        subject_id: &grant.access_grant_id,
+                        entitlement_id: None,
+                        detail: format!(
+                            "DeleteAccountAssignment {} on {} started (request {op})",
+                            grant.permission_set_arn, grant.account_id
+                        ),
+                    },
+                    now,
+                )
+                .await?;
                 tx.commit().await?;
                 Ok(self.poll_again(now))
             }
@@ -431,15 +649,37 @@ impl Worker {
             }
             OperationStatus::Succeeded => {
                 let mut tx = self.store.begin().await?;
-                self.settle(&mut tx, &grant, GrantEvent::DeletionSucceeded, "grant.revoked",
-                    format!("{}; AWS reported the deletion SUCCEEDED (request {op})", self.end_reason(&grant)), None, now).await?;
+                self.settle(
+                    &mut tx,
+                    &grant,
+                    GrantEvent::DeletionSucceeded,
+                    "grant.revoked",
+                    format!(
+                        "{}; AWS reported the deletion SUCCEEDED (request {op})",
+                        self.end_reason(&grant)
+                    ),
+                    None,
+                    now,
+                )
+                .await?;
                 tx.commit().await?;
                 Ok(Outcome::Done)
             }
             OperationStatus::Failed(reason) => {
                 // Invariant 4: never give up. Forget the failed operation and start over.
                 let mut conn = self.store.conn().await?;
-                store::update_grant(&mut conn, &grant.access_grant_id, GrantUpdate { status: GrantStatus::Deprovisioning, operation_id: None, operation_started_at: Some(now), failure_reason: Some(&reason) }, now).await?;
+                store::update_grant(
+                    &mut conn,
+                    &grant.access_grant_id,
+                    GrantUpdate {
+                        status: GrantStatus::Deprovisioning,
+                        operation_id: None,
+                        operation_started_at: Some(now),
+                        failure_reason: Some(&reason),
+                    },
+                    now,
+                )
+                .await?;
                 anyhow::bail!("AWS reported the deletion FAILED: {reason}")
             }
         }
@@ -467,32 +707,71 @@ impl Worker {
     ) -> Result<()> {
         let from = grant.status()?;
         let to = from.apply(event)?;
-        store::update_grant(tx, &grant.access_grant_id, GrantUpdate { status: to, operation_id: None, operation_started_at: None, failure_reason: failure }, now).await?;
-        let request = store::get_request(tx, &grant.access_request_id).await?.context("grant without request")?;
-        lifecycle::audit(tx, &Actor::system(), Event {
-            action,
-            person_id: Some(&grant.principal_id),
-            subject_kind: "grant",
-            subject_id: &grant.access_grant_id,
-            entitlement_id: Some(&request.entitlement_id),
-            detail,
-        }, now).await?;
+        store::update_grant(
+            tx,
+            &grant.access_grant_id,
+            GrantUpdate {
+                status: to,
+                operation_id: None,
+                operation_started_at: None,
+                failure_reason: failure,
+            },
+            now,
+        )
+        .await?;
+        let request = store::get_request(tx, &grant.access_request_id)
+            .await?
+            .context("grant without request")?;
+        lifecycle::audit(
+            tx,
+            &Actor::system(),
+            Event {
+                action,
+                person_id: Some(&grant.principal_id),
+                subject_kind: "grant",
+                subject_id: &grant.access_grant_id,
+                entitlement_id: Some(&request.entitlement_id),
+                detail,
+            },
+            now,
+        )
+        .await?;
         if !to.is_live() {
             store::delete_jobs_for(tx, &grant.access_grant_id, JobKind::Provision).await?;
+            store::delete_jobs_for(tx, &grant.access_grant_id, JobKind::EndingSoon).await?;
+        }
+        if to == GrantStatus::Active {
+            if let Some(lead) = self.mail.ending_soon_lead() {
+                let at = Timestamp(
+                    grant
+                        .ends_at
+                        .saturating_sub(lead.as_millis() as i64)
+                        .max(now.millis()),
+                );
+                store::insert_job(tx, JobKind::EndingSoon, &grant.access_grant_id, at, now).await?;
+            }
         }
         if to == GrantStatus::Failed {
             // Nothing was created: there is nothing to revoke.
             store::delete_jobs_for(tx, &grant.access_grant_id, JobKind::Deprovision).await?;
         }
-        if let Some((_, req_to)) = lifecycle::sync_request(tx, &grant.access_request_id, now).await? {
-            lifecycle::audit(tx, &Actor::system(), Event {
-                action: &format!("request.{}", req_to.as_str()),
-                person_id: Some(&request.requester_id),
-                subject_kind: "request",
-                subject_id: &request.access_request_id,
-                entitlement_id: Some(&request.entitlement_id),
-                detail: format!("after grant {} became {}", grant.access_grant_id, to),
-            }, now).await?;
+        if let Some((_, req_to)) =
+            lifecycle::sync_request(tx, &grant.access_request_id, now).await?
+        {
+            lifecycle::audit(
+                tx,
+                &Actor::system(),
+                Event {
+                    action: &format!("request.{}", req_to.as_str()),
+                    person_id: Some(&request.requester_id),
+                    subject_kind: "request",
+                    subject_id: &request.access_request_id,
+                    entitlement_id: Some(&request.entitlement_id),
+                    detail: format!("after grant {} became {}", grant.access_grant_id, to),
+                },
+                now,
+            )
+            .await?;
         }
         self.tell(tx, grant, &request, to, failure, now).await
     }
@@ -506,9 +785,14 @@ impl Worker {
         failure: Option<&str>,
         now: Timestamp,
     ) -> Result<()> {
-        let Some(user) = store::get_user(tx, &grant.principal_id).await? else { return Ok(()) };
+        let Some(user) = store::get_user(tx, &grant.principal_id).await? else {
+            return Ok(());
+        };
         let (account_name, ps_name, tail) = describe_target(tx, grant).await?;
-        let entitlement = store::get_entitlement(tx, &request.entitlement_id).await?.map(|e| e.name).unwrap_or_default();
+        let entitlement = store::get_entitlement(tx, &request.entitlement_id)
+            .await?
+            .map(|e| e.name)
+            .unwrap_or_default();
         let target = format!("{ps_name} on {account_name} ({})", grant.account_id);
         let ends = Timestamp(grant.ends_at).format_utc();
         let link = format!("{}/requests", self.public_url);
@@ -527,15 +811,27 @@ impl Worker {
             ),
             _ => return Ok(()),
         };
-        let mail = notify::compose(subject, &intro, &[("Account", &target), ("Ends", &ends)], ("Open My access", &link));
+        let mail = notify::compose(
+            subject,
+            &intro,
+            &[("Account", &target), ("Ends", &ends)],
+            ("Open My access", &link),
+        );
         notify::queue(tx, &user.email, &mail, now).await?;
         if status == GrantStatus::Failed {
             for admin in notify::admins(tx).await? {
                 let mail = notify::compose(
                     format!("Provisioning failed: {target} for {}", user.display_name),
-                    &format!("Granting {target} to {} failed. {}", user.display_name, failure.unwrap_or("")),
+                    &format!(
+                        "Granting {target} to {} failed. {}",
+                        user.display_name,
+                        failure.unwrap_or("")
+                    ),
                     &[("Grant", &grant.access_grant_id)],
-                    ("Open the admin dashboard", &format!("{}/admin", self.public_url)),
+                    (
+                        "Open the admin dashboard",
+                        &format!("{}/admin", self.public_url),
+                    ),
                 );
                 notify::queue(tx, &admin.email, &mail, now).await?;
             }
@@ -547,7 +843,9 @@ impl Worker {
 
     async fn decision_timeout(&self, request_id: &str, now: Timestamp) -> Result<Outcome> {
         let mut tx = self.store.begin().await?;
-        let Some(request) = store::lock_request(&mut tx, request_id).await? else { return Ok(Outcome::Done) };
+        let Some(request) = store::lock_request(&mut tx, request_id).await? else {
+            return Ok(Outcome::Done);
+        };
         if request.status()? != RequestStatus::Pending {
             return Ok(Outcome::Done);
         }
@@ -556,16 +854,26 @@ impl Worker {
         }
         let to = RequestStatus::Pending.apply(RequestEvent::DecisionTimeout)?;
         store::set_request_status(&mut tx, request_id, to, now).await?;
-        lifecycle::audit(&mut tx, &Actor::system(), Event {
-            action: "request.timed_out",
-            person_id: Some(&request.requester_id),
-            subject_kind: "request",
-            subject_id: request_id,
-            entitlement_id: Some(&request.entitlement_id),
-            detail: "no decision before the deadline".into(),
-        }, now).await?;
+        notify::forget_approval_nudges(&mut tx, request_id).await?;
+        lifecycle::audit(
+            &mut tx,
+            &Actor::system(),
+            Event {
+                action: "request.timed_out",
+                person_id: Some(&request.requester_id),
+                subject_kind: "request",
+                subject_id: request_id,
+                entitlement_id: Some(&request.entitlement_id),
+                detail: "no decision before the deadline".into(),
+            },
+            now,
+        )
+        .await?;
         if let Some(user) = store::get_user(&mut tx, &request.requester_id).await? {
-            let name = store::get_entitlement(&mut tx, &request.entitlement_id).await?.map(|e| e.name).unwrap_or_default();
+            let name = store::get_entitlement(&mut tx, &request.entitlement_id)
+                .await?
+                .map(|e| e.name)
+                .unwrap_or_default();
             let mail = notify::compose(
                 format!("Request timed out: {name}"),
                 &format!("Nobody decided your request for {name} in time. You can ask again."),
@@ -583,7 +891,9 @@ impl Worker {
             let mut conn = self.store.conn().await?;
             store::get_mail(&mut conn, &job.subject_id).await?
         };
-        let Some(mail) = mail else { return Ok(Outcome::Done) };
+        let Some(mail) = mail else {
+            return Ok(Outcome::Done);
+        };
         if mail.status == "sent" || mail.status == "parked" {
             return Ok(Outcome::Done);
         }
@@ -595,7 +905,11 @@ impl Worker {
                 .execute(&mut *conn)
                 .await?;
         }
-        let result = self.mailer.send(&mail.recipient, &mail.subject, &mail.body_text, &mail.body_html).await;
+        let subject = self.mail.subject(&mail.subject);
+        let result = self
+            .mailer
+            .send(&mail.recipient, &subject, &mail.body_text, &mail.body_html)
+            .await;
         let mut conn = self.store.conn().await?;
         match result {
             Ok(()) => {
@@ -603,17 +917,217 @@ impl Worker {
                 Ok(Outcome::Done)
             }
             Err(e) if mail.attempts + 1 >= i64::from(self.settings.mail_max_attempts) => {
-                store::set_mail_status(&mut conn, &mail.outbox_id, "parked", Some(&e.to_string()), now).await?;
-                store::raise_alert(&mut conn, "mail_parked", &mail.outbox_id,
-                    &format!("mail to {} parked after {} attempts: {e}", mail.recipient, mail.attempts + 1), now).await?;
+                store::set_mail_status(
+                    &mut conn,
+                    &mail.outbox_id,
+                    "parked",
+                    Some(&e.to_string()),
+                    now,
+                )
+                .await?;
+                store::raise_alert(
+                    &mut conn,
+                    "mail_parked",
+                    &mail.outbox_id,
+                    &format!(
+                        "mail to {} parked after {} attempts: {e}",
+                        mail.recipient,
+                        mail.attempts + 1
+                    ),
+                    now,
+                )
+                .await?;
                 Ok(Outcome::Done)
             }
             Err(e) => {
-                store::set_mail_status(&mut conn, &mail.outbox_id, "pending", Some(&e.to_string()), now).await?;
+                store::set_mail_status(
+                    &mut conn,
+                    &mail.outbox_id,
+                    "pending",
+                    Some(&e.to_string()),
+                    now,
+                )
+                .await?;
                 Err(e.into())
             }
         }
     }
+
+    // ------------------------------------------------------------ reminders and warnings
+    //
+    // Each of these sends its mail and deletes its own job in one transaction, so a worker
+    // that dies after committing never sends them twice; each does nothing once the state
+    // has moved on (request decided, grant over or ended early).
+
+    /// A new request: tells the configured approver addresses (the people the portal knows
+    /// were told when it was made) and schedules its reminder and escalation.
+    async fn announce_request(&self, job: &JobRow, now: Timestamp) -> Result<Outcome> {
+        let mut tx = self.store.begin().await?;
+        let Some(request) = store::lock_request(&mut tx, &job.subject_id).await? else {
+            return Ok(Outcome::Done);
+        };
+        if request.status()? == RequestStatus::Pending {
+            let requester = store::get_user(&mut tx, &request.requester_id)
+                .await?
+                .context("request without user")?;
+            let entitlement = lifecycle::load_entitlement(&mut tx, &request.entitlement_id)
+                .await?
+                .context("request without entitlement")?;
+            let told: Vec<String> = notify::approvers_of(&mut tx, &entitlement.policy, &requester)
+                .await?
+                .into_iter()
+                .map(|p| p.email.to_lowercase())
+                .collect();
+            let mail = notify::approval_mail(
+                Nudge::New,
+                &request,
+                &requester,
+                &entitlement.name,
+                &self.public_url,
+                now,
+            );
+            for to in distinct(self.mail.approver_addresses.iter().cloned()) {
+                if !told.contains(&to.to_lowercase()) && !to.eq_ignore_ascii_case(&requester.email)
+                {
+                    notify::queue(&mut tx, &to, &mail, now).await?;
+                }
+            }
+            let created = Timestamp(request.created_at);
+            if let Some(after) = self.mail.reminder_after() {
+                store::insert_job(
+                    &mut tx,
+                    JobKind::ApprovalReminder,
+                    &request.access_request_id,
+                    created.plus(after),
+                    now,
+                )
+                .await?;
+            }
+            if let Some(after) = self.mail.escalate_after() {
+                store::insert_job(
+                    &mut tx,
+                    JobKind::ApprovalEscalation,
+                    &request.access_request_id,
+                    created.plus(after),
+                    now,
+                )
+                .await?;
+            }
+        }
+        store::delete_job(&mut tx, &job.job_id).await?;
+        tx.commit().await?;
+        Ok(Outcome::Done)
+    }
+
+    /// A request still pending: reminds the approvers who have not decided yet (and the
+    /// configured approver addresses), or escalates to the fallback group's members.
+    async fn nudge_approvers(
+        &self,
+        job: &JobRow,
+        nudge: Nudge<'_>,
+        now: Timestamp,
+    ) -> Result<Outcome> {
+        let mut tx = self.store.begin().await?;
+        let Some(request) = store::lock_request(&mut tx, &job.subject_id).await? else {
+            return Ok(Outcome::Done);
+        };
+        if request.status()? == RequestStatus::Pending {
+            let requester = store::get_user(&mut tx, &request.requester_id)
+                .await?
+                .context("request without user")?;
+            let entitlement = lifecycle::load_entitlement(&mut tx, &request.entitlement_id)
+                .await?
+                .context("request without entitlement")?;
+            let decided: Vec<String> =
+                store::decisions_for_request(&mut tx, &request.access_request_id)
+                    .await?
+                    .into_iter()
+                    .map(|d| d.approver_id)
+                    .collect();
+            let people = match nudge {
+                Nudge::Escalation(group) => notify::members_of(&mut tx, group).await?,
+                _ => notify::approvers_of(&mut tx, &entitlement.policy, &requester).await?,
+            };
+            let mut recipients: Vec<String> = people
+                .into_iter()
+                .filter(|p| p.user_id != requester.user_id && !decided.contains(&p.user_id))
+                .map(|p| p.email)
+                .collect();
+            if nudge == Nudge::Reminder {
+                recipients.extend(self.mail.approver_addresses.iter().cloned());
+            }
+            let recipients = distinct(recipients.into_iter());
+            if recipients.is_empty() {
+                tracing::warn!(request = %request.access_request_id, ?nudge, "a pending request has nobody to remind");
+            }
+            let mail = notify::approval_mail(
+                nudge,
+                &request,
+                &requester,
+                &entitlement.name,
+                &self.public_url,
+                now,
+            );
+            for to in recipients {
+                notify::queue(&mut tx, &to, &mail, now).await?;
+            }
+        }
+        store::delete_job(&mut tx, &job.job_id).await?;
+        tx.commit().await?;
+        Ok(Outcome::Done)
+    }
+
+    /// Warns the holder that an active grant ends soon, with a link to ask for more time.
+    async fn ending_soon(&self, job: &JobRow, now: Timestamp) -> Result<Outcome> {
+        let mut tx = self.store.begin().await?;
+        let Some(grant) = store::lock_grant(&mut tx, &job.subject_id).await? else {
+            return Ok(Outcome::Done);
+        };
+        let lead = self.mail.ending_soon_lead().unwrap_or_default();
+        let due = grant.ends_at.saturating_sub(lead.as_millis() as i64);
+        if grant.status()? == GrantStatus::Active && now.millis() < grant.ends_at {
+            if now.millis() < due {
+                // The end moved later since this was scheduled: warn in time for the new one.
+                return Ok(Outcome::Again(Timestamp(due)));
+            }
+            if let Some(user) = store::get_user(&mut tx, &grant.principal_id).await? {
+                let request = store::get_request(&mut tx, &grant.access_request_id)
+                    .await?
+                    .context("grant without request")?;
+                let entitlement = store::get_entitlement(&mut tx, &request.entitlement_id)
+                    .await?
+                    .map(|e| e.name)
+                    .unwrap_or_default();
+                let (account_name, ps_name, tail) = describe_target(&mut tx, &grant).await?;
+                let target = format!("{ps_name} on {account_name} ({})", grant.account_id);
+                let ends = Timestamp(grant.ends_at).format_utc();
+                let left = app::domain::time::format_duration(now.until(Timestamp(grant.ends_at)));
+                let mail = notify::compose(
+                    format!("Access ending soon: {target}"),
+                    &format!(
+                        "Your access to {target} ({entitlement}) ends at {ends}, in {left}. To keep working, ask for                          more time before then: request {entitlement} again. Sessions you open stay valid for up to {tail} after the end."
+                    ),
+                    &[("Account", &target), ("Ends", &ends), ("Justification", &request.justification)],
+                    ("Ask for an extension", &format!("{}/", self.public_url)),
+                );
+                notify::queue(&mut tx, &user.email, &mail, now).await?;
+            }
+        }
+        store::delete_job(&mut tx, &job.job_id).await?;
+        tx.commit().await?;
+        Ok(Outcome::Done)
+    }
+}
+
+/// Addresses without repeats (compared without case), in their first order.
+fn distinct(addresses: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for a in addresses {
+        if !out.iter().any(|b| b.eq_ignore_ascii_case(&a)) {
+            out.push(a);
+        }
+    }
+    out
 }
 
 /// Account name, permission set name and session duration, for messages and views.
@@ -624,10 +1138,16 @@ pub async fn describe_target(
     let account = store::get_account(conn, &g.account_id).await?;
     let ps = store::get_permission_set(conn, &g.permission_set_arn).await?;
     Ok((
-        account.map(|a| a.name).unwrap_or_else(|| g.account_id.clone()),
-        ps.as_ref().map(|p| p.name.clone()).unwrap_or_else(|| g.permission_set_arn.clone()),
-        ps.map(|p| app::domain::time::format_duration(Duration::from_secs(p.session_duration_secs as u64)))
-            .unwrap_or_else(|| "1h".into()),
+        account
+            .map(|a| a.name)
+            .unwrap_or_else(|| g.account_id.clone()),
+        ps.as_ref()
+            .map(|p| p.name.clone())
+            .unwrap_or_else(|| g.permission_set_arn.clone()),
+        ps.map(|p| {
+            app::domain::time::format_duration(Duration::from_secs(p.session_duration_secs as u64))
+        })
+        .unwrap_or_else(|| "1h".into()),
     ))
 }
 
@@ -637,7 +1157,11 @@ mod tests {
 
     #[test]
     fn backoff_is_capped_exponential() {
-        let s = WorkerSettings { backoff_base_ms: 1000, backoff_cap_secs: 60, ..Default::default() };
+        let s = WorkerSettings {
+            backoff_base_ms: 1000,
+            backoff_cap_secs: 60,
+            ..Default::default()
+        };
         assert_eq!(s.backoff(1), Duration::from_secs(1));
         assert_eq!(s.backoff(2), Duration::from_secs(2));
         assert_eq!(s.backoff(5), Duration::from_secs(16));

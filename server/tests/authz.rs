@@ -1,0 +1,755 @@
+//! Who may do what, bad input, the audit log and its chain, sessions.
+//! Every test runs on SQLite and on PostgreSQL.
+
+mod common;
+
+use app::api::AuditFilter;
+use app::domain::{ApproverRule, Policy, RequestDraft};
+use app::error::AppError;
+use app::ssr::Portal;
+use common::*;
+use portcullis::seed::{PS_AUDIT, SANDBOX};
+use portcullis::store;
+use std::time::Duration;
+
+both!(
+    self_approval_refused_and_audited,
+    non_approvers_refused_and_audited,
+    ineligible_requester_refused_and_audited,
+    bad_input_changes_nothing,
+    deciding_twice_is_a_conflict,
+    approval_queue_shows_only_what_one_may_decide,
+    audit_chain_detects_tampering,
+    audit_chain_detects_deleted_latest_events,
+    sessions_expire_and_store_only_a_hash,
+    admin_pages_are_for_admins,
+    audit_log_filters,
+);
+
+/// Snapshot of every table a refused or invalid action must leave alone.
+async fn snapshot(env: &TestEnv) -> Vec<(&'static str, i64)> {
+    let mut out = Vec::new();
+    for t in [
+        "access_request",
+        "decision",
+        "access_grant",
+        "job",
+        "outbox",
+        "audit_event",
+        "alert",
+    ] {
+        out.push((t, env.count(t).await));
+    }
+    out
+}
+
+fn peer_reviewed() -> Policy {
+    Policy {
+        eligible_groups: vec!["cloud-approvers".into()],
+        approvers: ApproverRule {
+            groups: vec!["cloud-approvers".into()],
+            ..Default::default()
+        },
+        ..policy()
+    }
+}
+
+/// Invariant 5: nobody decides their own request, even as a member of the approver group.
+async fn self_approval_refused_and_audited(b: Backend) {
+    let env = TestEnv::new(b).await;
+    env.add_entitlement(&entitlement(
+        "peer-reviewed",
+        SANDBOX,
+        PS_AUDIT,
+        peer_reviewed(),
+    ))
+    .await;
+    let carol = person("carol");
+    let rid = env.ask(&carol, "peer-reviewed", "1h").await;
+    assert!(
+        env.mail_subjects("carol@example.com").await.is_empty(),
+        "the requester is not asked to approve her own request"
+    );
+    let queue = env.portal.approvals(&carol).await.unwrap();
+    assert!(
+        queue.pending.is_empty(),
+        "own request in own queue: {queue:?}"
+    );
+
+    let err = env
+        .portal
+        .decide(&carol, &rid, true, "trust me")
+        .await
+        .unwrap_err();
+    match &err {
+        AppError::Forbidden(m) => assert!(m.contains("your own request"), "{m}"),
+        other => panic!("expected Forbidden, got {other:?}"),
+    }
+    let denied = env.audit_with("denied.decide").await;
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0].actor_id, carol.user_id);
+    assert_eq!(denied[0].subject_id, rid);
+    assert_eq!(env.request_status(&rid).await, "pending");
+    assert_eq!(env.count("decision").await, 0);
+    assert!(env.grants(&rid).await.is_empty());
+    // Rejecting one's own request is deciding it too.
+    let err = env
+        .portal
+        .decide(&carol, &rid, false, "")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppError::Forbidden(_)), "{err:?}");
+    assert_eq!(env.audit_with("denied.decide").await.len(), 2);
+    assert_eq!(env.request_status(&rid).await, "pending");
+
+    // Another member of the group may.
+    let gina = extra_person("gina", &["cloud-approvers"]);
+    env.upsert_user(&gina).await;
+    env.portal.decide(&gina, &rid, true, "").await.unwrap();
+    assert_eq!(env.request_status(&rid).await, "approved");
+    env.check_invariants().await;
+}
+
+async fn non_approvers_refused_and_audited(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let (alice, carol, dana) = (person("alice"), person("carol"), person("dana"));
+    let rid = env.ask(&alice, "prod-readonly", "1h").await;
+    let before = snapshot(&env).await;
+    for who in [&dana, &carol, &alice] {
+        for approve in [true, false] {
+            let err = env.portal.decide(who, &rid, approve, "").await.unwrap_err();
+            assert!(
+                matches!(err, AppError::Forbidden(_)),
+                "{}: {err:?}",
+                who.user_id
+            );
+        }
+    }
+    let denied = env.audit_with("denied.decide").await;
+    assert_eq!(denied.len(), 6);
+    let actors: Vec<&str> = denied.iter().map(|a| a.actor_id.as_str()).collect();
+    assert_eq!(
+        actors,
+        [
+            "demo|dana",
+            "demo|dana",
+            "demo|carol",
+            "demo|carol",
+            "demo|alice",
+            "demo|alice"
+        ]
+    );
+    assert!(denied.iter().all(|a| a.subject_id == rid));
+    let after = snapshot(&env).await;
+    for ((t, n0), (_, n1)) in before.iter().zip(&after) {
+        let expected = if *t == "audit_event" { n0 + 6 } else { *n0 };
+        assert_eq!(*n1, expected, "{t}");
+    }
+    assert_eq!(env.request_status(&rid).await, "pending");
+    env.check_invariants().await;
+}
+
+async fn ineligible_requester_refused_and_audited(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let alice = person("alice");
+    let before = env.count("access_request").await;
+    let err = env
+        .portal
+        .create_request(&alice, "security-audit", draft("1h"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppError::Forbidden(_)), "{err:?}");
+    assert_eq!(env.count("access_request").await, before);
+    assert_eq!(env.count("job").await, 0);
+    assert_eq!(env.count("outbox").await, 0);
+    let denied = env.audit_with("denied.request").await;
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0].actor_id, alice.user_id);
+    assert_eq!(denied[0].subject_id, "security-audit");
+    // Not offered either.
+    let cards = env.portal.eligible_entitlements(&alice).await.unwrap();
+    let ids: Vec<&str> = cards.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["prod-admin", "prod-readonly", "sandbox-admin"]);
+    env.check_invariants().await;
+}
+
+fn expect_invalid(result: Result<impl std::fmt::Debug, AppError>, field: &str) {
+    match result {
+        Err(e @ AppError::Invalid(_)) => {
+            assert!(
+                e.field(field).is_some(),
+                "expected an error on {field}, got {e:?}"
+            )
+        }
+        other => panic!("expected Invalid({field}), got {other:?}"),
+    }
+}
+
+fn expect_not_found(result: Result<(), AppError>) {
+    assert!(matches!(result, Err(AppError::NotFound(_))), "{result:?}");
+}
+
+async fn bad_input_changes_nothing(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let (alice, bob, dana) = (person("alice"), person("bob"), person("dana"));
+    let rid = env.ask(&alice, "prod-readonly", "1h").await;
+    let before = snapshot(&env).await;
+    let p = &env.portal;
+    let with = |justification: &str, duration: &str, ticket: &str| RequestDraft {
+        justification: justification.into(),
+        duration: duration.into(),
+        ticket: ticket.into(),
+    };
+
+    expect_invalid(
+        p.create_request(&alice, "prod-readonly", with("  ", "1h", ""))
+            .await,
+        "justification",
+    );
+    expect_invalid(
+        p.create_request(&alice, "prod-readonly", with(&"x".repeat(1001), "1h", ""))
+            .await,
+        "justification",
+    );
+    expect_invalid(
+        p.create_request(&alice, "prod-readonly", with("bell \u{7}", "1h", ""))
+            .await,
+        "justification",
+    );
+    expect_invalid(
+        p.create_request(&alice, "prod-admin", with("fix", "3h", "CHG-1"))
+            .await,
+        "duration",
+    );
+    expect_invalid(
+        p.create_request(&alice, "prod-readonly", with("fix", "30s", ""))
+            .await,
+        "duration",
+    );
+    expect_invalid(
+        p.create_request(&alice, "prod-readonly", with("fix", "soon", ""))
+            .await,
+        "duration",
+    );
+    expect_invalid(
+        p.create_request(&alice, "prod-readonly", with("fix", "", ""))
+            .await,
+        "duration",
+    );
+    expect_invalid(
+        p.create_request(&alice, "prod-readonly", with("fix", "-5m", ""))
+            .await,
+        "duration",
+    );
+    expect_invalid(
+        p.create_request(&alice, "prod-admin", with("fix", "1h", ""))
+            .await,
+        "ticket",
+    );
+    expect_invalid(
+        p.create_request(&alice, "prod-admin", with("fix", "1h", "<script>"))
+            .await,
+        "ticket",
+    );
+    expect_invalid(
+        p.create_request(&alice, "no-such-thing", with("fix", "1h", ""))
+            .await,
+        "entitlement",
+    );
+    expect_invalid(
+        p.create_request(&alice, "../../etc/passwd", with("fix", "1h", ""))
+            .await,
+        "entitlement",
+    );
+    expect_invalid(
+        p.create_request(&alice, "PROD-READONLY", with("fix", "1h", ""))
+            .await,
+        "entitlement",
+    );
+    // Several errors at once, all reported.
+    let err = p
+        .create_request(&alice, "prod-admin", with("", "9h", ""))
+        .await
+        .unwrap_err();
+    for field in ["justification", "duration", "ticket"] {
+        assert!(err.field(field).is_some(), "{field} missing from {err:?}");
+    }
+
+    let unknown = "0123456789abcdef0123456789abcdef";
+    for id in [
+        "garbage",
+        "",
+        "../x",
+        &rid.to_uppercase(),
+        &format!("{rid}'--"),
+        unknown,
+    ] {
+        expect_not_found(p.decide(&bob, id, true, "").await);
+        expect_not_found(p.cancel_request(&alice, id).await);
+        expect_not_found(p.end_grant(&alice, id).await);
+        expect_not_found(p.revoke_grant(&dana, id).await);
+    }
+    expect_invalid(p.decide(&bob, &rid, true, "ok \u{0}").await, "comment");
+    expect_invalid(
+        p.decide(&bob, &rid, false, "\u{1b}[31mred").await,
+        "comment",
+    );
+    expect_invalid(
+        p.decide(&bob, &rid, true, &"c".repeat(1001)).await,
+        "comment",
+    );
+
+    assert_eq!(
+        snapshot(&env).await,
+        before,
+        "bad input must change nothing"
+    );
+    assert_eq!(env.request_status(&rid).await, "pending");
+    // The request is still decidable after all that.
+    p.decide(&bob, &rid, true, "line one\nline two")
+        .await
+        .unwrap();
+    assert_eq!(env.request_status(&rid).await, "approved");
+    env.check_invariants().await;
+}
+
+async fn deciding_twice_is_a_conflict(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let (alice, bob, carol) = (person("alice"), person("bob"), person("carol"));
+    let hank = extra_person("hank", &["cloud-approvers"]);
+    env.upsert_user(&hank).await;
+
+    // The same approver twice.
+    let rid = env.ask(&alice, "prod-readonly", "1h").await;
+    env.portal.decide(&bob, &rid, true, "ok").await.unwrap();
+    let after_first = snapshot(&env).await;
+    for approve in [true, false] {
+        let err = env
+            .portal
+            .decide(&bob, &rid, approve, "again")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AppError::Conflict(_)), "{err:?}");
+    }
+    assert_eq!(snapshot(&env).await, after_first);
+    assert_eq!(env.request_status(&rid).await, "approved");
+    assert_eq!(env.grants(&rid).await.len(), 1);
+
+    // Another approver after an approval, then after a rejection.
+    let rid2 = env.ask(&alice, "prod-admin", "1h").await;
+    env.portal.decide(&carol, &rid2, true, "").await.unwrap();
+    let after_approval = snapshot(&env).await;
+    let err = env
+        .portal
+        .decide(&hank, &rid2, false, "no")
+        .await
+        .unwrap_err();
+    match &err {
+        AppError::Conflict(m) => assert!(m.contains("approved"), "{m}"),
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    assert_eq!(snapshot(&env).await, after_approval);
+    assert_eq!(env.request_status(&rid2).await, "approved");
+
+    let rid3 = env.ask(&alice, "prod-admin", "1h").await;
+    env.portal
+        .decide(&hank, &rid3, false, "not now")
+        .await
+        .unwrap();
+    assert_eq!(env.request_status(&rid3).await, "rejected");
+    let after_rejection = snapshot(&env).await;
+    let err = env
+        .portal
+        .decide(&carol, &rid3, true, "")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppError::Conflict(_)), "{err:?}");
+    assert_eq!(snapshot(&env).await, after_rejection);
+    assert!(env.grants(&rid3).await.is_empty());
+    // Cancelling a decided request is a conflict too.
+    let err = env.portal.cancel_request(&alice, &rid3).await.unwrap_err();
+    assert!(matches!(err, AppError::Conflict(_)), "{err:?}");
+    assert_eq!(snapshot(&env).await, after_rejection);
+    env.check_invariants().await;
+}
+
+async fn approval_queue_shows_only_what_one_may_decide(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let (alice, bob, carol) = (person("alice"), person("bob"), person("carol"));
+    let rid = env.ask(&alice, "prod-readonly", "1h").await;
+    let bob_queue = env.portal.approvals(&bob).await.unwrap();
+    let ids: Vec<&str> = bob_queue.pending.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, [rid.as_str()]);
+    assert!(env
+        .portal
+        .approvals(&carol)
+        .await
+        .unwrap()
+        .pending
+        .is_empty());
+    assert!(env
+        .portal
+        .approvals(&alice)
+        .await
+        .unwrap()
+        .pending
+        .is_empty());
+    env.portal.decide(&bob, &rid, true, "fine").await.unwrap();
+    let bob_queue = env.portal.approvals(&bob).await.unwrap();
+    assert!(bob_queue.pending.is_empty());
+    assert_eq!(bob_queue.decided.len(), 1);
+    assert_eq!(bob_queue.decided[0].verdict, "approved");
+    assert_eq!(bob_queue.decided[0].comment, "fine");
+    let mine = env.portal.my_access(&alice).await.unwrap();
+    assert_eq!(mine.requests.len(), 1);
+    assert_eq!(mine.requests[0].status, "approved");
+    assert_eq!(mine.grants.len(), 1);
+    assert!(env.portal.my_access(&bob).await.unwrap().grants.is_empty());
+}
+
+async fn some_history(env: &TestEnv) {
+    let (alice, bob) = (person("alice"), person("bob"));
+    let rid = env.ask(&alice, "prod-readonly", "1h").await;
+    env.portal.decide(&bob, &rid, true, "ok").await.unwrap();
+    let _ = env.portal.admin_overview(&alice).await;
+    let w = env.worker();
+    env.settle(&w).await;
+    env.advance(Duration::from_secs(3600));
+    env.settle(&w).await;
+}
+
+/// Invariant 6: changing any stored event breaks the chain at that event.
+async fn audit_chain_detects_tampering(b: Backend) {
+    let env = TestEnv::new(b).await;
+    some_history(&env).await;
+    let n = env.count("audit_event").await;
+    assert!(n >= 8, "{n} events");
+    assert_eq!(env.verify_chain().await, None);
+
+    sqlx::query("UPDATE audit_event SET detail = 'nothing to see here' WHERE seq = 3")
+        .execute(env.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(env.verify_chain().await, Some(3));
+}
+
+/// Invariant 6: removing the newest events must be detectable too. `audit_head` keeps
+/// the chain's last sequence number and hash precisely so that it can be.
+async fn audit_chain_detects_deleted_latest_events(b: Backend) {
+    let env = TestEnv::new(b).await;
+    some_history(&env).await;
+    let n = env.count("audit_event").await;
+    assert_eq!(env.verify_chain().await, None);
+    // Delete a middle event: detected.
+    let mid = env.audit().await[2].seq;
+    sqlx::query("DELETE FROM audit_event WHERE seq = $1")
+        .bind(mid)
+        .execute(env.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        env.verify_chain().await,
+        Some(mid + 1),
+        "a gap in the chain"
+    );
+
+    // Fresh history; then quietly drop the two newest events (e.g. the revocation).
+    let env = TestEnv::new(b).await;
+    some_history(&env).await;
+    assert_eq!(env.count("audit_event").await, n);
+    assert_eq!(env.verify_chain().await, None);
+    sqlx::query("DELETE FROM audit_event WHERE seq > $1")
+        .bind(n - 2)
+        .execute(env.store.pool())
+        .await
+        .unwrap();
+    assert!(
+        env.verify_chain().await.is_some(),
+        "the two newest audit events (of {n}) were deleted, yet verify_audit_chain reports \
+         the chain intact: it never compares the last event with audit_head"
+    );
+}
+
+async fn sessions_expire_and_store_only_a_hash(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let alice = person("alice");
+    let idle = Duration::from_secs(8 * 3600);
+    let token = "f00dcafe".repeat(8);
+    let t0 = env.now();
+    {
+        let mut c = env.conn().await;
+        store::create_session(
+            &mut c,
+            &token,
+            &alice.user_id,
+            true,
+            t0,
+            t0.plus(Duration::from_secs(24 * 3600)),
+        )
+        .await
+        .unwrap();
+    }
+    let stored: Vec<String> = sqlx::query_scalar("SELECT session_hash FROM web_session")
+        .fetch_all(env.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_ne!(stored[0], token, "the token itself is never stored");
+    assert!(!stored[0].contains(&token));
+    assert_eq!(stored[0], store::hash_token(&token));
+
+    let find = |tok: String| {
+        let env = &env;
+        async move {
+            store::find_session(&mut *env.conn().await, &tok, env.now(), idle)
+                .await
+                .unwrap()
+        }
+    };
+    let (p, demo) = find(token.clone()).await.expect("fresh session");
+    assert_eq!(p, alice);
+    assert!(demo);
+    assert!(find("f00dcafe".into()).await.is_none());
+    assert!(
+        find(stored[0].clone()).await.is_none(),
+        "the hash is not a token"
+    );
+
+    // Used regularly, a session lives until its absolute expiry, not a second more.
+    for hour in 1..24 {
+        env.set_time(t0.millis() + hour * HOUR_MS);
+        assert!(find(token.clone()).await.is_some(), "hour {hour}");
+    }
+    env.set_time(t0.millis() + 24 * HOUR_MS - 1);
+    assert!(find(token.clone()).await.is_some());
+    env.set_time(t0.millis() + 24 * HOUR_MS);
+    assert!(find(token.clone()).await.is_none(), "absolute expiry");
+
+    // Idle timeout: 8h without use ends it.
+    let token2 = "beef".repeat(16);
+    let t1 = env.now();
+    {
+        let mut c = env.conn().await;
+        store::create_session(
+            &mut c,
+            &token2,
+            &alice.user_id,
+            false,
+            t1,
+            t1.plus(Duration::from_secs(24 * 3600)),
+        )
+        .await
+        .unwrap();
+    }
+    env.set_time(t1.millis() + 8 * HOUR_MS - 1);
+    assert!(
+        find(token2.clone()).await.is_some(),
+        "just under the idle timeout"
+    );
+    // That use restarted the idle clock.
+    env.set_time(t1.millis() + 16 * HOUR_MS - 2);
+    assert!(find(token2.clone()).await.is_some());
+    let token3 = "abcd".repeat(16);
+    let t2 = env.now();
+    {
+        let mut c = env.conn().await;
+        store::create_session(
+            &mut c,
+            &token3,
+            &alice.user_id,
+            false,
+            t2,
+            t2.plus(Duration::from_secs(24 * 3600)),
+        )
+        .await
+        .unwrap();
+    }
+    env.set_time(t2.millis() + 8 * HOUR_MS);
+    assert!(find(token3.clone()).await.is_none(), "idle for 8h");
+    // Sign-out deletes it.
+    {
+        let mut c = env.conn().await;
+        store::delete_session(&mut c, &token2).await.unwrap();
+        store::delete_session(&mut c, &token3).await.unwrap();
+    }
+    env.set_time(t2.millis());
+    assert!(find(token2.clone()).await.is_none(), "deleted");
+}
+
+async fn admin_pages_are_for_admins(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let (alice, bob, dana) = (person("alice"), person("bob"), person("dana"));
+    let rid = env.ask(&alice, "sandbox-admin", "1h").await;
+    let w = env.worker();
+    env.settle(&w).await;
+
+    for who in [&alice, &bob] {
+        let before = env.count("audit_event").await;
+        assert!(matches!(
+            env.portal.admin_overview(who).await,
+            Err(AppError::Forbidden(_))
+        ));
+        assert!(matches!(
+            env.portal.audit_log(who, AuditFilter::default()).await,
+            Err(AppError::Forbidden(_))
+        ));
+        assert!(matches!(
+            env.portal.aws_assignments(who).await,
+            Err(AppError::Forbidden(_))
+        ));
+        assert_eq!(env.count("audit_event").await, before + 3);
+    }
+    for action in [
+        "denied.admin_overview",
+        "denied.audit_log",
+        "denied.aws_assignments",
+    ] {
+        let rows = env.audit_with(action).await;
+        let actors: Vec<&str> = rows.iter().map(|a| a.actor_id.as_str()).collect();
+        assert_eq!(actors, ["demo|alice", "demo|bob"], "{action}");
+    }
+
+    let overview = env.portal.admin_overview(&dana).await.unwrap();
+    assert_eq!(overview.requests.len(), 1);
+    assert_eq!(overview.requests[0].id, rid);
+    assert_eq!(overview.grants.len(), 1);
+    assert_eq!(overview.grants[0].status, "active");
+    assert_eq!(overview.worker.queued_jobs, env.count("job").await);
+    assert!(
+        overview.worker.queued_jobs >= 1,
+        "at least the deprovision job"
+    );
+    assert_eq!(overview.worker.failing_jobs, 0);
+    let assignments = env.portal.aws_assignments(&dana).await.unwrap();
+    assert_eq!(assignments.len(), 1);
+    assert_eq!(assignments[0].principal, "Alice Employee");
+    assert_eq!(assignments[0].account_id, SANDBOX);
+    assert_eq!(assignments[0].permission_set, "AdministratorAccess");
+    let log = env
+        .portal
+        .audit_log(&dana, AuditFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(log.len() as i64, env.count("audit_event").await);
+    assert!(env
+        .audit()
+        .await
+        .iter()
+        .all(|a| !a.action.starts_with("denied.") || a.actor_id != dana.user_id));
+    // Everyone sees only their own mail; admins see all.
+    let alice_mail = env.portal.outbox(&alice).await.unwrap();
+    assert!(!alice_mail.is_empty());
+    assert!(alice_mail.iter().all(|m| m.to == "alice@example.com"));
+    assert_eq!(
+        env.portal.outbox(&dana).await.unwrap().len() as i64,
+        env.count("outbox").await
+    );
+}
+
+async fn audit_log_filters(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let (alice, bob, carol, dana) = (
+        person("alice"),
+        person("bob"),
+        person("carol"),
+        person("dana"),
+    );
+    let w = env.worker();
+    let r1 = env.ask(&alice, "prod-readonly", "1h").await;
+    env.portal.decide(&bob, &r1, true, "ok").await.unwrap();
+    let r2 = env.ask(&carol, "security-audit", "1h").await;
+    env.portal
+        .decide(&dana, &r2, false, "not today")
+        .await
+        .unwrap();
+    let _ = env.portal.audit_log(&alice, AuditFilter::default()).await;
+    env.settle(&w).await;
+    let all = env.audit().await;
+
+    let seqs = |f: AuditFilter| {
+        let env = &env;
+        let dana = dana.clone();
+        async move {
+            let rows = env.portal.audit_log(&dana, f).await.unwrap();
+            let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+            let mut sorted = seqs.clone();
+            sorted.sort_by(|a, b| b.cmp(a));
+            assert_eq!(seqs, sorted, "newest first");
+            seqs
+        }
+    };
+    let expect = |pred: &dyn Fn(&store::AuditRow) -> bool| {
+        let mut v: Vec<i64> = all.iter().filter(|a| pred(a)).map(|a| a.seq).collect();
+        v.reverse();
+        v
+    };
+
+    let by_alice = seqs(AuditFilter {
+        person: Some("alice".into()),
+        ..Default::default()
+    })
+    .await;
+    let expected = expect(&|a| {
+        a.actor_id == alice.user_id || a.person_id.as_deref() == Some(alice.user_id.as_str())
+    });
+    assert!(!expected.is_empty());
+    assert_eq!(by_alice, expected);
+    // By email and by display name, any case.
+    for q in ["alice@example.com", "ALICE EMPLOYEE", "  alice  "] {
+        let got = seqs(AuditFilter {
+            person: Some(q.into()),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(got, expected, "{q}");
+    }
+
+    let by_ent = seqs(AuditFilter {
+        entitlement: Some("prod-readonly".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        by_ent,
+        expect(&|a| a.entitlement_id.as_deref() == Some("prod-readonly"))
+    );
+    assert!(by_ent.len() >= 3);
+
+    let by_action = seqs(AuditFilter {
+        action: Some("request.".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(by_action, expect(&|a| a.action.starts_with("request.")));
+    let denied = seqs(AuditFilter {
+        action: Some("denied.".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(denied, expect(&|a| a.action.starts_with("denied.")));
+    assert_eq!(denied.len(), 1);
+    // LIKE wildcards in the filter are taken literally.
+    for wild in ["request_", "%", "_"] {
+        let got = seqs(AuditFilter {
+            action: Some(wild.into()),
+            ..Default::default()
+        })
+        .await;
+        assert!(got.is_empty(), "{wild:?} matched {got:?}");
+    }
+
+    let combined = seqs(AuditFilter {
+        person: Some("carol".into()),
+        entitlement: Some("security-audit".into()),
+        action: Some("request.rejected".into()),
+    })
+    .await;
+    assert_eq!(combined.len(), 1);
+    assert_eq!(combined, expect(&|a| a.action == "request.rejected"));
+    let none = seqs(AuditFilter {
+        person: Some("nobody-by-that-name".into()),
+        ..Default::default()
+    })
+    .await;
+    assert!(none.is_empty());
+}

@@ -1,0 +1,775 @@
+//! Test harness shared by the integration suites: a fresh, migrated and seeded store on
+//! SQLite or PostgreSQL, a manual clock, the portal use cases, the simulated provisioner,
+//! workers on demand, and a fault-injecting provisioner for retry tests.
+//!
+//! PostgreSQL tests need `POSTGRES_TEST_URL` (an admin URL such as
+//! `postgres://postgres@127.0.0.1:55433/postgres`); each test creates its own database.
+
+#![allow(dead_code)]
+
+use app::domain::{
+    AccountId, ApproverRule, PermissionSetArn, Policy, Principal, RequestDraft, Target,
+    TargetScope, Timestamp,
+};
+use app::ssr::Portal;
+use async_trait::async_trait;
+use portcullis::clock::{Clock, ManualClock};
+use portcullis::lifecycle::Entitlement;
+use portcullis::mailer::{MailError, Mailer, OutboxOnly};
+use portcullis::portal::PortalService;
+use portcullis::provisioner::simulated::SimulatedProvisioner;
+use portcullis::provisioner::{
+    Assignment, AssignmentRecord, DeleteStart, OperationStatus, ProvisionError, Provisioner,
+};
+use portcullis::seed;
+use portcullis::store::{self, AuditQuery, AuditRow, DatabaseUrl, GrantRow, JobRow, Store};
+use portcullis::worker::{Worker, WorkerSettings};
+use sqlx::{Connection, Executor, Row};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+pub const T0: Timestamp = Timestamp(1_800_000_000_000);
+/// How long the simulated AWS takes to settle an operation (on the manual clock).
+pub const SIM_DELAY: Duration = Duration::from_secs(2);
+pub const POLL_MS: u64 = 200;
+pub const BACKOFF_BASE_MS: u64 = 100;
+pub const LEASE_SECS: u64 = 60;
+pub const PUBLIC_URL: &str = "http://portal.test";
+pub const ENV_VAR: &str = "POSTGRES_TEST_URL";
+
+pub const HOUR_MS: i64 = 3_600_000;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named `async fn name(Backend)` on both backends.
+#[macro_export]
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+pub struct TestEnv {
+    pub backend: Backend,
+    pub store: Store,
+    pub clock: Arc<ManualClock>,
+    pub portal: PortalService,
+    pub sim: Arc<SimulatedProvisioner>,
+    pub wake: Arc<Notify>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The seeded personas: alice (engineering, manager bob), bob, carol (cloud-approvers,
+/// security), dana (admin).
+pub fn person(name: &str) -> Principal {
+    seed::personas()
+        .into_iter()
+        .find(|p| p.user_id == format!("demo|{name}"))
+        .unwrap_or_else(|| panic!("no persona {name}"))
+}
+
+/// An extra person, not among the seeded personas.
+pub fn extra_person(name: &str, groups: &[&str]) -> Principal {
+    Principal {
+        user_id: format!("test|{name}"),
+        email: format!("{name}@example.com"),
+        display_name: format!("{name} Extra"),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        manager: None,
+        is_admin: false,
+    }
+}
+
+pub fn draft(duration: &str) -> RequestDraft {
+    RequestDraft {
+        justification: "Investigating INC-42".into(),
+        duration: duration.into(),
+        ticket: String::new(),
+    }
+}
+
+pub fn draft_with_ticket(duration: &str, ticket: &str) -> RequestDraft {
+    RequestDraft {
+        ticket: ticket.into(),
+        ..draft(duration)
+    }
+}
+
+pub fn settings() -> WorkerSettings {
+    WorkerSettings {
+        lease_secs: LEASE_SECS,
+        poll_interval_ms: POLL_MS,
+        backoff_base_ms: BACKOFF_BASE_MS,
+        backoff_cap_secs: 5,
+        ..WorkerSettings::default()
+    }
+}
+
+/// A policy template: engineering may ask, nobody approves unless told, 4h max.
+pub fn policy() -> Policy {
+    Policy {
+        eligible_groups: vec!["engineering".into()],
+        eligible_users: vec![],
+        approvers: ApproverRule::default(),
+        approvals_required: 1,
+        max_duration_secs: 4 * 3600,
+        default_duration_secs: 3600,
+        require_ticket: false,
+        auto_approve: false,
+        break_glass: false,
+        decision_timeout_secs: 24 * 3600,
+    }
+}
+
+/// An entitlement on one account with one permission set.
+pub fn entitlement(id: &str, account: &str, permission_set: &str, policy: Policy) -> Entitlement {
+    Entitlement {
+        id: id.into(),
+        name: format!("Test {id}"),
+        description: "made by the test suite".into(),
+        targets: vec![Target {
+            scope: TargetScope::Account {
+                account_id: AccountId::parse(account).unwrap(),
+            },
+            permission_set_arn: PermissionSetArn::parse(permission_set).unwrap(),
+        }],
+        policy,
+    }
+}
+
+fn postgres_admin_url() -> String {
+    match std::env::var(ENV_VAR) {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => panic!(
+            "PostgreSQL tests need a server: set {ENV_VAR} to an admin URL, e.g. \
+             `{ENV_VAR}=$(.ci/postgres start /tmp/pg-tests 55433)` \
+             (gives postgres://postgres@127.0.0.1:55433/postgres). \
+             These tests are never skipped."
+        ),
+    }
+}
+
+/// The admin URL with its database name replaced.
+fn with_database(admin: &str, db: &str) -> String {
+    let (base, query) = match admin.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (admin, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let server = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{server}/{db}?{q}"),
+        None => format!("{server}/{db}"),
+    }
+}
+
+impl TestEnv {
+    pub async fn new(backend: Backend) -> Self {
+        sqlx::any::install_default_drivers();
+        let (url, dir) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::TempDir::new().expect("temp dir");
+                let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
+                (url, Some(dir))
+            }
+            Backend::Postgres => {
+                let admin = postgres_admin_url();
+                let db = format!("t_{:016x}", rand::random::<u64>());
+                let mut conn = sqlx::AnyConnection::connect(&admin)
+                    .await
+                    .unwrap_or_else(|e| panic!("cannot connect to {ENV_VAR} ({admin}): {e}"));
+                conn.execute(format!("CREATE DATABASE {db}").as_str())
+                    .await
+                    .expect("CREATE DATABASE");
+                let _ = conn.close().await;
+                (with_database(&admin, &db), None)
+            }
+        };
+        let store = Store::connect(&DatabaseUrl::new(url))
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        seed::seed_demo(&store, T0).await.expect("seed");
+        let clock = Arc::new(ManualClock::new(T0));
+        let dyn_clock: Arc<dyn Clock> = clock.clone();
+        let sim = Arc::new(SimulatedProvisioner::new(
+            store.clone(),
+            dyn_clock.clone(),
+            SIM_DELAY,
+        ));
+        let wake = Arc::new(Notify::new());
+        let portal = PortalService {
+            store: store.clone(),
+            clock: dyn_clock,
+            provisioner: sim.clone(),
+            wake: wake.clone(),
+            min_duration: Duration::from_secs(60),
+            public_url: PUBLIC_URL.into(),
+        };
+        Self {
+            backend,
+            store,
+            clock,
+            portal,
+            sim,
+            wake,
+            _dir: dir,
+        }
+    }
+
+    // ------------------------------------------------------------ workers and time
+
+    /// A worker on the simulated provisioner, with the test settings.
+    pub fn worker(&self) -> Worker {
+        self.worker_with(self.sim.clone(), settings())
+    }
+
+    pub fn worker_with(
+        &self,
+        provisioner: Arc<dyn Provisioner>,
+        settings: WorkerSettings,
+    ) -> Worker {
+        self.worker_full(provisioner, Arc::new(OutboxOnly), settings)
+    }
+
+    pub fn worker_full(
+        &self,
+        provisioner: Arc<dyn Provisioner>,
+        mailer: Arc<dyn Mailer>,
+        settings: WorkerSettings,
+    ) -> Worker {
+        Worker::new(
+            self.store.clone(),
+            provisioner,
+            mailer,
+            self.clock.clone(),
+            self.wake.clone(),
+            settings,
+            PUBLIC_URL.into(),
+        )
+    }
+
+    /// A provisioner that fails on demand and otherwise is the simulated one.
+    pub fn flaky(&self) -> Arc<Flaky> {
+        Arc::new(Flaky::new(SimulatedProvisioner::new(
+            self.store.clone(),
+            self.clock.clone(),
+            SIM_DELAY,
+        )))
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub fn advance(&self, d: Duration) {
+        self.clock.advance(d);
+    }
+
+    pub fn set_time(&self, t: i64) {
+        self.clock.set(Timestamp(t));
+    }
+
+    // ------------------------------------------------------------ reading state
+
+    pub async fn conn(&self) -> sqlx::pool::PoolConnection<sqlx::Any> {
+        self.store.conn().await.expect("connection")
+    }
+
+    pub async fn request(&self, id: &str) -> store::RequestRow {
+        store::get_request(&mut *self.conn().await, id)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("request {id} not found"))
+    }
+
+    pub async fn request_status(&self, id: &str) -> String {
+        self.request(id).await.status
+    }
+
+    pub async fn grants(&self, request_id: &str) -> Vec<GrantRow> {
+        store::grants_for_request(&mut *self.conn().await, request_id)
+            .await
+            .unwrap()
+    }
+
+    pub async fn grant(&self, id: &str) -> GrantRow {
+        store::get_grant(&mut *self.conn().await, id)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("grant {id} not found"))
+    }
+
+    pub async fn only_grant(&self, request_id: &str) -> GrantRow {
+        let mut g = self.grants(request_id).await;
+        assert_eq!(
+            g.len(),
+            1,
+            "expected exactly one grant for {request_id}: {g:?}"
+        );
+        g.remove(0)
+    }
+
+    pub async fn jobs(&self, subject: &str) -> Vec<JobRow> {
+        store::jobs_for(&mut *self.conn().await, subject)
+            .await
+            .unwrap()
+    }
+
+    pub async fn job(&self, subject: &str, kind: &str) -> Option<JobRow> {
+        self.jobs(subject)
+            .await
+            .into_iter()
+            .find(|j| j.kind == kind)
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(self.store.pool())
+            .await
+            .unwrap()
+    }
+
+    /// Every audit event, oldest first.
+    pub async fn audit(&self) -> Vec<AuditRow> {
+        let mut rows = store::query_audit(
+            &mut *self.conn().await,
+            &AuditQuery {
+                limit: 1_000_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        rows.reverse();
+        rows
+    }
+
+    pub async fn audit_with(&self, action: &str) -> Vec<AuditRow> {
+        self.audit()
+            .await
+            .into_iter()
+            .filter(|a| a.action == action)
+            .collect()
+    }
+
+    pub async fn audit_about(&self, subject: &str) -> Vec<String> {
+        self.audit()
+            .await
+            .into_iter()
+            .filter(|a| a.subject_id == subject)
+            .map(|a| a.action)
+            .collect()
+    }
+
+    pub async fn mail_to(&self, recipient: &str) -> Vec<store::OutboxRow> {
+        let mut m: Vec<_> = store::recent_mail(&mut *self.conn().await, 100_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.recipient == recipient)
+            .collect();
+        m.reverse();
+        m
+    }
+
+    pub async fn mail_subjects(&self, recipient: &str) -> Vec<String> {
+        self.mail_to(recipient)
+            .await
+            .into_iter()
+            .map(|m| m.subject)
+            .collect()
+    }
+
+    pub async fn alerts(&self, kind: &str) -> Vec<store::AlertRow> {
+        store::open_alerts(&mut *self.conn().await)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.kind == kind)
+            .collect()
+    }
+
+    pub async fn all_alerts(&self) -> Vec<store::AlertRow> {
+        store::open_alerts(&mut *self.conn().await).await.unwrap()
+    }
+
+    pub async fn verify_chain(&self) -> Option<i64> {
+        store::verify_audit_chain(&mut *self.conn().await)
+            .await
+            .unwrap()
+    }
+
+    /// Whether the simulated AWS holds the assignment of this grant.
+    pub async fn assignment_exists(&self, g: &GrantRow) -> bool {
+        self.sim
+            .assignment_exists(&Assignment {
+                account_id: g.account_id.clone(),
+                permission_set_arn: g.permission_set_arn.clone(),
+                user_id: g.principal_id.clone(),
+                user_name: String::new(),
+            })
+            .await
+            .unwrap()
+    }
+
+    pub async fn assignments(&self) -> Vec<AssignmentRecord> {
+        self.sim.list_assignments().await.unwrap()
+    }
+
+    /// AWS operations the simulated provisioner was asked to start, of one kind
+    /// (`create` or `delete`), for one (account, permission set, principal).
+    pub async fn sim_operations(&self, kind: &str, g: &GrantRow) -> Vec<(String, String)> {
+        sqlx::query(
+            "SELECT request_id, status FROM sim_operation WHERE kind = $1 AND account_id = $2
+             AND permission_set_arn = $3 AND principal_id = $4 ORDER BY created_at, request_id",
+        )
+        .bind(kind)
+        .bind(&g.account_id)
+        .bind(&g.permission_set_arn)
+        .bind(&g.principal_id)
+        .fetch_all(self.store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.get::<String, _>("request_id"),
+                r.get::<String, _>("status"),
+            )
+        })
+        .collect()
+    }
+
+    /// Real AWS finishes operations whether or not anybody polls them: settle every
+    /// simulated operation still in progress once its time has come.
+    pub async fn aws_completes_everything(&self) {
+        let rows =
+            sqlx::query("SELECT request_id, kind FROM sim_operation WHERE status = 'IN_PROGRESS'")
+                .fetch_all(self.store.pool())
+                .await
+                .unwrap();
+        for r in rows {
+            let id: String = r.get("request_id");
+            let kind: String = r.get("kind");
+            let _ = if kind == "create" {
+                self.sim.creation_status(&id).await
+            } else {
+                self.sim.deletion_status(&id).await
+            };
+        }
+    }
+
+    // ------------------------------------------------------------ acting
+
+    /// Creates a request and returns its id, panicking on refusal.
+    pub async fn ask(&self, who: &Principal, entitlement: &str, duration: &str) -> String {
+        let d = if entitlement == "prod-admin" {
+            draft_with_ticket(duration, "CHG-1234")
+        } else {
+            draft(duration)
+        };
+        self.portal
+            .create_request(who, entitlement, d)
+            .await
+            .unwrap_or_else(|e| panic!("{} asking for {entitlement}: {e:?}", who.user_id))
+    }
+
+    pub async fn add_entitlement(&self, e: &Entitlement) {
+        store::upsert_entitlement(&mut *self.conn().await, &e.to_row().unwrap(), self.now())
+            .await
+            .unwrap();
+    }
+
+    pub async fn upsert_user(&self, p: &Principal) {
+        store::upsert_user(&mut *self.conn().await, p, self.now())
+            .await
+            .unwrap();
+    }
+
+    /// Runs the worker until nothing is due within the next minute, moving the clock
+    /// forward to each next due time (AWS operations, polls, retries).
+    pub async fn settle(&self, worker: &Worker) {
+        for _ in 0..10_000 {
+            worker.drain().await.expect("worker step");
+            let next = store::next_job_due(&mut *self.conn().await).await.unwrap();
+            let now = self.now().millis();
+            match next {
+                Some(at) if at.millis() <= now + 60_000 => {
+                    self.set_time(at.millis().max(now + 1));
+                }
+                _ => return,
+            }
+        }
+        panic!("the worker never went quiet");
+    }
+
+    /// Moves the clock to `t` in small steps, draining the worker at each.
+    pub async fn run_until(&self, worker: &Worker, t: i64, step: Duration) {
+        while self.now().millis() < t {
+            let next = (self.now().millis() + step.as_millis() as i64).min(t);
+            self.set_time(next);
+            worker.drain().await.expect("worker step");
+        }
+    }
+
+    /// Leases every due job to a worker that will never finish them, except jobs of
+    /// `keep_kind`, which stay free for the next claim.
+    pub async fn lease_away_all_but(&self, keep_kind: &str) -> Vec<JobRow> {
+        let lease = Duration::from_secs(LEASE_SECS);
+        let mut kept = Vec::new();
+        let mut taken = Vec::new();
+        while let Some(job) = store::claim_job(&self.store, "test-hog", self.now(), lease)
+            .await
+            .unwrap()
+        {
+            assert!(
+                kept.len() + taken.len() < 1000,
+                "claim_job keeps handing out jobs that are already leased"
+            );
+            if job.kind == keep_kind {
+                kept.push(job);
+            } else {
+                taken.push(job);
+            }
+        }
+        for job in &kept {
+            store::reschedule_job(
+                &mut *self.conn().await,
+                &job.job_id,
+                Timestamp(job.run_at),
+                None,
+            )
+            .await
+            .unwrap();
+        }
+        taken
+    }
+
+    /// Invariants that must hold whenever the worker is between jobs.
+    pub async fn check_invariants(&self) {
+        assert_eq!(
+            self.verify_chain().await,
+            None,
+            "the audit chain must verify"
+        );
+        let grants: Vec<GrantRow> = sqlx::query_as(
+            "SELECT access_grant_id, access_request_id, principal_id, account_id, permission_set_arn,
+                    starts_at, ends_at, status, operation_id, operation_started_at, failure_reason, ended_by
+             FROM access_grant",
+        )
+        .fetch_all(self.store.pool())
+        .await
+        .unwrap();
+        for g in &grants {
+            let live = matches!(
+                g.status.as_str(),
+                "scheduled" | "provisioning" | "active" | "deprovisioning"
+            );
+            if live {
+                // Invariant 2: a live grant never forgets its end.
+                assert!(
+                    self.job(&g.access_grant_id, "deprovision").await.is_some(),
+                    "live grant {} ({}) has no deprovision job",
+                    g.access_grant_id,
+                    g.status
+                );
+            }
+            if g.status == "active" {
+                assert!(
+                    self.assignment_exists(g).await,
+                    "grant {} is active but AWS has no assignment",
+                    g.access_grant_id
+                );
+            }
+        }
+        // No access in AWS that no live grant accounts for.
+        for a in self.assignments().await {
+            let covered = grants.iter().any(|g| {
+                g.account_id == a.account_id
+                    && g.permission_set_arn == a.permission_set_arn
+                    && g.principal_id == a.principal
+                    && matches!(
+                        g.status.as_str(),
+                        "provisioning" | "active" | "deprovisioning"
+                    )
+            });
+            assert!(
+                covered,
+                "assignment {a:?} in AWS is not covered by any live grant"
+            );
+        }
+    }
+
+    // ------------------------------------------------------------ contention
+
+    /// Holds a lock that the grant's next writers must wait for: the grant's row on
+    /// PostgreSQL (as another replica's transaction would), the write lock on SQLite.
+    pub async fn hold_grant(&self, grant_id: &str) -> store::Tx {
+        match self.backend {
+            Backend::Postgres => {
+                let mut tx = self.store.begin().await.unwrap();
+                sqlx::query("SELECT access_grant_id FROM access_grant WHERE access_grant_id = $1 FOR UPDATE")
+                    .bind(grant_id)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .unwrap();
+                tx
+            }
+            Backend::Sqlite => self.store.begin().await.unwrap(),
+        }
+    }
+
+    /// Waits until `n` sessions wait on a lock (PostgreSQL), or a while (SQLite, whose
+    /// writers wait in the busy handler, invisible from outside).
+    pub async fn wait_for_waiters(&self, n: i64) {
+        match self.backend {
+            Backend::Postgres => {
+                for _ in 0..500 {
+                    let waiting: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM pg_stat_activity
+                         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    )
+                    .fetch_one(self.store.pool())
+                    .await
+                    .unwrap();
+                    if waiting >= n {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                panic!("never saw {n} sessions waiting on a lock");
+            }
+            Backend::Sqlite => tokio::time::sleep(Duration::from_millis(150 * n as u64)).await,
+        }
+    }
+}
+
+// ------------------------------------------------------------ fault injection
+
+/// The simulated provisioner with faults injected at the trait edge: each counter makes
+/// that many calls fail before calls go through again.
+pub struct Flaky {
+    pub inner: SimulatedProvisioner,
+    /// `start_create` answers a transient error (throttling).
+    pub fail_creates: AtomicU32,
+    /// `start_delete` answers a transient error (throttling, ConflictException, 5xx).
+    pub fail_deletes: AtomicU32,
+    /// `deletion_status` reports the operation FAILED.
+    pub fail_delete_status: AtomicU32,
+    /// While set, `creation_status` reports IN_PROGRESS forever.
+    pub hang_creates: AtomicBool,
+    pub create_calls: AtomicU32,
+    pub delete_calls: AtomicU32,
+}
+
+fn take(counter: &AtomicU32) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+impl Flaky {
+    pub fn new(inner: SimulatedProvisioner) -> Self {
+        Self {
+            inner,
+            fail_creates: AtomicU32::new(0),
+            fail_deletes: AtomicU32::new(0),
+            fail_delete_status: AtomicU32::new(0),
+            hang_creates: AtomicBool::new(false),
+            create_calls: AtomicU32::new(0),
+            delete_calls: AtomicU32::new(0),
+        }
+    }
+}
+
+#[async_trait]
+impl Provisioner for Flaky {
+    fn name(&self) -> &'static str {
+        "flaky-simulated"
+    }
+
+    async fn assignment_exists(&self, a: &Assignment) -> Result<bool, ProvisionError> {
+        self.inner.assignment_exists(a).await
+    }
+
+    async fn start_create(&self, a: &Assignment) -> Result<String, ProvisionError> {
+        self.create_calls.fetch_add(1, Ordering::SeqCst);
+        if take(&self.fail_creates) {
+            return Err(ProvisionError::Transient(
+                "ThrottlingException: Rate exceeded (injected)".into(),
+            ));
+        }
+        self.inner.start_create(a).await
+    }
+
+    async fn creation_status(&self, request_id: &str) -> Result<OperationStatus, ProvisionError> {
+        if self.hang_creates.load(Ordering::SeqCst) {
+            return Ok(OperationStatus::InProgress);
+        }
+        self.inner.creation_status(request_id).await
+    }
+
+    async fn start_delete(&self, a: &Assignment) -> Result<DeleteStart, ProvisionError> {
+        self.delete_calls.fetch_add(1, Ordering::SeqCst);
+        if take(&self.fail_deletes) {
+            return Err(ProvisionError::Transient(
+                "ConflictException: another operation is in progress (injected)".into(),
+            ));
+        }
+        self.inner.start_delete(a).await
+    }
+
+    async fn deletion_status(&self, request_id: &str) -> Result<OperationStatus, ProvisionError> {
+        if take(&self.fail_delete_status) {
+            return Ok(OperationStatus::Failed(
+                "InternalServerException (injected)".into(),
+            ));
+        }
+        self.inner.deletion_status(request_id).await
+    }
+
+    async fn list_assignments(&self) -> Result<Vec<AssignmentRecord>, ProvisionError> {
+        self.inner.list_assignments().await
+    }
+}
+
+/// A mailer whose SMTP server is down.
+pub struct BrokenMailer;
+
+#[async_trait]
+impl Mailer for BrokenMailer {
+    async fn send(
+        &self,
+        _to: &str,
+        _subject: &str,
+        _text: &str,
+        _html: &str,
+    ) -> Result<(), MailError> {
+        Err(MailError("connection refused (injected)".into()))
+    }
+}
