@@ -2,9 +2,9 @@
 //
 // Run from this directory with the path of a built server binary:
 //
-//   PORTCULLIS_BIN=../target/release/portcullis npx playwright test
+//   E2E_PORTCULLIS_BIN=../target/release/portcullis npx playwright test
 //
-// Playwright starts `$PORTCULLIS_BIN demo` on 127.0.0.1:3100 with a fresh SQLite
+// Playwright starts `$E2E_PORTCULLIS_BIN demo` on 127.0.0.1:3100 with a fresh SQLite
 // database under the OS temp dir, waits for /healthz, runs the specs in ./tests
 // one at a time, and stops the server. The browser is Debian's chromium at
 // /usr/bin/chromium: this machine cannot download Playwright's own browsers, and
@@ -16,7 +16,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 const repoRoot = path.resolve(__dirname, '..');
-const baseURL = process.env.PORTCULLIS_E2E_URL ?? 'http://127.0.0.1:3100';
+const baseURL = process.env.E2E_URL ?? 'http://127.0.0.1:3100';
 const listen = '127.0.0.1:3100';
 
 // `playwright test --list` loads this file but starts no server, so it must
@@ -24,13 +24,13 @@ const listen = '127.0.0.1:3100';
 const listingOnly = process.argv.includes('--list');
 
 function serverBinary(): string {
-  const bin = process.env.PORTCULLIS_BIN;
+  const bin = process.env.E2E_PORTCULLIS_BIN;
   if (!bin) {
     if (listingOnly) return '/bin/true';
     throw new Error(
-      'PORTCULLIS_BIN is not set. Build the server (e.g. `cargo leptos build --release`) and run\n' +
-        '  PORTCULLIS_BIN=/path/to/target/release/portcullis npx playwright test\n' +
-        'Playwright starts `$PORTCULLIS_BIN demo` itself; see e2e/playwright.config.ts.',
+      'E2E_PORTCULLIS_BIN is not set. Build the server (e.g. `cargo leptos build --release`) and run\n' +
+        '  E2E_PORTCULLIS_BIN=/path/to/target/release/portcullis npx playwright test\n' +
+        'Playwright starts `$E2E_PORTCULLIS_BIN demo` itself; see e2e/playwright.config.ts.',
     );
   }
   // The server runs with the repo root as its cwd: resolve a relative path
@@ -38,7 +38,7 @@ function serverBinary(): string {
   if (!bin.includes('/')) return bin; // a bare command name, looked up on PATH
   const resolved = path.resolve(process.cwd(), bin);
   if (!listingOnly && !fs.existsSync(resolved)) {
-    throw new Error(`PORTCULLIS_BIN points to ${resolved}, which does not exist. Build the server first.`);
+    throw new Error(`E2E_PORTCULLIS_BIN points to ${resolved}, which does not exist. Build the server first.`);
   }
   return resolved;
 }
@@ -46,13 +46,13 @@ function serverBinary(): string {
 // One fresh database per run. The config is evaluated again in every worker
 // process; remembering the name in the environment (which workers inherit)
 // keeps it the same everywhere.
-if (!process.env.PORTCULLIS_E2E_DB_FILE) {
-  process.env.PORTCULLIS_E2E_DB_FILE = path.join(
+if (!process.env.E2E_DB_FILE) {
+  process.env.E2E_DB_FILE = path.join(
     os.tmpdir(),
     `e2e-${Date.now()}-${crypto.randomBytes(6).toString('hex')}.db`,
   );
 }
-const dbFile = process.env.PORTCULLIS_E2E_DB_FILE;
+const dbFile = process.env.E2E_DB_FILE;
 if (!listingOnly) {
   // An empty file is a valid, empty SQLite database: this way the run does not
   // depend on the server opening its database with create-if-missing.
@@ -65,7 +65,7 @@ if (!listingOnly) {
 const inheritedEnv: Record<string, string> = {};
 for (const [key, value] of Object.entries(process.env)) {
   if (value === undefined) continue;
-  if (key === 'PORTCULLIS_BIN' || key.startsWith('PORTCULLIS_E2E_')) continue;
+  if (key === 'E2E_PORTCULLIS_BIN' || key.startsWith('E2E_')) continue;
   inheritedEnv[key] = value;
 }
 
