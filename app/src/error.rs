@@ -18,7 +18,9 @@ pub enum AppError {
     Invalid(Vec<FieldError>),
     #[error("{0}")]
     Conflict(String),
-    #[error("Something went wrong on our side. If it persists, give the admins this reference: {0}.")]
+    #[error(
+        "Something went wrong on our side. If it persists, give the admins this reference: {0}."
+    )]
     Internal(String),
     #[error("{0}")]
     Transport(String),

@@ -42,7 +42,12 @@ pub struct Event<'a> {
     pub detail: String,
 }
 
-pub async fn audit(conn: &mut AnyConnection, actor: &Actor, e: Event<'_>, now: Timestamp) -> Result<()> {
+pub async fn audit(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    e: Event<'_>,
+    now: Timestamp,
+) -> Result<()> {
     store::append_audit(
         conn,
         Audit {
@@ -73,10 +78,12 @@ pub struct Entitlement {
 impl Entitlement {
     pub fn from_row(row: EntitlementRow) -> Result<Self> {
         Ok(Self {
-            targets: serde_json::from_str(&row.targets_json)
-                .with_context(|| format!("entitlement {} has invalid targets", row.entitlement_id))?,
-            policy: serde_json::from_str(&row.policy_json)
-                .with_context(|| format!("entitlement {} has an invalid policy", row.entitlement_id))?,
+            targets: serde_json::from_str(&row.targets_json).with_context(|| {
+                format!("entitlement {} has invalid targets", row.entitlement_id)
+            })?,
+            policy: serde_json::from_str(&row.policy_json).with_context(|| {
+                format!("entitlement {} has an invalid policy", row.entitlement_id)
+            })?,
             id: row.entitlement_id,
             name: row.name,
             description: row.description,
@@ -117,7 +124,10 @@ pub async fn expand_targets(
         };
         for a in accounts {
             let ps = t.permission_set_arn.to_string();
-            if !out.iter().any(|(b, p)| b.account_id == a.account_id && *p == ps) {
+            if !out
+                .iter()
+                .any(|(b, p)| b.account_id == a.account_id && *p == ps)
+            {
                 out.push((a, ps));
             }
         }

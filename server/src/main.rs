@@ -48,7 +48,11 @@ async fn main() -> ExitCode {
                 eprintln!("error: {msg}\n");
             }
             eprintln!("{USAGE}");
-            return if msg.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) };
+            return if msg.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            };
         }
     };
     let result = match Config::load(file.as_deref()) {

@@ -14,23 +14,46 @@ pub const STAGING: &str = "222222222222";
 pub const PRODUCTION: &str = "333333333333";
 pub const OU_SANDBOX: &str = "ou-demo-sandbox";
 pub const OU_WORKLOADS: &str = "ou-demo-workloads";
-pub const PS_ADMIN: &str = "arn:aws:sso:::permissionSet/ssoins-0000000000000000/ps-0000000000000001";
-pub const PS_READONLY: &str = "arn:aws:sso:::permissionSet/ssoins-0000000000000000/ps-0000000000000002";
-pub const PS_AUDIT: &str = "arn:aws:sso:::permissionSet/ssoins-0000000000000000/ps-0000000000000003";
+pub const PS_ADMIN: &str =
+    "arn:aws:sso:::permissionSet/ssoins-0000000000000000/ps-0000000000000001";
+pub const PS_READONLY: &str =
+    "arn:aws:sso:::permissionSet/ssoins-0000000000000000/ps-0000000000000002";
+pub const PS_AUDIT: &str =
+    "arn:aws:sso:::permissionSet/ssoins-0000000000000000/ps-0000000000000003";
 
 pub fn personas() -> Vec<Principal> {
-    let p = |name: &str, display: &str, groups: &[&str], manager: Option<&str>, admin: bool| Principal {
-        user_id: format!("demo|{name}"),
-        email: format!("{name}@example.com"),
-        display_name: display.into(),
-        groups: groups.iter().map(|g| g.to_string()).collect(),
-        manager: manager.map(|m| format!("{m}@example.com")),
-        is_admin: admin,
+    let p = |name: &str, display: &str, groups: &[&str], manager: Option<&str>, admin: bool| {
+        Principal {
+            user_id: format!("demo|{name}"),
+            email: format!("{name}@example.com"),
+            display_name: display.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            manager: manager.map(|m| format!("{m}@example.com")),
+            is_admin: admin,
+        }
     };
     vec![
-        p("alice", "Alice Employee", &["engineering"], Some("bob"), false),
-        p("bob", "Bob Manager", &["engineering", "engineering-leads"], None, false),
-        p("carol", "Carol Approver", &["cloud-approvers", "security"], None, false),
+        p(
+            "alice",
+            "Alice Employee",
+            &["engineering"],
+            Some("bob"),
+            false,
+        ),
+        p(
+            "bob",
+            "Bob Manager",
+            &["engineering", "engineering-leads"],
+            None,
+            false,
+        ),
+        p(
+            "carol",
+            "Carol Approver",
+            &["cloud-approvers", "security"],
+            None,
+            false,
+        ),
         p("dana", "Dana Admin", &["portcullis-admins"], None, true),
     ]
 }
@@ -74,26 +97,45 @@ pub fn entitlements() -> Vec<Entitlement> {
             id: "sandbox-admin".into(),
             name: "Sandbox administrator".into(),
             description: "Full access to the sandbox account, for experiments.".into(),
-            targets: vec![Target { scope: account(SANDBOX), permission_set_arn: arn(PS_ADMIN) }],
-            policy: Policy { auto_approve: true, ..policy(4) },
+            targets: vec![Target {
+                scope: account(SANDBOX),
+                permission_set_arn: arn(PS_ADMIN),
+            }],
+            policy: Policy {
+                auto_approve: true,
+                ..policy(4)
+            },
         },
         Entitlement {
             id: "prod-readonly".into(),
             name: "Production read-only".into(),
             description: "Read-only access to production, to investigate incidents.".into(),
-            targets: vec![Target { scope: account(PRODUCTION), permission_set_arn: arn(PS_READONLY) }],
+            targets: vec![Target {
+                scope: account(PRODUCTION),
+                permission_set_arn: arn(PS_READONLY),
+            }],
             policy: Policy {
-                approvers: ApproverRule { manager: true, ..Default::default() },
+                approvers: ApproverRule {
+                    manager: true,
+                    ..Default::default()
+                },
                 ..policy(8)
             },
         },
         Entitlement {
             id: "prod-admin".into(),
             name: "Production administrator".into(),
-            description: "Administrator on production, for changes under an approved change ticket.".into(),
-            targets: vec![Target { scope: account(PRODUCTION), permission_set_arn: arn(PS_ADMIN) }],
+            description:
+                "Administrator on production, for changes under an approved change ticket.".into(),
+            targets: vec![Target {
+                scope: account(PRODUCTION),
+                permission_set_arn: arn(PS_ADMIN),
+            }],
             policy: Policy {
-                approvers: ApproverRule { groups: vec!["cloud-approvers".into()], ..Default::default() },
+                approvers: ApproverRule {
+                    groups: vec!["cloud-approvers".into()],
+                    ..Default::default()
+                },
                 require_ticket: true,
                 ..policy(2)
             },
@@ -103,12 +145,17 @@ pub fn entitlements() -> Vec<Entitlement> {
             name: "Security audit of workloads".into(),
             description: "SecurityAudit on every account in the Workloads OU.".into(),
             targets: vec![Target {
-                scope: TargetScope::Ou { ou_id: OuId::parse(OU_WORKLOADS).expect("valid") },
+                scope: TargetScope::Ou {
+                    ou_id: OuId::parse(OU_WORKLOADS).expect("valid"),
+                },
                 permission_set_arn: arn(PS_AUDIT),
             }],
             policy: Policy {
                 eligible_groups: vec!["security".into()],
-                approvers: ApproverRule { groups: vec!["portcullis-admins".into()], ..Default::default() },
+                approvers: ApproverRule {
+                    groups: vec!["portcullis-admins".into()],
+                    ..Default::default()
+                },
                 ..policy(8)
             },
         },
@@ -134,8 +181,18 @@ pub async fn seed_demo(store: &Store, now: Timestamp) -> Result<()> {
     }
     let sets = [
         (PS_ADMIN, "AdministratorAccess", "Full administrator", 3600),
-        (PS_READONLY, "ReadOnlyAccess", "Read everything, change nothing", 4 * 3600),
-        (PS_AUDIT, "SecurityAudit", "Read security configuration", 2 * 3600),
+        (
+            PS_READONLY,
+            "ReadOnlyAccess",
+            "Read everything, change nothing",
+            4 * 3600,
+        ),
+        (
+            PS_AUDIT,
+            "SecurityAudit",
+            "Read security configuration",
+            2 * 3600,
+        ),
     ];
     for (arn, name, description, secs) in sets {
         let row = PermissionSetRow {

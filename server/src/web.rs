@@ -94,7 +94,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if state.store.is_ready().await {
         (StatusCode::OK, "ready").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "database unreachable or not migrated").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database unreachable or not migrated",
+        )
+            .into_response()
     }
 }
 
@@ -102,7 +106,10 @@ async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     res
 }
@@ -145,13 +152,24 @@ async fn session(State(state): State<AppState>, mut req: Request, next: Next) ->
             Ok(None) => {}
             Err(e) => {
                 let _ = internal(e);
-                return (StatusCode::SERVICE_UNAVAILABLE, "Portcullis cannot reach its database right now.").into_response();
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Portcullis cannot reach its database right now.",
+                )
+                    .into_response();
             }
         }
     }
     let path = req.uri().path().to_owned();
-    if req.extensions().get::<Session>().is_none() && req.method() == Method::GET && !is_public_path(&path) {
-        let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    if req.extensions().get::<Session>().is_none()
+        && req.method() == Method::GET
+        && !is_public_path(&path)
+    {
+        let target = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
         let location = format!("{}?return_to={}", state.sign_in_path(), urlencode(target));
         return Redirect::to(&location).into_response();
     }
@@ -161,7 +179,9 @@ async fn session(State(state): State<AppState>, mut req: Request, next: Next) ->
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -173,20 +193,32 @@ async fn csrf(State(state): State<AppState>, req: Request, next: Next) -> Respon
         return next.run(req).await;
     }
     if let Some(reason) = cross_site_reason(req.headers(), &state.config.public_url()) {
-        let who = req.extensions().get::<Session>().map(|s| s.principal.clone());
+        let who = req
+            .extensions()
+            .get::<Session>()
+            .map(|s| s.principal.clone());
         let path = req.uri().path().to_owned();
         let now = state.clock.now();
         let audit: anyhow::Result<()> = async {
             let mut tx = state.store.begin().await?;
-            let actor = who.as_ref().map(Actor::of).unwrap_or_else(|| Actor { id: "anonymous".into(), name: "anonymous".into() });
-            lifecycle::audit(&mut tx, &actor, Event {
-                action: "denied.csrf",
-                person_id: who.as_ref().map(|p| p.user_id.as_str()),
-                subject_kind: "http",
-                subject_id: &path,
-                entitlement_id: None,
-                detail: reason.clone(),
-            }, now).await?;
+            let actor = who.as_ref().map(Actor::of).unwrap_or_else(|| Actor {
+                id: "anonymous".into(),
+                name: "anonymous".into(),
+            });
+            lifecycle::audit(
+                &mut tx,
+                &actor,
+                Event {
+                    action: "denied.csrf",
+                    person_id: who.as_ref().map(|p| p.user_id.as_str()),
+                    subject_kind: "http",
+                    subject_id: &path,
+                    entitlement_id: None,
+                    detail: reason.clone(),
+                },
+                now,
+            )
+            .await?;
             tx.commit().await?;
             Ok(())
         }
@@ -238,7 +270,11 @@ pub fn safe_return_to(raw: Option<&str>) -> String {
 }
 
 fn session_cookie(state: &AppState, token: &str, max_age: u64) -> String {
-    let secure = if state.config.secure_cookies() { "; Secure" } else { "" };
+    let secure = if state.config.secure_cookies() {
+        "; Secure"
+    } else {
+        ""
+    };
     format!(
         "{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
         state.cookie_name()
@@ -260,15 +296,33 @@ pub async fn start_session(
         store::delete_session(&mut tx, &old).await?;
     }
     store::upsert_user(&mut tx, principal, now).await?;
-    store::create_session(&mut tx, &token, &principal.user_id, demo, now, now.plus(lifetime)).await?;
-    lifecycle::audit(&mut tx, &Actor::of(principal), Event {
-        action: if demo { "signin.demo" } else { "signin.success" },
-        person_id: Some(&principal.user_id),
-        subject_kind: "session",
-        subject_id: &principal.user_id,
-        entitlement_id: None,
-        detail: format!("groups: {}", principal.groups.join(", ")),
-    }, now).await?;
+    store::create_session(
+        &mut tx,
+        &token,
+        &principal.user_id,
+        demo,
+        now,
+        now.plus(lifetime),
+    )
+    .await?;
+    lifecycle::audit(
+        &mut tx,
+        &Actor::of(principal),
+        Event {
+            action: if demo {
+                "signin.demo"
+            } else {
+                "signin.success"
+            },
+            person_id: Some(&principal.user_id),
+            subject_kind: "session",
+            subject_id: &principal.user_id,
+            entitlement_id: None,
+            detail: format!("groups: {}", principal.groups.join(", ")),
+        },
+        now,
+    )
+    .await?;
     tx.commit().await?;
     Ok(session_cookie(state, &token, lifetime.as_secs()))
 }
@@ -308,9 +362,20 @@ struct DemoLogin {
     return_to: Option<String>,
 }
 
-async fn demo_login(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<DemoLogin>) -> Response {
-    let Some(principal) = seed::personas().into_iter().find(|p| p.user_id == format!("demo|{}", form.persona)) else {
-        return (StatusCode::BAD_REQUEST, Html("Unknown persona. <a href=\"/demo/login\">Try again</a>.".to_string())).into_response();
+async fn demo_login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<DemoLogin>,
+) -> Response {
+    let Some(principal) = seed::personas()
+        .into_iter()
+        .find(|p| p.user_id == format!("demo|{}", form.persona))
+    else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Html("Unknown persona. <a href=\"/demo/login\">Try again</a>.".to_string()),
+        )
+            .into_response();
     };
     match start_session(&state, &headers, &principal, true).await {
         Ok(cookie) => {
@@ -322,7 +387,13 @@ async fn demo_login(State(state): State<AppState>, headers: HeaderMap, Form(form
         }
         Err(e) => {
             let reference = internal(e);
-            (StatusCode::INTERNAL_SERVER_ERROR, Html(format!("{reference} <a href=\"/demo/login\">Try again</a>."))).into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Html(format!(
+                    "{reference} <a href=\"/demo/login\">Try again</a>."
+                )),
+            )
+                .into_response()
         }
     }
 }
@@ -330,19 +401,28 @@ async fn demo_login(State(state): State<AppState>, headers: HeaderMap, Form(form
 async fn logout(State(state): State<AppState>, req: Request<Body>) -> Response {
     let now = state.clock.now();
     if let Some(token) = cookie_value(req.headers(), state.cookie_name()) {
-        let who = req.extensions().get::<Session>().map(|s| s.principal.clone());
+        let who = req
+            .extensions()
+            .get::<Session>()
+            .map(|s| s.principal.clone());
         let result: anyhow::Result<()> = async {
             let mut tx = state.store.begin().await?;
             store::delete_session(&mut tx, &token).await?;
             if let Some(p) = &who {
-                lifecycle::audit(&mut tx, &Actor::of(p), Event {
-                    action: "signout",
-                    person_id: Some(&p.user_id),
-                    subject_kind: "session",
-                    subject_id: &p.user_id,
-                    entitlement_id: None,
-                    detail: String::new(),
-                }, now).await?;
+                lifecycle::audit(
+                    &mut tx,
+                    &Actor::of(p),
+                    Event {
+                        action: "signout",
+                        person_id: Some(&p.user_id),
+                        subject_kind: "session",
+                        subject_id: &p.user_id,
+                        entitlement_id: None,
+                        detail: String::new(),
+                    },
+                    now,
+                )
+                .await?;
             }
             tx.commit().await?;
             Ok(())
@@ -368,15 +448,27 @@ struct AuditCsvQuery {
 
 fn csv_field(s: &str) -> String {
     // Quote everything; neutralise spreadsheet formulas.
-    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_owned() };
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-async fn audit_csv(State(state): State<AppState>, Query(q): Query<AuditCsvQuery>, req: Request<Body>) -> Response {
+async fn audit_csv(
+    State(state): State<AppState>,
+    Query(q): Query<AuditCsvQuery>,
+    req: Request<Body>,
+) -> Response {
     let Some(session) = req.extensions().get::<Session>().cloned() else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
-    let filter = app::api::AuditFilter { person: q.person, entitlement: q.entitlement, action: q.action };
+    let filter = app::api::AuditFilter {
+        person: q.person,
+        entitlement: q.entitlement,
+        action: q.action,
+    };
     match state.portal.audit_log(&session.principal, filter).await {
         Ok(rows) => {
             let mut out = String::from("seq,at,actor,action,subject,entitlement,detail\n");
@@ -392,9 +484,21 @@ async fn audit_csv(State(state): State<AppState>, Query(q): Query<AuditCsvQuery>
                     csv_field(&r.detail)
                 ));
             }
-            ([(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"portcullis-audit.csv\"")], out).into_response()
+            (
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        "attachment; filename=\"portcullis-audit.csv\"",
+                    ),
+                ],
+                out,
+            )
+                .into_response()
         }
-        Err(e @ app::error::AppError::Forbidden(_)) => (StatusCode::FORBIDDEN, e.to_string()).into_response(),
+        Err(e @ app::error::AppError::Forbidden(_)) => {
+            (StatusCode::FORBIDDEN, e.to_string()).into_response()
+        }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
@@ -406,7 +510,15 @@ mod tests {
     #[test]
     fn return_to_only_same_origin_paths() {
         assert_eq!(safe_return_to(Some("/requests?x=1")), "/requests?x=1");
-        for bad in ["//evil.com", "https://evil.com", "/\\evil.com", "evil", "/a\\b", "/\t/evil", ""] {
+        for bad in [
+            "//evil.com",
+            "https://evil.com",
+            "/\\evil.com",
+            "evil",
+            "/a\\b",
+            "/\t/evil",
+            "",
+        ] {
             assert_eq!(safe_return_to(Some(bad)), "/", "{bad:?}");
         }
         assert_eq!(safe_return_to(None), "/");
@@ -427,9 +539,25 @@ mod tests {
         assert!(cross_site_reason(&headers(&[("sec-fetch-site", "same-origin")]), url).is_none());
         assert!(cross_site_reason(&headers(&[("sec-fetch-site", "cross-site")]), url).is_some());
         assert!(cross_site_reason(&headers(&[("sec-fetch-site", "same-site")]), url).is_some());
-        assert!(cross_site_reason(&headers(&[("origin", "https://portal.example.com")]), url).is_none());
-        assert!(cross_site_reason(&headers(&[("origin", "http://127.0.0.1:3000"), ("host", "127.0.0.1:3000")]), url).is_none());
-        assert!(cross_site_reason(&headers(&[("origin", "https://evil.com"), ("host", "portal.example.com")]), url).is_some());
+        assert!(
+            cross_site_reason(&headers(&[("origin", "https://portal.example.com")]), url).is_none()
+        );
+        assert!(cross_site_reason(
+            &headers(&[
+                ("origin", "http://127.0.0.1:3000"),
+                ("host", "127.0.0.1:3000")
+            ]),
+            url
+        )
+        .is_none());
+        assert!(cross_site_reason(
+            &headers(&[
+                ("origin", "https://evil.com"),
+                ("host", "portal.example.com")
+            ]),
+            url
+        )
+        .is_some());
         assert!(cross_site_reason(&headers(&[("origin", "null")]), url).is_some());
     }
 

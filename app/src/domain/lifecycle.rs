@@ -25,7 +25,9 @@ pub enum RequestStatus {
 #[serde(rename_all = "snake_case")]
 pub enum RequestEvent {
     /// An approval was recorded; `complete` when the policy's approvals are now satisfied.
-    Approval { complete: bool },
+    Approval {
+        complete: bool,
+    },
     Rejection,
     Cancel,
     /// Nobody decided before the approval deadline.
@@ -266,7 +268,13 @@ mod tests {
 
     #[test]
     fn terminal_request_states_take_nothing() {
-        for s in [RS::Ended, RS::Rejected, RS::Cancelled, RS::TimedOut, RS::Failed] {
+        for s in [
+            RS::Ended,
+            RS::Rejected,
+            RS::Cancelled,
+            RS::TimedOut,
+            RS::Failed,
+        ] {
             assert!(!s.is_open());
             for e in REQUEST_EVENTS {
                 assert!(s.apply(e).is_err(), "{s} + {e:?}");
@@ -332,7 +340,10 @@ mod tests {
                     assert_eq!(e, GE::CreationSucceeded, "{s} + {e:?}");
                 }
                 if s.apply(e) == Ok(GS::Revoked) {
-                    assert!(matches!(e, GE::DeletionSucceeded | GE::Discarded), "{s} + {e:?}");
+                    assert!(
+                        matches!(e, GE::DeletionSucceeded | GE::Discarded),
+                        "{s} + {e:?}"
+                    );
                 }
             }
         }

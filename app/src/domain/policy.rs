@@ -21,7 +21,9 @@ pub struct Principal {
 
 impl Principal {
     pub fn in_any_group(&self, groups: &[String]) -> bool {
-        groups.iter().any(|g| self.groups.iter().any(|mine| mine == g))
+        groups
+            .iter()
+            .any(|g| self.groups.iter().any(|mine| mine == g))
     }
 
     fn is_named_in(&self, users: &[String]) -> bool {
@@ -32,9 +34,10 @@ impl Principal {
 
     /// Whether `self` is `other`'s manager according to `other`'s claims.
     pub fn manages(&self, other: &Principal) -> bool {
-        other.manager.as_deref().is_some_and(|m| {
-            m.eq_ignore_ascii_case(&self.email) || m == self.user_id
-        })
+        other
+            .manager
+            .as_deref()
+            .is_some_and(|m| m.eq_ignore_ascii_case(&self.email) || m == self.user_id)
     }
 }
 
@@ -264,7 +267,10 @@ mod tests {
         // The manager rule only counts when the policy asks for it.
         let mut no_manager = policy();
         no_manager.approvers.manager = false;
-        assert_eq!(no_manager.may_approve(&bob, &alice), Err(Denied::NotAnApprover));
+        assert_eq!(
+            no_manager.may_approve(&bob, &alice),
+            Err(Denied::NotAnApprover)
+        );
     }
 
     #[test]
@@ -286,7 +292,11 @@ mod tests {
     }
 
     fn fields(r: Result<ValidRequest, Vec<FieldError>>) -> Vec<String> {
-        r.err().unwrap_or_default().into_iter().map(|e| e.field).collect()
+        r.err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
     }
 
     #[test]
@@ -296,7 +306,10 @@ mod tests {
         let ok = p.validate(&draft("deploy fix", "1h", ""), min).unwrap();
         assert_eq!(ok.duration.as_secs(), 3600);
         assert_eq!(ok.ticket, None);
-        assert_eq!(fields(p.validate(&draft("", "1h", ""), min)), ["justification"]);
+        assert_eq!(
+            fields(p.validate(&draft("", "1h", ""), min)),
+            ["justification"]
+        );
         assert_eq!(fields(p.validate(&draft("x", "5h", ""), min)), ["duration"]);
         assert_eq!(fields(p.validate(&draft("x", "5m", ""), min)), ["duration"]);
         assert_eq!(

@@ -18,7 +18,10 @@ impl Timestamp {
     }
 
     pub fn plus(self, d: Duration) -> Self {
-        Self(self.0.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+        Self(
+            self.0
+                .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
     }
 
     /// Time from `self` until `later`; zero when `later` is not after `self`.
@@ -92,7 +95,10 @@ mod tests {
     #[test]
     fn until_never_negative() {
         assert_eq!(Timestamp(5000).until(Timestamp(1000)), Duration::ZERO);
-        assert_eq!(Timestamp(1000).until(Timestamp(5000)), Duration::from_secs(4));
+        assert_eq!(
+            Timestamp(1000).until(Timestamp(5000)),
+            Duration::from_secs(4)
+        );
     }
 
     #[test]

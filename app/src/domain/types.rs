@@ -107,7 +107,8 @@ impl OuId {
 impl PermissionSetArn {
     /// `arn:<partition>:sso:::permissionSet/<instance id>/ps-<id>`, as IAM Identity Center prints it.
     pub fn parse(s: &str) -> Result<Self, String> {
-        const ERR: &str = "a permission set ARN looks like arn:aws:sso:::permissionSet/ssoins-…/ps-…";
+        const ERR: &str =
+            "a permission set ARN looks like arn:aws:sso:::permissionSet/ssoins-…/ps-…";
         let rest = s.strip_prefix("arn:").ok_or(ERR)?;
         let (partition, rest) = rest.split_once(':').ok_or(ERR)?;
         if !matches!(
@@ -120,7 +121,8 @@ impl PermissionSetArn {
         let (instance, ps) = rest.split_once('/').ok_or(ERR)?;
         let id_ok = |p: &str| {
             (1..=64).contains(&p.len())
-                && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
         };
         let instance_ok =
             (instance.starts_with("ssoins-") || instance.starts_with("ins-")) && id_ok(instance);
@@ -141,7 +143,8 @@ impl EntitlementId {
     /// A slug: lowercase letters, digits and dashes, 1 to 64 characters.
     pub fn parse(s: &str) -> Result<Self, String> {
         if (1..=64).contains(&s.len())
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         {
             Ok(Self(s.to_owned()))
         } else {
@@ -196,11 +199,15 @@ impl TicketId {
         }
         let ok = t.len() <= 64
             && t.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-            && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:/#".contains(&b));
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:/#".contains(&b));
         if ok {
             Ok(Self(t.to_owned()))
         } else {
-            Err("a ticket reference is letters, digits and - _ . : / # (at most 64), like CHG-1234".into())
+            Err(
+                "a ticket reference is letters, digits and - _ . : / # (at most 64), like CHG-1234"
+                    .into(),
+            )
         }
     }
 }
@@ -373,10 +380,22 @@ mod tests {
         assert_eq!(secs("2H"), Ok(7200));
         assert_eq!(secs("10s"), Ok(10));
         assert_eq!(secs("1d"), Ok(86_400));
-        for bad in ["", "h", "1x", "1h30", "-5m", "0m", "9999999999999999999h", "400d"] {
+        for bad in [
+            "",
+            "h",
+            "1x",
+            "1h30",
+            "-5m",
+            "0m",
+            "9999999999999999999h",
+            "400d",
+        ] {
             assert!(AccessDuration::parse(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(AccessDuration::parse("1h30m").unwrap().to_string(), "1h 30m");
+        assert_eq!(
+            AccessDuration::parse("1h30m").unwrap().to_string(),
+            "1h 30m"
+        );
     }
 
     #[test]

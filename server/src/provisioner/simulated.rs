@@ -1,7 +1,9 @@
 //! Demo mode's IAM Identity Center: assignments and operations kept in the database,
 //! with the same asynchronous shape as SSO Admin (operations settle after a delay).
 
-use super::{Assignment, AssignmentRecord, DeleteStart, OperationStatus, ProvisionError, Provisioner};
+use super::{
+    Assignment, AssignmentRecord, DeleteStart, OperationStatus, ProvisionError, Provisioner,
+};
 use crate::clock::Clock;
 use crate::store::{new_id, Store};
 use async_trait::async_trait;
@@ -17,7 +19,11 @@ pub struct SimulatedProvisioner {
 
 impl SimulatedProvisioner {
     pub fn new(store: Store, clock: Arc<dyn Clock>, delay: Duration) -> Self {
-        Self { store, clock, delay }
+        Self {
+            store,
+            clock,
+            delay,
+        }
     }
 
     async fn start(&self, kind: &str, a: &Assignment) -> Result<String, ProvisionError> {
@@ -42,9 +48,17 @@ impl SimulatedProvisioner {
     }
 
     /// Settles the operation once its delay has passed, applying its effect exactly once.
-    async fn status(&self, kind: &str, request_id: &str) -> Result<OperationStatus, ProvisionError> {
+    async fn status(
+        &self,
+        kind: &str,
+        request_id: &str,
+    ) -> Result<OperationStatus, ProvisionError> {
         let now = self.clock.now();
-        let mut tx = self.store.begin().await.map_err(|e| transient(e.to_string()))?;
+        let mut tx = self
+            .store
+            .begin()
+            .await
+            .map_err(|e| transient(e.to_string()))?;
         let row = sqlx::query(
             "SELECT kind, account_id, permission_set_arn, principal_id, status, ready_at, failure_reason
              FROM sim_operation WHERE request_id = $1",
@@ -71,8 +85,11 @@ impl SimulatedProvisioner {
             ),
             _ if now.millis() < ready_at => OperationStatus::InProgress,
             _ => {
-                let (account, ps, principal) =
-                    (get("account_id")?, get("permission_set_arn")?, get("principal_id")?);
+                let (account, ps, principal) = (
+                    get("account_id")?,
+                    get("permission_set_arn")?,
+                    get("principal_id")?,
+                );
                 let effect = if kind == "create" {
                     "INSERT INTO sim_assignment (account_id, permission_set_arn, principal_id, created_at)
                      VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
