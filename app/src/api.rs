@@ -2,6 +2,7 @@
 //! Server functions stay thin: who is calling, then the use case behind [`crate::ssr::Portal`],
 //! which checks authorization and does the work.
 
+#[cfg(feature = "ssr")]
 use crate::domain::RequestDraft;
 use crate::error::AppError;
 use leptos::prelude::*;
@@ -249,7 +250,17 @@ pub async fn revoke_grant(grant_id: String) -> Result<(), AppError> {
 }
 
 #[server]
-pub async fn audit_log(filter: AuditFilter) -> Result<Vec<AuditView>, AppError> {
+pub async fn audit_log(
+    person: Option<String>,
+    entitlement: Option<String>,
+    action: Option<String>,
+) -> Result<Vec<AuditView>, AppError> {
+    // Flat arguments: a struct whose fields are all empty would not be sent at all.
+    let filter = AuditFilter {
+        person,
+        entitlement,
+        action,
+    };
     portal()?.audit_log(&caller()?, filter).await
 }
 

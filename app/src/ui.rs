@@ -765,7 +765,7 @@ fn AuditPage() -> impl IntoView {
             action: get("action"),
         }
     };
-    let data = Resource::new(filter, audit_log);
+    let data = Resource::new(filter, |f| audit_log(f.person, f.entitlement, f.action));
     view! {
         <Title text="Audit log · Portcullis" />
         <h1>"Audit log"</h1>

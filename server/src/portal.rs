@@ -547,9 +547,20 @@ impl Portal for PortalService {
                 "This request is {from} and can no longer be cancelled."
             ))
         })?;
-        let grants = store::grants_for_request(&mut tx, id.as_str())
+        // Lock each grant before trusting its status: the worker may be starting to
+        // provision it right now, and must not be overwritten (it would leak access).
+        let mut grants = Vec::new();
+        for g in store::grants_for_request(&mut tx, id.as_str())
             .await
-            .or_internal()?;
+            .or_internal()?
+        {
+            if let Some(locked) = store::lock_grant(&mut tx, &g.access_grant_id)
+                .await
+                .or_internal()?
+            {
+                grants.push(locked);
+            }
+        }
         if grants
             .iter()
             .any(|g| g.status != GrantStatus::Scheduled.as_str())

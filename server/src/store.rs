@@ -832,9 +832,11 @@ pub async fn reschedule_job(
             "UPDATE job SET run_at = $1, lease_owner = NULL, lease_until = NULL,
                  attempts = attempts + 1, last_error = $2 WHERE job_id = $3"
         }
+        // A poll is not a failure, but it must not forget earlier ones either: an operation
+        // that keeps failing between polls still reaches the alert threshold (invariant 4).
         None => {
             "UPDATE job SET run_at = $1, lease_owner = NULL, lease_until = NULL,
-                 attempts = 0, last_error = $2, alerted = 0 WHERE job_id = $3"
+                 last_error = $2 WHERE job_id = $3"
         }
     };
     sqlx::query(q)
@@ -1051,6 +1053,16 @@ pub async fn raise_alert(
     Ok(())
 }
 
+pub async fn alert_exists(conn: &mut AnyConnection, kind: &str, subject_id: &str) -> Result<bool> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM alert WHERE kind = $1 AND subject_id = $2")
+            .bind(kind)
+            .bind(subject_id)
+            .fetch_one(conn)
+            .await?;
+    Ok(n > 0)
+}
+
 pub async fn open_alerts(conn: &mut AnyConnection) -> Result<Vec<AlertRow>> {
     Ok(sqlx::query_as(
         "SELECT alert_id, kind, subject_id, message, created_at FROM alert
@@ -1262,11 +1274,15 @@ pub async fn query_audit(conn: &mut AnyConnection, q: &AuditQuery) -> Result<Vec
 /// Recomputes the chain. Returns the first sequence number whose hash does not match.
 pub async fn verify_audit_chain(conn: &mut AnyConnection) -> Result<Option<i64>> {
     let rows: Vec<AuditRow> = sqlx::query_as("SELECT * FROM audit_event ORDER BY seq")
-        .fetch_all(conn)
+        .fetch_all(&mut *conn)
         .await?;
     let mut prev = "0".repeat(64);
-    let mut expected_seq = 1;
-    for r in rows {
+    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE audit_head_id = 1")
+        .fetch_one(&mut *conn)
+        .await?;
+    let (head_seq, head_hash): (i64, String) = (head.try_get("seq")?, head.try_get("hash")?);
+    let count = rows.len() as i64;
+    for (expected_seq, r) in (1..).zip(rows) {
         let e = Audit {
             actor_id: &r.actor_id,
             actor_name: &r.actor_name,
@@ -1284,52 +1300,12 @@ pub async fn verify_audit_chain(conn: &mut AnyConnection) -> Result<Option<i64>>
             return Ok(Some(r.seq));
         }
         prev = r.hash;
-        expected_seq += 1;
+    }
+    // Events cut off the end leave the head pointing past the last row.
+    if head_seq != count || head_hash != prev {
+        return Ok(Some(count + 1));
     }
     Ok(None)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn database_url_hides_password() {
-        let url = DatabaseUrl::new("postgres://portcullis:s3cret@db.internal:5432/portcullis");
-        assert_eq!(
-            format!("{url:?}"),
-            "DatabaseUrl(postgres://portcullis:***@db.internal:5432/portcullis)"
-        );
-        assert!(!format!("{url}").contains("s3cret"));
-        let plain = DatabaseUrl::new("sqlite://portcullis.db?mode=rwc");
-        assert_eq!(plain.to_string(), "sqlite://portcullis.db?mode=rwc");
-    }
-
-    #[test]
-    fn hash_is_stable_and_field_sensitive() {
-        let e = |detail| Audit {
-            actor_id: "a",
-            actor_name: "A",
-            action: "x",
-            person_id: None,
-            subject_kind: "request",
-            subject_id: "1",
-            entitlement_id: None,
-            detail,
-        };
-        assert_eq!(
-            chain_hash("0", 1, 5, &e("d")),
-            chain_hash("0", 1, 5, &e("d"))
-        );
-        assert_ne!(
-            chain_hash("0", 1, 5, &e("d")),
-            chain_hash("0", 1, 5, &e("e"))
-        );
-        assert_ne!(
-            chain_hash("0", 1, 5, &e("d")),
-            chain_hash("1", 1, 5, &e("d"))
-        );
-    }
 }
 
 /// Locks every grant of one (user, permission set, account) for the rest of the transaction,
@@ -1419,4 +1395,47 @@ pub async fn resolve_alerts(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_url_hides_password() {
+        let url = DatabaseUrl::new("postgres://portcullis:s3cret@db.internal:5432/portcullis");
+        assert_eq!(
+            format!("{url:?}"),
+            "DatabaseUrl(postgres://portcullis:***@db.internal:5432/portcullis)"
+        );
+        assert!(!format!("{url}").contains("s3cret"));
+        let plain = DatabaseUrl::new("sqlite://portcullis.db?mode=rwc");
+        assert_eq!(plain.to_string(), "sqlite://portcullis.db?mode=rwc");
+    }
+
+    #[test]
+    fn hash_is_stable_and_field_sensitive() {
+        let e = |detail| Audit {
+            actor_id: "a",
+            actor_name: "A",
+            action: "x",
+            person_id: None,
+            subject_kind: "request",
+            subject_id: "1",
+            entitlement_id: None,
+            detail,
+        };
+        assert_eq!(
+            chain_hash("0", 1, 5, &e("d")),
+            chain_hash("0", 1, 5, &e("d"))
+        );
+        assert_ne!(
+            chain_hash("0", 1, 5, &e("d")),
+            chain_hash("0", 1, 5, &e("e"))
+        );
+        assert_ne!(
+            chain_hash("0", 1, 5, &e("d")),
+            chain_hash("1", 1, 5, &e("d"))
+        );
+    }
 }

@@ -473,15 +473,20 @@ impl Worker {
     async fn alert_if_stuck(&self, grant: &GrantRow, now: Timestamp) -> Result<()> {
         let started = grant.operation_started_at.unwrap_or(now.millis());
         let stuck = Duration::from_secs(self.settings.stuck_after_secs);
-        if now.millis() - started >= stuck.as_millis() as i64
-            && now.millis() - started
-                < (stuck.as_millis() + self.settings.poll_interval_ms as u128) as i64
-        {
-            let mut conn = self.store.conn().await?;
+        let op = grant
+            .operation_id
+            .as_deref()
+            .unwrap_or(&grant.access_grant_id);
+        if now.millis() - started < stuck.as_millis() as i64 {
+            return Ok(());
+        }
+        // Once per operation, however late the worker polls.
+        let mut conn = self.store.conn().await?;
+        if !store::alert_exists(&mut conn, "operation_stuck", op).await? {
             store::raise_alert(
                 &mut conn,
                 "operation_stuck",
-                &grant.access_grant_id,
+                op,
                 &format!(
                     "AWS operation {} for grant {} is still IN_PROGRESS after {}s",
                     grant.operation_id.as_deref().unwrap_or("?"),
