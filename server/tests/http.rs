@@ -1,0 +1,338 @@
+//! The HTTP layer through the real router: health and readiness, sign-in redirects,
+//! session cookies (attributes, rotation, sign-out), open-redirect defence, CSRF refusal,
+//! and the start-up refusals of demo and serve modes.
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use portcullis::clock::{Clock, SystemClock};
+use portcullis::config::{Config, Mode};
+use portcullis::portal::PortalService;
+use portcullis::store::{self, DatabaseUrl, Store};
+use portcullis::{seed, web};
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+
+struct App {
+    router: Router,
+    store: Store,
+    _dir: tempfile::TempDir,
+}
+
+async fn app_with(config: Config, migrate: bool) -> App {
+    let dir = tempfile::TempDir::new().unwrap();
+    let url = DatabaseUrl::new(format!("sqlite://{}/h.db?mode=rwc", dir.path().display()));
+    let store = Store::connect(&url).await.unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    if migrate {
+        store.migrate().await.unwrap();
+        seed::seed_demo(&store, clock.now()).await.unwrap();
+    }
+    let provisioner = Arc::new(
+        portcullis::provisioner::simulated::SimulatedProvisioner::new(
+            store.clone(),
+            clock.clone(),
+            Duration::from_millis(10),
+        ),
+    );
+    let portal = Arc::new(PortalService {
+        store: store.clone(),
+        clock: clock.clone(),
+        provisioner,
+        wake: Arc::new(tokio::sync::Notify::new()),
+        min_duration: Duration::from_secs(60),
+        public_url: config.public_url(),
+    });
+    let leptos_options = leptos::prelude::LeptosOptions::builder()
+        .output_name("portcullis")
+        .site_root("target/site")
+        .site_pkg_dir("pkg")
+        .build();
+    let router = web::router(web::AppState {
+        leptos_options,
+        store: store.clone(),
+        clock,
+        portal,
+        config: Arc::new(config),
+        demo: true,
+    });
+    App {
+        router,
+        store,
+        _dir: dir,
+    }
+}
+
+async fn app() -> App {
+    app_with(Config::default(), true).await
+}
+
+const HOST: &str = "127.0.0.1:3000";
+const ORIGIN: &str = "http://127.0.0.1:3000";
+
+impl App {
+    async fn send(&self, req: Request<Body>) -> axum::response::Response {
+        self.router.clone().oneshot(req).await.unwrap()
+    }
+
+    async fn get(&self, path: &str, cookie: Option<&str>) -> axum::response::Response {
+        let mut req = Request::get(path).header(header::HOST, HOST);
+        if let Some(c) = cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        self.send(req.body(Body::empty()).unwrap()).await
+    }
+
+    /// Signs a persona in through the demo form; returns the Set-Cookie header and Location.
+    async fn sign_in(
+        &self,
+        persona: &str,
+        return_to: &str,
+        cookie: Option<&str>,
+    ) -> (String, String) {
+        let mut req = Request::post("/demo/login")
+            .header(header::HOST, HOST)
+            .header(header::ORIGIN, ORIGIN)
+            .header("sec-fetch-site", "same-origin")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(c) = cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        let body = format!("persona={persona}&return_to={}", urlencode(return_to));
+        let res = self.send(req.body(Body::from(body)).unwrap()).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::SEE_OTHER,
+            "sign-in should redirect"
+        );
+        let set_cookie = header_str(&res, header::SET_COOKIE.as_str());
+        let location = header_str(&res, header::LOCATION.as_str());
+        (set_cookie, location)
+    }
+
+    async fn audit_actions(&self) -> Vec<String> {
+        let mut conn = self.store.conn().await.unwrap();
+        store::query_audit(
+            &mut conn,
+            &store::AuditQuery {
+                limit: 1000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.action)
+        .collect()
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn header_str(res: &axum::response::Response, name: &str) -> String {
+    res.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+/// `name=value` from a Set-Cookie header, for sending back.
+fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = app().await;
+    assert_eq!(app.get("/healthz", None).await.status(), StatusCode::OK);
+    assert_eq!(app.get("/readyz", None).await.status(), StatusCode::OK);
+    // A database that is reachable but not migrated is not ready.
+    let bare = app_with(Config::default(), false).await;
+    assert_eq!(bare.get("/healthz", None).await.status(), StatusCode::OK);
+    assert_eq!(
+        bare.get("/readyz", None).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test]
+async fn pages_need_a_session() {
+    let app = app().await;
+    let res = app.get("/requests?tab=1", None).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        header_str(&res, "location"),
+        "/demo/login?return_to=/requests%3Ftab%3D1"
+    );
+    // A forged cookie is no session either.
+    let res = app
+        .get("/requests", Some("portcullis_session=deadbeef"))
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn session_cookie_attributes_and_rotation() {
+    let app = app().await;
+    let (set_cookie, location) = app.sign_in("alice", "/approvals", None).await;
+    assert_eq!(location, "/approvals");
+    let pair = cookie_pair(&set_cookie);
+    let (name, value) = pair.split_once('=').unwrap();
+    assert_eq!(
+        name, "portcullis_session",
+        "plain-http loopback: no __Host- prefix"
+    );
+    assert_eq!(value.len(), 64, "256 random bits, hex");
+    assert!(value.bytes().all(|b| b.is_ascii_hexdigit()));
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(
+            set_cookie.contains(attr),
+            "{attr} missing from {set_cookie}"
+        );
+    }
+    assert!(
+        !set_cookie.contains("Secure"),
+        "http loopback cannot set Secure"
+    );
+    assert_eq!(
+        app.get("/requests", Some(&pair)).await.status(),
+        StatusCode::OK
+    );
+
+    // Signing in again rotates the session: the old cookie stops working.
+    let (set_cookie2, _) = app.sign_in("alice", "/", Some(&pair)).await;
+    let pair2 = cookie_pair(&set_cookie2);
+    assert_ne!(pair, pair2);
+    assert_eq!(
+        app.get("/requests", Some(&pair)).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        app.get("/requests", Some(&pair2)).await.status(),
+        StatusCode::OK
+    );
+    assert!(app.audit_actions().await.iter().any(|a| a == "signin.demo"));
+}
+
+#[tokio::test]
+async fn secure_cookie_behind_https() {
+    let config = Config {
+        public_url: Some("https://access.example.com".into()),
+        ..Config::default()
+    };
+    let app = app_with(config, true).await;
+    let (set_cookie, _) = app.sign_in("bob", "/", None).await;
+    assert!(set_cookie.starts_with("__Host-portcullis="), "{set_cookie}");
+    assert!(set_cookie.contains("; Secure"), "{set_cookie}");
+    assert!(set_cookie.contains("Path=/"), "{set_cookie}");
+}
+
+#[tokio::test]
+async fn return_to_never_leaves_the_site() {
+    let app = app().await;
+    for evil in [
+        "//evil.example",
+        "https://evil.example",
+        "/\\evil.example",
+        "javascript:alert(1)",
+    ] {
+        let (_, location) = app.sign_in("alice", evil, None).await;
+        assert_eq!(location, "/", "{evil}");
+    }
+}
+
+#[tokio::test]
+async fn sign_out_ends_the_session_on_the_server() {
+    let app = app().await;
+    let (set_cookie, _) = app.sign_in("carol", "/", None).await;
+    let pair = cookie_pair(&set_cookie);
+    let res = app
+        .send(
+            Request::post("/auth/logout")
+                .header(header::HOST, HOST)
+                .header(header::ORIGIN, ORIGIN)
+                .header(header::COOKIE, &pair)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(header_str(&res, "set-cookie").contains("Max-Age=0"));
+    // Replaying the old cookie gets nobody in.
+    assert_eq!(
+        app.get("/requests", Some(&pair)).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert!(app.audit_actions().await.iter().any(|a| a == "signout"));
+}
+
+#[tokio::test]
+async fn cross_site_posts_are_refused_and_audited() {
+    let app = app().await;
+    let (set_cookie, _) = app.sign_in("alice", "/", None).await;
+    let pair = cookie_pair(&set_cookie);
+    let post = |origin: Option<&'static str>, site: Option<&'static str>| {
+        let mut req = Request::post("/auth/logout")
+            .header(header::HOST, HOST)
+            .header(header::COOKIE, &pair);
+        if let Some(o) = origin {
+            req = req.header(header::ORIGIN, o);
+        }
+        if let Some(s) = site {
+            req = req.header("sec-fetch-site", s);
+        }
+        req.body(Body::empty()).unwrap()
+    };
+    let res = app.send(post(None, Some("cross-site"))).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = app.send(post(Some("https://evil.example"), None)).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    // Refused requests changed nothing: the session still works.
+    assert_eq!(
+        app.get("/requests", Some(&pair)).await.status(),
+        StatusCode::OK
+    );
+    let denied = app
+        .audit_actions()
+        .await
+        .into_iter()
+        .filter(|a| a == "denied.csrf")
+        .count();
+    assert_eq!(denied, 2);
+    // Same-origin passes.
+    let res = app.send(post(Some(ORIGIN), Some("same-origin"))).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn demo_refuses_to_listen_beyond_loopback() {
+    let config = Config {
+        listen: "0.0.0.0:0".parse().unwrap(),
+        ..Config::default()
+    };
+    let err = portcullis::run(config, Mode::Demo).await.unwrap_err();
+    assert!(format!("{err:#}").contains("refuses to listen"), "{err:#}");
+}
+
+#[tokio::test]
+async fn serve_names_missing_settings() {
+    let err = portcullis::run(Config::default(), Mode::Serve)
+        .await
+        .unwrap_err();
+    let msg = format!("{err:#}");
+    for needed in [
+        "PORTCULLIS_DATABASE_URL",
+        "PORTCULLIS_PUBLIC_URL",
+        "PORTCULLIS_OIDC__ISSUER_URL",
+    ] {
+        assert!(msg.contains(needed), "{needed} not named in: {msg}");
+    }
+}
