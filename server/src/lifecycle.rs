@@ -66,6 +66,19 @@ pub async fn audit(
     Ok(())
 }
 
+/// An audit event on its own, for things that change nothing else (refusals, sign-outs).
+pub async fn audit_alone(
+    store: &crate::store::Store,
+    actor: &Actor,
+    e: Event<'_>,
+    now: Timestamp,
+) -> Result<()> {
+    let mut tx = store.begin().await?;
+    audit(&mut tx, actor, e, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 #[derive(Clone, Debug)]
 pub struct Entitlement {
     pub id: String,

@@ -65,26 +65,15 @@ impl PortalService {
     /// Records a refused action in the audit log and returns the error to show.
     async fn deny(&self, who: &Principal, action: &str, subject: &str, reason: &str) -> AppError {
         let now = self.now();
-        let result: anyhow::Result<()> = async {
-            let mut tx = self.store.begin().await?;
-            lifecycle::audit(
-                &mut tx,
-                &Actor::of(who),
-                Event {
-                    action: &format!("denied.{action}"),
-                    person_id: Some(&who.user_id),
-                    subject_kind: "action",
-                    subject_id: subject,
-                    entitlement_id: None,
-                    detail: reason.to_owned(),
-                },
-                now,
-            )
-            .await?;
-            tx.commit().await?;
-            Ok(())
-        }
-        .await;
+        let event = Event {
+            action: &format!("denied.{action}"),
+            person_id: Some(&who.user_id),
+            subject_kind: "action",
+            subject_id: subject,
+            entitlement_id: None,
+            detail: reason.to_owned(),
+        };
+        let result = lifecycle::audit_alone(&self.store, &Actor::of(who), event, now).await;
         if let Err(e) = result {
             return internal(e);
         }

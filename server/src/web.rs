@@ -206,30 +206,19 @@ async fn csrf(State(state): State<AppState>, req: Request, next: Next) -> Respon
             .map(|s| s.principal.clone());
         let path = req.uri().path().to_owned();
         let now = state.clock.now();
-        let audit: anyhow::Result<()> = async {
-            let mut tx = state.store.begin().await?;
-            let actor = who.as_ref().map(Actor::of).unwrap_or_else(|| Actor {
-                id: "anonymous".into(),
-                name: "anonymous".into(),
-            });
-            lifecycle::audit(
-                &mut tx,
-                &actor,
-                Event {
-                    action: "denied.csrf",
-                    person_id: who.as_ref().map(|p| p.user_id.as_str()),
-                    subject_kind: "http",
-                    subject_id: &path,
-                    entitlement_id: None,
-                    detail: reason.clone(),
-                },
-                now,
-            )
-            .await?;
-            tx.commit().await?;
-            Ok(())
-        }
-        .await;
+        let actor = who.as_ref().map(Actor::of).unwrap_or_else(|| Actor {
+            id: "anonymous".into(),
+            name: "anonymous".into(),
+        });
+        let event = Event {
+            action: "denied.csrf",
+            person_id: who.as_ref().map(|p| p.user_id.as_str()),
+            subject_kind: "http",
+            subject_id: &path,
+            entitlement_id: None,
+            detail: reason.clone(),
+        };
+        let audit = lifecycle::audit_alone(&state.store, &actor, event, now).await;
         if let Err(e) = audit {
             let _ = internal(e);
         }

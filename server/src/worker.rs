@@ -385,13 +385,33 @@ impl Worker {
             return Ok(Outcome::Done);
         }
         let op = self.provisioner.start_create(&a).await?;
+        self.record_started(
+            &grant,
+            GrantStatus::Provisioning,
+            "CreateAccountAssignment",
+            &op,
+            now,
+        )
+        .await
+    }
+
+    /// Records the AWS request id of an operation just started, so that a worker that
+    /// restarts resumes polling the same operation instead of starting another.
+    async fn record_started(
+        &self,
+        grant: &GrantRow,
+        status: GrantStatus,
+        api: &str,
+        op: &str,
+        now: Timestamp,
+    ) -> Result<Outcome> {
         let mut tx = self.store.begin().await?;
         store::update_grant(
             &mut tx,
             &grant.access_grant_id,
             GrantUpdate {
-                status: GrantStatus::Provisioning,
-                operation_id: Some(&op),
+                status,
+                operation_id: Some(op),
                 operation_started_at: Some(now),
                 failure_reason: None,
             },
@@ -402,13 +422,13 @@ impl Worker {
             &mut tx,
             &Actor::system(),
             Event {
-                action: "grant.provisioning",
+                action: &format!("grant.{status}"),
                 person_id: Some(&grant.principal_id),
                 subject_kind: "grant",
                 subject_id: &grant.access_grant_id,
                 entitlement_id: None,
                 detail: format!(
-                    "CreateAccountAssignment {} on {} started (request {op})",
+                    "{api} {} on {} started (request {op})",
                     grant.permission_set_arn, grant.account_id
                 ),
             },
@@ -607,38 +627,14 @@ impl Worker {
                 Ok(Outcome::Done)
             }
             DeleteStart::Started(op) => {
-                let mut tx = self.store.begin().await?;
-                store::update_grant(
-                    &mut tx,
-                    &grant.access_grant_id,
-                    GrantUpdate {
-                        status: GrantStatus::Deprovisioning,
-                        operation_id: Some(&op),
-                        operation_started_at: Some(now),
-                        failure_reason: None,
-                    },
+                self.record_started(
+                    &grant,
+                    GrantStatus::Deprovisioning,
+                    "DeleteAccountAssignment",
+                    &op,
                     now,
                 )
-                .await?;
-                lifecycle::audit(
-                    &mut tx,
-                    &Actor::system(),
-                    Event {
-                        action: "grant.deprovisioning",
-                        person_id: Some(&grant.principal_id),
-                        subject_kind: "grant",
-                        subject_id: &grant.access_grant_id,
-                        entitlement_id: None,
-                        detail: format!(
-                            "DeleteAccountAssignment {} on {} started (request {op})",
-                            grant.permission_set_arn, grant.account_id
-                        ),
-                    },
-                    now,
-                )
-                .await?;
-                tx.commit().await?;
-                Ok(self.poll_again(now))
+                .await
             }
         }
     }
