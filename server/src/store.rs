@@ -598,6 +598,36 @@ pub struct GrantUpdate<'a> {
     pub failure_reason: Option<&'a str>,
 }
 
+impl<'a> GrantUpdate<'a> {
+    /// A status with no AWS operation in flight.
+    pub fn settled(status: GrantStatus) -> Self {
+        Self {
+            status,
+            operation_id: None,
+            operation_started_at: None,
+            failure_reason: None,
+        }
+    }
+
+    /// An AWS operation started at `at`; `op` is `None` while the worker has claimed the
+    /// operation but AWS has not answered with a request id yet.
+    pub fn in_flight(status: GrantStatus, op: Option<&'a str>, at: Timestamp) -> Self {
+        Self {
+            status,
+            operation_id: op,
+            operation_started_at: Some(at),
+            failure_reason: None,
+        }
+    }
+
+    pub fn failure(self, reason: Option<&'a str>) -> Self {
+        Self {
+            failure_reason: reason,
+            ..self
+        }
+    }
+}
+
 pub async fn update_grant(
     conn: &mut AnyConnection,
     id: &str,

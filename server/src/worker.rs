@@ -348,18 +348,7 @@ impl Worker {
         }
         // Claim the creation before calling AWS, so a crash after the call resumes it.
         let next = GrantStatus::Scheduled.apply(GrantEvent::ProvisionStarted)?;
-        store::update_grant(
-            &mut tx,
-            &id,
-            GrantUpdate {
-                status: next,
-                operation_id: None,
-                operation_started_at: Some(now),
-                failure_reason: None,
-            },
-            now,
-        )
-        .await?;
+        store::update_grant(&mut tx, &id, GrantUpdate::in_flight(next, None, now), now).await?;
         tx.commit().await?;
         self.create_assignment(grant, now).await
     }
@@ -409,12 +398,7 @@ impl Worker {
         store::update_grant(
             &mut tx,
             &grant.access_grant_id,
-            GrantUpdate {
-                status,
-                operation_id: Some(op),
-                operation_started_at: Some(now),
-                failure_reason: None,
-            },
+            GrantUpdate::in_flight(status, Some(op), now),
             now,
         )
         .await?;
@@ -589,18 +573,7 @@ impl Worker {
             return Ok(Outcome::Done);
         }
         let next = GrantStatus::Active.apply(GrantEvent::DeprovisionStarted)?;
-        store::update_grant(
-            &mut tx,
-            &id,
-            GrantUpdate {
-                status: next,
-                operation_id: None,
-                operation_started_at: Some(now),
-                failure_reason: None,
-            },
-            now,
-        )
-        .await?;
+        store::update_grant(&mut tx, &id, GrantUpdate::in_flight(next, None, now), now).await?;
         tx.commit().await?;
         self.delete_assignment(grant, now).await
     }
@@ -672,12 +645,8 @@ impl Worker {
                 store::update_grant(
                     &mut conn,
                     &grant.access_grant_id,
-                    GrantUpdate {
-                        status: GrantStatus::Deprovisioning,
-                        operation_id: None,
-                        operation_started_at: Some(now),
-                        failure_reason: Some(&reason),
-                    },
+                    GrantUpdate::in_flight(GrantStatus::Deprovisioning, None, now)
+                        .failure(Some(&reason)),
                     now,
                 )
                 .await?;
@@ -711,12 +680,7 @@ impl Worker {
         store::update_grant(
             tx,
             &grant.access_grant_id,
-            GrantUpdate {
-                status: to,
-                operation_id: None,
-                operation_started_at: None,
-                failure_reason: failure,
-            },
+            GrantUpdate::settled(to).failure(failure),
             now,
         )
         .await?;
