@@ -49,6 +49,7 @@ pub struct DecisionView {
     pub requester: String,
     pub requester_key: String,
     pub approver: String,
+    pub approver_id: String,
     pub verdict: String,
     pub comment: String,
     pub decided_at: String,

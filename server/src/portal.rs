@@ -165,7 +165,8 @@ impl PortalService {
                         approver: users
                             .get(&d.approver_id)
                             .map(|u| u.display_name.clone())
-                            .unwrap_or(d.approver_id),
+                            .unwrap_or_else(|| d.approver_id.clone()),
+                        approver_id: d.approver_id,
                         verdict: d.verdict,
                         comment: d.comment,
                         decided_at: Timestamp(d.created_at).format_utc(),
@@ -221,7 +222,7 @@ impl PortalService {
         Ok(out)
     }
 
-    fn describe_policy(&self, e: &Entitlement, users: &HashMap<String, Principal>) -> String {
+    fn describe_policy(&self, e: &Entitlement) -> String {
         let p = &e.policy;
         if p.break_glass {
             return "Break-glass: granted at once, admins are alerted".into();
@@ -229,7 +230,6 @@ impl PortalService {
         if p.auto_approve {
             return "Approved automatically".into();
         }
-        let _ = users;
         let mut who = Vec::new();
         if p.approvers.manager {
             who.push("your manager".to_string());
@@ -306,7 +306,6 @@ impl Portal for PortalService {
     ) -> Result<Vec<EntitlementCard>, AppError> {
         let mut conn = self.store.conn().await.or_internal()?;
         let ents = self.entitlements_by_id(&mut conn).await.or_internal()?;
-        let users = HashMap::new();
         let mut cards = Vec::new();
         let mut list: Vec<&Entitlement> = ents
             .values()
@@ -357,7 +356,7 @@ impl Portal for PortalService {
                 require_ticket: e.policy.require_ticket,
                 auto_approve: e.policy.auto_approve,
                 break_glass: e.policy.break_glass,
-                approval: self.describe_policy(e, &users),
+                approval: self.describe_policy(e),
             });
         }
         Ok(cards)
@@ -564,12 +563,7 @@ impl Portal for PortalService {
                 store::update_grant(
                     &mut tx,
                     &g.access_grant_id,
-                    store::GrantUpdate {
-                        status: next,
-                        operation_id: None,
-                        operation_started_at: None,
-                        failure_reason: None,
-                    },
+                    store::GrantUpdate::settled(next),
                     now,
                 )
                 .await?;
@@ -630,17 +624,22 @@ impl Portal for PortalService {
             }
         }
         let pending = self.request_views(&mut conn, queue).await.or_internal()?;
-        let mut decided = Vec::new();
-        for id in mine {
-            if let Some(r) = store::get_request(&mut conn, &id).await.or_internal()? {
-                let view = self.request_views(&mut conn, vec![r]).await.or_internal()?;
-                decided.extend(
-                    view.into_iter()
-                        .flat_map(|v| v.decisions)
-                        .filter(|d| d.approver == who.display_name),
-                );
+        let mut decided_requests = Vec::with_capacity(mine.len());
+        for id in &mine {
+            if let Some(r) = store::get_request(&mut conn, id).await.or_internal()? {
+                decided_requests.push(r);
             }
         }
+        // One pass over the requests, keeping only this approver's decisions (by id:
+        // display names are not unique).
+        let decided = self
+            .request_views(&mut conn, decided_requests)
+            .await
+            .or_internal()?
+            .into_iter()
+            .flat_map(|v| v.decisions)
+            .filter(|d| d.approver_id == who.user_id)
+            .collect();
         Ok(Approvals { pending, decided })
     }
 

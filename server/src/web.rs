@@ -133,11 +133,12 @@ fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty() && v.len() <= 128)
 }
 
+fn is_static_path(path: &str) -> bool {
+    path == "/healthz" || path == "/readyz" || path == "/favicon.ico" || path.starts_with("/pkg/")
+}
+
 fn is_public_path(path: &str) -> bool {
-    path == "/healthz"
-        || path == "/readyz"
-        || path == "/favicon.ico"
-        || path.starts_with("/pkg/")
+    is_static_path(path)
         || path.starts_with("/demo/")
         || path.starts_with("/auth/")
         || path.starts_with("/api/")
@@ -146,6 +147,10 @@ fn is_public_path(path: &str) -> bool {
 /// Resolves the session cookie into a [`Session`] in the request's extensions, and sends
 /// people without one to sign in.
 async fn session(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    // Static files and probes never need to know who is asking: no database lookup.
+    if is_static_path(req.uri().path()) {
+        return next.run(req).await;
+    }
     if let Some(token) = cookie_value(req.headers(), state.cookie_name()) {
         let idle = Duration::from_secs(state.config.session.idle_timeout_secs);
         let found = match state.store.conn().await {
