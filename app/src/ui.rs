@@ -116,6 +116,30 @@ fn ErrorBox(error: AppError) -> impl IntoView {
     }
 }
 
+/// A resource on the page: "Loading…", then `render(value)`, or the error.
+fn loaded<T, V>(
+    data: Resource<Result<T, AppError>>,
+    render: impl Fn(T) -> V + Clone + Send + Sync + 'static,
+) -> impl IntoView
+where
+    T: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static,
+    V: IntoView + 'static,
+{
+    view! {
+        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+            {move || {
+                let render = render.clone();
+                Suspend::new(async move {
+                    match data.await {
+                        Ok(value) => render(value).into_any(),
+                        Err(e) => view! { <ErrorBox error=e /> }.into_any(),
+                    }
+                })
+            }}
+        </Suspense>
+    }
+}
+
 /// Shows an action's outcome: a general error, or nothing (field errors sit by their fields).
 fn action_error<T, S>(value: S) -> impl IntoView
 where
@@ -159,30 +183,25 @@ fn RequestPage() -> impl IntoView {
         <p class="lead">
             "Entitlements your groups make you eligible for. Access starts when approved and ends by itself."
         </p>
-        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match entitlements.await {
-                    Ok(list) if list.is_empty() => {
-                        view! {
-                            <p class="empty">"You are not eligible for any entitlement yet."</p>
-                        }
-                            .into_any()
-                    }
-                    Ok(list) => {
-                        view! {
-                            <div class="cards">
-                                {list
-                                    .into_iter()
-                                    .map(|card| view! { <EntitlementForm card /> })
-                                    .collect_view()}
-                            </div>
-                        }
-                            .into_any()
-                    }
-                    Err(e) => view! { <ErrorBox error=e /> }.into_any(),
+        {loaded(entitlements, move |value| match value {
+            list if list.is_empty() => {
+                view! {
+                    <p class="empty">"You are not eligible for any entitlement yet."</p>
                 }
-            })}
-        </Suspense>
+                    .into_any()
+            }
+            list => {
+                view! {
+                    <div class="cards">
+                        {list
+                            .into_iter()
+                            .map(|card| view! { <EntitlementForm card /> })
+                            .collect_view()}
+                    </div>
+                }
+                    .into_any()
+            }
+        })}
     }
 }
 
@@ -302,22 +321,14 @@ fn MyAccessPage() -> impl IntoView {
         <h1>"My access"</h1>
         {action_error(cancel.value())}
         {action_error(end.value())}
-        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match data.await {
-                    Ok(my) => {
-                        view! {
-                            <h2>"Access"</h2>
-                            <GrantTable grants=my.grants mine=true end=Some(end) revoke=None />
-                            <h2>"Requests"</h2>
-                            <RequestTable requests=my.requests cancel=Some(cancel) />
-                        }
-                            .into_any()
-                    }
-                    Err(e) => view! { <ErrorBox error=e /> }.into_any(),
-                }
-            })}
-        </Suspense>
+        {loaded(data, move |my| {
+            view! {
+                <h2>"Access"</h2>
+                <GrantTable grants=my.grants mine=true end=Some(end) revoke=None />
+                <h2>"Requests"</h2>
+                <RequestTable requests=my.requests cancel=Some(cancel) />
+            }
+        })}
     }
 }
 
@@ -513,36 +524,28 @@ fn ApprovalsPage() -> impl IntoView {
         <h1>"Approvals"</h1>
         {action_error(decide.value())}
         {field_error(decide.value(), "comment")}
-        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match data.await {
-                    Ok(a) => {
-                        view! {
-                            <h2>"Waiting for you"</h2>
-                            {if a.pending.is_empty() {
-                                view! { <p class="empty">"Nothing waits for your decision."</p> }
-                                    .into_any()
-                            } else {
-                                view! {
-                                    <div class="cards">
-                                        {a
-                                            .pending
-                                            .into_iter()
-                                            .map(|r| view! { <ApprovalCard r decide /> })
-                                            .collect_view()}
-                                    </div>
-                                }
-                                    .into_any()
-                            }}
-                            <h2>"Decided by you"</h2>
-                            <DecisionTable decisions=a.decided />
-                        }
-                            .into_any()
+        {loaded(data, move |a| {
+            view! {
+                <h2>"Waiting for you"</h2>
+                {if a.pending.is_empty() {
+                    view! { <p class="empty">"Nothing waits for your decision."</p> }
+                        .into_any()
+                } else {
+                    view! {
+                        <div class="cards">
+                            {a
+                                .pending
+                                .into_iter()
+                                .map(|r| view! { <ApprovalCard r decide /> })
+                                .collect_view()}
+                        </div>
                     }
-                    Err(e) => view! { <ErrorBox error=e /> }.into_any(),
-                }
-            })}
-        </Suspense>
+                        .into_any()
+                }}
+                <h2>"Decided by you"</h2>
+                <DecisionTable decisions=a.decided />
+            }
+        })}
     }
 }
 
@@ -656,54 +659,46 @@ fn AdminPage() -> impl IntoView {
         <h1>"Admin"</h1>
         {action_error(revoke.value())}
         {action_error(resend.value())}
-        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match data.await {
-                    Ok(o) => {
+        {loaded(data, move |o| {
+            view! {
+                <AdminNav />
+                <section class="health" data-testid="worker-health">
+                    <span>"Queued jobs: " {o.worker.queued_jobs}</span>
+                    <span>"Overdue: " {o.worker.overdue_jobs}</span>
+                    <span>"Failing: " {o.worker.failing_jobs}</span>
+                    {o.worker.oldest_overdue.map(|t| view! { <span>"Oldest overdue: " {t}</span> })}
+                </section>
+                {(!o.alerts.is_empty())
+                    .then(|| {
                         view! {
-                            <AdminNav />
-                            <section class="health" data-testid="worker-health">
-                                <span>"Queued jobs: " {o.worker.queued_jobs}</span>
-                                <span>"Overdue: " {o.worker.overdue_jobs}</span>
-                                <span>"Failing: " {o.worker.failing_jobs}</span>
-                                {o.worker.oldest_overdue.map(|t| view! { <span>"Oldest overdue: " {t}</span> })}
-                            </section>
-                            {(!o.alerts.is_empty())
-                                .then(|| {
-                                    view! {
-                                        <h2>"Alerts"</h2>
-                                        <ul class="alerts">
-                                            {o
-                                                .alerts
-                                                .into_iter()
-                                                .map(|a| {
-                                                    let kind = a.kind.clone();
-                                                    view! {
-                                                        <li data-testid="alert" data-kind=kind>
-                                                            <strong>{a.kind}</strong>
-                                                            " "
-                                                            {a.message}
-                                                            <span class="muted">" " {a.at}</span>
-                                                        </li>
-                                                    }
-                                                })
-                                                .collect_view()}
-                                        </ul>
-                                    }
-                                })}
-                            {(!o.parked_mail.is_empty())
-                                .then(|| view! { <ParkedMail mail=o.parked_mail resend /> })}
-                            <h2>"Live grants"</h2>
-                            <GrantTable grants=o.grants mine=false end=None revoke=Some(revoke) />
-                            <h2>"All requests"</h2>
-                            <RequestTable requests=o.requests cancel=None />
+                            <h2>"Alerts"</h2>
+                            <ul class="alerts">
+                                {o
+                                    .alerts
+                                    .into_iter()
+                                    .map(|a| {
+                                        let kind = a.kind.clone();
+                                        view! {
+                                            <li data-testid="alert" data-kind=kind>
+                                                <strong>{a.kind}</strong>
+                                                " "
+                                                {a.message}
+                                                <span class="muted">" " {a.at}</span>
+                                            </li>
+                                        }
+                                    })
+                                    .collect_view()}
+                            </ul>
                         }
-                            .into_any()
-                    }
-                    Err(e) => view! { <ErrorBox error=e /> }.into_any(),
-                }
-            })}
-        </Suspense>
+                    })}
+                {(!o.parked_mail.is_empty())
+                    .then(|| view! { <ParkedMail mail=o.parked_mail resend /> })}
+                <h2>"Live grants"</h2>
+                <GrantTable grants=o.grants mine=false end=None revoke=Some(revoke) />
+                <h2>"All requests"</h2>
+                <RequestTable requests=o.requests cancel=None />
+            }
+        })}
     }
 }
 
@@ -779,53 +774,48 @@ fn AuditPage() -> impl IntoView {
             </button>
             <a href="/admin/audit.csv" class="button secondary">"Export CSV"</a>
         </form>
-        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match data.await {
-                    Ok(rows) if rows.is_empty() => {
-                        view! { <p class="empty">"No audit events match."</p> }.into_any()
-                    }
-                    Ok(rows) => {
-                        view! {
-                            <table>
-                                <thead>
-                                    <tr>
-                                        <th>"#"</th>
-                                        <th>"When"</th>
-                                        <th>"Who"</th>
-                                        <th>"Action"</th>
-                                        <th>"Subject"</th>
-                                        <th>"Entitlement"</th>
-                                        <th>"Detail"</th>
-                                    </tr>
-                                </thead>
-                                <tbody>
-                                    {rows
-                                        .into_iter()
-                                        .map(|a| {
-                                            let action = a.action.clone();
-                                            view! {
-                                                <tr data-testid="audit-row" data-action=action>
-                                                    <td class="muted">{a.seq}</td>
-                                                    <td class="muted">{a.at}</td>
-                                                    <td>{a.actor}</td>
-                                                    <td>{a.action}</td>
-                                                    <td class="muted">{a.subject}</td>
-                                                    <td>{a.entitlement}</td>
-                                                    <td>{a.detail}</td>
-                                                </tr>
-                                            }
-                                        })
-                                        .collect_view()}
-                                </tbody>
-                            </table>
-                        }
-                            .into_any()
-                    }
-                    Err(e) => view! { <ErrorBox error=e /> }.into_any(),
+        {loaded(data, move |value| match value {
+            rows if rows.is_empty() => {
+                view! { <p class="empty">"No audit events match."</p> }.into_any()
+            }
+            rows => {
+                view! {
+                    <table>
+                        <thead>
+                            <tr>
+                                <th>"#"</th>
+                                <th>"When"</th>
+                                <th>"Who"</th>
+                                <th>"Action"</th>
+                                <th>"Subject"</th>
+                                <th>"Entitlement"</th>
+                                <th>"Detail"</th>
+                            </tr>
+                        </thead>
+                        <tbody>
+                            {rows
+                                .into_iter()
+                                .map(|a| {
+                                    let action = a.action.clone();
+                                    view! {
+                                        <tr data-testid="audit-row" data-action=action>
+                                            <td class="muted">{a.seq}</td>
+                                            <td class="muted">{a.at}</td>
+                                            <td>{a.actor}</td>
+                                            <td>{a.action}</td>
+                                            <td class="muted">{a.subject}</td>
+                                            <td>{a.entitlement}</td>
+                                            <td>{a.detail}</td>
+                                        </tr>
+                                    }
+                                })
+                                .collect_view()}
+                        </tbody>
+                    </table>
                 }
-            })}
-        </Suspense>
+                    .into_any()
+            }
+        })}
     }
 }
 
@@ -837,54 +827,49 @@ fn AwsPage() -> impl IntoView {
         <h1>"AWS account assignments"</h1>
         <AdminNav />
         <p class="lead">"What the provisioner reports as assigned right now."</p>
-        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match data.await {
-                    Ok(rows) if rows.is_empty() => {
-                        view! { <p class="empty">"No assignments."</p> }.into_any()
-                    }
-                    Ok(rows) => {
-                        view! {
-                            <table>
-                                <thead>
-                                    <tr>
-                                        <th>"Account"</th>
-                                        <th>"Permission set"</th>
-                                        <th>"Principal"</th>
-                                        <th>"Since"</th>
-                                    </tr>
-                                </thead>
-                                <tbody>
-                                    {rows
-                                        .into_iter()
-                                        .map(|a| {
-                                            let account = a.account_id.clone();
-                                            let ps = a.permission_set.clone();
-                                            view! {
-                                                <tr
-                                                    data-testid="assignment-row"
-                                                    data-account=account
-                                                    data-permission-set=ps
-                                                >
-                                                    <td>
-                                                        {a.account_name} <span class="muted">" " {a.account_id}</span>
-                                                    </td>
-                                                    <td>{a.permission_set}</td>
-                                                    <td>{a.principal}</td>
-                                                    <td class="muted">{a.created_at}</td>
-                                                </tr>
-                                            }
-                                        })
-                                        .collect_view()}
-                                </tbody>
-                            </table>
-                        }
-                            .into_any()
-                    }
-                    Err(e) => view! { <ErrorBox error=e /> }.into_any(),
+        {loaded(data, move |value| match value {
+            rows if rows.is_empty() => {
+                view! { <p class="empty">"No assignments."</p> }.into_any()
+            }
+            rows => {
+                view! {
+                    <table>
+                        <thead>
+                            <tr>
+                                <th>"Account"</th>
+                                <th>"Permission set"</th>
+                                <th>"Principal"</th>
+                                <th>"Since"</th>
+                            </tr>
+                        </thead>
+                        <tbody>
+                            {rows
+                                .into_iter()
+                                .map(|a| {
+                                    let account = a.account_id.clone();
+                                    let ps = a.permission_set.clone();
+                                    view! {
+                                        <tr
+                                            data-testid="assignment-row"
+                                            data-account=account
+                                            data-permission-set=ps
+                                        >
+                                            <td>
+                                                {a.account_name} <span class="muted">" " {a.account_id}</span>
+                                            </td>
+                                            <td>{a.permission_set}</td>
+                                            <td>{a.principal}</td>
+                                            <td class="muted">{a.created_at}</td>
+                                        </tr>
+                                    }
+                                })
+                                .collect_view()}
+                        </tbody>
+                    </table>
                 }
-            })}
-        </Suspense>
+                    .into_any()
+            }
+        })}
     }
 }
 
@@ -895,39 +880,34 @@ fn OutboxPage() -> impl IntoView {
         <Title text="Outbox · Portcullis" />
         <h1>"Mail outbox"</h1>
         <p class="lead">"Every message Portcullis sent or will send, newest first."</p>
-        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match data.await {
-                    Ok(rows) if rows.is_empty() => {
-                        view! { <p class="empty">"No mail yet."</p> }.into_any()
-                    }
-                    Ok(rows) => {
-                        view! {
-                            <div class="mails">
-                                {rows
-                                    .into_iter()
-                                    .map(|m| {
-                                        let to = m.to.clone();
-                                        view! {
-                                            <details data-testid="outbox-row" data-to=to>
-                                                <summary>
-                                                    <strong>{m.subject}</strong>
-                                                    <span class="muted">
-                                                        " to " {m.to} " · " {m.created_at} " · " {m.status}
-                                                    </span>
-                                                </summary>
-                                                <pre>{m.body_text}</pre>
-                                            </details>
-                                        }
-                                    })
-                                    .collect_view()}
-                            </div>
-                        }
-                            .into_any()
-                    }
-                    Err(e) => view! { <ErrorBox error=e /> }.into_any(),
+        {loaded(data, move |value| match value {
+            rows if rows.is_empty() => {
+                view! { <p class="empty">"No mail yet."</p> }.into_any()
+            }
+            rows => {
+                view! {
+                    <div class="mails">
+                        {rows
+                            .into_iter()
+                            .map(|m| {
+                                let to = m.to.clone();
+                                view! {
+                                    <details data-testid="outbox-row" data-to=to>
+                                        <summary>
+                                            <strong>{m.subject}</strong>
+                                            <span class="muted">
+                                                " to " {m.to} " · " {m.created_at} " · " {m.status}
+                                            </span>
+                                        </summary>
+                                        <pre>{m.body_text}</pre>
+                                    </details>
+                                }
+                            })
+                            .collect_view()}
+                    </div>
                 }
-            })}
-        </Suspense>
+                    .into_any()
+            }
+        })}
     }
 }
