@@ -524,6 +524,7 @@ fn ApprovalsPage() -> impl IntoView {
         <h1>"Approvals"</h1>
         {action_error(decide.value())}
         {field_error(decide.value(), "comment")}
+        {field_error(decide.value(), "verdict")}
         {loaded(data, move |a| {
             view! {
                 <h2>"Waiting for you"</h2>
