@@ -76,6 +76,8 @@ export default defineConfig({
   retries: 0,
   forbidOnly: !!process.env.CI,
   timeout: 60_000,
+  // A stuck run fails in minutes instead of eating CI's whole budget.
+  globalTimeout: 15 * 60_000,
   expect: { timeout: 10_000 },
   reporter: 'list',
   outputDir: './test-results',

@@ -20,7 +20,24 @@ struct App {
     _dir: tempfile::TempDir,
 }
 
+/// The tests in this file run one at a time. Each `#[tokio::test]` owns a runtime and an
+/// app; when several rendered pages at once, about one run in twenty left a page render
+/// waiting forever inside Leptos as another test's runtime shut down (a CI run hung for 80
+/// minutes). Production has one runtime and one app: `concurrent_page_renders_all_complete`
+/// covers many renders at once there.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
+}
+
 async fn app_with(config: Config, migrate: bool) -> App {
+    if std::env::var("TEST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("TEST_LOG"))
+            .with_thread_names(true)
+            .try_init();
+    }
     let dir = tempfile::TempDir::new().unwrap();
     let url = DatabaseUrl::new(format!("sqlite://{}/h.db?mode=rwc", dir.path().display()));
     let store = Store::connect(&url).await.unwrap();
@@ -151,6 +168,7 @@ fn cookie_pair(set_cookie: &str) -> String {
 
 #[tokio::test]
 async fn health_and_readiness() {
+    let _serial = serial().await;
     let app = app().await;
     assert_eq!(app.get("/healthz", None).await.status(), StatusCode::OK);
     assert_eq!(app.get("/readyz", None).await.status(), StatusCode::OK);
@@ -165,6 +183,7 @@ async fn health_and_readiness() {
 
 #[tokio::test]
 async fn pages_need_a_session() {
+    let _serial = serial().await;
     let app = app().await;
     let res = app.get("/requests?tab=1", None).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
@@ -181,6 +200,7 @@ async fn pages_need_a_session() {
 
 #[tokio::test]
 async fn session_cookie_attributes_and_rotation() {
+    let _serial = serial().await;
     let app = app().await;
     let (set_cookie, location) = app.sign_in("alice", "/approvals", None).await;
     assert_eq!(location, "/approvals");
@@ -224,6 +244,7 @@ async fn session_cookie_attributes_and_rotation() {
 
 #[tokio::test]
 async fn secure_cookie_behind_https() {
+    let _serial = serial().await;
     let config = Config {
         public_url: Some("https://access.example.com".into()),
         ..Config::default()
@@ -237,6 +258,7 @@ async fn secure_cookie_behind_https() {
 
 #[tokio::test]
 async fn return_to_never_leaves_the_site() {
+    let _serial = serial().await;
     let app = app().await;
     for evil in [
         "//evil.example",
@@ -251,6 +273,7 @@ async fn return_to_never_leaves_the_site() {
 
 #[tokio::test]
 async fn sign_out_ends_the_session_on_the_server() {
+    let _serial = serial().await;
     let app = app().await;
     let (set_cookie, _) = app.sign_in("carol", "/", None).await;
     let pair = cookie_pair(&set_cookie);
@@ -276,6 +299,7 @@ async fn sign_out_ends_the_session_on_the_server() {
 
 #[tokio::test]
 async fn cross_site_posts_are_refused_and_audited() {
+    let _serial = serial().await;
     let app = app().await;
     let (set_cookie, _) = app.sign_in("alice", "/", None).await;
     let pair = cookie_pair(&set_cookie);
@@ -314,6 +338,7 @@ async fn cross_site_posts_are_refused_and_audited() {
 
 #[tokio::test]
 async fn demo_refuses_to_listen_beyond_loopback() {
+    let _serial = serial().await;
     let config = Config {
         listen: "0.0.0.0:0".parse().unwrap(),
         ..Config::default()
@@ -324,6 +349,7 @@ async fn demo_refuses_to_listen_beyond_loopback() {
 
 #[tokio::test]
 async fn serve_names_missing_settings() {
+    let _serial = serial().await;
     let err = portcullis::run(Config::default(), Mode::Serve)
         .await
         .unwrap_err();
@@ -335,4 +361,32 @@ async fn serve_names_missing_settings() {
     ] {
         assert!(msg.contains(needed), "{needed} not named in: {msg}");
     }
+}
+
+/// Many pages rendered at once, on one multi-threaded runtime as in production:
+/// every render completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_page_renders_all_complete() {
+    let _serial = serial().await;
+    let app = Arc::new(app().await);
+    let (set_cookie, _) = app.sign_in("alice", "/", None).await;
+    let pair = cookie_pair(&set_cookie);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..192 {
+        let app = app.clone();
+        let pair = pair.clone();
+        let path = ["/requests", "/", "/approvals"][i % 3];
+        tasks.spawn(async move { app.get(path, Some(&pair)).await.status() });
+    }
+    let all = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut statuses = Vec::new();
+        while let Some(s) = tasks.join_next().await {
+            statuses.push(s.unwrap());
+        }
+        statuses
+    })
+    .await
+    .expect("every concurrent render finishes");
+    assert_eq!(all.len(), 192);
+    assert!(all.iter().all(|s| *s == StatusCode::OK), "{all:?}");
 }
