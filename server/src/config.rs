@@ -29,6 +29,8 @@ pub struct Config {
     pub worker: WorkerSettings,
     pub session: SessionConfig,
     pub oidc: Option<OidcConfig>,
+    /// Which AWS the portal grants access in.
+    pub aws: AwsConfig,
     /// Mail delivery over SMTP. Without it, mail stays in the outbox (the outbox page).
     pub smtp: Option<SmtpConfig>,
     pub mail: MailSettings,
@@ -46,6 +48,7 @@ impl Default for Config {
             worker: WorkerSettings::default(),
             session: SessionConfig::default(),
             oidc: None,
+            aws: AwsConfig::default(),
             smtp: None,
             mail: MailSettings::default(),
         }
@@ -115,12 +118,167 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Sign-in through the company's OpenID Connect provider.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OidcConfig {
+    /// The provider's issuer, exactly as in its discovery document
+    /// (`{issuer_url}/.well-known/openid-configuration`).
     pub issuer_url: String,
     pub client_id: String,
     pub client_secret: Secret,
+    /// Scopes to ask for: a list, or one string separated by spaces or commas.
+    #[serde(default = "default_scopes", deserialize_with = "string_list")]
+    pub scopes: Vec<String>,
+    /// Which claims hold what.
+    #[serde(default)]
+    pub claims: ClaimNames,
+    /// Members of any of these IdP groups are Portcullis admins.
+    #[serde(default, deserialize_with = "string_list")]
+    pub admin_groups: Vec<String>,
+    /// ID token signature algorithms accepted (never `none`; HMAC only if listed).
+    #[serde(default = "default_signing_algs", deserialize_with = "string_list")]
+    pub signing_algs: Vec<String>,
+    /// How long a started sign-in may take before its `state` expires.
+    #[serde(default = "default_login_timeout")]
+    pub login_timeout_secs: u64,
+}
+
+fn default_scopes() -> Vec<String> {
+    ["openid", "email", "profile", "groups"]
+        .map(String::from)
+        .to_vec()
+}
+
+fn default_signing_algs() -> Vec<String> {
+    [
+        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn default_login_timeout() -> u64 {
+    600
+}
+
+/// The signature algorithms Portcullis knows how to check.
+pub const KNOWN_SIGNING_ALGS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+    "HS256", "HS384", "HS512",
+];
+
+impl OidcConfig {
+    fn validate(&self) -> Result<()> {
+        let issuer = self.issuer_url.trim_end_matches('/');
+        if !issuer.starts_with("https://") && !is_loopback_url(issuer) {
+            bail!("PORTCULLIS_OIDC__ISSUER_URL must be an https:// URL (it is {issuer})");
+        }
+        if self.client_id.trim().is_empty() {
+            bail!("PORTCULLIS_OIDC__CLIENT_ID is empty");
+        }
+        if self.client_secret.expose().is_empty() {
+            bail!("PORTCULLIS_OIDC__CLIENT_SECRET is empty");
+        }
+        if !self.scopes.iter().any(|s| s == "openid") {
+            bail!(
+                "PORTCULLIS_OIDC__SCOPES must include `openid` (it is {:?})",
+                self.scopes
+            );
+        }
+        if self.signing_algs.is_empty() {
+            bail!("PORTCULLIS_OIDC__SIGNING_ALGS is empty: list at least one, e.g. RS256");
+        }
+        for alg in &self.signing_algs {
+            if !KNOWN_SIGNING_ALGS.contains(&alg.as_str()) {
+                bail!(
+                    "PORTCULLIS_OIDC__SIGNING_ALGS: unknown algorithm {alg:?} (known: {})",
+                    KNOWN_SIGNING_ALGS.join(", ")
+                );
+            }
+        }
+        if self.login_timeout_secs == 0 {
+            bail!("PORTCULLIS_OIDC__LOGIN_TIMEOUT_SECS must be more than 0");
+        }
+        Ok(())
+    }
+}
+
+/// `http://127.0.0.1…`, `http://localhost…` or `http://[::1]…`: plain http is fine there.
+pub fn is_loopback_url(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) && !h.is_empty() => h,
+        _ => host,
+    };
+    matches!(host, "localhost" | "[::1]")
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Claim names, for providers that do not use the usual ones (Entra ID's `oid`, say).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClaimNames {
+    /// The stable user id, unique within the issuer.
+    pub user_id: String,
+    pub email: String,
+    pub name: String,
+    /// A list of group names (a single string is read as one group).
+    pub groups: String,
+    /// The manager's email or subject.
+    pub manager: String,
+}
+
+impl Default for ClaimNames {
+    fn default() -> Self {
+        Self {
+            user_id: "sub".into(),
+            email: "email".into(),
+            name: "name".into(),
+            groups: "groups".into(),
+            manager: "manager".into(),
+        }
+    }
+}
+
+/// A list from TOML (`["a", "b"]`) or from one environment variable (`"a b"`, `"a,b"`).
+fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        OneOrMany::Many(v) => v,
+    })
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AwsConfig {
+    pub provisioner: ProvisionerKind,
+}
+
+#[derive(Copy, Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProvisionerKind {
+    /// IAM Identity Center through the SSO Admin API.
+    #[default]
+    SsoAdmin,
+    /// The demo organization, simulated in the database: for trials and tests of
+    /// sign-in with a real identity provider. Nothing happens in AWS.
+    Simulated,
 }
 
 /// How the SMTP connection is protected.
@@ -280,6 +438,16 @@ impl Config {
                         missing.join("\n  - ")
                     );
                 }
+                let public = self.public_url();
+                if !public.starts_with("https://") && !is_loopback_url(&public) {
+                    bail!(
+                        "PORTCULLIS_PUBLIC_URL must be https:// (it is {public}): session cookies \
+                         are Secure, and plain http is only for 127.0.0.1 in tests"
+                    );
+                }
+                if let Some(oidc) = &self.oidc {
+                    oidc.validate()?;
+                }
             }
         }
         Ok(())
@@ -310,6 +478,95 @@ mod tests {
             .to_string();
         assert!(err.contains("PORTCULLIS_DATABASE_URL"), "{err}");
         assert!(err.contains("PORTCULLIS_OIDC__ISSUER_URL"), "{err}");
+    }
+
+    fn serve_config() -> Config {
+        Config {
+            database_url: Some(DatabaseUrl::new("sqlite://x.db")),
+            public_url: Some("https://access.example.com".into()),
+            oidc: Some(OidcConfig {
+                issuer_url: "https://idp.example.com".into(),
+                client_id: "portcullis".into(),
+                client_secret: serde_json::from_str("\"s3cret\"").unwrap(),
+                scopes: default_scopes(),
+                claims: ClaimNames::default(),
+                admin_groups: vec![],
+                signing_algs: default_signing_algs(),
+                login_timeout_secs: 600,
+            }),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn serve_refuses_what_cannot_be_safe() {
+        assert!(serve_config().validate(Mode::Serve).is_ok());
+        let mut c = serve_config();
+        c.public_url = Some("http://access.example.com".into());
+        let err = c.validate(Mode::Serve).unwrap_err().to_string();
+        assert!(err.contains("must be https"), "{err}");
+        c.public_url = Some("http://127.0.0.1:3100".into());
+        assert!(c.validate(Mode::Serve).is_ok());
+        let mut c = serve_config();
+        c.oidc.as_mut().unwrap().issuer_url = "http://idp.example.com".into();
+        assert!(c
+            .validate(Mode::Serve)
+            .unwrap_err()
+            .to_string()
+            .contains("https"));
+        let mut c = serve_config();
+        c.oidc.as_mut().unwrap().scopes = vec!["email".into()];
+        assert!(c
+            .validate(Mode::Serve)
+            .unwrap_err()
+            .to_string()
+            .contains("openid"));
+        let mut c = serve_config();
+        c.oidc.as_mut().unwrap().signing_algs = vec!["none".into()];
+        let err = c.validate(Mode::Serve).unwrap_err().to_string();
+        assert!(err.contains("unknown algorithm \"none\""), "{err}");
+    }
+
+    #[test]
+    fn loopback_urls() {
+        for yes in [
+            "http://127.0.0.1:3000",
+            "http://localhost",
+            "http://[::1]:80/x",
+            "http://127.0.0.2",
+        ] {
+            assert!(is_loopback_url(yes), "{yes}");
+        }
+        for no in [
+            "https://127.0.0.1",
+            "http://127.0.0.1.evil.com",
+            "http://10.0.0.1",
+            "http://localhost.evil",
+        ] {
+            assert!(!is_loopback_url(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn oidc_from_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PORTCULLIS_OIDC__ISSUER_URL", "https://login.example.com");
+            jail.set_env("PORTCULLIS_OIDC__CLIENT_ID", "portcullis");
+            jail.set_env("PORTCULLIS_OIDC__CLIENT_SECRET", "s3cret");
+            jail.set_env("PORTCULLIS_OIDC__SCOPES", "openid email groups");
+            jail.set_env("PORTCULLIS_OIDC__ADMIN_GROUPS", "aws-admins,security");
+            jail.set_env("PORTCULLIS_OIDC__CLAIMS__USER_ID", "oid");
+            jail.set_env("PORTCULLIS_AWS__PROVISIONER", "simulated");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            let o = c.oidc.unwrap();
+            assert_eq!(o.scopes, ["openid", "email", "groups"]);
+            assert_eq!(o.admin_groups, ["aws-admins", "security"]);
+            assert_eq!(o.claims.user_id, "oid");
+            assert_eq!(o.claims.groups, "groups");
+            assert_eq!(c.aws.provisioner, ProvisionerKind::Simulated);
+            assert!(!format!("{o:?}").contains("s3cret"));
+            Ok(())
+        });
     }
 
     #[test]

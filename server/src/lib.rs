@@ -5,6 +5,7 @@ pub mod config;
 pub mod lifecycle;
 pub mod mailer;
 pub mod notify;
+pub mod oidc;
 pub mod portal;
 pub mod provisioner;
 pub mod seed;
@@ -42,7 +43,17 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
             .await
             .context("seeding the demo catalog")?;
     }
-    let provisioner: Arc<dyn provisioner::Provisioner> = if demo {
+    let simulated = demo || config.aws.provisioner == config::ProvisionerKind::Simulated;
+    let provisioner: Arc<dyn provisioner::Provisioner> = if simulated {
+        if !demo {
+            tracing::warn!(
+                "aws.provisioner = \"simulated\": access is granted in the simulated demo \
+                 organization only, never in AWS"
+            );
+            seed::seed_catalog(&store, clock.now())
+                .await
+                .context("seeding the simulated catalog")?;
+        }
         Arc::new(provisioner::simulated::SimulatedProvisioner::new(
             store.clone(),
             clock.clone(),
@@ -50,8 +61,9 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
         ))
     } else {
         anyhow::bail!(
-            "`portcullis serve` needs the AWS provisioner, which this build does not have yet; \
-             use `portcullis demo` (simulated AWS) for now"
+            "`portcullis serve` needs the IAM Identity Center provisioner, which this build \
+             does not have yet; set PORTCULLIS_AWS__PROVISIONER=simulated to try sign-in with \
+             your identity provider against the simulated organization, or use `portcullis demo`"
         );
     };
     let mailer: Arc<dyn mailer::Mailer> = match &config.smtp {
@@ -67,6 +79,13 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
     };
     let wake = Arc::new(Notify::new());
     let public_url = config.public_url();
+    let oidc = match (&config.oidc, demo) {
+        (Some(o), false) => {
+            tracing::info!(issuer = %o.issuer_url, client_id = %o.client_id, "sign-in with OpenID Connect");
+            Some(Arc::new(oidc::Oidc::new(o.clone(), &public_url)?))
+        }
+        _ => None,
+    };
 
     let portal = Arc::new(portal::PortalService {
         store: store.clone(),
@@ -111,6 +130,7 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
         portal,
         config: Arc::new(config.clone()),
         demo,
+        oidc,
     };
     let app = web::router(state);
     let listener = tokio::net::TcpListener::bind(config.listen)

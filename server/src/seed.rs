@@ -164,6 +164,18 @@ pub fn entitlements() -> Vec<Entitlement> {
 
 /// Writes the demo catalog and personas; safe to run at every start.
 pub async fn seed_demo(store: &Store, now: Timestamp) -> Result<()> {
+    seed_catalog(store, now).await?;
+    let mut tx = store.begin().await?;
+    for p in personas() {
+        store::upsert_user(&mut tx, &p, now).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The simulated organization's accounts and permission sets, and the demo entitlements:
+/// what `aws.provisioner = "simulated"` grants access to.
+pub async fn seed_catalog(store: &Store, now: Timestamp) -> Result<()> {
     let mut tx = store.begin().await?;
     let accounts = [
         (SANDBOX, "sandbox", OU_SANDBOX),
@@ -205,9 +217,6 @@ pub async fn seed_demo(store: &Store, now: Timestamp) -> Result<()> {
     }
     for e in entitlements() {
         store::upsert_entitlement(&mut tx, &e.to_row()?, now).await?;
-    }
-    for p in personas() {
-        store::upsert_user(&mut tx, &p, now).await?;
     }
     tx.commit().await?;
     Ok(())

@@ -1108,6 +1108,64 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// A sign-in started with the OpenID provider, waiting for the browser to come back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoginFlow {
+    pub browser_hash: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+    pub return_to: String,
+    pub expires_at: Timestamp,
+}
+
+/// Records a started sign-in under the hash of its `state`; drops expired ones.
+pub async fn create_login_flow(
+    conn: &mut AnyConnection,
+    state: &str,
+    flow: &LoginFlow,
+    now: Timestamp,
+) -> Result<()> {
+    sqlx::query("DELETE FROM oidc_login WHERE expires_at <= $1")
+        .bind(now.millis())
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO oidc_login (state_hash, browser_hash, nonce, pkce_verifier, return_to, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(hash_token(state))
+    .bind(&flow.browser_hash)
+    .bind(&flow.nonce)
+    .bind(&flow.pkce_verifier)
+    .bind(&flow.return_to)
+    .bind(now.millis())
+    .bind(flow.expires_at.millis())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Takes the sign-in started with `state`: at most once, since the row is deleted.
+pub async fn take_login_flow(conn: &mut AnyConnection, state: &str) -> Result<Option<LoginFlow>> {
+    let row = sqlx::query(
+        "DELETE FROM oidc_login WHERE state_hash = $1
+         RETURNING browser_hash, nonce, pkce_verifier, return_to, expires_at",
+    )
+    .bind(hash_token(state))
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| {
+        Ok(LoginFlow {
+            browser_hash: r.try_get("browser_hash")?,
+            nonce: r.try_get("nonce")?,
+            pkce_verifier: r.try_get("pkce_verifier")?,
+            return_to: r.try_get("return_to")?,
+            expires_at: Timestamp::from_millis(r.try_get("expires_at")?),
+        })
+    })
+    .transpose()
+}
+
 pub async fn create_session(
     conn: &mut AnyConnection,
     token: &str,

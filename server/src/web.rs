@@ -4,6 +4,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::lifecycle::{self, Actor, Event};
 use crate::notify::escape_html;
+use crate::oidc::{Oidc, SignInError};
 use crate::portal::internal;
 use crate::seed;
 use crate::store::{self, Store};
@@ -30,6 +31,8 @@ pub struct AppState {
     pub portal: SharedPortal,
     pub config: Arc<Config>,
     pub demo: bool,
+    /// Sign-in with the OpenID provider (`serve`); `None` in demo mode.
+    pub oidc: Option<Arc<Oidc>>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -45,6 +48,14 @@ impl AppState {
             "__Host-portcullis"
         } else {
             "portcullis_session"
+        }
+    }
+
+    fn login_cookie_name(&self) -> &'static str {
+        if self.config.secure_cookies() {
+            "__Host-portcullis-login"
+        } else {
+            "portcullis_login"
         }
     }
 
@@ -65,6 +76,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/auth/logout", post(logout))
+        .route("/auth/login", get(oidc_login))
+        .route("/auth/callback", get(oidc_callback))
+        .route("/auth/signed-out", get(signed_out))
         .route("/admin/audit.csv", get(audit_csv))
         .route("/api/{*fn_name}", get(server_fn).post(server_fn));
     if state.demo {
@@ -85,9 +99,14 @@ pub fn router(state: AppState) -> Router {
         // layer's failures are not worth an ERROR line: real internal errors are logged
         // with their cause and reference where they happen.
         .layer(
-            tower_http::trace::TraceLayer::new_for_http().on_failure(
-                tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
-            ),
+            tower_http::trace::TraceLayer::new_for_http()
+                // The path only: a query can carry an authorization code or a state.
+                .make_span_with(|req: &Request| {
+                    tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+                })
+                .on_failure(
+                    tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+                ),
         )
         .with_state(state)
 }
@@ -433,11 +452,232 @@ async fn logout(State(state): State<AppState>, req: Request<Body>) -> Response {
             let _ = internal(e);
         }
     }
-    let mut res = Redirect::to(state.sign_in_path()).into_response();
+    // Sign out at the provider too, where it offers that; it sends the browser back to
+    // the signed-out page.
+    let target = match &state.oidc {
+        None => state.sign_in_path().to_owned(),
+        Some(oidc) => {
+            let back = format!("{}/auth/signed-out", state.config.public_url());
+            oidc.end_session_url(&back)
+                .await
+                .unwrap_or_else(|| "/auth/signed-out".to_owned())
+        }
+    };
+    let mut res = Redirect::to(&target).into_response();
     if let Ok(v) = HeaderValue::from_str(&session_cookie(&state, "", 0)) {
         res.headers_mut().insert(header::SET_COOKIE, v);
     }
     res
+}
+
+fn login_cookie(state: &AppState, value: &str, max_age: u64) -> HeaderValue {
+    let secure = if state.config.secure_cookies() {
+        "; Secure"
+    } else {
+        ""
+    };
+    // SameSite=Lax: the provider sends the browser back with a top-level GET, which Lax allows.
+    HeaderValue::from_str(&format!(
+        "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
+        state.login_cookie_name()
+    ))
+    .expect("cookie characters are hex and ASCII")
+}
+
+/// `GET /auth/login?return_to=/path`: starts sign-in with the OpenID provider.
+async fn oidc_login(State(state): State<AppState>, Query(q): Query<ReturnTo>) -> Response {
+    let return_to = safe_return_to(q.return_to.as_deref());
+    let Some(oidc) = state.oidc.clone() else {
+        return Redirect::to(&format!("/demo/login?return_to={}", urlencode(&return_to)))
+            .into_response();
+    };
+    let started = match oidc.start().await {
+        Ok(s) => s,
+        Err(e) => return sign_in_failed(&state, e, &return_to).await,
+    };
+    // The browser that starts a sign-in must be the one that finishes it: a random value
+    // in a cookie, its hash next to the state.
+    let browser = hex::encode(rand::random::<[u8; 32]>());
+    let now = state.clock.now();
+    let timeout = oidc.config().login_timeout_secs;
+    let flow = store::LoginFlow {
+        browser_hash: store::hash_token(&browser),
+        nonce: started.nonce,
+        pkce_verifier: started.pkce_verifier,
+        return_to,
+        expires_at: now.plus(Duration::from_secs(timeout)),
+    };
+    let saved: anyhow::Result<()> = async {
+        let mut conn = state.store.conn().await?;
+        store::create_login_flow(&mut conn, &started.state, &flow, now).await
+    }
+    .await;
+    if let Err(e) = saved {
+        return error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &internal(e).to_string(),
+            "/auth/login",
+        );
+    }
+    let mut res = Redirect::to(&started.authorize_url).into_response();
+    res.headers_mut()
+        .insert(header::SET_COOKIE, login_cookie(&state, &browser, timeout));
+    res
+}
+
+#[derive(Deserialize)]
+struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+    iss: Option<String>,
+}
+
+/// `GET /auth/callback`: where the provider sends the browser back.
+async fn oidc_callback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<Callback>,
+) -> Response {
+    let Some(oidc) = state.oidc.clone() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let outcome: anyhow::Result<Result<(app::domain::Principal, String), (SignInError, String)>> =
+        async {
+            let Some(st) = q
+                .state
+                .as_deref()
+                .filter(|s| !s.is_empty() && s.len() <= 512)
+            else {
+                return Ok(Err((SignInError::MissingState, "/".to_owned())));
+            };
+            // Taken (deleted) first: a state works once, whatever happens next.
+            let flow = {
+                let mut conn = state.store.conn().await?;
+                store::take_login_flow(&mut conn, st).await?
+            };
+            let Some(flow) = flow else {
+                return Ok(Err((SignInError::UnknownState, "/".to_owned())));
+            };
+            let back = flow.return_to.clone();
+            let fail = |e| Ok(Err((e, back.clone())));
+            let browser = cookie_value(&headers, state.login_cookie_name());
+            if browser.map(|b| store::hash_token(&b)) != Some(flow.browser_hash.clone()) {
+                return fail(SignInError::OtherBrowser);
+            }
+            if state.clock.now() >= flow.expires_at {
+                return fail(SignInError::Expired);
+            }
+            if let Some(error) = &q.error {
+                let mut why = error.chars().take(100).collect::<String>();
+                if let Some(d) = &q.error_description {
+                    why.push_str(": ");
+                    why.extend(d.chars().take(200));
+                }
+                return fail(SignInError::Refused(why));
+            }
+            // RFC 9207: a provider that names itself must be the one we asked.
+            if let Some(iss) = &q.iss {
+                if iss.trim_end_matches('/') != oidc.issuer() {
+                    return fail(SignInError::BadIdToken(
+                        "the callback comes from another issuer (iss)".into(),
+                    ));
+                }
+            }
+            let Some(code) = q.code.as_deref().filter(|c| !c.is_empty()) else {
+                return fail(SignInError::MissingCode);
+            };
+            match oidc.finish(code, &flow.nonce, &flow.pkce_verifier).await {
+                Ok(p) => Ok(Ok((p, flow.return_to))),
+                Err(e) => fail(e),
+            }
+        }
+        .await;
+    let (principal, return_to) = match outcome {
+        Ok(Ok(found)) => found,
+        Ok(Err((e, back))) => return sign_in_failed(&state, e, &back).await,
+        Err(e) => {
+            return error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &internal(e).to_string(),
+                "/auth/login",
+            )
+        }
+    };
+    match start_session(&state, &headers, &principal, false).await {
+        Ok(cookie) => {
+            tracing::info!(user = %principal.user_id, "signed in");
+            let mut res = Redirect::to(&return_to).into_response();
+            let h = res.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                h.append(header::SET_COOKIE, v);
+            }
+            h.append(header::SET_COOKIE, login_cookie(&state, "", 0));
+            res
+        }
+        Err(e) => error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &internal(e).to_string(),
+            &retry_link(&return_to),
+        ),
+    }
+}
+
+fn retry_link(return_to: &str) -> String {
+    format!("/auth/login?return_to={}", urlencode(return_to))
+}
+
+/// Audits and logs a failed sign-in, and shows a page that says what to do.
+async fn sign_in_failed(state: &AppState, e: SignInError, return_to: &str) -> Response {
+    tracing::warn!(reason = %e, "sign-in failed");
+    let reason = e.to_string().chars().take(500).collect::<String>();
+    let event = Event {
+        action: "signin.failure",
+        person_id: None,
+        subject_kind: "session",
+        subject_id: "anonymous",
+        entitlement_id: None,
+        detail: reason,
+    };
+    let actor = Actor {
+        id: "anonymous".into(),
+        name: "anonymous".into(),
+    };
+    if let Err(err) = lifecycle::audit_alone(&state.store, &actor, event, state.clock.now()).await {
+        let _ = internal(err);
+    }
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut res = error_page(status, e.user_message(), &retry_link(return_to));
+    res.headers_mut()
+        .append(header::SET_COOKIE, login_cookie(state, "", 0));
+    res
+}
+
+fn error_page(status: StatusCode, message: &str, retry: &str) -> Response {
+    let body = format!(
+        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign-in failed · Portcullis</title><link rel="stylesheet" href="/pkg/portcullis.css"></head>
+<body><header class="top"><a class="brand" href="/">Portcullis</a></header>
+<main class="signin"><h1>Sign-in failed</h1>
+<p class="lead" data-testid="signin-error">{}</p>
+<p><a class="button" href="{}" data-testid="signin-retry">Try again</a></p></main></body></html>"#,
+        escape_html(message),
+        escape_html(retry)
+    );
+    (status, Html(body)).into_response()
+}
+
+/// `GET /auth/signed-out`: where sign-out ends (the provider sends the browser here).
+async fn signed_out() -> Html<&'static str> {
+    Html(
+        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Signed out · Portcullis</title><link rel="stylesheet" href="/pkg/portcullis.css"></head>
+<body><header class="top"><a class="brand" href="/">Portcullis</a></header>
+<main class="signin"><h1>You are signed out</h1>
+<p class="lead">Your Portcullis session has ended.</p>
+<p><a class="button" href="/auth/login" data-testid="sign-in-again">Sign in again</a></p></main></body></html>"#,
+    )
 }
 
 #[derive(Deserialize)]

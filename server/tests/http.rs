@@ -73,6 +73,7 @@ async fn app_with(config: Config, migrate: bool) -> App {
         portal,
         config: Arc::new(config),
         demo: true,
+        oidc: None,
     });
     App {
         router,
