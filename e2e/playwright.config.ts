@@ -53,11 +53,21 @@ if (!process.env.E2E_DB_FILE) {
   );
 }
 const dbFile = process.env.E2E_DB_FILE;
+// `portcullis serve` (sign-in through the test OpenID provider) has its own database.
+const serveDbFile = dbFile.replace(/\.db$/, '-serve.db');
 if (!listingOnly) {
   // An empty file is a valid, empty SQLite database: this way the run does not
   // depend on the server opening its database with create-if-missing.
   fs.closeSync(fs.openSync(dbFile, 'a'));
+  fs.closeSync(fs.openSync(serveDbFile, 'a'));
 }
+
+// `portcullis serve` on SERVE_URL signs people in through a real OpenID provider
+// (oidc-provider, e2e/oidc/provider.mjs) on IDP_URL, with the fixture users of
+// e2e/oidc/accounts.json; AWS is the simulated organization.
+const SERVE_URL = 'http://127.0.0.1:3101';
+const IDP_URL = 'http://127.0.0.1:3102';
+const oidcClient = { id: 'portcullis-e2e', secret: 'e2e-client-secret-not-for-production' };
 
 // Everything from the caller's environment is passed to the server, except the
 // variables that only steer this suite (the server may reject unknown
@@ -108,27 +118,76 @@ export default defineConfig({
       },
     },
   ],
-  webServer: {
-    command: `"${serverBinary()}" demo`,
-    url: `http://${listen}/healthz`,
-    reuseExistingServer: false,
-    timeout: 120_000,
-    stdout: 'pipe',
-    stderr: 'pipe',
-    cwd: repoRoot,
-    gracefulShutdown: { signal: 'SIGTERM', timeout: 5_000 },
-    env: {
-      ...inheritedEnv,
-      // These win over the caller's environment: the specs depend on them
-      // (a 10s grant must be allowed, 1s must be below the minimum).
-      PORTCULLIS_LISTEN: listen,
-      // Some Leptos setups read the address from here; keep it consistent
-      // (under `cargo leptos end-to-end` it would otherwise say :3000).
-      LEPTOS_SITE_ADDR: listen,
-      PORTCULLIS_DATABASE_URL: `sqlite://${dbFile}`,
-      PORTCULLIS_POLICY__MIN_DURATION: '5s',
-      PORTCULLIS_DEMO__PROVISION_DELAY_MS: '300',
-      LEPTOS_SITE_ROOT: process.env.LEPTOS_SITE_ROOT ?? path.join(repoRoot, 'target', 'site'),
+  webServer: [
+    {
+      command: `"${serverBinary()}" demo`,
+      url: `http://${listen}/healthz`,
+      reuseExistingServer: false,
+      timeout: 120_000,
+      stdout: 'pipe',
+      stderr: 'pipe',
+      cwd: repoRoot,
+      gracefulShutdown: { signal: 'SIGTERM', timeout: 5_000 },
+      env: {
+        ...inheritedEnv,
+        // These win over the caller's environment: the specs depend on them
+        // (a 10s grant must be allowed, 1s must be below the minimum).
+        PORTCULLIS_LISTEN: listen,
+        // Some Leptos setups read the address from here; keep it consistent
+        // (under `cargo leptos end-to-end` it would otherwise say :3000).
+        LEPTOS_SITE_ADDR: listen,
+        PORTCULLIS_DATABASE_URL: `sqlite://${dbFile}`,
+        PORTCULLIS_POLICY__MIN_DURATION: '5s',
+        PORTCULLIS_DEMO__PROVISION_DELAY_MS: '300',
+        LEPTOS_SITE_ROOT: process.env.LEPTOS_SITE_ROOT ?? path.join(repoRoot, 'target', 'site'),
+      },
     },
-  },
+    {
+      command: `node e2e/oidc/provider.mjs`,
+      url: `${IDP_URL}/.well-known/openid-configuration`,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      stdout: 'pipe',
+      stderr: 'pipe',
+      cwd: repoRoot,
+      gracefulShutdown: { signal: 'SIGTERM', timeout: 5_000 },
+      env: {
+        ...inheritedEnv,
+        OIDC_PORT: new URL(IDP_URL).port,
+        OIDC_ACCOUNTS: path.join(repoRoot, 'e2e', 'oidc', 'accounts.json'),
+        OIDC_CLIENTS: JSON.stringify([
+          {
+            client_id: oidcClient.id,
+            client_secret: oidcClient.secret,
+            redirect_uris: [`${SERVE_URL}/auth/callback`],
+            post_logout_redirect_uris: [`${SERVE_URL}/auth/signed-out`],
+          },
+        ]),
+      },
+    },
+    {
+      command: `"${serverBinary()}" serve`,
+      url: `${SERVE_URL}/healthz`,
+      reuseExistingServer: false,
+      timeout: 120_000,
+      stdout: 'pipe',
+      stderr: 'pipe',
+      cwd: repoRoot,
+      gracefulShutdown: { signal: 'SIGTERM', timeout: 5_000 },
+      env: {
+        ...inheritedEnv,
+        PORTCULLIS_LISTEN: new URL(SERVE_URL).host,
+        LEPTOS_SITE_ADDR: new URL(SERVE_URL).host,
+        PORTCULLIS_PUBLIC_URL: SERVE_URL,
+        PORTCULLIS_DATABASE_URL: `sqlite://${serveDbFile}`,
+        PORTCULLIS_OIDC__ISSUER_URL: IDP_URL,
+        PORTCULLIS_OIDC__CLIENT_ID: oidcClient.id,
+        PORTCULLIS_OIDC__CLIENT_SECRET: oidcClient.secret,
+        PORTCULLIS_OIDC__ADMIN_GROUPS: 'portcullis-admins',
+        PORTCULLIS_AWS__PROVISIONER: 'simulated',
+        PORTCULLIS_DEMO__PROVISION_DELAY_MS: '300',
+        LEPTOS_SITE_ROOT: process.env.LEPTOS_SITE_ROOT ?? path.join(repoRoot, 'target', 'site'),
+      },
+    },
+  ],
 });

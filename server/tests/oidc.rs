@@ -163,7 +163,37 @@ fn oidc_config(issuer: &str) -> OidcConfig {
     }
 }
 
+/// Every log line of this test binary, at DEBUG for every crate (as with RUST_LOG=debug).
+static LOGS: std::sync::OnceLock<Arc<Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+
+fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || LogSink(sink.clone()))
+            .init();
+        buf
+    })
+    .clone()
+}
+
+struct LogSink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 async fn start_portal(oidc: OidcConfig) -> Portal {
+    capture_logs();
     let dir = tempfile::TempDir::new().unwrap();
     let url = DatabaseUrl::new(format!("sqlite://{}/o.db?mode=rwc", dir.path().display()));
     let store = Store::connect(&url).await.unwrap();
@@ -374,7 +404,7 @@ impl Browser {
 
     /// Follows `url` at the provider, signing in as `login` if asked, until the provider
     /// sends the browser to the portal; returns that portal path (with its query).
-    async fn to_portal(&mut self, mut url: String, login: &str, password: &str) -> String {
+    async fn follow_to_portal(&mut self, mut url: String, login: &str, password: &str) -> String {
         for _ in 0..20 {
             if let Some(path) = url.strip_prefix(PUBLIC) {
                 return path.to_owned();
@@ -431,7 +461,7 @@ async fn sign_in(
 ) -> (axum::response::Response, String, String) {
     let (authorize, login_cookie) = portal.begin(return_to).await;
     let callback = browser
-        .to_portal(authorize, login, &format!("{login}-pw"))
+        .follow_to_portal(authorize, login, &format!("{login}-pw"))
         .await;
     assert!(callback.starts_with("/auth/callback?"), "{callback}");
     let mut cookies = vec![login_cookie.as_str()];
@@ -517,7 +547,7 @@ async fn state_is_single_use_and_bound_to_the_browser() {
     // Finished in another browser: no login cookie, or someone else's.
     let (authorize, _mine) = portal.begin("/").await;
     let callback = Browser::new()
-        .to_portal(authorize, "alice", "alice-pw")
+        .follow_to_portal(authorize, "alice", "alice-pw")
         .await;
     let res = portal
         .get(&callback, &["portcullis_login=0123456789abcdef"])
@@ -1016,4 +1046,45 @@ async fn open_redirects_fall_back_to_the_home_page() {
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "{evil}");
         assert_eq!(location(&res), "/", "{evil}");
     }
+}
+
+#[tokio::test]
+async fn no_token_code_or_cookie_in_any_log_line() {
+    let logs = capture_logs();
+    let idp = Provider::start().await;
+    let portal = start_portal(oidc_config(&idp.issuer)).await;
+    let mut browser = Browser::new();
+    let (res, callback, login_cookie) = sign_in(&portal, &mut browser, "alice", "/", None).await;
+    let session = session_of(&res);
+    // A failure too: the replayed callback.
+    let _ = portal.get(&callback, &[&login_cookie]).await;
+    let _ = portal.get("/requests", &[&session]).await;
+    let _ = portal.post("/auth/logout", &[&session]).await;
+
+    let param = |name: &str| {
+        callback
+            .split(['?', '&'])
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .unwrap()
+            .to_owned()
+    };
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(text.contains("signed in"), "the capture works: {text}");
+    for (what, secret) in [
+        ("authorization code", param("code")),
+        ("state", param("state")),
+        (
+            "session cookie",
+            session.split_once('=').unwrap().1.to_owned(),
+        ),
+        (
+            "login cookie",
+            login_cookie.split_once('=').unwrap().1.to_owned(),
+        ),
+        ("client secret", CLIENT_SECRET.to_owned()),
+    ] {
+        assert!(secret.len() >= 16, "{what} is a real secret");
+        assert!(!text.contains(&secret), "the {what} is in the logs");
+    }
+    assert!(!text.contains("eyJ"), "no JWT in the logs");
 }
