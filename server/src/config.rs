@@ -306,6 +306,10 @@ pub struct SmtpConfig {
     pub password: Option<Secret>,
     /// The sender, `portcullis@example.com` or `Portcullis <portcullis@example.com>`.
     pub from: String,
+    /// A CA certificate (PEM file) to trust besides the system's, for a relay whose
+    /// certificate comes from a private CA. The server's name is still verified.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 impl SmtpConfig {

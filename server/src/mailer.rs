@@ -6,6 +6,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::time::Duration;
 
@@ -52,12 +53,34 @@ impl SmtpMailer {
             .from
             .parse()
             .with_context(|| format!("smtp.from {:?} is not a mail address", c.from))?;
-        let builder = match c.tls {
-            SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&c.host),
-            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&c.host),
-            SmtpTls::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
+        let builder = match (&c.ca_file, c.tls) {
+            (_, SmtpTls::None) => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
                 &c.host,
             )),
+            (None, SmtpTls::Tls) => AsyncSmtpTransport::<Tokio1Executor>::relay(&c.host),
+            (None, SmtpTls::Starttls) => {
+                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&c.host)
+            }
+            (Some(ca_file), tls) => {
+                let pem = std::fs::read(ca_file)
+                    .with_context(|| format!("cannot read smtp.ca_file {ca_file:?}"))?;
+                if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                    anyhow::bail!("smtp.ca_file {ca_file:?} is not a PEM certificate");
+                }
+                let ca = Certificate::from_pem(&pem).with_context(|| {
+                    format!("smtp.ca_file {ca_file:?} is not a PEM certificate")
+                })?;
+                let params = TlsParameters::builder(c.host.clone())
+                    .add_root_certificate(ca)
+                    .build_rustls()
+                    .with_context(|| format!("cannot set up TLS for SMTP host {:?}", c.host))?;
+                let tls = if tls == SmtpTls::Tls {
+                    Tls::Wrapper(params)
+                } else {
+                    Tls::Required(params)
+                };
+                Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.host).tls(tls))
+            }
         }
         .with_context(|| format!("cannot set up TLS for SMTP host {:?}", c.host))?;
         let mut builder = builder.port(c.port()).timeout(Some(SMTP_TIMEOUT));
@@ -135,6 +158,7 @@ mod tests {
             username: Some("portcullis".into()),
             password: Some(serde_json::from_str("\"hunter2\"").unwrap()),
             from: "Portcullis <portcullis@example.com>".into(),
+            ca_file: None,
         }
     }
 

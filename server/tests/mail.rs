@@ -10,7 +10,7 @@ use app::error::AppError;
 use app::ssr::Portal;
 use common::*;
 use portcullis::config::{SmtpConfig, SmtpTls};
-use portcullis::mailer::SmtpMailer;
+use portcullis::mailer::{Mailer as _, SmtpMailer};
 use portcullis::notify::MailSettings;
 use portcullis::seed::{PRODUCTION, PS_ADMIN};
 use portcullis::store::{self, JobKind};
@@ -84,6 +84,28 @@ impl MailDev {
     }
 
     async fn start_on(smtp_port: u16) -> Self {
+        Self::start_with(smtp_port, &[]).await
+    }
+
+    /// With TLS: the certificate of `tests/fixtures/smtp-tls` (a private test CA), as
+    /// implicit TLS (`--incoming-secure`) or offered through STARTTLS.
+    async fn start_tls(implicit: bool, extra: &[&str]) -> Self {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smtp-tls");
+        let mut args = vec![
+            "--incoming-cert".to_owned(),
+            dir.join("server.pem").display().to_string(),
+            "--incoming-key".to_owned(),
+            dir.join("server.key").display().to_string(),
+        ];
+        if implicit {
+            args.push("--incoming-secure".into());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Self::start_with(free_port(), &args).await
+    }
+
+    async fn start_with(smtp_port: u16, extra: &[&str]) -> Self {
         let api_port = free_port();
         let dir = tempfile::TempDir::new().expect("temp dir");
         // Its defaults listen on every interface: always bind both servers to loopback.
@@ -93,6 +115,7 @@ impl MailDev {
             .arg("--mail-directory")
             .arg(dir.path())
             .arg("--silent")
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
@@ -258,6 +281,7 @@ fn smtp(port: u16) -> SmtpConfig {
         username: None,
         password: None,
         from: "Portcullis Test <portcullis@example.com>".into(),
+        ca_file: None,
     }
 }
 
@@ -1069,5 +1093,181 @@ async fn no_reminder_or_escalation_once_decided(b: Backend) {
                 "Escalated: Production read-only for Alice Employee still awaits a decision"
             ),
         ])
+    );
+}
+
+// ------------------------------------------------------------ TLS
+
+fn test_ca() -> Option<String> {
+    Some(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/smtp-tls/ca.pem")
+            .display()
+            .to_string(),
+    )
+}
+
+/// aiosmtpd (Python), for STARTTLS: maildev turns STARTTLS off. It requires STARTTLS
+/// before MAIL, with the test CA's certificate, and prints each message to its stdout.
+struct StartTlsServer {
+    child: Child,
+    port: u16,
+    out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for StartTlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl StartTlsServer {
+    async fn start() -> Self {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        // The venv of the test peers written in Python (moto, aiosmtpd): made or reused.
+        let venv = Command::new("bash")
+            .arg(root.join("../.ci/moto/venv"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("bash");
+        assert!(venv.status.success(), "cannot set up the Python test venv");
+        let python =
+            PathBuf::from(String::from_utf8(venv.stdout).unwrap().trim()).join("bin/python");
+        let certs = root.join("tests/fixtures/smtp-tls");
+        let dir = tempfile::TempDir::new().unwrap();
+        let out = dir.path().join("messages.txt");
+        let port = free_port();
+        let child = Command::new(python)
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .arg("--tlscert")
+            .arg(certs.join("server.pem"))
+            .arg("--tlskey")
+            .arg(certs.join("server.key"))
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("aiosmtpd");
+        let server = Self {
+            child,
+            port,
+            out,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "aiosmtpd did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        server
+    }
+
+    fn received(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+}
+
+#[tokio::test]
+async fn implicit_tls_verifies_the_server_certificate() {
+    let md = MailDev::start_tls(true, &[]).await;
+    let mut config = smtp(md.smtp_port);
+    config.tls = SmtpTls::Tls;
+
+    // The relay's certificate comes from a private CA: without it, nothing is sent.
+    let err = SmtpMailer::new(&config)
+        .unwrap()
+        .send("alice@example.com", "untrusted", "text", "<p>html</p>")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+
+    config.ca_file = test_ca();
+    SmtpMailer::new(&config)
+        .unwrap()
+        .send("alice@example.com", "over TLS", "text", "<p>html</p>")
+        .await
+        .unwrap();
+    let mails = md.wait_for(1).await;
+    assert_eq!(mails.len(), 1, "only the trusted attempt arrived");
+    assert_eq!(mails[0].subject, "over TLS");
+    assert_eq!(mails[0].to, ["alice@example.com"]);
+}
+
+#[tokio::test]
+async fn starttls_verifies_the_server_certificate() {
+    let server = StartTlsServer::start().await;
+    let mut config = smtp(server.port);
+    config.tls = SmtpTls::Starttls;
+
+    let err = SmtpMailer::new(&config)
+        .unwrap()
+        .send("alice@example.com", "untrusted", "text", "<p>html</p>")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+
+    config.ca_file = test_ca();
+    SmtpMailer::new(&config)
+        .unwrap()
+        .send("alice@example.com", "over STARTTLS", "text", "<p>html</p>")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.received().contains("Subject: over STARTTLS") {
+        assert!(
+            Instant::now() < deadline,
+            "not received: {}",
+            server.received()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let received = server.received();
+    assert!(!received.contains("Subject: untrusted"), "{received}");
+    assert!(received.contains("alice@example.com"), "{received}");
+}
+
+#[tokio::test]
+async fn starttls_is_required_never_skipped() {
+    // A server that does not offer STARTTLS (or a man in the middle that strips it).
+    let md = MailDev::start_tls(false, &["--hide-extensions", "STARTTLS"]).await;
+    let mut config = smtp(md.smtp_port);
+    config.tls = SmtpTls::Starttls;
+    config.ca_file = test_ca();
+    let err = SmtpMailer::new(&config)
+        .unwrap()
+        .send("alice@example.com", "in clear?", "text", "<p>html</p>")
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().is_empty());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(md.emails().await.is_empty(), "nothing went out in clear");
+}
+
+#[test]
+fn a_ca_file_that_is_not_a_certificate_is_refused_at_start() {
+    let mut config = smtp(25);
+    config.tls = SmtpTls::Tls;
+    config.ca_file = Some("/nonexistent/ca.pem".into());
+    let err = SmtpMailer::new(&config).err().unwrap();
+    assert!(
+        format!("{err:#}").contains("cannot read smtp.ca_file"),
+        "{err:#}"
+    );
+    config.ca_file = Some(format!("{}/tests/mail.rs", env!("CARGO_MANIFEST_DIR")));
+    let err = SmtpMailer::new(&config).err().unwrap();
+    assert!(
+        format!("{err:#}").contains("not a PEM certificate"),
+        "{err:#}"
     );
 }
