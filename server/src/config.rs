@@ -264,10 +264,39 @@ fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
     })
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AwsConfig {
     pub provisioner: ProvisionerKind,
+    /// The region of IAM Identity Center; the standard chain (`AWS_REGION`, profile) when unset.
+    pub region: Option<String>,
+    /// Discovered with ListInstances when unset.
+    pub instance_arn: Option<String>,
+    /// Discovered with ListInstances when unset.
+    pub identity_store_id: Option<String>,
+    /// Another endpoint for every AWS call (tests: the moto server).
+    pub endpoint_url: Option<String>,
+    /// The Identity Store attribute that holds a person's email claim.
+    pub user_attribute: String,
+    /// Client-side budget for calls to Identity Center (AWS allows 20/s for the account).
+    pub requests_per_second: u32,
+    /// One AWS call gives up after this long (the worker retries).
+    pub call_timeout_secs: u64,
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        Self {
+            provisioner: ProvisionerKind::default(),
+            region: None,
+            instance_arn: None,
+            identity_store_id: None,
+            endpoint_url: None,
+            user_attribute: "userName".into(),
+            requests_per_second: 10,
+            call_timeout_secs: 30,
+        }
+    }
 }
 
 #[derive(Copy, Clone, Debug, Default, Deserialize, PartialEq, Eq)]

@@ -60,11 +60,11 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
             Duration::from_millis(config.demo.provision_delay_ms),
         ))
     } else {
-        anyhow::bail!(
-            "`portcullis serve` needs the IAM Identity Center provisioner, which this build \
-             does not have yet; set PORTCULLIS_AWS__PROVISIONER=simulated to try sign-in with \
-             your identity provider against the simulated organization, or use `portcullis demo`"
-        );
+        Arc::new(
+            provisioner::sso_admin::SsoAdminProvisioner::connect(&config.aws, store.clone())
+                .await
+                .context("connecting to IAM Identity Center")?,
+        )
     };
     let mailer: Arc<dyn mailer::Mailer> = match &config.smtp {
         Some(smtp) => {

@@ -2,6 +2,7 @@
 //! deleted by starting an operation and then polling its status until it settles.
 
 pub mod simulated;
+pub mod sso_admin;
 
 use async_trait::async_trait;
 

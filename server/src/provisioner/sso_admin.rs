@@ -1,0 +1,397 @@
+//! IAM Identity Center through the SSO Admin API (`aws-sdk-ssoadmin`), with users resolved
+//! in Identity Store (`aws-sdk-identitystore`).
+//!
+//! Retries belong to the worker (durable, capped exponential backoff with jitter), so the
+//! SDK's own retries are off: every call here is one request, and each failure is
+//! classified as transient (throttling, conflicts, 5xx, timeouts) or permanent. A
+//! client-side budget keeps the portal under Identity Center's shared request rate.
+
+use super::{
+    Assignment, AssignmentRecord, DeleteStart, OperationStatus, ProvisionError, Provisioner,
+};
+use crate::config::AwsConfig;
+use crate::store::{self, Store};
+use async_trait::async_trait;
+use aws_sdk_ssoadmin::config::http::HttpResponse;
+use aws_sdk_ssoadmin::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ssoadmin::types::{
+    AccountAssignmentOperationStatus, PrincipalType, StatusValues, TargetType,
+};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+pub struct SsoAdminProvisioner {
+    sso: aws_sdk_ssoadmin::Client,
+    identity: aws_sdk_identitystore::Client,
+    instance_arn: String,
+    identity_store_id: String,
+    user_attribute: String,
+    store: Store,
+    budget: Budget,
+    /// Identity Store user ids by user name, and back.
+    users: Mutex<HashMap<String, String>>,
+}
+
+impl SsoAdminProvisioner {
+    /// Connects with the standard credential chain and region (or the configured ones),
+    /// and discovers the instance and identity store with ListInstances when not set.
+    pub async fn connect(config: &AwsConfig, store: Store) -> anyhow::Result<Self> {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(config.call_timeout_secs))
+                    .build(),
+            );
+        if let Some(region) = &config.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(url) = &config.endpoint_url {
+            loader = loader.endpoint_url(url.clone());
+        }
+        let sdk = loader.load().await;
+        let sso = aws_sdk_ssoadmin::Client::new(&sdk);
+        let identity = aws_sdk_identitystore::Client::new(&sdk);
+        let (instance_arn, identity_store_id) =
+            match (&config.instance_arn, &config.identity_store_id) {
+                (Some(i), Some(s)) => (i.clone(), s.clone()),
+                _ => {
+                    let out = sso.list_instances().send().await.map_err(|e| {
+                        anyhow::anyhow!(
+                            "cannot list IAM Identity Center instances (set aws.instance_arn and \
+                         aws.identity_store_id, or allow sso:ListInstances): {}",
+                            DisplayErrorContext(&e)
+                        )
+                    })?;
+                    let found = out.instances().iter().find(|i| {
+                        config
+                            .instance_arn
+                            .as_deref()
+                            .is_none_or(|want| i.instance_arn() == Some(want))
+                    });
+                    let Some(found) = found else {
+                        anyhow::bail!(
+                            "no IAM Identity Center instance found{}",
+                            config
+                                .instance_arn
+                                .as_deref()
+                                .map(|a| format!(" with ARN {a}"))
+                                .unwrap_or_default()
+                        );
+                    };
+                    (
+                        found.instance_arn().unwrap_or_default().to_owned(),
+                        config
+                            .identity_store_id
+                            .clone()
+                            .or_else(|| found.identity_store_id().map(String::from))
+                            .unwrap_or_default(),
+                    )
+                }
+            };
+        anyhow::ensure!(
+            !instance_arn.is_empty() && !identity_store_id.is_empty(),
+            "the IAM Identity Center instance has no ARN or identity store id"
+        );
+        tracing::info!(instance = %instance_arn, identity_store = %identity_store_id, "IAM Identity Center");
+        Ok(Self {
+            sso,
+            identity,
+            instance_arn,
+            identity_store_id,
+            user_attribute: config.user_attribute.clone(),
+            store,
+            budget: Budget::per_second(config.requests_per_second),
+            users: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn instance_arn(&self) -> &str {
+        &self.instance_arn
+    }
+
+    /// The Identity Store user id of `user_name`, looked up once.
+    pub async fn user_id(&self, user_name: &str) -> Result<String, ProvisionError> {
+        if let Some(id) = self.users.lock().expect("users lock").get(user_name) {
+            return Ok(id.clone());
+        }
+        self.budget.take().await;
+        let attribute = aws_sdk_identitystore::types::UniqueAttribute::builder()
+            .attribute_path(&self.user_attribute)
+            .attribute_value(aws_smithy_types::Document::String(user_name.to_owned()))
+            .build()
+            .map_err(|e| ProvisionError::Permanent(e.to_string()))?;
+        let out = self
+            .identity
+            .get_user_id()
+            .identity_store_id(&self.identity_store_id)
+            .alternate_identifier(
+                aws_sdk_identitystore::types::AlternateIdentifier::UniqueAttribute(attribute),
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                if e.code() == Some("ResourceNotFoundException") {
+                    ProvisionError::Permanent(format!(
+                        "{user_name} is not a user in IAM Identity Center (looked up by {})",
+                        self.user_attribute
+                    ))
+                } else {
+                    classify("GetUserId", e)
+                }
+            })?;
+        let id = out.user_id().to_owned();
+        self.users
+            .lock()
+            .expect("users lock")
+            .insert(user_name.to_owned(), id.clone());
+        Ok(id)
+    }
+
+    async fn principals_of(
+        &self,
+        account_id: &str,
+        permission_set_arn: &str,
+    ) -> Result<Vec<String>, ProvisionError> {
+        let mut principals = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            self.budget.take().await;
+            let out = self
+                .sso
+                .list_account_assignments()
+                .instance_arn(&self.instance_arn)
+                .account_id(account_id)
+                .permission_set_arn(permission_set_arn)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| classify("ListAccountAssignments", e))?;
+            principals.extend(
+                out.account_assignments()
+                    .iter()
+                    .filter(|a| a.principal_type() == Some(&PrincipalType::User))
+                    .filter_map(|a| a.principal_id().map(String::from)),
+            );
+            match out.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+                _ => return Ok(principals),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Provisioner for SsoAdminProvisioner {
+    fn name(&self) -> &'static str {
+        "iam-identity-center"
+    }
+
+    async fn assignment_exists(&self, a: &Assignment) -> Result<bool, ProvisionError> {
+        let user = self.user_id(&a.user_name).await?;
+        Ok(self
+            .principals_of(&a.account_id, &a.permission_set_arn)
+            .await?
+            .contains(&user))
+    }
+
+    async fn start_create(&self, a: &Assignment) -> Result<String, ProvisionError> {
+        let user = self.user_id(&a.user_name).await?;
+        self.budget.take().await;
+        let out = self
+            .sso
+            .create_account_assignment()
+            .instance_arn(&self.instance_arn)
+            .target_id(&a.account_id)
+            .target_type(TargetType::AwsAccount)
+            .permission_set_arn(&a.permission_set_arn)
+            .principal_type(PrincipalType::User)
+            .principal_id(user)
+            .send()
+            .await
+            .map_err(|e| classify("CreateAccountAssignment", e))?;
+        request_id(out.account_assignment_creation_status())
+    }
+
+    async fn creation_status(&self, request_id: &str) -> Result<OperationStatus, ProvisionError> {
+        self.budget.take().await;
+        let out = self
+            .sso
+            .describe_account_assignment_creation_status()
+            .instance_arn(&self.instance_arn)
+            .account_assignment_creation_request_id(request_id)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeAccountAssignmentCreationStatus", e))?;
+        status(out.account_assignment_creation_status())
+    }
+
+    async fn start_delete(&self, a: &Assignment) -> Result<DeleteStart, ProvisionError> {
+        if !self.assignment_exists(a).await? {
+            return Ok(DeleteStart::AlreadyGone);
+        }
+        let user = self.user_id(&a.user_name).await?;
+        self.budget.take().await;
+        let out = self
+            .sso
+            .delete_account_assignment()
+            .instance_arn(&self.instance_arn)
+            .target_id(&a.account_id)
+            .target_type(TargetType::AwsAccount)
+            .permission_set_arn(&a.permission_set_arn)
+            .principal_type(PrincipalType::User)
+            .principal_id(user)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.code() == Some("ResourceNotFoundException") {
+                    // Removed between the check and the call: nothing left to delete.
+                    ProvisionError::Transient("the assignment vanished during deletion".into())
+                } else {
+                    classify("DeleteAccountAssignment", e)
+                }
+            })?;
+        Ok(DeleteStart::Started(request_id(
+            out.account_assignment_deletion_status(),
+        )?))
+    }
+
+    async fn deletion_status(&self, request_id: &str) -> Result<OperationStatus, ProvisionError> {
+        self.budget.take().await;
+        let out = self
+            .sso
+            .describe_account_assignment_deletion_status()
+            .instance_arn(&self.instance_arn)
+            .account_assignment_deletion_request_id(request_id)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeAccountAssignmentDeletionStatus", e))?;
+        status(out.account_assignment_deletion_status())
+    }
+
+    /// The user assignments of the permission sets and accounts in the portal's catalog.
+    async fn list_assignments(&self) -> Result<Vec<AssignmentRecord>, ProvisionError> {
+        let (accounts, sets) = {
+            let mut conn = self
+                .store
+                .conn()
+                .await
+                .map_err(|e| ProvisionError::Transient(format!("{e:#}")))?;
+            let accounts = store::all_accounts(&mut conn)
+                .await
+                .map_err(|e| ProvisionError::Transient(format!("{e:#}")))?;
+            let sets = store::all_permission_set_arns(&mut conn)
+                .await
+                .map_err(|e| ProvisionError::Transient(format!("{e:#}")))?;
+            (accounts, sets)
+        };
+        let by_id: HashMap<String, String> = self
+            .users
+            .lock()
+            .expect("users lock")
+            .iter()
+            .map(|(name, id)| (id.clone(), name.clone()))
+            .collect();
+        let mut out = Vec::new();
+        for account in &accounts {
+            for set in &sets {
+                for principal in self.principals_of(&account.account_id, set).await? {
+                    out.push(AssignmentRecord {
+                        account_id: account.account_id.clone(),
+                        permission_set_arn: set.clone(),
+                        principal: by_id.get(&principal).cloned().unwrap_or(principal),
+                        created_at: None,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn request_id(s: Option<&AccountAssignmentOperationStatus>) -> Result<String, ProvisionError> {
+    s.and_then(|s| s.request_id())
+        .map(String::from)
+        .ok_or_else(|| ProvisionError::Transient("AWS answered without a request id".into()))
+}
+
+fn status(s: Option<&AccountAssignmentOperationStatus>) -> Result<OperationStatus, ProvisionError> {
+    let Some(s) = s else {
+        return Err(ProvisionError::Transient(
+            "AWS answered without a status".into(),
+        ));
+    };
+    Ok(match s.status() {
+        Some(StatusValues::Succeeded) => OperationStatus::Succeeded,
+        Some(StatusValues::Failed) => OperationStatus::Failed(
+            s.failure_reason()
+                .unwrap_or("AWS gave no reason")
+                .to_owned(),
+        ),
+        _ => OperationStatus::InProgress,
+    })
+}
+
+/// Throttling (AWS sends it with HTTP 400), conflicts, 5xx and timeouts are worth
+/// retrying; anything else (access denied, validation, unknown resources) is not.
+fn classify<E>(operation: &str, e: SdkError<E, HttpResponse>) -> ProvisionError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let message = format!("{operation}: {}", DisplayErrorContext(&e));
+    match &e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            ProvisionError::Transient(message)
+        }
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            let transient = matches!(
+                code,
+                "ThrottlingException"
+                    | "TooManyRequestsException"
+                    | "ConflictException"
+                    | "InternalServerException"
+                    | "ServiceUnavailable"
+                    | "ServiceUnavailableException"
+                    | "RequestTimeout"
+            ) || service.raw().status().as_u16() >= 500;
+            if transient {
+                ProvisionError::Transient(message)
+            } else {
+                ProvisionError::Permanent(message)
+            }
+        }
+        _ => ProvisionError::Permanent(message),
+    }
+}
+
+/// At most `rate` calls a second, spread evenly: each call takes the next free slot.
+pub struct Budget {
+    interval: Duration,
+    next: tokio::sync::Mutex<Instant>,
+}
+
+impl Budget {
+    pub fn per_second(rate: u32) -> Self {
+        Self {
+            interval: Duration::from_secs(1) / rate.max(1),
+            next: tokio::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    pub async fn take(&self) {
+        let wait = {
+            let mut next = self.next.lock().await;
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + self.interval;
+            slot - now
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
