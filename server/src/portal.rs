@@ -371,6 +371,21 @@ impl Portal for PortalService {
         let now = self.now();
         let id = EntitlementId::parse(entitlement_id)
             .map_err(|m| AppError::invalid("entitlement", m))?;
+        // Before the transaction: no AWS call while holding the database.
+        match self.provisioner.check_principal(&who.email).await {
+            Ok(()) => {}
+            Err(crate::provisioner::ProvisionError::Permanent(why)) => {
+                tracing::warn!(user = %who.user_id, reason = %why, "request refused: unknown to AWS");
+                return Err(AppError::Conflict(format!(
+                    "AWS access cannot be granted to you yet: {why}. Ask your administrator \
+                     to add you to IAM Identity Center."
+                )));
+            }
+            // AWS unreachable for now: the request goes ahead, the grant will retry.
+            Err(e) => {
+                tracing::warn!(user = %who.user_id, error = %e, "cannot check the requester in AWS")
+            }
+        }
         let mut tx = self.store.begin().await.or_internal()?;
         let Some(entitlement) = lifecycle::load_entitlement(&mut tx, id.as_str())
             .await

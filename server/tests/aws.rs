@@ -601,7 +601,41 @@ async fn throttling_is_retried_by_the_worker(b: Backend) {
     assert_eq!(in_moto(&sso, &provisioner, &g).await, 1);
 }
 
+/// Someone IAM Identity Center does not know hears it when asking, and nothing is stored.
+async fn an_unknown_user_is_told_at_request_time(b: Backend) {
+    use app::ssr::Portal as _;
+    let env = TestEnv::new(b).await;
+    let (_moto, provisioner, _sso) = moto_for(&env).await;
+    let portal = portcullis::portal::PortalService {
+        store: env.store.clone(),
+        clock: env.clock.clone(),
+        provisioner: std::sync::Arc::new(provisioner),
+        wake: env.wake.clone(),
+        min_duration: Duration::from_secs(60),
+        public_url: common::PUBLIC_URL.into(),
+    };
+    let requests_before = env.count("access_request").await;
+    // Bob is in the portal but not in Identity Store.
+    let err = portal
+        .create_request(&person("bob"), "sandbox-admin", common::draft("1h"))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("bob@example.com is not a user in IAM Identity Center"),
+        "{message}"
+    );
+    assert_eq!(env.count("access_request").await, requests_before);
+    // Alice is: her request goes through.
+    portal
+        .create_request(&person("alice"), "sandbox-admin", common::draft("1h"))
+        .await
+        .unwrap();
+    assert_eq!(env.count("access_request").await, requests_before + 1);
+}
+
 both!(
+    an_unknown_user_is_told_at_request_time,
     the_worker_grants_and_revokes_in_aws,
     a_restarted_worker_resumes_polling_the_same_request,
     a_failed_creation_fails_the_grant_with_the_reason,

@@ -58,4 +58,10 @@ pub trait Provisioner: Send + Sync + 'static {
     async fn start_delete(&self, a: &Assignment) -> Result<DeleteStart, ProvisionError>;
     async fn deletion_status(&self, request_id: &str) -> Result<OperationStatus, ProvisionError>;
     async fn list_assignments(&self) -> Result<Vec<AssignmentRecord>, ProvisionError>;
+    /// Whether access can be granted to the person AWS knows as `user_name` at all:
+    /// asked when they make a request, so that an unknown user hears it then, not
+    /// through a failed grant later.
+    async fn check_principal(&self, _user_name: &str) -> Result<(), ProvisionError> {
+        Ok(())
+    }
 }

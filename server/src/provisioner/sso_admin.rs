@@ -190,6 +190,10 @@ impl Provisioner for SsoAdminProvisioner {
         "iam-identity-center"
     }
 
+    async fn check_principal(&self, user_name: &str) -> Result<(), ProvisionError> {
+        self.user_id(user_name).await.map(|_| ())
+    }
+
     async fn assignment_exists(&self, a: &Assignment) -> Result<bool, ProvisionError> {
         let user = self.user_id(&a.user_name).await?;
         Ok(self
