@@ -109,6 +109,11 @@ impl SsoAdminProvisioner {
         })
     }
 
+    /// Changes the call budget (benchmarks: warm the user cache fast, then measure).
+    pub fn set_requests_per_second(&mut self, rate: u32) {
+        self.budget = Budget::per_second(rate);
+    }
+
     pub fn instance_arn(&self) -> &str {
         &self.instance_arn
     }

@@ -1,0 +1,312 @@
+//! Benchmark: N grants (default 1,000) that all end in the same second, revoked by one
+//! worker through the IAM Identity Center provisioner against moto (behind the fault layer
+//! with a simulated latency on every call), with the client-side budget at 10 calls/s.
+//!
+//!   .ci/bench-revocation            # or: cargo run -p portcullis --example bench_revocation
+//!   BENCH_GRANTS=200 BENCH_LATENCY_MS=50 BENCH_RATE=10 .ci/bench-revocation
+//!
+//! Prints the time until every grant is revoked, its ratio to the budget's lower bound
+//! (the AWS calls the revocations needed, at the budget's rate), and the p50/p99 delay
+//! from `ends_at` to the DeleteAccountAssignment call (from the fault layer's log).
+
+use anyhow::{Context, Result};
+use app::domain::{Principal, RequestDraft};
+use app::ssr::Portal as _;
+use portcullis::clock::{Clock, SystemClock};
+use portcullis::config::{AwsConfig, ProvisionerKind};
+use portcullis::mailer::OutboxOnly;
+use portcullis::portal::PortalService;
+use portcullis::provisioner::sso_admin::SsoAdminProvisioner;
+use portcullis::store::{DatabaseUrl, Store};
+use portcullis::worker::{Worker, WorkerSettings};
+use serde_json::{json, Value};
+use sqlx::Executor;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let n = env_or("BENCH_GRANTS", 1000) as usize;
+    let latency_ms = env_or("BENCH_LATENCY_MS", 50);
+    let rate = env_or("BENCH_RATE", 10) as u32;
+    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    std::env::set_var("AWS_REGION", "us-east-1");
+
+    // moto behind the fault layer, on a free loopback port; killed at the end.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let venv = Command::new("bash")
+        .arg(root.join(".ci/moto/venv"))
+        .output()
+        .context("bash")?;
+    anyhow::ensure!(venv.status.success(), "cannot set up the moto venv");
+    let python = PathBuf::from(String::from_utf8(venv.stdout)?.trim()).join("bin/python");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut moto = Command::new(python)
+        .arg(root.join(".ci/moto/fault_server.py"))
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting moto")?;
+    let result = run(n, latency_ms, rate, port).await;
+    let _ = moto.kill();
+    let _ = moto.wait();
+    result
+}
+
+async fn run(n: usize, latency_ms: u64, rate: u32, port: u16) -> Result<()> {
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while http.get(format!("{url}/_fault/")).send().await.is_err() {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "moto did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // --- the world: N people in Identity Store and in the portal ---------------
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&url)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await;
+    let sso = aws_sdk_ssoadmin::Client::new(&sdk);
+    let identity = aws_sdk_identitystore::Client::new(&sdk);
+    let instances = sso.list_instances().send().await?;
+    let store_id = instances.instances()[0]
+        .identity_store_id()
+        .unwrap_or_default()
+        .to_owned();
+    let dir = tempfile::TempDir::new()?;
+    let store = Store::connect(&DatabaseUrl::new(format!(
+        "sqlite://{}/bench.db?mode=rwc",
+        dir.path().display()
+    )))
+    .await?;
+    store.migrate().await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    portcullis::seed::seed_demo(&store, clock.now()).await?;
+    let people: Vec<Principal> = (0..n)
+        .map(|i| Principal {
+            user_id: format!("bench|{i}"),
+            email: format!("user{i}@example.com"),
+            display_name: format!("User {i}"),
+            groups: vec!["engineering".into()],
+            manager: None,
+            is_admin: false,
+        })
+        .collect();
+    {
+        let mut conn = store.conn().await?;
+        for p in &people {
+            identity
+                .create_user()
+                .identity_store_id(&store_id)
+                .user_name(&p.email)
+                .display_name(&p.display_name)
+                .name(
+                    aws_sdk_identitystore::types::Name::builder()
+                        .given_name("User")
+                        .family_name(&p.display_name)
+                        .build(),
+                )
+                .send()
+                .await?;
+            portcullis::store::upsert_user(&mut conn, p, clock.now()).await?;
+        }
+    }
+    let config = AwsConfig {
+        provisioner: ProvisionerKind::SsoAdmin,
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(url.clone()),
+        requests_per_second: 100_000,
+        ..AwsConfig::default()
+    };
+    let mut provisioner = SsoAdminProvisioner::connect(&config, store.clone()).await?;
+    for p in &people {
+        provisioner
+            .user_id(&p.email)
+            .await
+            .map_err(anyhow::Error::msg)?;
+    }
+
+    // --- N grants, provisioned without a budget ---------------------------------
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let settings = WorkerSettings {
+        poll_interval_ms: 200,
+        ..WorkerSettings::default()
+    };
+    let setup_started = Instant::now();
+    let provisioner_arc: Arc<SsoAdminProvisioner>;
+    {
+        // The portal and the worker share the provisioner (and its user cache).
+        provisioner.set_requests_per_second(100_000);
+        provisioner_arc = Arc::new(provisioner);
+        let portal = PortalService {
+            store: store.clone(),
+            clock: clock.clone(),
+            provisioner: provisioner_arc.clone(),
+            wake: wake.clone(),
+            min_duration: Duration::from_secs(60),
+            public_url: "http://127.0.0.1:3000".into(),
+        };
+        for p in &people {
+            portal
+                .create_request(
+                    p,
+                    "sandbox-admin",
+                    RequestDraft {
+                        justification: "Benchmark of mass revocation".into(),
+                        duration: "1h".into(),
+                        ticket: String::new(),
+                    },
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        let worker = Worker::new(
+            store.clone(),
+            provisioner_arc.clone(),
+            Arc::new(OutboxOnly),
+            clock.clone(),
+            wake.clone(),
+            settings.clone(),
+            "http://127.0.0.1:3000".into(),
+        );
+        loop {
+            worker.drain().await?;
+            if count(&store, "status = 'active'").await? == n as i64 {
+                break;
+            }
+            anyhow::ensure!(
+                setup_started.elapsed() < Duration::from_secs(600),
+                "provisioning did not finish"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    println!(
+        "setup: {n} grants active in {:.1} s",
+        setup_started.elapsed().as_secs_f64()
+    );
+
+    // --- all end in the same second; one worker revokes them under the budget ----
+    let mut provisioner = Arc::try_unwrap(provisioner_arc)
+        .map_err(|_| anyhow::anyhow!("the provisioner is still shared"))?;
+    provisioner.set_requests_per_second(rate);
+    let provisioner = Arc::new(provisioner);
+    let ends_at = clock.now().millis() + 3_000;
+    {
+        let mut conn = store.conn().await?;
+        conn.execute(
+            format!("UPDATE access_grant SET ends_at = {ends_at} WHERE status = 'active'").as_str(),
+        )
+        .await?;
+        conn.execute(
+            format!("UPDATE job SET run_at = {ends_at} WHERE kind = 'deprovision'").as_str(),
+        )
+        .await?;
+    }
+    for call in [json!({"operation": "*", "always": true, "delay_ms": latency_ms})] {
+        http.post(format!("{url}/_fault/arm"))
+            .json(&call)
+            .send()
+            .await?;
+    }
+    http.post(format!("{url}/_fault/clear_log")).send().await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = Worker::new(
+        store.clone(),
+        provisioner.clone(),
+        Arc::new(OutboxOnly),
+        clock.clone(),
+        wake.clone(),
+        settings,
+        "http://127.0.0.1:3000".into(),
+    );
+    let task = tokio::spawn(worker.run(stopped));
+    let done_at = loop {
+        if count(&store, "status = 'revoked'").await? == n as i64 {
+            break clock.now().millis();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let _ = stop.send(true);
+    wake.notify_waiters();
+    let _ = task.await;
+
+    // --- numbers -------------------------------------------------------------------
+    let log: Value = http
+        .get(format!("{url}/_fault/log"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let entries = log
+        .as_array()
+        .or_else(|| log["entries"].as_array())
+        .cloned()
+        .unwrap_or_default();
+    let calls = entries
+        .iter()
+        .filter(|e| e["operation"].as_str().is_some())
+        .count();
+    let mut delays: Vec<f64> = entries
+        .iter()
+        .filter(|e| e["operation"] == "DeleteAccountAssignment")
+        .filter_map(|e| e["time"].as_f64())
+        .map(|t| t - ends_at as f64 / 1000.0)
+        .collect();
+    delays.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let pct = |p: f64| delays[((delays.len() as f64 - 1.0) * p).round() as usize];
+    let total = (done_at - ends_at) as f64 / 1000.0;
+    let bound = calls as f64 / f64::from(rate);
+    let ideal = (2 * n) as f64 / f64::from(rate);
+    println!("grants: {n}, latency per AWS call: {latency_ms} ms, budget: {rate} calls/s");
+    println!(
+        "AWS calls during revocation: {calls} ({:.1} per grant; Delete + its status = 2 at least)",
+        calls as f64 / n as f64
+    );
+    println!("all revoked after: {total:.1} s from ends_at");
+    println!(
+        "budget lower bound for these calls: {bound:.1} s; ratio: {:.2}",
+        total / bound
+    );
+    println!(
+        "lower bound with 2 calls per grant: {ideal:.1} s; ratio: {:.2}",
+        total / ideal
+    );
+    println!(
+        "delay from ends_at to DeleteAccountAssignment: p50 {:.1} s, p99 {:.1} s, max {:.1} s ({} deletes)",
+        pct(0.5),
+        pct(0.99),
+        pct(1.0),
+        delays.len()
+    );
+    Ok(())
+}
+
+async fn count(store: &Store, filter: &str) -> Result<i64> {
+    let mut conn = store.conn().await?;
+    Ok(
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM access_grant WHERE {filter}"))
+            .fetch_one(&mut *conn)
+            .await?,
+    )
+}
