@@ -282,6 +282,8 @@ pub struct AwsConfig {
     pub requests_per_second: u32,
     /// One AWS call gives up after this long (the worker retries).
     pub call_timeout_secs: u64,
+    /// Assignment creations in flight at once (AWS allows 10 per instance); more wait.
+    pub max_outstanding_creations: u32,
 }
 
 impl Default for AwsConfig {
@@ -295,6 +297,7 @@ impl Default for AwsConfig {
             user_attribute: "userName".into(),
             requests_per_second: 10,
             call_timeout_secs: 30,
+            max_outstanding_creations: 5,
         }
     }
 }

@@ -133,6 +133,7 @@ struct World {
     instance_arn: String,
     permission_set_arn: String,
     provisioner: SsoAdminProvisioner,
+    store: Store,
     _dir: tempfile::TempDir,
 }
 
@@ -148,7 +149,10 @@ fn aws_config(moto: &Moto) -> AwsConfig {
 }
 
 async fn world() -> World {
-    let moto = Moto::start().await;
+    world_on(Moto::start().await).await
+}
+
+async fn world_on(moto: Moto) -> World {
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(&moto.url)
@@ -195,7 +199,7 @@ async fn world() -> World {
     let store = Store::connect(&url).await.unwrap();
     store.migrate().await.unwrap();
     // Discovery: no instance ARN or identity store id configured.
-    let provisioner = SsoAdminProvisioner::connect(&aws_config(&moto), store)
+    let provisioner = SsoAdminProvisioner::connect(&aws_config(&moto), store.clone())
         .await
         .unwrap();
     assert_eq!(provisioner.instance_arn(), instance_arn);
@@ -205,6 +209,7 @@ async fn world() -> World {
         instance_arn,
         permission_set_arn,
         provisioner,
+        store,
         _dir: dir,
     }
 }
@@ -399,6 +404,51 @@ async fn a_creation_that_fails_leaves_nothing_behind() {
     }
     assert!(w.assigned().await.is_empty());
     assert!(!w.provisioner.assignment_exists(&w.alice()).await.unwrap());
+}
+
+/// No more than `aws.max_outstanding_creations` creations in flight: the next one is a
+/// transient refusal (the worker tries again later) until one settles.
+#[tokio::test]
+async fn outstanding_creations_are_capped() {
+    let moto = Moto::start().await;
+    let mut w = world_on(moto).await;
+    let mut config = aws_config(&w.moto);
+    config.max_outstanding_creations = 2;
+    w.provisioner = SsoAdminProvisioner::connect(&config, w.store.clone())
+        .await
+        .unwrap();
+    w.moto
+        .fault(
+            "in_progress",
+            json!({"operation": "DescribeAccountAssignmentCreationStatus", "count": 1}),
+        )
+        .await;
+    let mut a = w.alice();
+    let first = w.provisioner.start_create(&a).await.unwrap();
+    a.account_id = "222222222222".into();
+    let _second = w.provisioner.start_create(&a).await.unwrap();
+    a.account_id = "333333333333".into();
+    let before = w.moto.calls("CreateAccountAssignment").await;
+    let err = w.provisioner.start_create(&a).await.unwrap_err();
+    assert!(matches!(err, ProvisionError::Transient(_)), "{err}");
+    assert!(err.to_string().contains("in flight"), "{err}");
+    assert_eq!(
+        w.moto.calls("CreateAccountAssignment").await,
+        before,
+        "not sent to AWS"
+    );
+    // Still in progress: still counted.
+    assert_eq!(
+        w.provisioner.creation_status(&first).await.unwrap(),
+        OperationStatus::InProgress
+    );
+    assert!(w.provisioner.start_create(&a).await.is_err());
+    // Settled: a slot is free.
+    assert_eq!(
+        w.provisioner.creation_status(&first).await.unwrap(),
+        OperationStatus::Succeeded
+    );
+    w.provisioner.start_create(&a).await.unwrap();
 }
 
 #[tokio::test]

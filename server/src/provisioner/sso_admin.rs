@@ -32,7 +32,14 @@ pub struct SsoAdminProvisioner {
     budget: Budget,
     /// Identity Store user ids by user name, and back.
     users: Mutex<HashMap<String, String>>,
+    /// Creations started and not yet seen settled, by request id, with when they started.
+    creations: Mutex<HashMap<String, Instant>>,
+    max_creations: usize,
 }
+
+/// A creation not seen settled after this long no longer counts as outstanding (its grant
+/// was cancelled, or a worker died before polling it).
+const OUTSTANDING_FOR_AT_MOST: Duration = Duration::from_secs(600);
 
 impl SsoAdminProvisioner {
     /// Connects with the standard credential chain and region (or the configured ones),
@@ -106,6 +113,8 @@ impl SsoAdminProvisioner {
             store,
             budget: Budget::per_second(config.requests_per_second),
             users: Mutex::new(HashMap::new()),
+            creations: Mutex::new(HashMap::new()),
+            max_creations: config.max_outstanding_creations.max(1) as usize,
         })
     }
 
@@ -199,16 +208,57 @@ impl Provisioner for SsoAdminProvisioner {
         self.user_id(user_name).await.map(|_| ())
     }
 
+    /// Asks about this user in this account only (ListAccountAssignmentsForPrincipal):
+    /// listing the permission set's assignments instead costs a page per 100 people who
+    /// hold it, which the benchmark showed dominating mass revocations.
     async fn assignment_exists(&self, a: &Assignment) -> Result<bool, ProvisionError> {
         let user = self.user_id(&a.user_name).await?;
-        Ok(self
-            .principals_of(&a.account_id, &a.permission_set_arn)
-            .await?
-            .contains(&user))
+        let filter = aws_sdk_ssoadmin::types::ListAccountAssignmentsFilter::builder()
+            .account_id(&a.account_id)
+            .build();
+        let mut next: Option<String> = None;
+        loop {
+            self.budget.take().await;
+            let out = self
+                .sso
+                .list_account_assignments_for_principal()
+                .instance_arn(&self.instance_arn)
+                .principal_id(&user)
+                .principal_type(PrincipalType::User)
+                .filter(filter.clone())
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| classify("ListAccountAssignmentsForPrincipal", e))?;
+            if out.account_assignments().iter().any(|x| {
+                x.account_id() == Some(a.account_id.as_str())
+                    && x.permission_set_arn() == Some(a.permission_set_arn.as_str())
+            }) {
+                return Ok(true);
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+                _ => return Ok(false),
+            }
+        }
     }
 
     async fn start_create(&self, a: &Assignment) -> Result<String, ProvisionError> {
         let user = self.user_id(&a.user_name).await?;
+        // A slot among the outstanding creations, or try again later: never wait here, the
+        // worker that would settle the outstanding ones may be this one.
+        let slot = format!("starting:{}", store::new_id());
+        {
+            let mut creations = self.creations.lock().expect("creations lock");
+            creations.retain(|_, at| at.elapsed() < OUTSTANDING_FOR_AT_MOST);
+            if creations.len() >= self.max_creations {
+                return Err(ProvisionError::Transient(format!(
+                    "{} assignment creations are in flight already (aws.max_outstanding_creations)",
+                    creations.len()
+                )));
+            }
+            creations.insert(slot.clone(), Instant::now()); // held while the call runs
+        }
         self.budget.take().await;
         let out = self
             .sso
@@ -221,8 +271,12 @@ impl Provisioner for SsoAdminProvisioner {
             .principal_id(user)
             .send()
             .await
-            .map_err(|e| classify("CreateAccountAssignment", e))?;
-        request_id(out.account_assignment_creation_status())
+            .map_err(|e| classify("CreateAccountAssignment", e));
+        let mut creations = self.creations.lock().expect("creations lock");
+        creations.remove(&slot);
+        let id = request_id(out?.account_assignment_creation_status())?;
+        creations.insert(id.clone(), Instant::now());
+        Ok(id)
     }
 
     async fn creation_status(&self, request_id: &str) -> Result<OperationStatus, ProvisionError> {
@@ -235,7 +289,14 @@ impl Provisioner for SsoAdminProvisioner {
             .send()
             .await
             .map_err(|e| classify("DescribeAccountAssignmentCreationStatus", e))?;
-        status(out.account_assignment_creation_status())
+        let settled = status(out.account_assignment_creation_status())?;
+        if settled != OperationStatus::InProgress {
+            self.creations
+                .lock()
+                .expect("creations lock")
+                .remove(request_id);
+        }
+        Ok(settled)
     }
 
     async fn start_delete(&self, a: &Assignment) -> Result<DeleteStart, ProvisionError> {
