@@ -136,6 +136,8 @@ async fn run(n: usize, latency_ms: u64, rate: u32, port: u16) -> Result<()> {
         region: Some("us-east-1".into()),
         endpoint_url: Some(url.clone()),
         requests_per_second: 100_000,
+        // Setup only: creations are not what this measures.
+        max_outstanding_creations: 100_000,
         ..AwsConfig::default()
     };
     let mut provisioner = SsoAdminProvisioner::connect(&config, store.clone()).await?;

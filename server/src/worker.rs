@@ -356,6 +356,8 @@ impl Worker {
     /// Starts the AWS creation for a grant in `provisioning` without an operation id.
     async fn create_assignment(&self, grant: GrantRow, now: Timestamp) -> Result<Outcome> {
         let a = self.assignment_for(&grant).await?;
+        // No slot for one more creation in flight: try again later, without asking AWS.
+        self.provisioner.creation_slot_free()?;
         // AWS may keep duplicates: never create what is already there (a crash between
         // our create call and recording it lands here).
         if self.provisioner.assignment_exists(&a).await? {

@@ -12,6 +12,7 @@
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
+use axum::response::IntoResponse;
 use axum::Router;
 use base64::Engine;
 use openidconnect::core::{CoreJwsSigningAlgorithm, CoreRsaPrivateSigningKey};
@@ -738,6 +739,7 @@ async fn someone_removed_from_the_approver_group_can_no_longer_approve() {
 struct Signer {
     issuer: String,
     id_token: Arc<Mutex<String>>,
+    userinfo: Arc<Mutex<Value>>,
     key: CoreRsaPrivateSigningKey,
     task: tokio::task::JoinHandle<()>,
 }
@@ -769,7 +771,9 @@ impl Signer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let issuer = format!("http://{}", listener.local_addr().unwrap());
         let id_token = Arc::new(Mutex::new(String::new()));
+        let userinfo = Arc::new(Mutex::new(json!({"sub": "u-mallory"})));
         let discovery = json!({
+            "userinfo_endpoint": format!("{issuer}/userinfo"),
             "issuer": issuer,
             "authorization_endpoint": format!("{issuer}/authorize"),
             "token_endpoint": format!("{issuer}/token"),
@@ -780,7 +784,20 @@ impl Signer {
         });
         let jwks = json!({ "keys": [serde_json::to_value(key.as_verification_key()).unwrap()] });
         let token = id_token.clone();
+        let info = userinfo.clone();
         let app = Router::new()
+            .route(
+                "/userinfo",
+                axum::routing::get(move |headers: axum::http::HeaderMap| async move {
+                    // Only with the access token the token endpoint gave.
+                    if headers.get("authorization").and_then(|v| v.to_str().ok())
+                        != Some("Bearer opaque-access-token")
+                    {
+                        return (StatusCode::UNAUTHORIZED, axum::Json(json!({}))).into_response();
+                    }
+                    axum::Json(info.lock().unwrap().clone()).into_response()
+                }),
+            )
             .route(
                 "/.well-known/openid-configuration",
                 axum::routing::get(move || async move { axum::Json(discovery) }),
@@ -807,6 +824,7 @@ impl Signer {
         Signer {
             issuer,
             id_token,
+            userinfo,
             key,
             task,
         }
@@ -1087,4 +1105,46 @@ async fn no_token_code_or_cookie_in_any_log_line() {
         assert!(!text.contains(&secret), "the {what} is in the logs");
     }
     assert!(!text.contains("eyJ"), "no JWT in the logs");
+}
+
+#[tokio::test]
+async fn claims_missing_from_the_id_token_are_read_from_userinfo() {
+    let signer = Signer::start().await;
+    let portal = start_portal(oidc_config(&signer.issuer)).await;
+    let slim = |s: &Signer, nonce: &str| {
+        let mut c = s.claims(nonce);
+        let o = c.as_object_mut().unwrap();
+        for k in ["email", "name", "groups"] {
+            o.remove(k);
+        }
+        s.rs256(&s.key, &c)
+    };
+    *signer.userinfo.lock().unwrap() = json!({
+        "sub": "u-mallory", "email": "mallory@example.com", "name": "Mallory From Userinfo",
+        "groups": ["engineering"], "manager": "bob@example.com"
+    });
+    let res = callback_with(&portal, &signer, slim).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        body_text(res).await
+    );
+    let p = portal.principal(&session_of(&res)).await;
+    assert_eq!(p.email, "mallory@example.com");
+    assert_eq!(p.display_name, "Mallory From Userinfo");
+    assert_eq!(p.groups, ["engineering"]);
+    assert_eq!(p.manager.as_deref(), Some("bob@example.com"));
+    assert!(!p.is_admin, "admin only from the groups actually sent");
+
+    // Userinfo about someone else is refused (OpenID Connect Core 5.3.2).
+    *signer.userinfo.lock().unwrap() = json!({"sub": "u-someone-else", "email": "x@example.com"});
+    let res = callback_with(&portal, &signer, slim).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(set_cookie(&res, "portcullis_session").is_none());
+    let page = body_text(res).await;
+    assert!(
+        page.contains("did not send what Portcullis needs"),
+        "{page}"
+    );
 }

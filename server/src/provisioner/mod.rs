@@ -64,4 +64,8 @@ pub trait Provisioner: Send + Sync + 'static {
     async fn check_principal(&self, _user_name: &str) -> Result<(), ProvisionError> {
         Ok(())
     }
+    /// A transient error when as many creations are in flight as allowed.
+    fn creation_slot_free(&self) -> Result<(), ProvisionError> {
+        Ok(())
+    }
 }

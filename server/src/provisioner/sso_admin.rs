@@ -118,6 +118,18 @@ impl SsoAdminProvisioner {
         })
     }
 
+    /// A transient error when `max` creations are in flight (forgetting stale ones).
+    fn full(creations: &mut HashMap<String, Instant>, max: usize) -> Result<(), ProvisionError> {
+        creations.retain(|_, at| at.elapsed() < OUTSTANDING_FOR_AT_MOST);
+        if creations.len() >= max {
+            return Err(ProvisionError::Transient(format!(
+                "{} assignment creations are in flight already (aws.max_outstanding_creations)",
+                creations.len()
+            )));
+        }
+        Ok(())
+    }
+
     /// Changes the call budget (benchmarks: warm the user cache fast, then measure).
     pub fn set_requests_per_second(&mut self, rate: u32) {
         self.budget = Budget::per_second(rate);
@@ -204,6 +216,11 @@ impl Provisioner for SsoAdminProvisioner {
         "iam-identity-center"
     }
 
+    fn creation_slot_free(&self) -> Result<(), ProvisionError> {
+        let mut creations = self.creations.lock().expect("creations lock");
+        Self::full(&mut creations, self.max_creations)
+    }
+
     async fn check_principal(&self, user_name: &str) -> Result<(), ProvisionError> {
         self.user_id(user_name).await.map(|_| ())
     }
@@ -250,13 +267,7 @@ impl Provisioner for SsoAdminProvisioner {
         let slot = format!("starting:{}", store::new_id());
         {
             let mut creations = self.creations.lock().expect("creations lock");
-            creations.retain(|_, at| at.elapsed() < OUTSTANDING_FOR_AT_MOST);
-            if creations.len() >= self.max_creations {
-                return Err(ProvisionError::Transient(format!(
-                    "{} assignment creations are in flight already (aws.max_outstanding_creations)",
-                    creations.len()
-                )));
-            }
+            Self::full(&mut creations, self.max_creations)?;
             creations.insert(slot.clone(), Instant::now()); // held while the call runs
         }
         self.budget.take().await;
