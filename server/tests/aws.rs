@@ -152,7 +152,14 @@ async fn world() -> World {
     world_on(Moto::start().await).await
 }
 
-async fn world_on(moto: Moto) -> World {
+/// SDK clients on moto (no SDK retries), and Alice in Identity Store.
+async fn clients_with_alice(
+    moto: &Moto,
+) -> (
+    aws_sdk_ssoadmin::Client,
+    aws_sdk_identitystore::Client,
+    String,
+) {
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(&moto.url)
@@ -162,21 +169,9 @@ async fn world_on(moto: Moto) -> World {
     let sso = aws_sdk_ssoadmin::Client::new(&sdk);
     let identity = aws_sdk_identitystore::Client::new(&sdk);
     let instances = sso.list_instances().send().await.unwrap();
-    let instance = &instances.instances()[0];
-    let instance_arn = instance.instance_arn().unwrap().to_owned();
-    let store_id = instance.identity_store_id().unwrap().to_owned();
-    let ps = sso
-        .create_permission_set()
-        .instance_arn(&instance_arn)
-        .name("ReadOnlyAccess")
-        .session_duration("PT4H")
-        .send()
-        .await
-        .unwrap();
-    let permission_set_arn = ps
-        .permission_set()
-        .unwrap()
-        .permission_set_arn()
+    let instance_arn = instances.instances()[0].instance_arn().unwrap().to_owned();
+    let store_id = instances.instances()[0]
+        .identity_store_id()
         .unwrap()
         .to_owned();
     identity
@@ -193,6 +188,25 @@ async fn world_on(moto: Moto) -> World {
         .send()
         .await
         .unwrap();
+    (sso, identity, instance_arn)
+}
+
+async fn world_on(moto: Moto) -> World {
+    let (sso, _identity, instance_arn) = clients_with_alice(&moto).await;
+    let ps = sso
+        .create_permission_set()
+        .instance_arn(&instance_arn)
+        .name("ReadOnlyAccess")
+        .session_duration("PT4H")
+        .send()
+        .await
+        .unwrap();
+    let permission_set_arn = ps
+        .permission_set()
+        .unwrap()
+        .permission_set_arn()
+        .unwrap()
+        .to_owned();
 
     let dir = tempfile::TempDir::new().unwrap();
     let url = DatabaseUrl::new(format!("sqlite://{}/a.db?mode=rwc", dir.path().display()));
@@ -479,32 +493,7 @@ async fn the_budget_is_never_exceeded() {
 /// Moto with Alice in Identity Store, and a provisioner on it over the test's store.
 async fn moto_for(env: &TestEnv) -> (Moto, SsoAdminProvisioner, aws_sdk_ssoadmin::Client) {
     let moto = Moto::start().await;
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(&moto.url)
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .load()
-        .await;
-    let sso = aws_sdk_ssoadmin::Client::new(&sdk);
-    let instances = sso.list_instances().send().await.unwrap();
-    let store_id = instances.instances()[0]
-        .identity_store_id()
-        .unwrap()
-        .to_owned();
-    aws_sdk_identitystore::Client::new(&sdk)
-        .create_user()
-        .identity_store_id(&store_id)
-        .user_name("alice@example.com")
-        .display_name("Alice Employee")
-        .name(
-            aws_sdk_identitystore::types::Name::builder()
-                .given_name("Alice")
-                .family_name("Employee")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let (sso, _identity, _instance) = clients_with_alice(&moto).await;
     let provisioner = SsoAdminProvisioner::connect(&aws_config(&moto), env.store.clone())
         .await
         .unwrap();

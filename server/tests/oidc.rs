@@ -356,6 +356,14 @@ impl Portal {
     }
 }
 
+/// A parameter of a URL's query, as it appears there.
+fn query_param(url: &str, name: &str) -> String {
+    url.split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} in {url}"))
+        .to_owned()
+}
+
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -638,11 +646,7 @@ async fn a_denied_consent_and_a_provider_that_is_down_get_clear_pages() {
     let idp = Provider::start().await;
     let portal = start_portal(oidc_config(&idp.issuer)).await;
     let (authorize, login_cookie) = portal.begin("/approvals").await;
-    let state = authorize
-        .split(['?', '&'])
-        .find_map(|kv| kv.strip_prefix("state="))
-        .unwrap()
-        .to_owned();
+    let state = query_param(&authorize, "state");
     let res = portal
         .get(
             &format!(
@@ -860,13 +864,7 @@ async fn callback_with(
     make: impl Fn(&Signer, &str) -> String,
 ) -> axum::response::Response {
     let (authorize, login_cookie) = portal.begin("/").await;
-    let param = |name: &str| {
-        authorize
-            .split(['?', '&'])
-            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-            .unwrap()
-            .to_owned()
-    };
+    let param = |name: &str| query_param(&authorize, name);
     assert!(
         authorize.contains("code_challenge_method=S256"),
         "{authorize}"
@@ -1020,11 +1018,7 @@ async fn a_callback_from_another_issuer_is_refused() {
     let signer = Signer::start().await;
     let portal = start_portal(oidc_config(&signer.issuer)).await;
     let (authorize, login_cookie) = portal.begin("/").await;
-    let state = authorize
-        .split(['?', '&'])
-        .find_map(|kv| kv.strip_prefix("state="))
-        .unwrap()
-        .to_owned();
+    let state = query_param(&authorize, "state");
     let res = portal
         .get(
             &format!("/auth/callback?code=c&state={state}&iss=https%3A%2F%2Fevil.example"),
@@ -1046,13 +1040,7 @@ async fn open_redirects_fall_back_to_the_home_page() {
         "javascript:alert(1)",
     ] {
         let (authorize, login_cookie) = portal.begin(evil).await;
-        let param = |name: &str| {
-            authorize
-                .split(['?', '&'])
-                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-                .unwrap()
-                .to_owned()
-        };
+        let param = |name: &str| query_param(&authorize, name);
         *signer.id_token.lock().unwrap() =
             signer.rs256(&signer.key, &signer.claims(&param("nonce")));
         let res = portal
@@ -1079,13 +1067,7 @@ async fn no_token_code_or_cookie_in_any_log_line() {
     let _ = portal.get("/requests", &[&session]).await;
     let _ = portal.post("/auth/logout", &[&session]).await;
 
-    let param = |name: &str| {
-        callback
-            .split(['?', '&'])
-            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-            .unwrap()
-            .to_owned()
-    };
+    let param = |name: &str| query_param(&callback, name);
     let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
     assert!(text.contains("signed in"), "the capture works: {text}");
     for (what, secret) in [
