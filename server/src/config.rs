@@ -214,9 +214,15 @@ pub fn is_loopback_url(url: &str) -> bool {
         Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) && !h.is_empty() => h,
         _ => host,
     };
-    matches!(host, "localhost" | "[::1]")
+    is_loopback_host(host)
+}
+
+/// `localhost`, or a loopback address (`127.0.0.0/8`, `::1`, bracketed or not).
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
         || host
-            .parse::<std::net::Ipv4Addr>()
+            .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
 }
 
@@ -354,11 +360,7 @@ impl SmtpConfig {
     }
 
     pub fn host_is_loopback(&self) -> bool {
-        let host = self.host.trim_start_matches('[').trim_end_matches(']');
-        host.eq_ignore_ascii_case("localhost")
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
+        is_loopback_host(&self.host)
     }
 
     fn check(&self) -> Result<()> {

@@ -24,6 +24,14 @@ impl Actor {
         }
     }
 
+    /// Someone not signed in (a refused cross-site request, a failed sign-in).
+    pub fn anonymous() -> Self {
+        Self {
+            id: "anonymous".into(),
+            name: "anonymous".into(),
+        }
+    }
+
     pub fn of(p: &Principal) -> Self {
         Self {
             id: p.user_id.clone(),

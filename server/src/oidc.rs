@@ -162,6 +162,8 @@ pub struct Started {
 
 pub struct Oidc {
     config: OidcConfig,
+    /// `config.signing_algs`, parsed once.
+    algs: Vec<CoreJwsSigningAlgorithm>,
     redirect: RedirectUrl,
     http: openidconnect::reqwest::Client,
     cache: tokio::sync::Mutex<Option<(Instant, Arc<Metadata>)>>,
@@ -171,6 +173,14 @@ impl Oidc {
     /// `public_url` without a trailing slash; the redirect URI is `{public_url}/auth/callback`.
     pub fn new(config: OidcConfig, public_url: &str) -> anyhow::Result<Self> {
         let redirect = RedirectUrl::new(format!("{public_url}/auth/callback"))?;
+        let algs = config
+            .signing_algs
+            .iter()
+            .map(|a| {
+                serde_json::from_value(Value::String(a.clone()))
+                    .map_err(|_| anyhow::anyhow!("unknown signing algorithm {a:?}"))
+            })
+            .collect::<anyhow::Result<Vec<CoreJwsSigningAlgorithm>>>()?;
         let http = openidconnect::reqwest::Client::builder()
             // Following redirects would open the client to SSRF.
             .redirect(openidconnect::reqwest::redirect::Policy::none())
@@ -178,6 +188,7 @@ impl Oidc {
             .build()?;
         Ok(Self {
             config,
+            algs,
             redirect,
             http,
             cache: tokio::sync::Mutex::new(None),
@@ -263,13 +274,9 @@ impl Oidc {
         let id_token = tokens
             .id_token()
             .ok_or_else(|| SignInError::BadIdToken("the token response has no ID token".into()))?;
-        let algs = self
-            .config
-            .signing_algs
-            .iter()
-            .filter_map(|a| serde_json::from_value(Value::String(a.clone())).ok())
-            .collect::<Vec<CoreJwsSigningAlgorithm>>();
-        let verifier = client.id_token_verifier().set_allowed_algs(algs);
+        let verifier = client
+            .id_token_verifier()
+            .set_allowed_algs(self.algs.clone());
         let claims = id_token
             .claims(&verifier, &Nonce::new(nonce.to_owned()))
             .map_err(|e| SignInError::BadIdToken(chain(&e)))?;

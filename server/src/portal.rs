@@ -375,11 +375,12 @@ impl Portal for PortalService {
         match self.provisioner.check_principal(&who.email).await {
             Ok(()) => {}
             Err(crate::provisioner::ProvisionError::Permanent(why)) => {
-                tracing::warn!(user = %who.user_id, reason = %why, "request refused: unknown to AWS");
-                return Err(AppError::Conflict(format!(
-                    "AWS access cannot be granted to you yet: {why}. Ask your administrator \
-                     to add you to IAM Identity Center."
-                )));
+                // Refused and audited like any other refusal (`denied.request`).
+                let reason = format!(
+                    "AWS access cannot be granted to you yet: {why}; ask your administrator \
+                     to add you to IAM Identity Center"
+                );
+                return Err(self.deny(who, "request", id.as_str(), &reason).await);
             }
             // AWS unreachable for now: the request goes ahead, the grant will retry.
             Err(e) => {

@@ -230,10 +230,7 @@ async fn csrf(State(state): State<AppState>, req: Request, next: Next) -> Respon
             .map(|s| s.principal.clone());
         let path = req.uri().path().to_owned();
         let now = state.clock.now();
-        let actor = who.as_ref().map(Actor::of).unwrap_or_else(|| Actor {
-            id: "anonymous".into(),
-            name: "anonymous".into(),
-        });
+        let actor = who.as_ref().map(Actor::of).unwrap_or_else(Actor::anonymous);
         let event = Event {
             action: "denied.csrf",
             person_id: who.as_ref().map(|p| p.user_id.as_str()),
@@ -534,6 +531,14 @@ struct Callback {
     iss: Option<String>,
 }
 
+/// Why a callback signed nobody in.
+enum CallbackFailure {
+    /// The sign-in failed, with where the person was going (for the retry link).
+    SignIn(SignInError, String),
+    /// Our own trouble (the database).
+    Internal(anyhow::Error),
+}
+
 /// `GET /auth/callback`: where the provider sends the browser back.
 async fn oidc_callback(
     State(state): State<AppState>,
@@ -543,61 +548,10 @@ async fn oidc_callback(
     let Some(oidc) = state.oidc.clone() else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let outcome: anyhow::Result<Result<(app::domain::Principal, String), (SignInError, String)>> =
-        async {
-            let Some(st) = q
-                .state
-                .as_deref()
-                .filter(|s| !s.is_empty() && s.len() <= 512)
-            else {
-                return Ok(Err((SignInError::MissingState, "/".to_owned())));
-            };
-            // Taken (deleted) first: a state works once, whatever happens next.
-            let flow = {
-                let mut conn = state.store.conn().await?;
-                store::take_login_flow(&mut conn, st).await?
-            };
-            let Some(flow) = flow else {
-                return Ok(Err((SignInError::UnknownState, "/".to_owned())));
-            };
-            let back = flow.return_to.clone();
-            let fail = |e| Ok(Err((e, back.clone())));
-            let browser = cookie_value(&headers, state.login_cookie_name());
-            if browser.map(|b| store::hash_token(&b)) != Some(flow.browser_hash.clone()) {
-                return fail(SignInError::OtherBrowser);
-            }
-            if state.clock.now() >= flow.expires_at {
-                return fail(SignInError::Expired);
-            }
-            if let Some(error) = &q.error {
-                let mut why = error.chars().take(100).collect::<String>();
-                if let Some(d) = &q.error_description {
-                    why.push_str(": ");
-                    why.extend(d.chars().take(200));
-                }
-                return fail(SignInError::Refused(why));
-            }
-            // RFC 9207: a provider that names itself must be the one we asked.
-            if let Some(iss) = &q.iss {
-                if iss.trim_end_matches('/') != oidc.issuer() {
-                    return fail(SignInError::BadIdToken(
-                        "the callback comes from another issuer (iss)".into(),
-                    ));
-                }
-            }
-            let Some(code) = q.code.as_deref().filter(|c| !c.is_empty()) else {
-                return fail(SignInError::MissingCode);
-            };
-            match oidc.finish(code, &flow.nonce, &flow.pkce_verifier).await {
-                Ok(p) => Ok(Ok((p, flow.return_to))),
-                Err(e) => fail(e),
-            }
-        }
-        .await;
-    let (principal, return_to) = match outcome {
-        Ok(Ok(found)) => found,
-        Ok(Err((e, back))) => return sign_in_failed(&state, e, &back).await,
-        Err(e) => {
+    let (principal, return_to) = match verify_callback(&state, &oidc, &headers, &q).await {
+        Ok(found) => found,
+        Err(CallbackFailure::SignIn(e, back)) => return sign_in_failed(&state, e, &back).await,
+        Err(CallbackFailure::Internal(e)) => {
             return error_page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &internal(e).to_string(),
@@ -624,6 +578,67 @@ async fn oidc_callback(
     }
 }
 
+/// Checks the callback against the sign-in it claims to finish, then has the provider
+/// vouch for the person: their principal, and where they were going.
+async fn verify_callback(
+    state: &AppState,
+    oidc: &Oidc,
+    headers: &HeaderMap,
+    q: &Callback,
+) -> Result<(app::domain::Principal, String), CallbackFailure> {
+    let fail = |e: SignInError, back: &str| Err(CallbackFailure::SignIn(e, back.to_owned()));
+    let Some(st) = q
+        .state
+        .as_deref()
+        .filter(|s| !s.is_empty() && s.len() <= 512)
+    else {
+        return fail(SignInError::MissingState, "/");
+    };
+    // Taken (deleted) first: a state works once, whatever happens next.
+    let flow = async {
+        let mut conn = state.store.conn().await?;
+        store::take_login_flow(&mut conn, st).await
+    }
+    .await
+    .map_err(CallbackFailure::Internal)?;
+    let Some(flow) = flow else {
+        return fail(SignInError::UnknownState, "/");
+    };
+    let back = flow.return_to.as_str();
+    let browser = cookie_value(headers, state.login_cookie_name());
+    if browser.map(|b| store::hash_token(&b)).as_ref() != Some(&flow.browser_hash) {
+        return fail(SignInError::OtherBrowser, back);
+    }
+    if state.clock.now() >= flow.expires_at {
+        return fail(SignInError::Expired, back);
+    }
+    if let Some(error) = &q.error {
+        let mut why = error.chars().take(100).collect::<String>();
+        if let Some(d) = &q.error_description {
+            why.push_str(": ");
+            why.extend(d.chars().take(200));
+        }
+        return fail(SignInError::Refused(why), back);
+    }
+    // RFC 9207: a provider that names itself must be the one we asked.
+    if q.iss
+        .as_deref()
+        .is_some_and(|iss| iss.trim_end_matches('/') != oidc.issuer())
+    {
+        return fail(
+            SignInError::BadIdToken("the callback comes from another issuer (iss)".into()),
+            back,
+        );
+    }
+    let Some(code) = q.code.as_deref().filter(|c| !c.is_empty()) else {
+        return fail(SignInError::MissingCode, back);
+    };
+    match oidc.finish(code, &flow.nonce, &flow.pkce_verifier).await {
+        Ok(p) => Ok((p, flow.return_to.clone())),
+        Err(e) => fail(e, back),
+    }
+}
+
 fn retry_link(return_to: &str) -> String {
     format!("/auth/login?return_to={}", urlencode(return_to))
 }
@@ -640,11 +655,9 @@ async fn sign_in_failed(state: &AppState, e: SignInError, return_to: &str) -> Re
         entitlement_id: None,
         detail: reason,
     };
-    let actor = Actor {
-        id: "anonymous".into(),
-        name: "anonymous".into(),
-    };
-    if let Err(err) = lifecycle::audit_alone(&state.store, &actor, event, state.clock.now()).await {
+    if let Err(err) =
+        lifecycle::audit_alone(&state.store, &Actor::anonymous(), event, state.clock.now()).await
+    {
         let _ = internal(err);
     }
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
