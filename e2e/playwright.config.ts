@@ -79,6 +79,16 @@ for (const [key, value] of Object.entries(process.env)) {
   inheritedEnv[key] = value;
 }
 
+// What every server started for the suite shares: a fresh process each run, output
+// kept, run from the repository root, stopped with SIGTERM.
+const serverDefaults = {
+  reuseExistingServer: false,
+  stdout: 'pipe' as const,
+  stderr: 'pipe' as const,
+  cwd: repoRoot,
+  gracefulShutdown: { signal: 'SIGTERM' as const, timeout: 5_000 },
+};
+
 export default defineConfig({
   testDir: './tests',
   workers: 1,
@@ -122,12 +132,8 @@ export default defineConfig({
     {
       command: `"${serverBinary()}" demo`,
       url: `http://${listen}/healthz`,
-      reuseExistingServer: false,
+      ...serverDefaults,
       timeout: 120_000,
-      stdout: 'pipe',
-      stderr: 'pipe',
-      cwd: repoRoot,
-      gracefulShutdown: { signal: 'SIGTERM', timeout: 5_000 },
       env: {
         ...inheritedEnv,
         // These win over the caller's environment: the specs depend on them
@@ -145,12 +151,8 @@ export default defineConfig({
     {
       command: `node e2e/oidc/provider.mjs`,
       url: `${IDP_URL}/.well-known/openid-configuration`,
-      reuseExistingServer: false,
+      ...serverDefaults,
       timeout: 60_000,
-      stdout: 'pipe',
-      stderr: 'pipe',
-      cwd: repoRoot,
-      gracefulShutdown: { signal: 'SIGTERM', timeout: 5_000 },
       env: {
         ...inheritedEnv,
         OIDC_PORT: new URL(IDP_URL).port,
@@ -168,12 +170,8 @@ export default defineConfig({
     {
       command: `"${serverBinary()}" serve`,
       url: `${SERVE_URL}/healthz`,
-      reuseExistingServer: false,
+      ...serverDefaults,
       timeout: 120_000,
-      stdout: 'pipe',
-      stderr: 'pipe',
-      cwd: repoRoot,
-      gracefulShutdown: { signal: 'SIGTERM', timeout: 5_000 },
       env: {
         ...inheritedEnv,
         PORTCULLIS_LISTEN: new URL(SERVE_URL).host,

@@ -109,7 +109,8 @@ impl Moto {
         );
     }
 
-    async fn calls(&self, operation: &str) -> usize {
+    /// The fault layer's log of one operation's calls, oldest first.
+    async fn log(&self, operation: &str) -> Vec<Value> {
         let log: Value = self
             .http
             .get(format!("{}/_fault/log?operation={operation}", self.url))
@@ -121,8 +122,12 @@ impl Moto {
             .unwrap();
         log.as_array()
             .or_else(|| log["entries"].as_array())
-            .map(Vec::len)
-            .unwrap_or(0)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    async fn calls(&self, operation: &str) -> usize {
+        self.log(operation).await.len()
     }
 }
 
@@ -491,13 +496,32 @@ async fn the_budget_is_never_exceeded() {
 // ------------------------------------------------------------ with the worker
 
 /// Moto with Alice in Identity Store, and a provisioner on it over the test's store.
-async fn moto_for(env: &TestEnv) -> (Moto, SsoAdminProvisioner, aws_sdk_ssoadmin::Client) {
+async fn moto_for(
+    env: &TestEnv,
+) -> (
+    Moto,
+    std::sync::Arc<SsoAdminProvisioner>,
+    aws_sdk_ssoadmin::Client,
+) {
     let moto = Moto::start().await;
     let (sso, _identity, _instance) = clients_with_alice(&moto).await;
     let provisioner = SsoAdminProvisioner::connect(&aws_config(&moto), env.store.clone())
         .await
         .unwrap();
-    (moto, provisioner, sso)
+    (moto, std::sync::Arc::new(provisioner), sso)
+}
+
+/// Alice's request for sandbox-admin (approved at once), its grant, and a worker on AWS.
+async fn alice_asks(
+    env: &TestEnv,
+    provisioner: &std::sync::Arc<SsoAdminProvisioner>,
+) -> (portcullis::store::GrantRow, portcullis::worker::Worker) {
+    let rid = env.ask(&person("alice"), "sandbox-admin", "1h").await;
+    let grant = env.only_grant(&rid).await;
+    (
+        grant,
+        env.worker_with(provisioner.clone(), common::settings()),
+    )
 }
 
 /// How many user assignments moto holds for the grant's account and permission set.
@@ -521,10 +545,7 @@ async fn in_moto(
 async fn the_worker_grants_and_revokes_in_aws(b: Backend) {
     let env = TestEnv::new(b).await;
     let (moto, provisioner, sso) = moto_for(&env).await;
-    let provisioner = std::sync::Arc::new(provisioner);
-    let rid = env.ask(&person("alice"), "sandbox-admin", "1h").await;
-    let g = env.only_grant(&rid).await;
-    let w = env.worker_with(provisioner.clone(), common::settings());
+    let (g, w) = alice_asks(&env, &provisioner).await;
     env.settle(&w).await;
     assert_eq!(env.grant(&g.access_grant_id).await.status, "active");
     assert_eq!(in_moto(&sso, &provisioner, &g).await, 1);
@@ -542,7 +563,6 @@ async fn the_worker_grants_and_revokes_in_aws(b: Backend) {
 async fn a_restarted_worker_resumes_polling_the_same_request(b: Backend) {
     let env = TestEnv::new(b).await;
     let (moto, provisioner, sso) = moto_for(&env).await;
-    let provisioner = std::sync::Arc::new(provisioner);
     moto.fault(
         "in_progress",
         json!({"operation": "DescribeAccountAssignmentCreationStatus", "count": 1}),
@@ -564,22 +584,9 @@ async fn a_restarted_worker_resumes_polling_the_same_request(b: Backend) {
         "no second creation"
     );
     assert_eq!(in_moto(&sso, &provisioner, &g).await, 1, "one assignment");
-    let polled: Value = moto
-        .http
-        .get(format!(
-            "{}/_fault/log?operation=DescribeAccountAssignmentCreationStatus",
-            moto.url
-        ))
-        .send()
+    let ids: std::collections::HashSet<String> = moto
+        .log("DescribeAccountAssignmentCreationStatus")
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ids: std::collections::HashSet<String> = polled
-        .as_array()
-        .or_else(|| polled["entries"].as_array())
-        .unwrap()
         .iter()
         .filter_map(|e| {
             e["request"]["AccountAssignmentCreationRequestId"]
@@ -599,16 +606,13 @@ async fn a_restarted_worker_resumes_polling_the_same_request(b: Backend) {
 async fn a_failed_creation_fails_the_grant_with_the_reason(b: Backend) {
     let env = TestEnv::new(b).await;
     let (moto, provisioner, sso) = moto_for(&env).await;
-    let provisioner = std::sync::Arc::new(provisioner);
     moto.fault(
         "fail",
         json!({"operation": "DescribeAccountAssignmentCreationStatus", "count": 1,
                "reason": "Quota exceeded for roles in account 111111111111"}),
     )
     .await;
-    let rid = env.ask(&person("alice"), "sandbox-admin", "1h").await;
-    let g = env.only_grant(&rid).await;
-    let w = env.worker_with(provisioner.clone(), common::settings());
+    let (g, w) = alice_asks(&env, &provisioner).await;
     env.settle(&w).await;
     assert_eq!(env.grant(&g.access_grant_id).await.status, "failed");
     assert_eq!(in_moto(&sso, &provisioner, &g).await, 0);
@@ -625,15 +629,12 @@ async fn a_failed_creation_fails_the_grant_with_the_reason(b: Backend) {
 async fn throttling_is_retried_by_the_worker(b: Backend) {
     let env = TestEnv::new(b).await;
     let (moto, provisioner, sso) = moto_for(&env).await;
-    let provisioner = std::sync::Arc::new(provisioner);
     moto.fault(
         "arm",
         json!({"operation": "CreateAccountAssignment", "count": 2, "code": "ThrottlingException", "status": 400}),
     )
     .await;
-    let rid = env.ask(&person("alice"), "sandbox-admin", "1h").await;
-    let g = env.only_grant(&rid).await;
-    let w = env.worker_with(provisioner.clone(), common::settings());
+    let (g, w) = alice_asks(&env, &provisioner).await;
     env.settle(&w).await;
     assert_eq!(env.grant(&g.access_grant_id).await.status, "active");
     assert_eq!(moto.calls("CreateAccountAssignment").await, 3);
@@ -648,7 +649,7 @@ async fn an_unknown_user_is_told_at_request_time(b: Backend) {
     let portal = portcullis::portal::PortalService {
         store: env.store.clone(),
         clock: env.clock.clone(),
-        provisioner: std::sync::Arc::new(provisioner),
+        provisioner,
         wake: env.wake.clone(),
         min_duration: Duration::from_secs(60),
         public_url: common::PUBLIC_URL.into(),

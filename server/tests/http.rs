@@ -2,14 +2,15 @@
 //! session cookies (attributes, rotation, sign-out), open-redirect defence, CSRF refusal,
 //! and the start-up refusals of demo and serve modes.
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use portcullis::clock::{Clock, SystemClock};
 use portcullis::config::{Config, Mode};
-use portcullis::portal::PortalService;
+use portcullis::seed;
 use portcullis::store::{self, DatabaseUrl, Store};
-use portcullis::{seed, web};
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
@@ -41,40 +42,11 @@ async fn app_with(config: Config, migrate: bool) -> App {
     let dir = tempfile::TempDir::new().unwrap();
     let url = DatabaseUrl::new(format!("sqlite://{}/h.db?mode=rwc", dir.path().display()));
     let store = Store::connect(&url).await.unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     if migrate {
         store.migrate().await.unwrap();
-        seed::seed_demo(&store, clock.now()).await.unwrap();
+        seed::seed_demo(&store, SystemClock.now()).await.unwrap();
     }
-    let provisioner = Arc::new(
-        portcullis::provisioner::simulated::SimulatedProvisioner::new(
-            store.clone(),
-            clock.clone(),
-            Duration::from_millis(10),
-        ),
-    );
-    let portal = Arc::new(PortalService {
-        store: store.clone(),
-        clock: clock.clone(),
-        provisioner,
-        wake: Arc::new(tokio::sync::Notify::new()),
-        min_duration: Duration::from_secs(60),
-        public_url: config.public_url(),
-    });
-    let leptos_options = leptos::prelude::LeptosOptions::builder()
-        .output_name("portcullis")
-        .site_root("target/site")
-        .site_pkg_dir("pkg")
-        .build();
-    let router = web::router(web::AppState {
-        leptos_options,
-        store: store.clone(),
-        clock,
-        portal,
-        config: Arc::new(config),
-        demo: true,
-        oidc: None,
-    });
+    let (router, _) = common::web::router(&store, config, true, None);
     App {
         router,
         store,

@@ -1172,14 +1172,10 @@ impl StartTlsServer {
     }
 }
 
-#[tokio::test]
-async fn implicit_tls_verifies_the_server_certificate() {
-    let md = MailDev::start_tls(true, &[]).await;
-    let mut config = smtp(md.smtp_port);
-    config.tls = SmtpTls::Tls;
-
-    // The relay's certificate comes from a private CA: without it, nothing is sent.
-    let err = SmtpMailer::new(&config)
+/// The relay's certificate comes from a private CA: without it, sending fails on the
+/// certificate; with `smtp.ca_file`, a message with `subject` goes out.
+async fn untrusted_then_trusted(config: &mut SmtpConfig, subject: &str) {
+    let err = SmtpMailer::new(config)
         .unwrap()
         .send("alice@example.com", "untrusted", "text", "<p>html</p>")
         .await
@@ -1188,13 +1184,21 @@ async fn implicit_tls_verifies_the_server_certificate() {
         err.to_string().to_lowercase().contains("certificate"),
         "{err}"
     );
-
     config.ca_file = test_ca();
-    SmtpMailer::new(&config)
+    SmtpMailer::new(config)
         .unwrap()
-        .send("alice@example.com", "over TLS", "text", "<p>html</p>")
+        .send("alice@example.com", subject, "text", "<p>html</p>")
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn implicit_tls_verifies_the_server_certificate() {
+    let md = MailDev::start_tls(true, &[]).await;
+    let mut config = smtp(md.smtp_port);
+    config.tls = SmtpTls::Tls;
+
+    untrusted_then_trusted(&mut config, "over TLS").await;
     let mails = md.wait_for(1).await;
     assert_eq!(mails.len(), 1, "only the trusted attempt arrived");
     assert_eq!(mails[0].subject, "over TLS");
@@ -1207,22 +1211,7 @@ async fn starttls_verifies_the_server_certificate() {
     let mut config = smtp(server.port);
     config.tls = SmtpTls::Starttls;
 
-    let err = SmtpMailer::new(&config)
-        .unwrap()
-        .send("alice@example.com", "untrusted", "text", "<p>html</p>")
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string().to_lowercase().contains("certificate"),
-        "{err}"
-    );
-
-    config.ca_file = test_ca();
-    SmtpMailer::new(&config)
-        .unwrap()
-        .send("alice@example.com", "over STARTTLS", "text", "<p>html</p>")
-        .await
-        .unwrap();
+    untrusted_then_trusted(&mut config, "over STARTTLS").await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !server.received().contains("Subject: over STARTTLS") {
         assert!(

@@ -10,6 +10,8 @@
 //! The portal is the real router, driven in-process; the provider is driven over HTTP
 //! like a browser would (cookies kept by hand, redirects followed one at a time).
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::response::IntoResponse;
@@ -21,8 +23,8 @@ use portcullis::clock::{Clock, SystemClock};
 use portcullis::config::{ClaimNames, Config, OidcConfig};
 use portcullis::oidc::Oidc;
 use portcullis::portal::PortalService;
+use portcullis::seed;
 use portcullis::store::{self, DatabaseUrl, Store};
-use portcullis::{seed, web};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -199,41 +201,14 @@ async fn start_portal(oidc: OidcConfig) -> Portal {
     let url = DatabaseUrl::new(format!("sqlite://{}/o.db?mode=rwc", dir.path().display()));
     let store = Store::connect(&url).await.unwrap();
     store.migrate().await.unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    seed::seed_catalog(&store, clock.now()).await.unwrap();
+    seed::seed_catalog(&store, SystemClock.now()).await.unwrap();
     let config = Config {
         public_url: Some(PUBLIC.into()),
         oidc: Some(oidc.clone()),
         ..Config::default()
     };
-    let portal = Arc::new(PortalService {
-        store: store.clone(),
-        clock: clock.clone(),
-        provisioner: Arc::new(
-            portcullis::provisioner::simulated::SimulatedProvisioner::new(
-                store.clone(),
-                clock.clone(),
-                Duration::from_millis(10),
-            ),
-        ),
-        wake: Arc::new(tokio::sync::Notify::new()),
-        min_duration: Duration::from_secs(60),
-        public_url: PUBLIC.into(),
-    });
-    let leptos_options = leptos::prelude::LeptosOptions::builder()
-        .output_name("portcullis")
-        .site_root("target/site")
-        .site_pkg_dir("pkg")
-        .build();
-    let router = web::router(web::AppState {
-        leptos_options,
-        store: store.clone(),
-        clock,
-        portal: portal.clone(),
-        config: Arc::new(config),
-        demo: false,
-        oidc: Some(Arc::new(Oidc::new(oidc, PUBLIC).unwrap())),
-    });
+    let oidc = Arc::new(Oidc::new(oidc, PUBLIC).unwrap());
+    let (router, portal) = common::web::router(&store, config, false, Some(oidc));
     Portal {
         router,
         store,

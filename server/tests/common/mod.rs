@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod web;
+
 use app::domain::{
     AccountId, ApproverRule, PermissionSetArn, Policy, Principal, RequestDraft, Target,
     TargetScope, Timestamp,
