@@ -166,6 +166,43 @@ pub struct AssignmentView {
     pub created_at: String,
 }
 
+/// The catalog as last synced, the latest catalog syncs and reconciliations, and the
+/// drift they found (the admin AWS page).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AwsOverview {
+    pub provisioner: String,
+    pub accounts: Vec<AccountView>,
+    pub permission_sets: Vec<PermissionSetView>,
+    pub catalog_runs: Vec<RunView>,
+    pub reconcile_runs: Vec<RunView>,
+    pub drift: Vec<AlertView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AccountView {
+    pub account_id: String,
+    pub name: String,
+    /// OU names from the root down, e.g. `Root / Workloads / Prod`.
+    pub ou_path: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PermissionSetView {
+    pub arn: String,
+    pub name: String,
+    pub description: String,
+    pub session_duration: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunView {
+    pub status: String,
+    pub progress: String,
+    pub summary: String,
+    pub started_at: String,
+    pub finished_at: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MailView {
     pub to: String,
@@ -268,6 +305,17 @@ pub async fn audit_log(
 #[server]
 pub async fn aws_assignments() -> Result<Vec<AssignmentView>, AppError> {
     portal()?.aws_assignments(&caller()?).await
+}
+
+#[server]
+pub async fn load_aws_overview() -> Result<AwsOverview, AppError> {
+    portal()?.aws_overview(&caller()?).await
+}
+
+/// Asks for a catalog sync (`what = "catalog"`) or a reconciliation (`"reconcile"`) now.
+#[server]
+pub async fn run_upkeep(what: String) -> Result<(), AppError> {
+    portal()?.run_upkeep(&caller()?, &what).await
 }
 
 #[server]

@@ -46,6 +46,11 @@ pub trait Portal: Send + Sync + 'static {
         filter: AuditFilter,
     ) -> Result<Vec<AuditView>, AppError>;
     async fn aws_assignments(&self, who: &Principal) -> Result<Vec<AssignmentView>, AppError>;
+    /// The catalog, the latest syncs and reconciliations, and open drift (admins only).
+    async fn aws_overview(&self, who: &Principal) -> Result<AwsOverview, AppError>;
+    /// Runs a catalog sync (`catalog`) or a reconciliation (`reconcile`) now (admins only,
+    /// audited).
+    async fn run_upkeep(&self, who: &Principal, what: &str) -> Result<(), AppError>;
     async fn outbox(&self, who: &Principal) -> Result<Vec<MailView>, AppError>;
     /// Puts a parked message back in line for delivery (admins only, audited).
     async fn resend_mail(&self, who: &Principal, mail_id: &str) -> Result<(), AppError>;

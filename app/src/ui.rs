@@ -641,7 +641,7 @@ fn AdminNav() -> impl IntoView {
         <nav class="sub">
             <A href="/admin">"Overview"</A>
             <A href="/admin/audit">"Audit log"</A>
-            <A href="/admin/aws">"AWS assignments"</A>
+            <A href="/admin/aws">"AWS"</A>
             <A href="/outbox">"Outbox"</A>
         </nav>
     }
@@ -822,13 +822,38 @@ fn AuditPage() -> impl IntoView {
 
 #[component]
 fn AwsPage() -> impl IntoView {
-    let data = Resource::new(|| (), |_| aws_assignments());
+    let upkeep = ServerAction::<RunUpkeep>::new();
+    // Runs in flight report progress: look again every two seconds while the page is open.
+    let tick = RwSignal::new(0u32);
+    Effect::new(move |_| {
+        if let Ok(handle) = set_interval_with_handle(
+            move || tick.update(|t| *t = t.wrapping_add(1)),
+            std::time::Duration::from_secs(2),
+        ) {
+            on_cleanup(move || handle.clear());
+        }
+    });
+    let overview = Resource::new(
+        move || (tick.get(), upkeep.version().get()),
+        |_| load_aws_overview(),
+    );
+    let assignments = Resource::new(move || upkeep.version().get(), |_| aws_assignments());
     view! {
-        <Title text="AWS assignments · Portcullis" />
-        <h1>"AWS account assignments"</h1>
+        <Title text="AWS · Portcullis" />
+        <h1>"AWS"</h1>
         <AdminNav />
+        {action_error(upkeep.value())}
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match overview.await {
+                    Ok(o) => view! { <AwsOverviewView o upkeep /> }.into_any(),
+                    Err(e) => view! { <ErrorBox error=e /> }.into_any(),
+                }
+            })}
+        </Transition>
+        <h2>"Account assignments"</h2>
         <p class="lead">"What the provisioner reports as assigned right now."</p>
-        {loaded(data, move |value| match value {
+        {loaded(assignments, move |value| match value {
             rows if rows.is_empty() => {
                 view! { <p class="empty">"No assignments."</p> }.into_any()
             }
@@ -871,6 +896,127 @@ fn AwsPage() -> impl IntoView {
                     .into_any()
             }
         })}
+    }
+}
+
+/// The latest run of a catalog sync or reconciliation, and a button to run one now.
+#[component]
+fn RunStatus(
+    runs: Vec<RunView>,
+    what: &'static str,
+    label: &'static str,
+    upkeep: ServerAction<RunUpkeep>,
+) -> impl IntoView {
+    let latest = runs.into_iter().next();
+    view! {
+        <div class="run">
+            {match latest {
+                None => view! { <p class="muted" data-testid=format!("{what}-run")>"Not run yet."</p> }.into_any(),
+                Some(r) => {
+                    let status = r.status.clone();
+                    let text = if r.status == "running" { r.progress } else { r.summary };
+                    view! {
+                        <p data-testid=format!("{what}-run") data-status=status>
+                            <strong>{r.status}</strong>
+                            " " {text}
+                            <span class="muted">
+                                " started " {r.started_at}
+                                {(!r.finished_at.is_empty()).then(|| format!(", finished {}", r.finished_at))}
+                            </span>
+                        </p>
+                    }
+                        .into_any()
+                }
+            }}
+            <ActionForm action=upkeep>
+                <input type="hidden" name="what" value=what />
+                <button type="submit" class="secondary" data-testid=format!("{what}-now")>
+                    {label}
+                </button>
+            </ActionForm>
+        </div>
+    }
+}
+
+#[component]
+fn AwsOverviewView(o: AwsOverview, upkeep: ServerAction<RunUpkeep>) -> impl IntoView {
+    view! {
+        <p class="lead">"Provisioner: " <strong>{o.provisioner}</strong></p>
+        <h2>"Drift"</h2>
+        <RunStatus runs=o.reconcile_runs what="reconcile" label="Reconcile now" upkeep />
+        {if o.drift.is_empty() {
+            view! { <p class="empty" data-testid="no-drift">"No drift found."</p> }.into_any()
+        } else {
+            view! {
+                <ul class="alerts">
+                    {o
+                        .drift
+                        .into_iter()
+                        .map(|a| {
+                            let kind = a.kind.clone();
+                            view! {
+                                <li data-testid="drift" data-kind=kind>
+                                    <strong>{a.kind}</strong>
+                                    " "
+                                    {a.message}
+                                    <span class="muted">" " {a.at}</span>
+                                </li>
+                            }
+                        })
+                        .collect_view()}
+                </ul>
+            }
+                .into_any()
+        }}
+        <h2>"Catalog"</h2>
+        <RunStatus runs=o.catalog_runs what="catalog" label="Sync catalog now" upkeep />
+        <table>
+            <thead>
+                <tr>
+                    <th>"Account"</th>
+                    <th>"OU path"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {o
+                    .accounts
+                    .into_iter()
+                    .map(|a| {
+                        let id = a.account_id.clone();
+                        view! {
+                            <tr data-testid="catalog-account" data-account=id>
+                                <td>{a.name} <span class="muted">" " {a.account_id}</span></td>
+                                <td>{a.ou_path}</td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
+        <table>
+            <thead>
+                <tr>
+                    <th>"Permission set"</th>
+                    <th>"Session duration"</th>
+                    <th>"Description"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {o
+                    .permission_sets
+                    .into_iter()
+                    .map(|p| {
+                        view! {
+                            <tr data-testid="catalog-permission-set" title=p.arn>
+                                <td>{p.name}</td>
+                                <td>{p.session_duration}</td>
+                                <td class="muted">{p.description}</td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
     }
 }
 

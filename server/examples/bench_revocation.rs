@@ -165,6 +165,7 @@ async fn run(n: usize, latency_ms: u64, rate: u32, port: u16) -> Result<()> {
             clock: clock.clone(),
             provisioner: provisioner_arc.clone(),
             wake: wake.clone(),
+            upkeep_wake: Default::default(),
             min_duration: Duration::from_secs(60),
             public_url: "http://127.0.0.1:3000".into(),
         };

@@ -290,6 +290,23 @@ pub struct AwsConfig {
     pub call_timeout_secs: u64,
     /// Assignment creations in flight at once (AWS allows 10 per instance); more wait.
     pub max_outstanding_creations: u32,
+    /// Catalog sync (accounts, OUs, permission sets): on start, then this often.
+    pub catalog_sync_interval_secs: u64,
+    /// Reconciliation of AWS's assignments with the live grants: this often.
+    pub reconcile_interval_secs: u64,
+    /// Permission sets the portal owns outright: an assignment of one of these that no
+    /// live grant covers is deleted even when it was made outside the portal.
+    pub owned_permission_sets: Vec<String>,
+}
+
+impl AwsConfig {
+    pub fn upkeep(&self) -> crate::worker::Upkeep {
+        crate::worker::Upkeep {
+            catalog_every: std::time::Duration::from_secs(self.catalog_sync_interval_secs.max(60)),
+            reconcile_every: std::time::Duration::from_secs(self.reconcile_interval_secs.max(10)),
+            owned_permission_sets: self.owned_permission_sets.clone(),
+        }
+    }
 }
 
 impl Default for AwsConfig {
@@ -304,6 +321,9 @@ impl Default for AwsConfig {
             requests_per_second: 10,
             call_timeout_secs: 30,
             max_outstanding_creations: 5,
+            catalog_sync_interval_secs: 3600,
+            reconcile_interval_secs: 600,
+            owned_permission_sets: Vec::new(),
         }
     }
 }

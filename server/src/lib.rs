@@ -1,5 +1,6 @@
 //! Portcullis' server: configuration, store, worker, provisioners, HTTP.
 
+pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod lifecycle;
@@ -8,6 +9,7 @@ pub mod notify;
 pub mod oidc;
 pub mod portal;
 pub mod provisioner;
+pub mod reconcile;
 pub mod seed;
 pub mod store;
 pub mod web;
@@ -78,6 +80,15 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
         }
     };
     let wake = Arc::new(Notify::new());
+    let upkeep_wake = Arc::new(Notify::new());
+    {
+        // Sync the catalog now, and reconcile once it has had time to land.
+        let mut conn = store.conn().await?;
+        let now = clock.now();
+        store::schedule_singleton(&mut conn, store::JobKind::SyncCatalog, now, now).await?;
+        let first = now.plus(Duration::from_secs(60));
+        store::schedule_singleton(&mut conn, store::JobKind::Reconcile, first, now).await?;
+    }
     let public_url = config.public_url();
     let oidc = match (&config.oidc, demo) {
         (Some(o), false) => {
@@ -92,6 +103,7 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
         clock: clock.clone(),
         provisioner: provisioner.clone(),
         wake: wake.clone(),
+        upkeep_wake: upkeep_wake.clone(),
         min_duration: config.min_duration()?,
         public_url: public_url.clone(),
     });
@@ -113,6 +125,21 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker = worker::Worker::new(
         store.clone(),
+        provisioner.clone(),
+        mailer.clone(),
+        clock.clone(),
+        wake.clone(),
+        config.worker.clone(),
+        public_url.clone(),
+    )
+    .with_mail(config.mail.clone())
+    .with_upkeep(config.aws.upkeep())
+    .in_lane(store::Lane::Grants);
+    let worker_task = tokio::spawn(worker.run(stop_rx.clone()));
+    // Catalog sync and reconciliation in a lane of their own, so their paced AWS calls
+    // never hold up a revocation. It wakes the grants worker when it re-queues a grant.
+    let upkeep = worker::Worker::new(
+        store.clone(),
         provisioner,
         mailer,
         clock.clone(),
@@ -120,8 +147,11 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
         config.worker.clone(),
         public_url.clone(),
     )
-    .with_mail(config.mail.clone());
-    let worker_task = tokio::spawn(worker.run(stop_rx));
+    .with_mail(config.mail.clone())
+    .with_upkeep(config.aws.upkeep())
+    .in_lane(store::Lane::Maintenance)
+    .woken_by(upkeep_wake);
+    let upkeep_task = tokio::spawn(upkeep.run(stop_rx));
 
     let state = web::AppState {
         leptos_options,
@@ -160,5 +190,6 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
         .context("server error")?;
     let _ = stop_tx.send(true);
     let _ = worker_task.await;
+    let _ = upkeep_task.await;
     Ok(())
 }

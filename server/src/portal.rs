@@ -5,6 +5,7 @@ use crate::clock::Clock;
 use crate::lifecycle::{self, Actor, Entitlement, Event};
 use crate::notify;
 use crate::provisioner::Provisioner;
+use crate::reconcile;
 use crate::store::{self, GrantRow, JobKind, RequestRow, Store};
 use crate::worker::describe_target;
 use anyhow::Context;
@@ -29,6 +30,8 @@ pub struct PortalService {
     pub provisioner: Arc<dyn Provisioner>,
     /// Wakes the worker when a job is added.
     pub wake: Arc<Notify>,
+    /// Wakes the maintenance worker (catalog sync and reconciliation asked for now).
+    pub upkeep_wake: Arc<Notify>,
     pub min_duration: Duration,
     pub public_url: String,
 }
@@ -959,6 +962,125 @@ impl Portal for PortalService {
             });
         }
         Ok(out)
+    }
+
+    async fn aws_overview(&self, who: &Principal) -> Result<AwsOverview, AppError> {
+        let Admin(_) = self.admin(who, "aws_overview").await?;
+        let result: anyhow::Result<AwsOverview> = async {
+            let mut conn = self.store.conn().await?;
+            let ous: HashMap<String, String> = store::all_org_units(&mut conn)
+                .await?
+                .into_iter()
+                .map(|o| (o.ou_id, o.name))
+                .collect();
+            let accounts = store::all_accounts(&mut conn)
+                .await?
+                .into_iter()
+                .map(|a| AccountView {
+                    ou_path: a
+                        .ou_path
+                        .split('/')
+                        .filter(|id| !id.is_empty())
+                        .map(|id| ous.get(id).map(String::as_str).unwrap_or(id))
+                        .collect::<Vec<_>>()
+                        .join(" / "),
+                    account_id: a.account_id,
+                    name: a.name,
+                })
+                .collect();
+            let permission_sets = store::all_permission_sets(&mut conn)
+                .await?
+                .into_iter()
+                .map(|p| PermissionSetView {
+                    session_duration: format_duration(Duration::from_secs(
+                        p.session_duration_secs.max(0) as u64,
+                    )),
+                    arn: p.permission_set_arn,
+                    name: p.name,
+                    description: p.description,
+                })
+                .collect();
+            let runs = |rows: Vec<store::RunRow>| {
+                rows.into_iter()
+                    .map(|r| RunView {
+                        status: r.status,
+                        progress: r.progress,
+                        summary: r.summary.unwrap_or_default(),
+                        started_at: Timestamp(r.started_at).format_utc(),
+                        finished_at: r
+                            .finished_at
+                            .map(|t| Timestamp(t).format_utc())
+                            .unwrap_or_default(),
+                    })
+                    .collect()
+            };
+            let catalog_runs = runs(store::recent_runs(&mut conn, JobKind::SyncCatalog, 5).await?);
+            let reconcile_runs = runs(store::recent_runs(&mut conn, JobKind::Reconcile, 5).await?);
+            let drift = store::open_alerts_of(
+                &mut conn,
+                &[
+                    reconcile::DRIFT_EXTERNAL,
+                    reconcile::DRIFT_MISSING,
+                    reconcile::DRIFT_ORPHAN,
+                ],
+            )
+            .await?
+            .into_iter()
+            .map(|a| AlertView {
+                kind: a.kind,
+                message: a.message,
+                at: Timestamp(a.created_at).format_utc(),
+            })
+            .collect();
+            Ok(AwsOverview {
+                provisioner: self.provisioner.name().to_owned(),
+                accounts,
+                permission_sets,
+                catalog_runs,
+                reconcile_runs,
+                drift,
+            })
+        }
+        .await;
+        result.or_internal()
+    }
+
+    async fn run_upkeep(&self, who: &Principal, what: &str) -> Result<(), AppError> {
+        let Admin(admin) = self.admin(who, "run_upkeep").await?;
+        let (kind, label) = match what {
+            "catalog" => (JobKind::SyncCatalog, "catalog sync"),
+            "reconcile" => (JobKind::Reconcile, "reconciliation"),
+            _ => {
+                return Err(AppError::NotFound(format!(
+                    "A maintenance task called {what:?}"
+                )))
+            }
+        };
+        let now = self.now();
+        let result: anyhow::Result<()> = async {
+            let mut tx = self.store.begin().await?;
+            store::schedule_singleton(&mut tx, kind, now, now).await?;
+            lifecycle::audit(
+                &mut tx,
+                &Actor::of(admin),
+                Event {
+                    action: &format!("{}.requested", kind.as_str()),
+                    person_id: None,
+                    subject_kind: "maintenance",
+                    subject_id: kind.as_str(),
+                    entitlement_id: None,
+                    detail: format!("{label} asked for from the admin page"),
+                },
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        result.or_internal()?;
+        self.upkeep_wake.notify_one();
+        Ok(())
     }
 
     async fn resend_mail(&self, who: &Principal, mail_id: &str) -> Result<(), AppError> {

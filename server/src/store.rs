@@ -743,6 +743,10 @@ pub enum JobKind {
     ApprovalEscalation,
     /// Warns the holder of an active grant that it ends soon.
     EndingSoon,
+    /// Reads accounts, OUs and permission sets from AWS (one job, rescheduled each time).
+    SyncCatalog,
+    /// Compares AWS's assignments with the live grants (one job, rescheduled each time).
+    Reconcile,
 }
 
 impl JobKind {
@@ -756,6 +760,8 @@ impl JobKind {
             Self::ApprovalReminder => "approval_reminder",
             Self::ApprovalEscalation => "approval_escalation",
             Self::EndingSoon => "ending_soon",
+            Self::SyncCatalog => "sync_catalog",
+            Self::Reconcile => "reconcile",
         }
     }
 
@@ -769,6 +775,8 @@ impl JobKind {
             Self::ApprovalReminder,
             Self::ApprovalEscalation,
             Self::EndingSoon,
+            Self::SyncCatalog,
+            Self::Reconcile,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -818,13 +826,47 @@ pub async fn claim_job(
     now: Timestamp,
     lease: Duration,
 ) -> Result<Option<JobRow>> {
+    claim_job_in(store, worker, now, lease, Lane::All).await
+}
+
+/// Which jobs a worker takes: catalog syncs and reconciliations make hundreds of paced AWS
+/// calls, so the server runs them in a lane of their own, where they never hold up a
+/// revocation.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Lane {
+    All,
+    /// Everything but maintenance.
+    Grants,
+    /// Catalog sync and reconciliation only.
+    Maintenance,
+}
+
+impl Lane {
+    fn filter(self) -> &'static str {
+        match self {
+            Lane::All => "",
+            Lane::Grants => " AND kind NOT IN ('sync_catalog', 'reconcile')",
+            Lane::Maintenance => " AND kind IN ('sync_catalog', 'reconcile')",
+        }
+    }
+}
+
+/// [`claim_job`] within one lane.
+pub async fn claim_job_in(
+    store: &Store,
+    worker: &str,
+    now: Timestamp,
+    lease: Duration,
+    lane: Lane,
+) -> Result<Option<JobRow>> {
+    let lane = lane.filter();
     let skip_locked = match store.dialect() {
         Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
         Dialect::Sqlite => "",
     };
     let mut tx = store.begin().await?;
     let candidate: Option<String> = sqlx::query_scalar(&format!(
-        "SELECT job_id FROM job WHERE run_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
+        "SELECT job_id FROM job WHERE run_at <= $1 AND (lease_until IS NULL OR lease_until < $1){lane}
          ORDER BY run_at LIMIT 1{skip_locked}"
     ))
     .bind(now.millis())
@@ -937,9 +979,16 @@ pub async fn jobs_for(conn: &mut AnyConnection, subject_id: &str) -> Result<Vec<
 
 /// When the next job falls due (leases included), for the worker's sleep.
 pub async fn next_job_due(conn: &mut AnyConnection) -> Result<Option<Timestamp>> {
-    let at: Option<i64> = sqlx::query_scalar(
-        "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > run_at THEN lease_until ELSE run_at END) FROM job",
-    )
+    next_job_due_in(conn, Lane::All).await
+}
+
+/// [`next_job_due`] within one lane.
+pub async fn next_job_due_in(conn: &mut AnyConnection, lane: Lane) -> Result<Option<Timestamp>> {
+    let at: Option<i64> = sqlx::query_scalar(&format!(
+        "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > run_at THEN lease_until ELSE run_at END)
+         FROM job WHERE 1 = 1{}",
+        lane.filter()
+    ))
     .fetch_one(conn)
     .await?;
     Ok(at.map(Timestamp))
@@ -1491,6 +1540,329 @@ pub async fn resolve_alerts(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+// ------------------------------------------------------------------ catalog sync
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct OrgUnitRow {
+    pub ou_id: String,
+    pub name: String,
+    pub parent_id: Option<String>,
+    pub path: String,
+}
+
+pub async fn upsert_org_unit(
+    conn: &mut AnyConnection,
+    ou: &OrgUnitRow,
+    now: Timestamp,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO org_unit (ou_id, name, parent_id, path, synced_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (ou_id) DO UPDATE SET name = excluded.name, parent_id = excluded.parent_id,
+             path = excluded.path, synced_at = excluded.synced_at",
+    )
+    .bind(&ou.ou_id)
+    .bind(&ou.name)
+    .bind(&ou.parent_id)
+    .bind(&ou.path)
+    .bind(now.millis())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn all_org_units(conn: &mut AnyConnection) -> Result<Vec<OrgUnitRow>> {
+    Ok(
+        sqlx::query_as("SELECT ou_id, name, parent_id, path FROM org_unit ORDER BY path")
+            .fetch_all(conn)
+            .await?,
+    )
+}
+
+pub async fn all_permission_sets(conn: &mut AnyConnection) -> Result<Vec<PermissionSetRow>> {
+    Ok(sqlx::query_as(
+        "SELECT permission_set_arn, name, description, session_duration_secs FROM permission_set
+         ORDER BY name",
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Removes catalog rows a sync at `synced_at` did not see again. Returns how many went, by
+/// table (accounts, permission sets, OUs).
+pub async fn drop_unseen_catalog(
+    conn: &mut AnyConnection,
+    synced_at: Timestamp,
+) -> Result<(u64, u64, u64)> {
+    let mut gone = [0u64; 3];
+    for (i, table) in ["account", "permission_set", "org_unit"].iter().enumerate() {
+        gone[i] = sqlx::query(&format!("DELETE FROM {table} WHERE synced_at < $1"))
+            .bind(synced_at.millis())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    }
+    Ok((gone[0], gone[1], gone[2]))
+}
+
+// ------------------------------------------------------------------ assignment origins
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The portal asked AWS to create it.
+    Portal,
+    /// A grant found it already in place.
+    External,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Portal => "portal",
+            Self::External => "external",
+        }
+    }
+}
+
+/// Where the assignment of a grant came from, when the portal knows.
+pub async fn assignment_origin(conn: &mut AnyConnection, g: &GrantRow) -> Result<Option<Origin>> {
+    let origin: Option<String> = sqlx::query_scalar(
+        "SELECT origin FROM managed_assignment
+         WHERE account_id = $1 AND permission_set_arn = $2 AND user_id = $3",
+    )
+    .bind(&g.account_id)
+    .bind(&g.permission_set_arn)
+    .bind(&g.principal_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(origin.map(|o| {
+        if o == "portal" {
+            Origin::Portal
+        } else {
+            Origin::External
+        }
+    }))
+}
+
+pub async fn set_assignment_origin(
+    conn: &mut AnyConnection,
+    g: &GrantRow,
+    origin: Origin,
+    now: Timestamp,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO managed_assignment (account_id, permission_set_arn, user_id, origin, created_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (account_id, permission_set_arn, user_id) DO UPDATE SET origin = excluded.origin",
+    )
+    .bind(&g.account_id)
+    .bind(&g.permission_set_arn)
+    .bind(&g.principal_id)
+    .bind(origin.as_str())
+    .bind(now.millis())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The assignment of a grant is gone from AWS: its origin no longer matters.
+pub async fn forget_assignment(conn: &mut AnyConnection, g: &GrantRow) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM managed_assignment
+         WHERE account_id = $1 AND permission_set_arn = $2 AND user_id = $3",
+    )
+    .bind(&g.account_id)
+    .bind(&g.permission_set_arn)
+    .bind(&g.principal_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A (account, permission set, user) the portal created an assignment for.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ManagedRow {
+    pub account_id: String,
+    pub permission_set_arn: String,
+    pub user_id: String,
+    pub origin: String,
+}
+
+pub async fn managed_assignments(conn: &mut AnyConnection) -> Result<Vec<ManagedRow>> {
+    Ok(sqlx::query_as(
+        "SELECT account_id, permission_set_arn, user_id, origin FROM managed_assignment",
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+pub async fn forget_managed(conn: &mut AnyConnection, m: &ManagedRow) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM managed_assignment
+         WHERE account_id = $1 AND permission_set_arn = $2 AND user_id = $3",
+    )
+    .bind(&m.account_id)
+    .bind(&m.permission_set_arn)
+    .bind(&m.user_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Grants active since before `at` whose time is not over at `now`: the assignment of
+/// each must exist in AWS.
+pub async fn grants_active_since(
+    conn: &mut AnyConnection,
+    at: Timestamp,
+    now: Timestamp,
+) -> Result<Vec<GrantRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {GRANT_COLS} FROM access_grant
+         WHERE status = 'active' AND updated_at < $1 AND ends_at > $2 ORDER BY account_id"
+    ))
+    .bind(at.millis())
+    .bind(now.millis())
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Whether any grant of (account, permission set, user) holds or is about to hold the
+/// assignment right now.
+pub async fn has_live_grant(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    permission_set_arn: &str,
+    user_id: &str,
+) -> Result<bool> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM access_grant
+         WHERE account_id = $1 AND permission_set_arn = $2 AND principal_id = $3
+           AND status IN ('scheduled', 'provisioning', 'active', 'deprovisioning')",
+    )
+    .bind(account_id)
+    .bind(permission_set_arn)
+    .bind(user_id)
+    .fetch_one(conn)
+    .await?;
+    Ok(n > 0)
+}
+
+/// Grants that hold or are about to hold an assignment, with no limit (reconciliation).
+pub async fn all_live_grants(conn: &mut AnyConnection) -> Result<Vec<GrantRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {GRANT_COLS} FROM access_grant
+         WHERE status IN ('scheduled', 'provisioning', 'active', 'deprovisioning')"
+    ))
+    .fetch_all(conn)
+    .await?)
+}
+
+// ------------------------------------------------------------------ maintenance runs
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct RunRow {
+    pub run_id: String,
+    pub kind: String,
+    pub status: String,
+    pub progress: String,
+    pub summary: Option<String>,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+pub async fn start_run(conn: &mut AnyConnection, kind: JobKind, now: Timestamp) -> Result<String> {
+    let id = new_id();
+    sqlx::query(
+        "INSERT INTO maintenance_run (run_id, kind, status, progress, started_at)
+         VALUES ($1, $2, 'running', 'starting', $3)",
+    )
+    .bind(&id)
+    .bind(kind.as_str())
+    .bind(now.millis())
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+pub async fn run_progress(conn: &mut AnyConnection, id: &str, progress: &str) -> Result<()> {
+    sqlx::query("UPDATE maintenance_run SET progress = $1 WHERE run_id = $2")
+        .bind(progress)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn finish_run(
+    conn: &mut AnyConnection,
+    id: &str,
+    succeeded: bool,
+    summary: &str,
+    now: Timestamp,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE maintenance_run SET status = $1, summary = $2, finished_at = $3 WHERE run_id = $4",
+    )
+    .bind(if succeeded { "succeeded" } else { "failed" })
+    .bind(summary)
+    .bind(now.millis())
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The latest runs of one kind, newest first.
+pub async fn recent_runs(
+    conn: &mut AnyConnection,
+    kind: JobKind,
+    limit: i64,
+) -> Result<Vec<RunRow>> {
+    Ok(sqlx::query_as(
+        "SELECT run_id, kind, status, progress, summary, started_at, finished_at FROM maintenance_run
+         WHERE kind = $1 ORDER BY started_at DESC, run_id LIMIT $2",
+    )
+    .bind(kind.as_str())
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Puts a singleton job (catalog sync, reconciliation) in line at `run_at`, or brings the
+/// one already there forward to it.
+pub async fn schedule_singleton(
+    conn: &mut AnyConnection,
+    kind: JobKind,
+    run_at: Timestamp,
+    now: Timestamp,
+) -> Result<()> {
+    let subject = kind.as_str();
+    if jobs_for(&mut *conn, subject)
+        .await?
+        .iter()
+        .any(|j| j.kind == subject)
+    {
+        advance_job(conn, subject, kind, run_at).await?;
+    } else {
+        insert_job(conn, kind, subject, run_at, now).await?;
+    }
+    Ok(())
+}
+
+/// Open alerts of some kinds (the drift report).
+pub async fn open_alerts_of(conn: &mut AnyConnection, kinds: &[&str]) -> Result<Vec<AlertRow>> {
+    let list = kinds
+        .iter()
+        .map(|k| format!("'{}'", k.replace('\'', "")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(sqlx::query_as(&format!(
+        "SELECT alert_id, kind, subject_id, message, created_at FROM alert
+         WHERE resolved_at IS NULL AND kind IN ({list}) ORDER BY created_at DESC LIMIT 500"
+    ))
+    .fetch_all(conn)
+    .await?)
 }
 
 #[cfg(test)]

@@ -59,9 +59,46 @@ impl WorkerSettings {
         let ms = self.backoff_base_ms.saturating_mul(1u64 << exp);
         Duration::from_millis(ms).min(Duration::from_secs(self.backoff_cap_secs))
     }
+
+    /// [`WorkerSettings::backoff`] with jitter: somewhere in its upper half, so that jobs
+    /// that failed together (a burst of throttling) do not all retry in the same instant.
+    pub fn retry_delay(&self, attempt: u32) -> Duration {
+        let full = self.backoff(attempt);
+        let half = full / 2;
+        half + half.mul_f64(rand::random::<f64>())
+    }
 }
 
-enum Outcome {
+/// Catalog sync and reconciliation: how often, and what the portal may delete.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Upkeep {
+    pub catalog_every: Duration,
+    pub reconcile_every: Duration,
+    /// Permission sets the portal owns outright: assignments of these that no live grant
+    /// covers are deleted, whoever made them. Any other assignment the portal did not
+    /// create is only reported.
+    pub owned_permission_sets: Vec<String>,
+}
+
+impl Default for Upkeep {
+    fn default() -> Self {
+        Self {
+            catalog_every: Duration::from_secs(3600),
+            reconcile_every: Duration::from_secs(600),
+            owned_permission_sets: Vec::new(),
+        }
+    }
+}
+
+impl Upkeep {
+    pub fn owns(&self, permission_set_arn: &str) -> bool {
+        self.owned_permission_sets
+            .iter()
+            .any(|p| p == permission_set_arn)
+    }
+}
+
+pub(crate) enum Outcome {
     Done,
     Again(Timestamp),
 }
@@ -76,6 +113,10 @@ pub struct Worker {
     settings: WorkerSettings,
     public_url: String,
     mail: MailSettings,
+    upkeep: Upkeep,
+    lane: store::Lane,
+    /// What wakes this worker early (by default the same `Notify` it wakes others with).
+    woken_by: Arc<Notify>,
 }
 
 impl Worker {
@@ -94,11 +135,32 @@ impl Worker {
             provisioner,
             mailer,
             clock,
-            wake,
+            wake: wake.clone(),
             settings,
             public_url,
             mail: MailSettings::default(),
+            upkeep: Upkeep::default(),
+            lane: store::Lane::All,
+            woken_by: wake,
         }
+    }
+
+    /// Wakes on this `Notify` instead (the maintenance lane has its own).
+    pub fn woken_by(mut self, notify: Arc<Notify>) -> Self {
+        self.woken_by = notify;
+        self
+    }
+
+    /// How often to sync the catalog and reconcile, and which permission sets are owned.
+    pub fn with_upkeep(mut self, upkeep: Upkeep) -> Self {
+        self.upkeep = upkeep;
+        self
+    }
+
+    /// Takes only the jobs of one lane (the server runs one worker per lane).
+    pub fn in_lane(mut self, lane: store::Lane) -> Self {
+        self.lane = lane;
+        self
     }
 
     /// Who hears about what and when (subjects, reminders, warnings); defaults otherwise.
@@ -111,7 +173,8 @@ impl Worker {
     pub async fn step(&self) -> Result<bool> {
         let now = self.clock.now();
         let lease = Duration::from_secs(self.settings.lease_secs);
-        let Some(job) = store::claim_job(&self.store, &self.id, now, lease).await? else {
+        let Some(job) = store::claim_job_in(&self.store, &self.id, now, lease, self.lane).await?
+        else {
             return Ok(false);
         };
         let span = tracing::info_span!("job", kind = %job.kind, subject = %job.subject_id, attempts = job.attempts);
@@ -124,7 +187,7 @@ impl Worker {
             }
             Err(e) => {
                 let attempt = u32::try_from(job.attempts + 1).unwrap_or(u32::MAX);
-                let delay = self.settings.backoff(attempt);
+                let delay = self.settings.retry_delay(attempt);
                 tracing::warn!(
                     error = format!("{e:#}"),
                     attempt,
@@ -180,7 +243,7 @@ impl Worker {
             let sleep = self.until_next_due().await;
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
-                _ = self.wake.notified() => {}
+                _ = self.woken_by.notified() => {}
                 _ = shutdown.changed() => {}
             }
         }
@@ -190,7 +253,10 @@ impl Worker {
     async fn until_next_due(&self) -> Duration {
         let max = Duration::from_secs(self.settings.max_idle_secs);
         let next = match self.store.conn().await {
-            Ok(mut conn) => store::next_job_due(&mut conn).await.ok().flatten(),
+            Ok(mut conn) => store::next_job_due_in(&mut conn, self.lane)
+                .await
+                .ok()
+                .flatten(),
             Err(_) => None,
         };
         match next {
@@ -219,6 +285,21 @@ impl Worker {
                     .await
             }
             Some(JobKind::EndingSoon) => self.ending_soon(job, now).await,
+            Some(JobKind::SyncCatalog) => {
+                crate::catalog::sync(&self.store, self.provisioner.as_ref(), &*self.clock).await?;
+                Ok(Outcome::Again(now.plus(self.upkeep.catalog_every)))
+            }
+            Some(JobKind::Reconcile) => {
+                crate::reconcile::run(
+                    &self.store,
+                    self.provisioner.as_ref(),
+                    &*self.clock,
+                    &self.upkeep,
+                    &self.wake,
+                )
+                .await?;
+                Ok(Outcome::Again(now.plus(self.upkeep.reconcile_every)))
+            }
             None => anyhow::bail!("unknown job kind {:?}", job.kind),
         }
     }
@@ -358,22 +439,46 @@ impl Worker {
         let a = self.assignment_for(&grant).await?;
         // No slot for one more creation in flight: try again later, without asking AWS.
         self.provisioner.creation_slot_free()?;
+        let origin = {
+            let mut conn = self.store.conn().await?;
+            store::assignment_origin(&mut conn, &grant).await?
+        };
         // AWS may keep duplicates: never create what is already there (a crash between
         // our create call and recording it lands here).
         if self.provisioner.assignment_exists(&a).await? {
             let mut tx = self.store.begin().await?;
+            let detail = if origin == Some(store::Origin::Portal) {
+                "assignment already existed in AWS (the portal's own, from an earlier attempt)"
+                    .to_owned()
+            } else {
+                store::set_assignment_origin(&mut tx, &grant, store::Origin::External, now).await?;
+                format!(
+                    "assignment already existed in AWS, made outside the portal: {}",
+                    if self.upkeep.owns(&grant.permission_set_arn) {
+                        "the portal owns this permission set, so it is deleted when the last grant ends"
+                    } else {
+                        "it is kept when the grant ends"
+                    }
+                )
+            };
             self.settle(
                 &mut tx,
                 &grant,
                 GrantEvent::CreationSucceeded,
                 "grant.activated",
-                "assignment already existed in AWS".into(),
+                detail,
                 None,
                 now,
             )
             .await?;
             tx.commit().await?;
             return Ok(Outcome::Done);
+        }
+        // The portal's own from here on: recorded before the call, so that a crash after
+        // it still counts the assignment as the portal's.
+        if origin != Some(store::Origin::Portal) {
+            let mut conn = self.store.conn().await?;
+            store::set_assignment_origin(&mut conn, &grant, store::Origin::Portal, now).await?;
         }
         let op = self.provisioner.start_create(&a).await?;
         self.record_started(
@@ -574,6 +679,27 @@ impl Worker {
             tx.commit().await?;
             return Ok(Outcome::Done);
         }
+        // Never delete what the portal did not make, unless it owns the permission set.
+        let origin = store::assignment_origin(&mut tx, &grant).await?;
+        if origin == Some(store::Origin::External) && !self.upkeep.owns(&grant.permission_set_arn) {
+            store::forget_assignment(&mut tx, &grant).await?;
+            self.settle(
+                &mut tx,
+                &grant,
+                GrantEvent::DeletionSucceeded,
+                "grant.revoked",
+                format!(
+                    "{}; the assignment was made outside the portal and is kept \
+                     (aws.owned_permission_sets does not list this permission set)",
+                    self.end_reason(&grant)
+                ),
+                None,
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(Outcome::Done);
+        }
         let next = GrantStatus::Active.apply(GrantEvent::DeprovisionStarted)?;
         store::update_grant(&mut tx, &id, GrantUpdate::in_flight(next, None, now), now).await?;
         tx.commit().await?;
@@ -585,6 +711,7 @@ impl Worker {
         match self.provisioner.start_delete(&a).await? {
             DeleteStart::AlreadyGone => {
                 let mut tx = self.store.begin().await?;
+                store::forget_assignment(&mut tx, &grant).await?;
                 self.settle(
                     &mut tx,
                     &grant,
@@ -625,6 +752,7 @@ impl Worker {
             }
             OperationStatus::Succeeded => {
                 let mut tx = self.store.begin().await?;
+                store::forget_assignment(&mut tx, &grant).await?;
                 self.settle(
                     &mut tx,
                     &grant,
@@ -1134,5 +1262,28 @@ mod tests {
         assert_eq!(s.backoff(5), Duration::from_secs(16));
         assert_eq!(s.backoff(7), Duration::from_secs(60));
         assert_eq!(s.backoff(500), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn retries_are_jittered_within_the_upper_half() {
+        let s = WorkerSettings {
+            backoff_base_ms: 1000,
+            backoff_cap_secs: 60,
+            ..Default::default()
+        };
+        let delays: Vec<Duration> = (0..200).map(|_| s.retry_delay(5)).collect();
+        assert!(delays
+            .iter()
+            .all(|d| (Duration::from_secs(8)..=Duration::from_secs(16)).contains(d)));
+        let distinct: std::collections::HashSet<_> = delays.iter().collect();
+        assert!(
+            distinct.len() > 100,
+            "spread out: {} distinct",
+            distinct.len()
+        );
+        assert!(
+            s.retry_delay(500) <= Duration::from_secs(60),
+            "still capped"
+        );
     }
 }

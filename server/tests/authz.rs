@@ -24,7 +24,61 @@ both!(
     sessions_expire_and_store_only_a_hash,
     admin_pages_are_for_admins,
     audit_log_filters,
+    only_admins_run_catalog_sync_and_reconciliation,
 );
+
+/// Catalog sync and reconciliation on demand: admins only (others refused and audited,
+/// nothing scheduled), a task name the portal does not know changes nothing, and an
+/// admin's request is audited and puts the job in line now.
+async fn only_admins_run_catalog_sync_and_reconciliation(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let (alice, dana) = (person("alice"), person("dana"));
+    let before = snapshot(&env).await;
+    let err = env
+        .portal
+        .run_upkeep(&alice, "reconcile")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppError::Forbidden(_)), "{err:?}");
+    assert!(env.portal.aws_overview(&alice).await.is_err());
+    assert_eq!(env.audit_with("denied.run_upkeep").await.len(), 1);
+    assert_eq!(env.audit_with("denied.aws_overview").await.len(), 1);
+    assert!(env.job("reconcile", "reconcile").await.is_none());
+    let err = env
+        .portal
+        .run_upkeep(&dana, "everything")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppError::NotFound(_)), "{err:?}");
+    let after: Vec<_> = snapshot(&env)
+        .await
+        .into_iter()
+        .map(|(t, n)| {
+            if t == "audit_event" {
+                (t, n - 2)
+            } else {
+                (t, n)
+            }
+        })
+        .collect();
+    assert_eq!(before, after, "only the two refusals were recorded");
+
+    env.portal.run_upkeep(&dana, "reconcile").await.unwrap();
+    env.portal.run_upkeep(&dana, "catalog").await.unwrap();
+    let job = env.job("reconcile", "reconcile").await.expect("scheduled");
+    assert!(job.run_at <= env.now().millis());
+    assert!(env.job("sync_catalog", "sync_catalog").await.is_some());
+    let requested = env.audit_with("reconcile.requested").await;
+    assert_eq!(requested.len(), 1);
+    assert_eq!(requested[0].actor_id, dana.user_id);
+    // Asked twice: still one job.
+    env.portal.run_upkeep(&dana, "reconcile").await.unwrap();
+    assert_eq!(
+        env.jobs("reconcile").await.len(),
+        1,
+        "one reconciliation job, brought forward"
+    );
+}
 
 /// Snapshot of every table a refused or invalid action must leave alone.
 async fn snapshot(env: &TestEnv) -> Vec<(&'static str, i64)> {

@@ -157,6 +157,16 @@ async fn world() -> World {
     world_on(Moto::start().await).await
 }
 
+/// The SDK's configuration for moto (no SDK retries).
+async fn sdk_for(moto: &Moto) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&moto.url)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await
+}
+
 /// SDK clients on moto (no SDK retries), and Alice in Identity Store.
 async fn clients_with_alice(
     moto: &Moto,
@@ -165,12 +175,7 @@ async fn clients_with_alice(
     aws_sdk_identitystore::Client,
     String,
 ) {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(&moto.url)
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .load()
-        .await;
+    let sdk = sdk_for(moto).await;
     let sso = aws_sdk_ssoadmin::Client::new(&sdk);
     let identity = aws_sdk_identitystore::Client::new(&sdk);
     let instances = sso.list_instances().send().await.unwrap();
@@ -651,6 +656,7 @@ async fn an_unknown_user_is_told_at_request_time(b: Backend) {
         clock: env.clock.clone(),
         provisioner,
         wake: env.wake.clone(),
+        upkeep_wake: Default::default(),
         min_duration: Duration::from_secs(60),
         public_url: common::PUBLIC_URL.into(),
     };
@@ -680,4 +686,649 @@ both!(
     a_restarted_worker_resumes_polling_the_same_request,
     a_failed_creation_fails_the_grant_with_the_reason,
     throttling_is_retried_by_the_worker,
+    overlapping_grants_share_one_assignment_in_aws,
+    revoking_an_assignment_already_removed_by_hand,
+    an_assignment_made_outside_the_portal_is_kept_unless_owned,
+    reconciliation_mends_and_reports_drift_both_ways,
+    reconciliation_revokes_the_portals_leftovers,
 );
+
+// ------------------------------------------------------------ catalog sync
+
+/// An organization in moto: Root > Workloads > Prod, and Root > Sandbox.
+struct Org {
+    root: String,
+    workloads: String,
+    prod: String,
+    /// Directly in Workloads.
+    tools_account: String,
+    /// In Prod, below Workloads.
+    prod_account: String,
+    /// In Sandbox.
+    sandbox_account: String,
+}
+
+async fn seed_org(moto: &Moto) -> (aws_sdk_organizations::Client, Org) {
+    use aws_sdk_organizations::types::OrganizationFeatureSet;
+    let orgs = aws_sdk_organizations::Client::new(&sdk_for(moto).await);
+    orgs.create_organization()
+        .feature_set(OrganizationFeatureSet::All)
+        .send()
+        .await
+        .unwrap();
+    let root = orgs.list_roots().send().await.unwrap().roots()[0]
+        .id()
+        .unwrap()
+        .to_owned();
+    let ou = |parent: String, name: &'static str| {
+        let orgs = orgs.clone();
+        async move {
+            orgs.create_organizational_unit()
+                .parent_id(parent)
+                .name(name)
+                .send()
+                .await
+                .unwrap()
+                .organizational_unit()
+                .unwrap()
+                .id()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let workloads = ou(root.clone(), "Workloads").await;
+    let prod = ou(workloads.clone(), "Prod").await;
+    let sandbox = ou(root.clone(), "Sandbox").await;
+    let account = |name: &'static str, into: String| {
+        let (orgs, root) = (orgs.clone(), root.clone());
+        async move {
+            let id = orgs
+                .create_account()
+                .account_name(name)
+                .email(format!("{}@example.com", name.to_lowercase()))
+                .send()
+                .await
+                .unwrap()
+                .create_account_status()
+                .unwrap()
+                .account_id()
+                .unwrap()
+                .to_owned();
+            orgs.move_account()
+                .account_id(&id)
+                .source_parent_id(root)
+                .destination_parent_id(into)
+                .send()
+                .await
+                .unwrap();
+            id
+        }
+    };
+    let tools_account = account("Tools", workloads.clone()).await;
+    let prod_account = account("Production", prod.clone()).await;
+    let sandbox_account = account("Sandbox", sandbox).await;
+    (
+        orgs,
+        Org {
+            root,
+            workloads,
+            prod,
+            tools_account,
+            prod_account,
+            sandbox_account,
+        },
+    )
+}
+
+/// Accounts with their OU paths from the root down, nested OUs included, and permission
+/// sets with their session durations; an OU entitlement covers the accounts below it;
+/// a second sync drops what left the organization.
+#[tokio::test]
+async fn catalog_sync_reads_nested_ous_and_permission_sets() {
+    use portcullis::store;
+    let moto = Moto::start().await;
+    let (orgs, org) = seed_org(&moto).await;
+    let w = world_on(moto).await;
+    w.sso
+        .create_permission_set()
+        .instance_arn(&w.instance_arn)
+        .name("Admin")
+        .description("Full access")
+        .session_duration("PT1H30M")
+        .send()
+        .await
+        .unwrap();
+    // Slow enough to watch its progress from outside.
+    w.moto
+        .fault(
+            "arm",
+            json!({"operation": "ListAccountsForParent", "always": true, "delay_ms": 300}),
+        )
+        .await;
+    let clock = portcullis::clock::SystemClock;
+    let sync = portcullis::catalog::sync(&w.store, &w.provisioner, &clock);
+    let watch = async {
+        let mut seen = Vec::new();
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let mut conn = w.store.conn().await.unwrap();
+            let runs = store::recent_runs(&mut conn, store::JobKind::SyncCatalog, 1)
+                .await
+                .unwrap();
+            if let Some(r) = runs.first() {
+                seen.push((r.status.clone(), r.progress.clone()));
+                if r.status != "running" {
+                    break;
+                }
+            }
+        }
+        seen
+    };
+    let (result, seen) = tokio::join!(sync, watch);
+    result.unwrap();
+    assert!(
+        seen.iter()
+            .any(|(s, p)| s == "running" && p.starts_with("reading the organization: ")),
+        "progress while running: {seen:?}"
+    );
+
+    let mut conn = w.store.conn().await.unwrap();
+    let accounts = store::all_accounts(&mut conn).await.unwrap();
+    let path_of = |id: &str| {
+        accounts
+            .iter()
+            .find(|a| a.account_id == id)
+            .map(|a| a.ou_path.clone())
+            .unwrap_or_else(|| panic!("{id} not synced: {accounts:?}"))
+    };
+    let root = &org.root;
+    assert_eq!(
+        path_of(&org.prod_account),
+        format!("/{root}/{}/{}/", org.workloads, org.prod)
+    );
+    assert_eq!(
+        path_of(&org.tools_account),
+        format!("/{root}/{}/", org.workloads)
+    );
+    assert_eq!(
+        accounts.len(),
+        4,
+        "three accounts and the management account"
+    );
+    let under: Vec<String> = store::accounts_under_ou(&mut conn, &org.workloads)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.account_id)
+        .collect();
+    let mut want = vec![org.tools_account.clone(), org.prod_account.clone()];
+    want.sort();
+    assert_eq!(under, want, "Workloads covers Prod's account too");
+    assert!(!under.contains(&org.sandbox_account));
+    let ous = store::all_org_units(&mut conn).await.unwrap();
+    let prod = ous.iter().find(|o| o.ou_id == org.prod).unwrap();
+    assert_eq!(prod.name, "Prod");
+    assert_eq!(prod.parent_id.as_deref(), Some(org.workloads.as_str()));
+
+    // An entitlement on the Workloads OU grants in both accounts below it. (moto's
+    // permission set ARNs are not shaped like AWS's, which the domain insists on: a real
+    // one stands in.)
+    let target = app::domain::Target {
+        scope: app::domain::TargetScope::Ou {
+            ou_id: app::domain::OuId::parse(&org.workloads).unwrap(),
+        },
+        permission_set_arn: app::domain::PermissionSetArn::parse(
+            "arn:aws:sso:::permissionSet/ssoins-1234567890abcdef/ps-1234567890abcdef",
+        )
+        .unwrap(),
+    };
+    let pairs = portcullis::lifecycle::expand_targets(&mut conn, &[target])
+        .await
+        .unwrap();
+    let mut covered: Vec<String> = pairs.into_iter().map(|(a, _)| a.account_id).collect();
+    covered.sort();
+    assert_eq!(covered, want);
+
+    let sets = store::all_permission_sets(&mut conn).await.unwrap();
+    let secs = |name: &str| {
+        sets.iter()
+            .find(|p| p.name == name)
+            .map(|p| p.session_duration_secs)
+            .unwrap_or_else(|| panic!("{name} not synced: {sets:?}"))
+    };
+    assert_eq!(secs("ReadOnlyAccess"), 4 * 3600);
+    assert_eq!(secs("Admin"), 5400);
+    let run = &store::recent_runs(&mut conn, store::JobKind::SyncCatalog, 1)
+        .await
+        .unwrap()[0];
+    assert_eq!(run.status, "succeeded");
+    assert!(
+        run.summary
+            .as_deref()
+            .unwrap()
+            .starts_with("4 OUs, 4 accounts, 2 permission sets"),
+        "{run:?}"
+    );
+    drop(conn);
+
+    // The sandbox account leaves the organization: the next sync drops it.
+    w.moto.fault("reset", json!({})).await;
+    orgs.remove_account_from_organization()
+        .account_id(&org.sandbox_account)
+        .send()
+        .await
+        .unwrap();
+    portcullis::catalog::sync(&w.store, &w.provisioner, &clock)
+        .await
+        .unwrap();
+    let mut conn = w.store.conn().await.unwrap();
+    let accounts = store::all_accounts(&mut conn).await.unwrap();
+    assert_eq!(accounts.len(), 3);
+    assert!(accounts.iter().all(|a| a.account_id != org.sandbox_account));
+    let run = &store::recent_runs(&mut conn, store::JobKind::SyncCatalog, 1)
+        .await
+        .unwrap()[0];
+    assert!(
+        run.summary
+            .as_deref()
+            .unwrap()
+            .contains("removed 0 OUs, 1 accounts"),
+        "{run:?}"
+    );
+}
+
+/// AWS failing mid-sync leaves the catalog as it was, and the run says why.
+#[tokio::test]
+async fn a_failed_catalog_sync_changes_nothing() {
+    use portcullis::store;
+    let moto = Moto::start().await;
+    let (_orgs, _org) = seed_org(&moto).await;
+    let w = world_on(moto).await;
+    let clock = portcullis::clock::SystemClock;
+    portcullis::catalog::sync(&w.store, &w.provisioner, &clock)
+        .await
+        .unwrap();
+    let before = {
+        let mut conn = w.store.conn().await.unwrap();
+        store::all_accounts(&mut conn).await.unwrap().len()
+    };
+    w.moto
+        .fault(
+            "arm",
+            json!({"operation": "DescribePermissionSet", "count": 1, "code": "AccessDeniedException", "status": 400}),
+        )
+        .await;
+    let err = portcullis::catalog::sync(&w.store, &w.provisioner, &clock)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("AccessDeniedException"),
+        "{err:#}"
+    );
+    let mut conn = w.store.conn().await.unwrap();
+    assert_eq!(store::all_accounts(&mut conn).await.unwrap().len(), before);
+    assert_eq!(
+        store::all_permission_sets(&mut conn).await.unwrap().len(),
+        1
+    );
+    let run = &store::recent_runs(&mut conn, store::JobKind::SyncCatalog, 1)
+        .await
+        .unwrap()[0];
+    assert_eq!(run.status, "failed");
+    assert!(run
+        .summary
+        .as_deref()
+        .unwrap()
+        .contains("AccessDeniedException"));
+}
+
+#[test]
+fn session_durations_parse_from_iso_8601() {
+    use portcullis::provisioner::sso_admin::iso8601_secs;
+    assert_eq!(iso8601_secs("PT1H"), Some(3600));
+    assert_eq!(iso8601_secs("PT1H30M"), Some(5400));
+    assert_eq!(iso8601_secs("PT12H"), Some(43200));
+    assert_eq!(iso8601_secs("PT45M10S"), Some(2710));
+    assert_eq!(iso8601_secs("P1D"), None);
+    assert_eq!(iso8601_secs("PT"), None);
+    assert_eq!(iso8601_secs("PT5"), None);
+}
+
+// ------------------------------------------------------------ shared assignments and drift
+
+/// Alice's Identity Store user id.
+async fn alice_in_aws(p: &SsoAdminProvisioner) -> String {
+    p.user_id("alice@example.com").await.unwrap()
+}
+
+/// Removes or adds an assignment as someone in the AWS console would.
+async fn by_hand(
+    sso: &aws_sdk_ssoadmin::Client,
+    p: &SsoAdminProvisioner,
+    g: &portcullis::store::GrantRow,
+    principal: &str,
+    add: bool,
+) {
+    use aws_sdk_ssoadmin::types::TargetType;
+    if add {
+        sso.create_account_assignment()
+            .instance_arn(p.instance_arn())
+            .target_id(&g.account_id)
+            .target_type(TargetType::AwsAccount)
+            .permission_set_arn(&g.permission_set_arn)
+            .principal_type(PrincipalType::User)
+            .principal_id(principal)
+            .send()
+            .await
+            .unwrap();
+    } else {
+        sso.delete_account_assignment()
+            .instance_arn(p.instance_arn())
+            .target_id(&g.account_id)
+            .target_type(TargetType::AwsAccount)
+            .permission_set_arn(&g.permission_set_arn)
+            .principal_type(PrincipalType::User)
+            .principal_id(principal)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// Two grants on one assignment (a second request while the first is active, as an
+/// extension would be): one creation, kept when the first ends, deleted after the last.
+async fn overlapping_grants_share_one_assignment_in_aws(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let (moto, provisioner, sso) = moto_for(&env).await;
+    let (first, w) = alice_asks(&env, &provisioner).await;
+    env.settle(&w).await;
+    let second = env
+        .only_grant(&env.ask(&person("alice"), "sandbox-admin", "2h").await)
+        .await;
+    env.settle(&w).await;
+    assert_eq!(env.grant(&second.access_grant_id).await.status, "active");
+    assert_eq!(in_moto(&sso, &provisioner, &first).await, 1);
+    assert_eq!(
+        moto.calls("CreateAccountAssignment").await,
+        1,
+        "created once"
+    );
+
+    env.set_time(first.ends_at);
+    env.settle(&w).await;
+    assert_eq!(env.grant(&first.access_grant_id).await.status, "revoked");
+    assert_eq!(
+        in_moto(&sso, &provisioner, &first).await,
+        1,
+        "kept for the second"
+    );
+    assert_eq!(moto.calls("DeleteAccountAssignment").await, 0);
+
+    env.set_time(env.grant(&second.access_grant_id).await.ends_at);
+    env.settle(&w).await;
+    assert_eq!(env.grant(&second.access_grant_id).await.status, "revoked");
+    assert_eq!(
+        in_moto(&sso, &provisioner, &first).await,
+        0,
+        "deleted after the last"
+    );
+    assert_eq!(moto.calls("DeleteAccountAssignment").await, 1);
+}
+
+/// Someone removed the assignment in the console: the revocation finds nothing to
+/// delete, says so, and calls no delete.
+async fn revoking_an_assignment_already_removed_by_hand(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let (moto, provisioner, sso) = moto_for(&env).await;
+    let (g, w) = alice_asks(&env, &provisioner).await;
+    env.settle(&w).await;
+    let alice = alice_in_aws(&provisioner).await;
+    by_hand(&sso, &provisioner, &g, &alice, false).await;
+    env.set_time(g.ends_at);
+    env.settle(&w).await;
+    assert_eq!(env.grant(&g.access_grant_id).await.status, "revoked");
+    assert_eq!(
+        moto.calls("DeleteAccountAssignment").await,
+        1,
+        "only the hand's"
+    );
+    let revoked = env.audit_with("grant.revoked").await;
+    assert!(
+        revoked[0].detail.contains("already gone from AWS"),
+        "{revoked:?}"
+    );
+}
+
+/// An assignment made in the console before Alice asked: her grant uses it, and it is
+/// left in place when the grant ends, unless the portal owns the permission set.
+async fn an_assignment_made_outside_the_portal_is_kept_unless_owned(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let (moto, provisioner, sso) = moto_for(&env).await;
+    let alice = alice_in_aws(&provisioner).await;
+    let (g, w) = alice_asks(&env, &provisioner).await;
+    by_hand(&sso, &provisioner, &g, &alice, true).await;
+    env.settle(&w).await;
+    assert_eq!(env.grant(&g.access_grant_id).await.status, "active");
+    assert_eq!(
+        moto.calls("CreateAccountAssignment").await,
+        1,
+        "only the hand's"
+    );
+    env.set_time(g.ends_at);
+    env.settle(&w).await;
+    assert_eq!(env.grant(&g.access_grant_id).await.status, "revoked");
+    assert_eq!(in_moto(&sso, &provisioner, &g).await, 1, "kept");
+    assert_eq!(moto.calls("DeleteAccountAssignment").await, 0);
+    let revoked = env.audit_with("grant.revoked").await;
+    assert!(
+        revoked[0]
+            .detail
+            .contains("made outside the portal and is kept"),
+        "{revoked:?}"
+    );
+
+    // The portal owns the permission set: the next grant's end deletes it.
+    let owned = portcullis::worker::Upkeep {
+        owned_permission_sets: vec![g.permission_set_arn.clone()],
+        ..Default::default()
+    };
+    let w = env
+        .worker_with(provisioner.clone(), common::settings())
+        .with_upkeep(owned);
+    let next = env
+        .only_grant(&env.ask(&person("alice"), "sandbox-admin", "1h").await)
+        .await;
+    env.settle(&w).await;
+    env.set_time(next.ends_at);
+    env.settle(&w).await;
+    assert_eq!(env.grant(&next.access_grant_id).await.status, "revoked");
+    assert_eq!(in_moto(&sso, &provisioner, &g).await, 0, "deleted: owned");
+}
+
+/// Reconciliation: a hand-removed assignment of an active grant is made again and
+/// reported; an assignment made outside the portal is reported (once, audited) and left,
+/// or deleted when the portal owns the permission set, and its alert then resolves.
+async fn reconciliation_mends_and_reports_drift_both_ways(b: Backend) {
+    use portcullis::reconcile::{self, DRIFT_EXTERNAL, DRIFT_MISSING};
+    let env = TestEnv::new(b).await;
+    let (moto, provisioner, sso) = moto_for(&env).await;
+    let (g, w) = alice_asks(&env, &provisioner).await;
+    env.settle(&w).await;
+    let alice = alice_in_aws(&provisioner).await;
+    // A grant active for a while, then its assignment vanishes in the console.
+    env.advance(Duration::from_secs(60));
+    by_hand(&sso, &provisioner, &g, &alice, false).await;
+    // And Mallory, whom the portal never granted anything, holds the same permission set.
+    let identity = aws_sdk_identitystore::Client::new(&sdk_for(&moto).await);
+    let store_id = sso.list_instances().send().await.unwrap().instances()[0]
+        .identity_store_id()
+        .unwrap()
+        .to_owned();
+    let mallory = identity
+        .create_user()
+        .identity_store_id(&store_id)
+        .user_name("mallory@example.com")
+        .display_name("Mallory")
+        .name(
+            aws_sdk_identitystore::types::Name::builder()
+                .given_name("Mallory")
+                .family_name("Outside")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .user_id()
+        .to_owned();
+    by_hand(&sso, &provisioner, &g, &mallory, true).await;
+
+    let upkeep = portcullis::worker::Upkeep::default();
+    let found = reconcile::run(
+        &env.store,
+        provisioner.as_ref(),
+        &*env.clock,
+        &upkeep,
+        &env.wake,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (found.missing, found.external, found.orphans_revoked),
+        (1, 1, 0),
+        "{found:?}"
+    );
+    assert_eq!(env.grant(&g.access_grant_id).await.status, "scheduled");
+    assert_eq!(env.alerts(DRIFT_MISSING).await.len(), 1);
+    assert_eq!(env.alerts(DRIFT_EXTERNAL).await.len(), 1);
+    assert_eq!(
+        env.audit_with("reconcile.assignment_missing").await.len(),
+        1
+    );
+    assert_eq!(env.audit_with("reconcile.drift_external").await.len(), 1);
+    env.settle(&w).await;
+    assert_eq!(env.grant(&g.access_grant_id).await.status, "active");
+    let mut held = in_moto_principals(&sso, &provisioner, &g).await;
+    held.sort();
+    let mut want = vec![alice.clone(), mallory.clone()];
+    want.sort();
+    assert_eq!(held, want, "Alice's made again, Mallory's left");
+
+    // The next run, through the worker's job: in sync for Alice, Mallory reported once.
+    {
+        let mut conn = env.conn().await;
+        let now = env.now();
+        portcullis::store::schedule_singleton(
+            &mut conn,
+            portcullis::store::JobKind::Reconcile,
+            now,
+            now,
+        )
+        .await
+        .unwrap();
+    }
+    w.drain().await.unwrap();
+    assert_eq!(env.audit_with("reconcile.finished").await.len(), 2);
+    assert_eq!(
+        env.audit_with("reconcile.drift_external").await.len(),
+        1,
+        "once"
+    );
+    assert_eq!(env.alerts(DRIFT_EXTERNAL).await.len(), 1);
+
+    // The portal owns the permission set: Mallory's goes, and the alert resolves after.
+    let owned = portcullis::worker::Upkeep {
+        owned_permission_sets: vec![g.permission_set_arn.clone()],
+        ..Default::default()
+    };
+    let found = reconcile::run(
+        &env.store,
+        provisioner.as_ref(),
+        &*env.clock,
+        &owned,
+        &env.wake,
+    )
+    .await
+    .unwrap();
+    assert_eq!(found.external_revoked, 1, "{found:?}");
+    assert_eq!(
+        in_moto_principals(&sso, &provisioner, &g).await,
+        vec![alice.clone()]
+    );
+    let found = reconcile::run(
+        &env.store,
+        provisioner.as_ref(),
+        &*env.clock,
+        &owned,
+        &env.wake,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (found.in_sync, found.external, found.missing),
+        (1, 0, 0),
+        "{found:?}"
+    );
+    let open_external = {
+        let mut conn = env.conn().await;
+        portcullis::store::open_alerts_of(&mut conn, &[DRIFT_EXTERNAL])
+            .await
+            .unwrap()
+    };
+    assert!(open_external.is_empty(), "{open_external:?}");
+
+    // Made again by the portal, so deleted by it at the end.
+    env.set_time(g.ends_at);
+    env.settle(&w).await;
+    assert_eq!(env.grant(&g.access_grant_id).await.status, "revoked");
+    assert!(in_moto_principals(&sso, &provisioner, &g).await.is_empty());
+}
+
+/// The portal's own assignment outlived its grants (say a deletion was lost): the next
+/// reconciliation deletes it and audits it.
+async fn reconciliation_revokes_the_portals_leftovers(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let (_moto, provisioner, sso) = moto_for(&env).await;
+    let (g, w) = alice_asks(&env, &provisioner).await;
+    env.settle(&w).await;
+    sqlx::query("UPDATE access_grant SET status = 'revoked' WHERE access_grant_id = $1")
+        .bind(&g.access_grant_id)
+        .execute(&mut *env.conn().await)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM job WHERE subject_id = $1")
+        .bind(&g.access_grant_id)
+        .execute(&mut *env.conn().await)
+        .await
+        .unwrap();
+    let found = portcullis::reconcile::run(
+        &env.store,
+        provisioner.as_ref(),
+        &*env.clock,
+        &Default::default(),
+        &env.wake,
+    )
+    .await
+    .unwrap();
+    assert_eq!((found.orphans_revoked, found.external), (1, 0), "{found:?}");
+    assert!(in_moto_principals(&sso, &provisioner, &g).await.is_empty());
+    assert_eq!(env.audit_with("reconcile.orphan_revoked").await.len(), 1);
+}
+
+/// The user principal ids moto holds for the grant's account and permission set.
+async fn in_moto_principals(
+    sso: &aws_sdk_ssoadmin::Client,
+    p: &SsoAdminProvisioner,
+    g: &portcullis::store::GrantRow,
+) -> Vec<String> {
+    sso.list_account_assignments()
+        .instance_arn(p.instance_arn())
+        .account_id(&g.account_id)
+        .permission_set_arn(&g.permission_set_arn)
+        .send()
+        .await
+        .unwrap()
+        .account_assignments()
+        .iter()
+        .filter_map(|a| a.principal_id().map(String::from))
+        .collect()
+}

@@ -67,6 +67,9 @@ pub enum GrantEvent {
     DeletionSucceeded,
     /// Ended before it was ever provisioned: nothing exists in AWS.
     Discarded,
+    /// Reconciliation found the assignment of an active grant missing from AWS: it is
+    /// provisioned again.
+    AssignmentMissing,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -161,6 +164,7 @@ impl GrantStatus {
             (S::Provisioning, E::CreationSucceeded) => S::Active,
             (S::Provisioning, E::CreationFailed) => S::Failed,
             (S::Active, E::DeprovisionStarted) => S::Deprovisioning,
+            (S::Active, E::AssignmentMissing) => S::Scheduled,
             // Another live grant covers the same assignment: it stays, this grant ends.
             (S::Active, E::DeletionSucceeded) => S::Revoked,
             (S::Deprovisioning, E::DeletionSucceeded) => S::Revoked,
@@ -289,13 +293,14 @@ mod tests {
         assert!(approved.apply(RE::Approval { complete: true }).is_err());
     }
 
-    const GRANT_EVENTS: [GrantEvent; 6] = [
+    const GRANT_EVENTS: [GrantEvent; 7] = [
         GE::ProvisionStarted,
         GE::CreationSucceeded,
         GE::CreationFailed,
         GE::DeprovisionStarted,
         GE::DeletionSucceeded,
         GE::Discarded,
+        GE::AssignmentMissing,
     ];
 
     fn expected_grant(s: GS, e: GE) -> Option<GS> {
@@ -307,6 +312,7 @@ mod tests {
             (GS::Provisioning, GE::CreationSucceeded) => GS::Active,
             (GS::Provisioning, GE::CreationFailed) => GS::Failed,
             (GS::Active, GE::DeprovisionStarted) => GS::Deprovisioning,
+            (GS::Active, GE::AssignmentMissing) => GS::Scheduled,
             (GS::Active, GE::DeletionSucceeded) => GS::Revoked,
             (GS::Deprovisioning, GE::DeletionSucceeded) => GS::Revoked,
             _ => return None,
@@ -328,7 +334,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(allowed, 9);
+        assert_eq!(allowed, 10);
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod simulated;
 pub mod sso_admin;
 
 use async_trait::async_trait;
+use std::sync::{Arc, Mutex};
 
 /// One AWS account assignment: a user, a permission set, an account.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -39,6 +40,74 @@ pub struct AssignmentRecord {
     pub created_at: Option<app::domain::Timestamp>,
 }
 
+/// An assignment as AWS lists it, whoever made it (reconciliation).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LiveAssignment {
+    pub account_id: String,
+    pub permission_set_arn: String,
+    /// `USER` or `GROUP`.
+    pub principal_type: String,
+    /// The provisioner's id for the principal (an Identity Store user or group id).
+    pub principal_id: String,
+}
+
+/// The organization and the permission sets as the provisioner reads them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Catalog {
+    pub org_units: Vec<OrgUnit>,
+    pub accounts: Vec<CatalogAccount>,
+    pub permission_sets: Vec<CatalogPermissionSet>,
+}
+
+/// An organizational unit, or the root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrgUnit {
+    pub ou_id: String,
+    pub name: String,
+    pub parent_id: Option<String>,
+    /// `/r-xxxx/ou-aaaa-1/`: ids from the root down, this one included.
+    pub path: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatalogAccount {
+    pub account_id: String,
+    pub name: String,
+    /// The OU (or root) the account sits in directly.
+    pub ou_id: String,
+    /// That OU's path.
+    pub ou_path: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatalogPermissionSet {
+    pub arn: String,
+    pub name: String,
+    pub description: String,
+    pub session_duration_secs: i64,
+}
+
+/// How far a catalog read got, for the admin page while it runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CatalogProgress {
+    pub phase: String,
+    pub org_units: usize,
+    pub accounts: usize,
+    pub permission_sets: usize,
+}
+
+impl std::fmt::Display for CatalogProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} OUs, {} accounts, {} permission sets",
+            self.phase, self.org_units, self.accounts, self.permission_sets
+        )
+    }
+}
+
+pub type Progress = Arc<Mutex<CatalogProgress>>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
     /// Throttling, conflicts, 5xx, timeouts: try again later.
@@ -58,6 +127,22 @@ pub trait Provisioner: Send + Sync + 'static {
     async fn start_delete(&self, a: &Assignment) -> Result<DeleteStart, ProvisionError>;
     async fn deletion_status(&self, request_id: &str) -> Result<OperationStatus, ProvisionError>;
     async fn list_assignments(&self) -> Result<Vec<AssignmentRecord>, ProvisionError>;
+    /// The provisioner's own id for the user of `a` (the Identity Store user id).
+    async fn principal_of(&self, a: &Assignment) -> Result<String, ProvisionError>;
+    /// Every assignment of one permission set in one account, users and groups alike.
+    async fn assignments_at(
+        &self,
+        account_id: &str,
+        permission_set_arn: &str,
+    ) -> Result<Vec<LiveAssignment>, ProvisionError>;
+    /// Starts deleting an assignment found by [`Provisioner::assignments_at`]; poll it with
+    /// [`Provisioner::deletion_status`].
+    async fn start_delete_live(&self, a: &LiveAssignment) -> Result<String, ProvisionError>;
+    /// Reads the organization and the permission sets, updating `progress` as it goes.
+    /// `None`: this provisioner has no catalog of its own (demo mode's is seeded).
+    async fn read_catalog(&self, _progress: &Progress) -> Result<Option<Catalog>, ProvisionError> {
+        Ok(None)
+    }
     /// Whether access can be granted to the person AWS knows as `user_name` at all:
     /// asked when they make a request, so that an unknown user hears it then, not
     /// through a failed grant later.

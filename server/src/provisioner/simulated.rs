@@ -2,7 +2,8 @@
 //! with the same asynchronous shape as SSO Admin (operations settle after a delay).
 
 use super::{
-    Assignment, AssignmentRecord, DeleteStart, OperationStatus, ProvisionError, Provisioner,
+    Assignment, AssignmentRecord, DeleteStart, LiveAssignment, OperationStatus, ProvisionError,
+    Provisioner,
 };
 use crate::clock::Clock;
 use crate::store::{new_id, Store};
@@ -27,6 +28,17 @@ impl SimulatedProvisioner {
     }
 
     async fn start(&self, kind: &str, a: &Assignment) -> Result<String, ProvisionError> {
+        self.start_on(kind, &a.account_id, &a.permission_set_arn, &a.user_id)
+            .await
+    }
+
+    async fn start_on(
+        &self,
+        kind: &str,
+        account_id: &str,
+        permission_set_arn: &str,
+        principal_id: &str,
+    ) -> Result<String, ProvisionError> {
         let now = self.clock.now();
         let id = new_id();
         sqlx::query(
@@ -36,9 +48,9 @@ impl SimulatedProvisioner {
         )
         .bind(&id)
         .bind(kind)
-        .bind(&a.account_id)
-        .bind(&a.permission_set_arn)
-        .bind(&a.user_id)
+        .bind(account_id)
+        .bind(permission_set_arn)
+        .bind(principal_id)
         .bind(now.plus(self.delay).millis())
         .bind(now.millis())
         .execute(self.store.pool())
@@ -181,5 +193,88 @@ impl Provisioner for SimulatedProvisioner {
                 })
             })
             .collect()
+    }
+
+    async fn principal_of(&self, a: &Assignment) -> Result<String, ProvisionError> {
+        Ok(a.user_id.clone())
+    }
+
+    async fn assignments_at(
+        &self,
+        account_id: &str,
+        permission_set_arn: &str,
+    ) -> Result<Vec<LiveAssignment>, ProvisionError> {
+        let principals: Vec<String> = sqlx::query_scalar(
+            "SELECT principal_id FROM sim_assignment WHERE account_id = $1 AND permission_set_arn = $2
+             ORDER BY principal_id",
+        )
+        .bind(account_id)
+        .bind(permission_set_arn)
+        .fetch_all(self.store.pool())
+        .await
+        .map_err(transient)?;
+        Ok(principals
+            .into_iter()
+            .map(|principal_id| LiveAssignment {
+                account_id: account_id.to_owned(),
+                permission_set_arn: permission_set_arn.to_owned(),
+                principal_type: "USER".into(),
+                principal_id,
+            })
+            .collect())
+    }
+
+    async fn start_delete_live(&self, a: &LiveAssignment) -> Result<String, ProvisionError> {
+        self.start_on(
+            "delete",
+            &a.account_id,
+            &a.permission_set_arn,
+            &a.principal_id,
+        )
+        .await
+    }
+}
+
+impl SimulatedProvisioner {
+    /// Puts an assignment in place at once, as someone working in the AWS console would
+    /// (tests and demos of drift).
+    pub async fn assign_by_hand(
+        &self,
+        account_id: &str,
+        permission_set_arn: &str,
+        principal_id: &str,
+    ) -> Result<(), ProvisionError> {
+        sqlx::query(
+            "INSERT INTO sim_assignment (account_id, permission_set_arn, principal_id, created_at)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(account_id)
+        .bind(permission_set_arn)
+        .bind(principal_id)
+        .bind(self.clock.now().millis())
+        .execute(self.store.pool())
+        .await
+        .map_err(transient)?;
+        Ok(())
+    }
+
+    /// Removes an assignment at once, as someone working in the AWS console would.
+    pub async fn unassign_by_hand(
+        &self,
+        account_id: &str,
+        permission_set_arn: &str,
+        principal_id: &str,
+    ) -> Result<(), ProvisionError> {
+        sqlx::query(
+            "DELETE FROM sim_assignment WHERE account_id = $1 AND permission_set_arn = $2
+             AND principal_id = $3",
+        )
+        .bind(account_id)
+        .bind(permission_set_arn)
+        .bind(principal_id)
+        .execute(self.store.pool())
+        .await
+        .map_err(transient)?;
+        Ok(())
     }
 }

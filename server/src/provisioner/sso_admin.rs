@@ -7,7 +7,8 @@
 //! client-side budget keeps the portal under Identity Center's shared request rate.
 
 use super::{
-    Assignment, AssignmentRecord, DeleteStart, OperationStatus, ProvisionError, Provisioner,
+    Assignment, AssignmentRecord, Catalog, CatalogAccount, CatalogPermissionSet, DeleteStart,
+    LiveAssignment, OperationStatus, OrgUnit, Progress, ProvisionError, Provisioner,
 };
 use crate::config::AwsConfig;
 use crate::store::{self, Store};
@@ -25,11 +26,14 @@ use tokio::time::Instant;
 pub struct SsoAdminProvisioner {
     sso: aws_sdk_ssoadmin::Client,
     identity: aws_sdk_identitystore::Client,
+    orgs: aws_sdk_organizations::Client,
     instance_arn: String,
     identity_store_id: String,
     user_attribute: String,
     store: Store,
     budget: Budget,
+    /// Organizations has its own (lower) limits, apart from Identity Center's.
+    orgs_budget: Budget,
     /// Identity Store user ids by user name, and back.
     users: Mutex<HashMap<String, String>>,
     /// Creations started and not yet seen settled, by request id, with when they started.
@@ -40,6 +44,9 @@ pub struct SsoAdminProvisioner {
 /// A creation not seen settled after this long no longer counts as outstanding (its grant
 /// was cancelled, or a worker died before polling it).
 const OUTSTANDING_FOR_AT_MOST: Duration = Duration::from_secs(600);
+
+/// Calls a second to AWS Organizations while reading the catalog.
+const ORGANIZATIONS_PER_SECOND: u32 = 5;
 
 impl SsoAdminProvisioner {
     /// Connects with the standard credential chain and region (or the configured ones),
@@ -62,6 +69,7 @@ impl SsoAdminProvisioner {
         let sdk = loader.load().await;
         let sso = aws_sdk_ssoadmin::Client::new(&sdk);
         let identity = aws_sdk_identitystore::Client::new(&sdk);
+        let orgs = aws_sdk_organizations::Client::new(&sdk);
         let (instance_arn, identity_store_id) =
             match (&config.instance_arn, &config.identity_store_id) {
                 (Some(i), Some(s)) => (i.clone(), s.clone()),
@@ -107,11 +115,13 @@ impl SsoAdminProvisioner {
         Ok(Self {
             sso,
             identity,
+            orgs,
             instance_arn,
             identity_store_id,
             user_attribute: config.user_attribute.clone(),
             store,
             budget: Budget::per_second(config.requests_per_second),
+            orgs_budget: Budget::per_second(ORGANIZATIONS_PER_SECOND),
             users: Mutex::new(HashMap::new()),
             creations: Mutex::new(HashMap::new()),
             max_creations: config.max_outstanding_creations.max(1) as usize,
@@ -177,12 +187,12 @@ impl SsoAdminProvisioner {
         Ok(id)
     }
 
-    async fn principals_of(
+    async fn live_at(
         &self,
         account_id: &str,
         permission_set_arn: &str,
-    ) -> Result<Vec<String>, ProvisionError> {
-        let mut principals = Vec::new();
+    ) -> Result<Vec<LiveAssignment>, ProvisionError> {
+        let mut found = Vec::new();
         let mut next: Option<String> = None;
         loop {
             self.budget.take().await;
@@ -196,18 +206,202 @@ impl SsoAdminProvisioner {
                 .send()
                 .await
                 .map_err(|e| classify("ListAccountAssignments", e))?;
-            principals.extend(
-                out.account_assignments()
-                    .iter()
-                    .filter(|a| a.principal_type() == Some(&PrincipalType::User))
-                    .filter_map(|a| a.principal_id().map(String::from)),
-            );
+            found.extend(out.account_assignments().iter().filter_map(|a| {
+                Some(LiveAssignment {
+                    account_id: account_id.to_owned(),
+                    permission_set_arn: permission_set_arn.to_owned(),
+                    principal_type: a.principal_type()?.as_str().to_owned(),
+                    principal_id: a.principal_id()?.to_owned(),
+                })
+            }));
             match out.next_token() {
                 Some(t) if !t.is_empty() => next = Some(t.to_owned()),
-                _ => return Ok(principals),
+                _ => return Ok(found),
             }
         }
     }
+
+    /// The root, then every OU below it breadth first, with the accounts in each.
+    async fn read_organization(
+        &self,
+        catalog: &mut Catalog,
+        progress: &Progress,
+    ) -> Result<(), ProvisionError> {
+        set_phase(progress, "reading the organization");
+        let mut roots = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            self.orgs_budget.take().await;
+            let out = self
+                .orgs
+                .list_roots()
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| classify("ListRoots", e))?;
+            roots.extend(
+                out.roots().iter().filter_map(|r| {
+                    Some((r.id()?.to_owned(), r.name().unwrap_or("Root").to_owned()))
+                }),
+            );
+            match out.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        let mut queue = std::collections::VecDeque::new();
+        for (id, name) in roots {
+            let path = format!("/{id}/");
+            catalog.org_units.push(OrgUnit {
+                ou_id: id.clone(),
+                name,
+                parent_id: None,
+                path: path.clone(),
+            });
+            queue.push_back((id, path));
+        }
+        while let Some((parent, path)) = queue.pop_front() {
+            let mut next: Option<String> = None;
+            loop {
+                self.orgs_budget.take().await;
+                let out = self
+                    .orgs
+                    .list_accounts_for_parent()
+                    .parent_id(&parent)
+                    .set_next_token(next.take())
+                    .send()
+                    .await
+                    .map_err(|e| classify("ListAccountsForParent", e))?;
+                catalog.accounts.extend(
+                    out.accounts()
+                        .iter()
+                        .filter(|a| {
+                            a.status()
+                                != Some(&aws_sdk_organizations::types::AccountStatus::Suspended)
+                        })
+                        .filter_map(|a| {
+                            Some(CatalogAccount {
+                                account_id: a.id()?.to_owned(),
+                                name: a.name().unwrap_or_default().to_owned(),
+                                ou_id: parent.clone(),
+                                ou_path: path.clone(),
+                            })
+                        }),
+                );
+                match out.next_token() {
+                    Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+                    _ => break,
+                }
+            }
+            loop {
+                self.orgs_budget.take().await;
+                let out = self
+                    .orgs
+                    .list_organizational_units_for_parent()
+                    .parent_id(&parent)
+                    .set_next_token(next.take())
+                    .send()
+                    .await
+                    .map_err(|e| classify("ListOrganizationalUnitsForParent", e))?;
+                for ou in out.organizational_units() {
+                    let Some(id) = ou.id() else { continue };
+                    let child = format!("{path}{id}/");
+                    catalog.org_units.push(OrgUnit {
+                        ou_id: id.to_owned(),
+                        name: ou.name().unwrap_or(id).to_owned(),
+                        parent_id: Some(parent.clone()),
+                        path: child.clone(),
+                    });
+                    queue.push_back((id.to_owned(), child));
+                }
+                match out.next_token() {
+                    Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+                    _ => break,
+                }
+            }
+            let mut p = progress.lock().expect("progress lock");
+            p.org_units = catalog.org_units.len();
+            p.accounts = catalog.accounts.len();
+        }
+        Ok(())
+    }
+
+    async fn read_permission_sets(
+        &self,
+        catalog: &mut Catalog,
+        progress: &Progress,
+    ) -> Result<(), ProvisionError> {
+        set_phase(progress, "reading permission sets");
+        let mut arns = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            self.budget.take().await;
+            let out = self
+                .sso
+                .list_permission_sets()
+                .instance_arn(&self.instance_arn)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| classify("ListPermissionSets", e))?;
+            arns.extend(out.permission_sets().iter().cloned());
+            match out.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        for arn in arns {
+            self.budget.take().await;
+            let out = self
+                .sso
+                .describe_permission_set()
+                .instance_arn(&self.instance_arn)
+                .permission_set_arn(&arn)
+                .send()
+                .await
+                .map_err(|e| classify("DescribePermissionSet", e))?;
+            let Some(ps) = out.permission_set() else {
+                continue;
+            };
+            catalog.permission_sets.push(CatalogPermissionSet {
+                name: ps.name().unwrap_or(&arn).to_owned(),
+                description: ps.description().unwrap_or_default().to_owned(),
+                // AWS's default when a permission set names none: one hour.
+                session_duration_secs: ps.session_duration().and_then(iso8601_secs).unwrap_or(3600),
+                arn,
+            });
+            progress.lock().expect("progress lock").permission_sets = catalog.permission_sets.len();
+        }
+        Ok(())
+    }
+}
+
+fn set_phase(progress: &Progress, phase: &str) {
+    progress.lock().expect("progress lock").phase = phase.to_owned();
+}
+
+/// Seconds in an ISO 8601 duration of hours, minutes and seconds (`PT8H`, `PT1H30M`), the
+/// form AWS gives session durations in.
+pub fn iso8601_secs(s: &str) -> Option<i64> {
+    let rest = s.strip_prefix("PT")?;
+    let mut total = 0i64;
+    let mut number = String::new();
+    for c in rest.chars() {
+        match c {
+            '0'..='9' => number.push(c),
+            'H' | 'M' | 'S' => {
+                let n: i64 = number.parse().ok()?;
+                number.clear();
+                total += n * match c {
+                    'H' => 3600,
+                    'M' => 60,
+                    _ => 1,
+                };
+            }
+            _ => return None,
+        }
+    }
+    (number.is_empty() && total > 0).then_some(total)
 }
 
 #[async_trait]
@@ -353,7 +547,45 @@ impl Provisioner for SsoAdminProvisioner {
         status(out.account_assignment_deletion_status())
     }
 
-    /// The user assignments of the permission sets and accounts in the portal's catalog.
+    async fn principal_of(&self, a: &Assignment) -> Result<String, ProvisionError> {
+        self.user_id(&a.user_name).await
+    }
+
+    async fn assignments_at(
+        &self,
+        account_id: &str,
+        permission_set_arn: &str,
+    ) -> Result<Vec<LiveAssignment>, ProvisionError> {
+        self.live_at(account_id, permission_set_arn).await
+    }
+
+    async fn start_delete_live(&self, a: &LiveAssignment) -> Result<String, ProvisionError> {
+        let principal_type = PrincipalType::from(a.principal_type.as_str());
+        self.budget.take().await;
+        let out = self
+            .sso
+            .delete_account_assignment()
+            .instance_arn(&self.instance_arn)
+            .target_id(&a.account_id)
+            .target_type(TargetType::AwsAccount)
+            .permission_set_arn(&a.permission_set_arn)
+            .principal_type(principal_type)
+            .principal_id(&a.principal_id)
+            .send()
+            .await
+            .map_err(|e| classify("DeleteAccountAssignment", e))?;
+        request_id(out.account_assignment_deletion_status())
+    }
+
+    async fn read_catalog(&self, progress: &Progress) -> Result<Option<Catalog>, ProvisionError> {
+        let mut catalog = Catalog::default();
+        self.read_organization(&mut catalog, progress).await?;
+        self.read_permission_sets(&mut catalog, progress).await?;
+        set_phase(progress, "read");
+        Ok(Some(catalog))
+    }
+
+    /// The assignments (users and groups) of the permission sets and accounts in the portal's catalog.
     async fn list_assignments(&self) -> Result<Vec<AssignmentRecord>, ProvisionError> {
         let (accounts, sets) = {
             let mut conn = self
@@ -379,11 +611,18 @@ impl Provisioner for SsoAdminProvisioner {
         let mut out = Vec::new();
         for account in &accounts {
             for set in &sets {
-                for principal in self.principals_of(&account.account_id, set).await? {
+                for live in self.live_at(&account.account_id, set).await? {
+                    let principal = by_id.get(&live.principal_id).cloned().unwrap_or_else(|| {
+                        format!(
+                            "{} {}",
+                            live.principal_type.to_lowercase(),
+                            live.principal_id
+                        )
+                    });
                     out.push(AssignmentRecord {
-                        account_id: account.account_id.clone(),
-                        permission_set_arn: set.clone(),
-                        principal: by_id.get(&principal).cloned().unwrap_or(principal),
+                        account_id: live.account_id,
+                        permission_set_arn: live.permission_set_arn,
+                        principal,
                         created_at: None,
                     });
                 }

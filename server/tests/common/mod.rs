@@ -229,6 +229,7 @@ impl TestEnv {
             clock: dyn_clock,
             provisioner: sim.clone(),
             wake: wake.clone(),
+            upkeep_wake: Default::default(),
             min_duration: Duration::from_secs(60),
             public_url: PUBLIC_URL.into(),
         };
@@ -757,6 +758,27 @@ impl Provisioner for Flaky {
 
     async fn list_assignments(&self) -> Result<Vec<AssignmentRecord>, ProvisionError> {
         self.inner.list_assignments().await
+    }
+
+    async fn principal_of(&self, a: &Assignment) -> Result<String, ProvisionError> {
+        self.inner.principal_of(a).await
+    }
+
+    async fn assignments_at(
+        &self,
+        account_id: &str,
+        permission_set_arn: &str,
+    ) -> Result<Vec<portcullis::provisioner::LiveAssignment>, ProvisionError> {
+        self.inner
+            .assignments_at(account_id, permission_set_arn)
+            .await
+    }
+
+    async fn start_delete_live(
+        &self,
+        a: &portcullis::provisioner::LiveAssignment,
+    ) -> Result<String, ProvisionError> {
+        self.inner.start_delete_live(a).await
     }
 }
 

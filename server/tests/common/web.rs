@@ -26,6 +26,7 @@ pub fn router(
             Duration::from_millis(10),
         )),
         wake: Arc::new(tokio::sync::Notify::new()),
+        upkeep_wake: Default::default(),
         min_duration: Duration::from_secs(60),
         public_url: config.public_url(),
     });
