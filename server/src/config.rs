@@ -34,6 +34,9 @@ pub struct Config {
     /// Mail delivery over SMTP. Without it, mail stays in the outbox (the outbox page).
     pub smtp: Option<SmtpConfig>,
     pub mail: MailSettings,
+    /// Entitlements declared in the configuration file (`[[entitlements]]`), created or
+    /// updated at start.
+    pub entitlements: Vec<crate::lifecycle::Entitlement>,
 }
 
 impl Default for Config {
@@ -51,6 +54,7 @@ impl Default for Config {
             aws: AwsConfig::default(),
             smtp: None,
             mail: MailSettings::default(),
+            entitlements: Vec::new(),
         }
     }
 }
@@ -467,6 +471,13 @@ impl Config {
 
     /// Checks what the mode needs, with a message that says what to set.
     pub fn validate(&self, mode: Mode) -> Result<()> {
+        let mut ids = std::collections::HashSet::new();
+        for e in &self.entitlements {
+            e.check().context("[[entitlements]] in the configuration")?;
+            if !ids.insert(e.id.as_str()) {
+                bail!("[[entitlements]]: the id {:?} is used twice", e.id);
+            }
+        }
         match mode {
             Mode::Demo => {
                 if !self.listen.ip().is_loopback() {
@@ -623,6 +634,100 @@ mod tests {
             assert_eq!(o.claims.groups, "groups");
             assert_eq!(c.aws.provisioner, ProvisionerKind::Simulated);
             assert!(!format!("{o:?}").contains("s3cret"));
+            Ok(())
+        });
+    }
+
+    const ENTITLEMENTS: &str = r#"
+[aws]
+catalog_sync_interval_secs = 1800
+reconcile_interval_secs = 300
+owned_permission_sets = ["arn:aws:sso:::permissionSet/ssoins-1234567890abcdef/ps-1234567890abcdef"]
+
+[[entitlements]]
+id = "workloads-readonly"
+name = "Workloads read-only"
+targets = [{ kind = "ou", ou_id = "ou-ab12-cd34ef56", permission_set_arn = "arn:aws:sso:::permissionSet/ssoins-1234567890abcdef/ps-1234567890abcdef" }]
+[entitlements.policy]
+eligible_groups = ["engineering"]
+approvers = { manager = true, groups = ["cloud-approvers"] }
+max_duration_secs = 14400
+default_duration_secs = 3600
+"#;
+
+    #[test]
+    fn entitlements_and_upkeep_from_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("e.toml", ENTITLEMENTS)?;
+            let c = Config::load(Some(Path::new("e.toml"))).map_err(|e| e.to_string())?;
+            assert!(c.validate(Mode::Demo).is_ok());
+            let e = &c.entitlements[0];
+            assert_eq!(e.id, "workloads-readonly");
+            assert!(e.policy.approvers.manager);
+            assert!(matches!(
+                e.targets[0].scope,
+                app::domain::TargetScope::Ou { .. }
+            ));
+            let upkeep = c.aws.upkeep();
+            assert_eq!(upkeep.catalog_every, Duration::from_secs(1800));
+            assert_eq!(upkeep.reconcile_every, Duration::from_secs(300));
+            assert!(upkeep
+                .owns("arn:aws:sso:::permissionSet/ssoins-1234567890abcdef/ps-1234567890abcdef"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_entitlements_are_refused_with_the_reason() {
+        let cases = [
+            // A misspelt policy key is an error, not silently ignored.
+            (
+                "max_duration_secs = 14400",
+                "max_duration_secs = 14400\nauto_aprove = true",
+                "unknown field: found `auto_aprove`",
+            ),
+            (
+                "eligible_groups = [\"engineering\"]",
+                "eligible_groups = []",
+                "nobody is eligible",
+            ),
+            (
+                "approvers = { manager = true, groups = [\"cloud-approvers\"] }",
+                "",
+                "nobody can approve",
+            ),
+            (
+                "default_duration_secs = 3600",
+                "default_duration_secs = 99999",
+                "must be at most",
+            ),
+            ("ou-ab12-cd34ef56", "ou-nope", "ou"),
+            (
+                "id = \"workloads-readonly\"",
+                "id = \"Bad Id!\"",
+                "entitlement id",
+            ),
+        ];
+        for (from, to, want) in cases {
+            figment::Jail::expect_with(|jail| {
+                jail.create_file("e.toml", &ENTITLEMENTS.replace(from, to))?;
+                let err = match Config::load(Some(Path::new("e.toml"))) {
+                    Err(e) => format!("{e:#}"),
+                    Ok(c) => format!("{:#}", c.validate(Mode::Demo).unwrap_err()),
+                };
+                assert!(err.contains(want), "{to}: {err}");
+                Ok(())
+            });
+        }
+        figment::Jail::expect_with(|jail| {
+            let twice = format!(
+                "{ENTITLEMENTS}{}",
+                &ENTITLEMENTS[ENTITLEMENTS.find("[[entitlements]]").unwrap()..]
+            );
+            jail.create_file("e.toml", &twice)?;
+            let c = Config::load(Some(Path::new("e.toml"))).map_err(|e| e.to_string())?;
+            let err = c.validate(Mode::Demo).unwrap_err().to_string();
+            assert!(err.contains("used twice"), "{err}");
             Ok(())
         });
     }

@@ -68,6 +68,9 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
                 .context("connecting to IAM Identity Center")?,
         )
     };
+    apply_configured_entitlements(&store, &config.entitlements, clock.now())
+        .await
+        .context("the [[entitlements]] of the configuration")?;
     let mailer: Arc<dyn mailer::Mailer> = match &config.smtp {
         Some(smtp) => {
             let m = mailer::SmtpMailer::new(smtp).context("SMTP settings")?;
@@ -192,4 +195,50 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
     let _ = worker_task.await;
     let _ = upkeep_task.await;
     Ok(())
+}
+
+/// Creates or updates the entitlements the configuration declares, auditing each change.
+/// Entitlements no longer declared stay (their requests and grants refer to them).
+pub async fn apply_configured_entitlements(
+    store: &Store,
+    entitlements: &[lifecycle::Entitlement],
+    now: app::domain::Timestamp,
+) -> Result<usize> {
+    let mut tx = store.begin().await?;
+    let mut changed = 0;
+    for e in entitlements {
+        let existing = lifecycle::load_entitlement(&mut tx, &e.id).await?;
+        if existing.as_ref() == Some(e) {
+            continue;
+        }
+        store::upsert_entitlement(&mut tx, &e.to_row()?, now).await?;
+        lifecycle::audit(
+            &mut tx,
+            &lifecycle::Actor::system(),
+            lifecycle::Event {
+                action: if existing.is_some() {
+                    "entitlement.updated"
+                } else {
+                    "entitlement.created"
+                },
+                person_id: None,
+                subject_kind: "entitlement",
+                subject_id: &e.id,
+                entitlement_id: Some(&e.id),
+                detail: format!(
+                    "from the configuration file: {} ({} targets)",
+                    e.name,
+                    e.targets.len()
+                ),
+            },
+            now,
+        )
+        .await?;
+        changed += 1;
+    }
+    tx.commit().await?;
+    if changed > 0 {
+        tracing::info!(changed, "entitlements from the configuration applied");
+    }
+    Ok(changed)
 }

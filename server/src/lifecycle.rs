@@ -87,16 +87,56 @@ pub async fn audit_alone(
     Ok(())
 }
 
-#[derive(Clone, Debug)]
+/// What can be requested. Also read from the configuration file (`[[entitlements]]`).
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Entitlement {
     pub id: String,
     pub name: String,
+    #[serde(default)]
     pub description: String,
     pub targets: Vec<Target>,
     pub policy: Policy,
 }
 
 impl Entitlement {
+    /// Refuses an entitlement nobody could use, or that grants nothing.
+    pub fn check(&self) -> Result<()> {
+        let id = &self.id;
+        app::domain::EntitlementId::parse(id)
+            .map_err(|e| anyhow::anyhow!("entitlement id {id:?}: {e}"))?;
+        anyhow::ensure!(
+            !self.name.trim().is_empty(),
+            "entitlement {id}: the name is empty"
+        );
+        anyhow::ensure!(
+            !self.targets.is_empty(),
+            "entitlement {id}: no targets (give at least one account or OU with a permission set)"
+        );
+        let p = &self.policy;
+        anyhow::ensure!(
+            !p.eligible_groups.is_empty() || !p.eligible_users.is_empty(),
+            "entitlement {id}: nobody is eligible (set policy.eligible_groups or policy.eligible_users)"
+        );
+        anyhow::ensure!(
+            p.max_duration_secs > 0 && p.default_duration_secs <= p.max_duration_secs,
+            "entitlement {id}: policy.default_duration_secs ({}) must be at most \
+             policy.max_duration_secs ({}), which must be more than 0",
+            p.default_duration_secs,
+            p.max_duration_secs
+        );
+        let a = &p.approvers;
+        anyhow::ensure!(
+            p.auto_approve || p.break_glass || a.manager || !a.groups.is_empty() || !a.users.is_empty(),
+            "entitlement {id}: nobody can approve it (set policy.approvers, or policy.auto_approve)"
+        );
+        anyhow::ensure!(
+            p.approvals_required >= 1,
+            "entitlement {id}: policy.approvals_required must be at least 1"
+        );
+        Ok(())
+    }
+
     pub fn from_row(row: EntitlementRow) -> Result<Self> {
         Ok(Self {
             targets: serde_json::from_str(&row.targets_json).with_context(|| {

@@ -104,6 +104,25 @@ pub async fn run(
     outcome
 }
 
+/// The (account, permission set) pairs the portal manages: every entitlement's targets
+/// today, and wherever a live grant or an assignment the portal made sits.
+pub async fn managed_pairs(conn: &mut sqlx::AnyConnection) -> Result<BTreeSet<(String, String)>> {
+    let mut pairs = BTreeSet::new();
+    for e in store::all_entitlements(&mut *conn).await? {
+        let e = lifecycle::Entitlement::from_row(e)?;
+        for (account, ps) in lifecycle::expand_targets(&mut *conn, &e.targets).await? {
+            pairs.insert((account.account_id, ps));
+        }
+    }
+    for g in store::all_live_grants(&mut *conn).await? {
+        pairs.insert((g.account_id, g.permission_set_arn));
+    }
+    for m in store::managed_assignments(&mut *conn).await? {
+        pairs.insert((m.account_id, m.permission_set_arn));
+    }
+    Ok(pairs)
+}
+
 /// One key per assignment, for alerts and comparisons.
 fn key(a: &LiveAssignment) -> String {
     format!(
@@ -120,26 +139,16 @@ async fn reconcile(
     run_id: &str,
 ) -> Result<Findings> {
     let mut findings = Findings::default();
-    // The pairs the portal manages: every entitlement's targets today, and wherever a
-    // live grant or an assignment the portal made sits.
-    let (pairs, grants, managed) = {
+    let (grants, managed) = {
         let mut conn = store.conn().await?;
-        let mut pairs = BTreeSet::new();
-        for e in store::all_entitlements(&mut conn).await? {
-            let e = lifecycle::Entitlement::from_row(e)?;
-            for (account, ps) in lifecycle::expand_targets(&mut conn, &e.targets).await? {
-                pairs.insert((account.account_id, ps));
-            }
-        }
-        let grants = store::all_live_grants(&mut conn).await?;
-        let managed = store::managed_assignments(&mut conn).await?;
-        for g in &grants {
-            pairs.insert((g.account_id.clone(), g.permission_set_arn.clone()));
-        }
-        for m in &managed {
-            pairs.insert((m.account_id.clone(), m.permission_set_arn.clone()));
-        }
-        (pairs, grants, managed)
+        (
+            store::all_live_grants(&mut conn).await?,
+            store::managed_assignments(&mut conn).await?,
+        )
+    };
+    let pairs = {
+        let mut conn = store.conn().await?;
+        managed_pairs(&mut conn).await?
     };
     findings.pairs = pairs.len();
 

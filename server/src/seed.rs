@@ -177,6 +177,30 @@ pub async fn seed_demo(store: &Store, now: Timestamp) -> Result<()> {
 /// what `aws.provisioner = "simulated"` grants access to.
 pub async fn seed_catalog(store: &Store, now: Timestamp) -> Result<()> {
     let mut tx = store.begin().await?;
+    let units = [
+        ("r-demo", "Root", None, "/r-demo/".to_owned()),
+        (
+            OU_SANDBOX,
+            "Sandbox",
+            Some("r-demo"),
+            format!("/r-demo/{OU_SANDBOX}/"),
+        ),
+        (
+            OU_WORKLOADS,
+            "Workloads",
+            Some("r-demo"),
+            format!("/r-demo/{OU_WORKLOADS}/"),
+        ),
+    ];
+    for (id, name, parent, path) in units {
+        let row = store::OrgUnitRow {
+            ou_id: id.into(),
+            name: name.into(),
+            parent_id: parent.map(String::from),
+            path,
+        };
+        store::upsert_org_unit(&mut tx, &row, now).await?;
+    }
     let accounts = [
         (SANDBOX, "sandbox", OU_SANDBOX),
         (STAGING, "staging", OU_WORKLOADS),

@@ -296,14 +296,6 @@ pub async fn accounts_under_ou(conn: &mut AnyConnection, ou_id: &str) -> Result<
     .await?)
 }
 
-pub async fn all_permission_set_arns(conn: &mut AnyConnection) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT permission_set_arn FROM permission_set ORDER BY permission_set_arn",
-    )
-    .fetch_all(conn)
-    .await?)
-}
-
 pub async fn get_permission_set(
     conn: &mut AnyConnection,
     arn: &str,

@@ -226,7 +226,7 @@ impl Worker {
 
     /// The worker loop. Errors are logged and the loop goes on; it stops when `shutdown` flips.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        tracing::info!(worker = %self.id, provisioner = self.provisioner.name(), "worker started");
+        tracing::info!(worker = %self.id, provisioner = self.provisioner.name(), lane = ?self.lane, "worker started");
         loop {
             if *shutdown.borrow() {
                 break;

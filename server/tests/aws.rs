@@ -1212,6 +1212,20 @@ async fn reconciliation_mends_and_reports_drift_both_ways(b: Backend) {
     let mut want = vec![alice.clone(), mallory.clone()];
     want.sort();
     assert_eq!(held, want, "Alice's made again, Mallory's left");
+    // The admin page's list: the managed pairs, Alice by name, Mallory by her AWS id.
+    let listed: Vec<String> = provisioner
+        .list_assignments()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.account_id == g.account_id)
+        .map(|r| r.principal)
+        .collect();
+    assert!(
+        listed.contains(&"alice@example.com".to_owned()),
+        "{listed:?}"
+    );
+    assert!(listed.contains(&format!("user {mallory}")), "{listed:?}");
 
     // The next run, through the worker's job: in sync for Alice, Mallory reported once.
     {

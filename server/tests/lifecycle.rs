@@ -28,7 +28,62 @@ both!(
     ou_entitlement_grants_every_account,
     mail_failure_never_blocks_a_grant,
     reconciliation_in_demo_mode,
+    entitlements_from_the_configuration,
 );
+
+/// `[[entitlements]]` from the configuration: created once, left alone when unchanged,
+/// updated when changed, each change audited; Alice can ask for it right away.
+async fn entitlements_from_the_configuration(b: Backend) {
+    use portcullis::apply_configured_entitlements as apply;
+    let env = TestEnv::new(b).await;
+    let mut e = entitlement(
+        "config-readonly",
+        SANDBOX,
+        PS_READONLY,
+        portcullis_policy_auto(),
+    );
+    assert_eq!(
+        apply(&env.store, std::slice::from_ref(&e), env.now())
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        apply(&env.store, std::slice::from_ref(&e), env.now())
+            .await
+            .unwrap(),
+        0
+    );
+    e.name = "Sandbox read-only (renamed)".into();
+    assert_eq!(
+        apply(&env.store, std::slice::from_ref(&e), env.now())
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(env.audit_with("entitlement.created").await.len(), 1);
+    assert_eq!(env.audit_with("entitlement.updated").await.len(), 1);
+    let cards = env
+        .portal
+        .eligible_entitlements(&person("alice"))
+        .await
+        .unwrap();
+    assert!(
+        cards
+            .iter()
+            .any(|c| c.name == "Sandbox read-only (renamed)"),
+        "{cards:?}"
+    );
+    let rid = env.ask(&person("alice"), "config-readonly", "1h").await;
+    assert_eq!(env.request_status(&rid).await, "approved");
+}
+
+fn portcullis_policy_auto() -> app::domain::Policy {
+    app::domain::Policy {
+        auto_approve: true,
+        ..policy()
+    }
+}
 
 /// Demo mode's simulated AWS drifts too: reconciliation through the worker's job finds a
 /// hand-removed assignment (made again) and one made by hand (reported on the AWS page),

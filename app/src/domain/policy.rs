@@ -42,6 +42,7 @@ impl Principal {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ApproverRule {
     /// The requester's manager may approve.
     #[serde(default)]
@@ -55,6 +56,7 @@ pub struct ApproverRule {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Policy {
     #[serde(default)]
     pub eligible_groups: Vec<String>,

@@ -585,21 +585,18 @@ impl Provisioner for SsoAdminProvisioner {
         Ok(Some(catalog))
     }
 
-    /// The assignments (users and groups) of the permission sets and accounts in the portal's catalog.
+    /// The assignments (users and groups) of the account and permission set pairs the
+    /// portal manages (entitlement targets, live grants): not the whole organization.
     async fn list_assignments(&self) -> Result<Vec<AssignmentRecord>, ProvisionError> {
-        let (accounts, sets) = {
+        let pairs = {
             let mut conn = self
                 .store
                 .conn()
                 .await
                 .map_err(|e| ProvisionError::Transient(format!("{e:#}")))?;
-            let accounts = store::all_accounts(&mut conn)
+            crate::reconcile::managed_pairs(&mut conn)
                 .await
-                .map_err(|e| ProvisionError::Transient(format!("{e:#}")))?;
-            let sets = store::all_permission_set_arns(&mut conn)
-                .await
-                .map_err(|e| ProvisionError::Transient(format!("{e:#}")))?;
-            (accounts, sets)
+                .map_err(|e| ProvisionError::Transient(format!("{e:#}")))?
         };
         let by_id: HashMap<String, String> = self
             .users
@@ -609,23 +606,21 @@ impl Provisioner for SsoAdminProvisioner {
             .map(|(name, id)| (id.clone(), name.clone()))
             .collect();
         let mut out = Vec::new();
-        for account in &accounts {
-            for set in &sets {
-                for live in self.live_at(&account.account_id, set).await? {
-                    let principal = by_id.get(&live.principal_id).cloned().unwrap_or_else(|| {
-                        format!(
-                            "{} {}",
-                            live.principal_type.to_lowercase(),
-                            live.principal_id
-                        )
-                    });
-                    out.push(AssignmentRecord {
-                        account_id: live.account_id,
-                        permission_set_arn: live.permission_set_arn,
-                        principal,
-                        created_at: None,
-                    });
-                }
+        for (account, set) in &pairs {
+            for live in self.live_at(account, set).await? {
+                let principal = by_id.get(&live.principal_id).cloned().unwrap_or_else(|| {
+                    format!(
+                        "{} {}",
+                        live.principal_type.to_lowercase(),
+                        live.principal_id
+                    )
+                });
+                out.push(AssignmentRecord {
+                    account_id: live.account_id,
+                    permission_set_arn: live.permission_set_arn,
+                    principal,
+                    created_at: None,
+                });
             }
         }
         Ok(out)
