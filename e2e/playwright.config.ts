@@ -10,6 +10,7 @@
 // /usr/bin/chromium: this machine cannot download Playwright's own browsers, and
 // nothing here ever tries to (`npx playwright install` is never needed).
 import { defineConfig, devices } from '@playwright/test';
+import { execFileSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -64,9 +65,21 @@ if (!listingOnly) {
 
 // `portcullis serve` on SERVE_URL signs people in through a real OpenID provider
 // (oidc-provider, e2e/oidc/provider.mjs) on IDP_URL, with the fixture users of
-// e2e/oidc/accounts.json; AWS is the simulated organization.
+// e2e/oidc/accounts.json, and grants access in IAM Identity Center: the moto server
+// behind .ci/moto's fault layer on AWS_URL, seeded by e2e/aws/seed.py (which also
+// writes the server's configuration file: the entitlement names moto's OU ids).
 const SERVE_URL = 'http://127.0.0.1:3101';
 const IDP_URL = 'http://127.0.0.1:3102';
+const AWS_URL = 'http://127.0.0.1:3103';
+const serveConfig = dbFile.replace(/\.db$/, '-serve.toml');
+// The Python venv with moto (made or reused by .ci/moto/venv, which prints its path).
+const motoPython = listingOnly
+  ? '/bin/true'
+  : path.join(
+      execFileSync('bash', [path.join(repoRoot, '.ci', 'moto', 'venv')], { encoding: 'utf8' }).trim(),
+      'bin',
+      'python',
+    );
 const oidcClient = { id: 'portcullis-e2e', secret: 'e2e-client-secret-not-for-production' };
 
 // Everything from the caller's environment is passed to the server, except the
@@ -168,7 +181,17 @@ export default defineConfig({
       },
     },
     {
-      command: `"${serverBinary()}" serve`,
+      command: `"${motoPython}" .ci/moto/fault_server.py --host 127.0.0.1 --port ${new URL(AWS_URL).port}`,
+      url: `${AWS_URL}/_fault/`,
+      ...serverDefaults,
+      timeout: 60_000,
+      env: { ...inheritedEnv },
+    },
+    {
+      // Seed moto, then become the server (exec: the stop signal reaches it).
+      command:
+        `"${motoPython}" e2e/aws/seed.py --endpoint ${AWS_URL} --config "${serveConfig}"` +
+        ` && exec "${serverBinary()}" serve --config "${serveConfig}"`,
       url: `${SERVE_URL}/healthz`,
       ...serverDefaults,
       timeout: 120_000,
@@ -182,8 +205,12 @@ export default defineConfig({
         PORTCULLIS_OIDC__CLIENT_ID: oidcClient.id,
         PORTCULLIS_OIDC__CLIENT_SECRET: oidcClient.secret,
         PORTCULLIS_OIDC__ADMIN_GROUPS: 'portcullis-admins',
-        PORTCULLIS_AWS__PROVISIONER: 'simulated',
-        PORTCULLIS_DEMO__PROVISION_DELAY_MS: '300',
+        PORTCULLIS_WORKER__POLL_INTERVAL_MS: '300',
+        // moto's static test credentials; nothing leaves 127.0.0.1.
+        AWS_ACCESS_KEY_ID: 'testing',
+        AWS_SECRET_ACCESS_KEY: 'testing',
+        AWS_REGION: 'us-east-1',
+        AWS_EC2_METADATA_DISABLED: 'true',
         LEPTOS_SITE_ROOT: process.env.LEPTOS_SITE_ROOT ?? path.join(repoRoot, 'target', 'site'),
       },
     },

@@ -29,6 +29,8 @@ DROP TABLE job_copy;
 
 CREATE INDEX job_due_idx ON job (run_at);
 CREATE INDEX job_subject_idx ON job (subject_id, kind);
+-- One catalog sync job and one reconciliation job, however many replicas start at once.
+CREATE UNIQUE INDEX job_singleton_idx ON job (kind) WHERE kind IN ('sync_catalog', 'reconcile');
 
 -- Organizational units, for showing an account's OU path by name.
 CREATE TABLE org_unit (
@@ -49,13 +51,24 @@ CREATE TABLE managed_assignment (
     user_id TEXT NOT NULL,                -- the portal's user id
     origin TEXT NOT NULL CHECK (origin IN ('portal', 'external')),
     created_at BIGINT NOT NULL,
+    -- Set by reconciliation before it deletes the assignment: a grant about to be
+    -- provisioned waits until the deletion is over instead of counting on it.
+    deleting_since BIGINT,
     PRIMARY KEY (account_id, permission_set_arn, user_id)
 );
 
--- Assignments held by live grants before this table existed were the portal's to delete.
+-- Assignments held by live grants before this table existed: the portal's, unless a grant
+-- found it already in AWS when it was activated ('external' wins for a shared one).
 INSERT INTO managed_assignment (account_id, permission_set_arn, user_id, origin, created_at)
-SELECT DISTINCT account_id, permission_set_arn, principal_id, 'portal', 0
-FROM access_grant WHERE status IN ('provisioning', 'active', 'deprovisioning');
+SELECT g.account_id, g.permission_set_arn, g.principal_id,
+       MIN(CASE WHEN EXISTS (
+               SELECT 1 FROM audit_event e
+               WHERE e.subject_id = g.access_grant_id AND e.action = 'grant.activated'
+                 AND e.detail = 'assignment already existed in AWS')
+           THEN 'external' ELSE 'portal' END),
+       0
+FROM access_grant g WHERE g.status IN ('provisioning', 'active', 'deprovisioning')
+GROUP BY g.account_id, g.permission_set_arn, g.principal_id;
 
 -- One catalog sync or reconciliation run, with its progress while it runs.
 CREATE TABLE maintenance_run (

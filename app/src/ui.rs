@@ -823,11 +823,24 @@ fn AuditPage() -> impl IntoView {
 #[component]
 fn AwsPage() -> impl IntoView {
     let upkeep = ServerAction::<RunUpkeep>::new();
-    // Runs in flight report progress: look again every two seconds while the page is open.
+    // A run in flight reports its progress: look again every two seconds while one runs,
+    // and for half a minute after asking for one (it may take a moment to start).
     let tick = RwSignal::new(0u32);
+    let running = RwSignal::new(false);
+    let polls_left = RwSignal::new(0u32);
+    Effect::new(move |_| {
+        if upkeep.version().get() > 0 {
+            polls_left.set(15);
+        }
+    });
     Effect::new(move |_| {
         if let Ok(handle) = set_interval_with_handle(
-            move || tick.update(|t| *t = t.wrapping_add(1)),
+            move || {
+                if running.get_untracked() || polls_left.get_untracked() > 0 {
+                    polls_left.update(|n| *n = n.saturating_sub(1));
+                    tick.update(|t| *t = t.wrapping_add(1));
+                }
+            },
             std::time::Duration::from_secs(2),
         ) {
             on_cleanup(move || handle.clear());
@@ -846,8 +859,18 @@ fn AwsPage() -> impl IntoView {
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match overview.await {
-                    Ok(o) => view! { <AwsOverviewView o upkeep /> }.into_any(),
-                    Err(e) => view! { <ErrorBox error=e /> }.into_any(),
+                    Ok(o) => {
+                        running
+                            .set(
+                                o.catalog_runs.iter().chain(&o.reconcile_runs).any(|r| r.status == "running"),
+                            );
+                        view! { <AwsOverviewView o upkeep /> }.into_any()
+                    }
+                    Err(e) => {
+                        running.set(false);
+                        polls_left.set(0);
+                        view! { <ErrorBox error=e /> }.into_any()
+                    }
                 }
             })}
         </Transition>

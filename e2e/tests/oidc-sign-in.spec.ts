@@ -1,14 +1,19 @@
 // `portcullis serve` with a real OpenID provider (oidc-provider on 127.0.0.1:3102,
-// started by playwright.config.ts with the users of e2e/oidc/accounts.json):
+// started by playwright.config.ts with the users of e2e/oidc/accounts.json) and IAM
+// Identity Center (moto on 127.0.0.1:3103, seeded by e2e/aws/seed.py):
 // Alice signs in at the provider's login page and asks for prod-readonly; Bob, her
 // manager according to the provider's claims, signs in and approves; signing out ends
 // the session on the server (the old cookie no longer works) and at the provider.
+// Dana, an admin by her groups, then finds Alice's assignment in AWS, the catalog synced
+// from Organizations, and a reconciliation with nothing to mend.
 import { request as httpRequest, type Page } from '@playwright/test';
 import {
+  assignmentRows,
   decide,
   expect,
   justification,
   navigate,
+  reloadUntil,
   requestAccessOk,
   requestRows,
   settle,
@@ -77,6 +82,28 @@ test('sign in at the identity provider, request, manager approves, sign out', as
   await expect(page.getByTestId('whoami')).toContainText('Bob Manager');
   await navigate(page, 'nav-approvals');
   await decide(page, { entitlement: 'prod-readonly', requester: 'alice' }, 'approved', 'Approved through SSO.');
+  await signOutEverywhere(page);
+
+  // --- Dana, an admin: the assignment exists in AWS --------------------------
+  await page.getByTestId('sign-in-again').click();
+  await signInAtProvider(page, 'dana', '/');
+  await page.goto('/admin/aws');
+  await settle(page);
+  // The catalog came from Organizations: production sits in Prod, below Workloads.
+  const production = page.getByTestId('catalog-account').filter({ hasText: 'production' });
+  await expect(production).toContainText('Root / Workloads / Prod');
+  // What moto holds: Alice's assignment in production, made by the worker.
+  const productionId = await production.getAttribute('data-account');
+  await reloadUntil(page, assignmentRows(page, { account: productionId! }).filter({ hasText: 'alice@example.com' }), {
+    message: "Alice's assignment in moto",
+  });
+  const reconcile = page.getByTestId('reconcile-run');
+  const before = (await reconcile.textContent()) ?? '';
+  await page.getByTestId('reconcile-now').click();
+  await expect(reconcile).not.toHaveText(before, { timeout: 20_000 });
+  await expect(reconcile).toHaveAttribute('data-status', 'succeeded', { timeout: 20_000 });
+  await expect(reconcile).toContainText('1 in sync');
+  await expect(page.getByTestId('no-drift')).toBeVisible();
   await signOutEverywhere(page);
 });
 

@@ -81,6 +81,12 @@ async fn apply(store: &Store, run: &str, c: &Catalog, now: Timestamp) -> Result<
         "AWS Organizations listed no accounts, while the catalog has {had}: the catalog is \
          kept as it was (check the portal's organizations:List* permissions)"
     );
+    let had_sets = store::all_permission_sets(&mut tx).await?.len();
+    anyhow::ensure!(
+        !(c.permission_sets.is_empty() && had_sets > 0),
+        "IAM Identity Center listed no permission sets, while the catalog has {had_sets}: the \
+         catalog is kept as it was (check aws.instance_arn and sso:ListPermissionSets)"
+    );
     // Mark every row, then bring back what AWS still has: what stays marked is gone.
     for table in ["account", "permission_set", "org_unit"] {
         sqlx::query(&format!("UPDATE {table} SET synced_at = -1"))

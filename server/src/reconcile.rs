@@ -6,24 +6,38 @@
 //! - An assignment made outside the portal is reported as drift (an alert on the admin
 //!   page), and deleted only when `aws.owned_permission_sets` lists its permission set.
 //!
-//! Every finding is audited when first seen; a drift alert is resolved by the first run
-//! that no longer sees it.
+//! Every finding is audited. Its alert stays open while the finding lasts, and for one
+//! run after a deletion, so that admins see it on the AWS page.
+//!
+//! Deleting races with a grant about to be provisioned on the same assignment. Both sides
+//! write before they read: reconciliation flags the assignment as being deleted (commits)
+//! and only then looks for live grants one last time; a grant exists (committed) before
+//! its worker reads that flag, and waits while it is set. Either reconciliation sees the
+//! grant and keeps the assignment, or the worker sees the flag and waits.
 
 use crate::clock::Clock;
 use crate::lifecycle::{self, Actor, Event};
-use crate::provisioner::{Assignment, LiveAssignment, Provisioner};
-use crate::store::{self, GrantRow, JobKind, Store};
-use crate::worker::Upkeep;
+use crate::provisioner::{Assignment, LiveAssignment, OperationStatus, Provisioner};
+use crate::store::{self, GrantRow, JobKind, Origin, Store};
+use crate::worker::{Upkeep, DELETING_FOR_AT_MOST};
 use anyhow::{Context, Result};
 use app::domain::{GrantEvent, GrantStatus, Timestamp};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Notify;
 
 /// The alert kinds reconciliation raises (the drift report on the admin page).
 pub const DRIFT_EXTERNAL: &str = "drift_external";
 pub const DRIFT_MISSING: &str = "drift_missing";
 pub const DRIFT_ORPHAN: &str = "drift_orphan";
+const DRIFT_KINDS: [&str; 3] = [DRIFT_EXTERNAL, DRIFT_MISSING, DRIFT_ORPHAN];
+
+/// How long a run waits for one deletion to settle before leaving it to AWS.
+const DELETION_POLLS: u32 = 20;
+const DELETION_POLL_EVERY: Duration = Duration::from_millis(500);
+/// A grant that became active this close to the listing is not judged against it.
+const LISTING_MARGIN: Duration = Duration::from_secs(60);
 
 /// What one run found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -39,6 +53,10 @@ pub struct Findings {
     pub external_revoked: usize,
     /// Active grants whose assignment was missing: provisioned again.
     pub missing: usize,
+    /// Deletions left for a later run: some people could not be looked up in AWS.
+    pub deletions_held: usize,
+    /// What went wrong with single assignments (the run goes on).
+    pub errors: Vec<String>,
 }
 
 impl std::fmt::Display for Findings {
@@ -55,11 +73,28 @@ impl std::fmt::Display for Findings {
             self.external_revoked,
             self.orphans_revoked,
             self.missing
-        )
+        )?;
+        if self.deletions_held > 0 {
+            write!(
+                f,
+                "; {} deletions held back because some people could not be looked up in AWS",
+                self.deletions_held
+            )?;
+        }
+        if !self.errors.is_empty() {
+            write!(
+                f,
+                "; {} errors: {}",
+                self.errors.len(),
+                self.errors.join("; ")
+            )?;
+        }
+        Ok(())
     }
 }
 
-/// Runs one reconciliation, recorded in `maintenance_run` and audited.
+/// Runs one reconciliation, recorded in `maintenance_run` and audited. A run with errors on
+/// single assignments still does the rest, and is recorded as failed.
 pub async fn run(
     store: &Store,
     provisioner: &dyn Provisioner,
@@ -71,10 +106,20 @@ pub async fn run(
         let mut conn = store.conn().await?;
         store::start_run(&mut conn, JobKind::Reconcile, clock.now()).await?
     };
-    let outcome = reconcile(store, provisioner, clock, upkeep, &run_id).await;
+    let outcome = Run {
+        store,
+        provisioner,
+        clock,
+        upkeep,
+        run_id: &run_id,
+        findings: Findings::default(),
+        touched: HashSet::new(),
+    }
+    .reconcile()
+    .await;
     let now = clock.now();
     let (ok, summary) = match &outcome {
-        Ok(f) => (true, f.to_string()),
+        Ok(f) => (f.errors.is_empty(), f.to_string()),
         Err(e) => (false, format!("{e:#}")),
     };
     let mut tx = store.begin().await?;
@@ -92,7 +137,7 @@ pub async fn run(
             subject_kind: "reconciliation",
             subject_id: &run_id,
             entitlement_id: None,
-            detail: summary,
+            detail: summary.clone(),
         },
         now,
     )
@@ -101,7 +146,11 @@ pub async fn run(
     if matches!(&outcome, Ok(f) if f.missing > 0) {
         wake.notify_one();
     }
-    outcome
+    match outcome {
+        Ok(f) if f.errors.is_empty() => Ok(f),
+        Ok(_) => anyhow::bail!("reconciliation finished with errors: {summary}"),
+        Err(e) => Err(e),
+    }
 }
 
 /// The (account, permission set) pairs the portal manages: every entitlement's targets
@@ -131,216 +180,216 @@ fn key(a: &LiveAssignment) -> String {
     )
 }
 
-async fn reconcile(
-    store: &Store,
-    provisioner: &dyn Provisioner,
-    clock: &dyn Clock,
-    upkeep: &Upkeep,
-    run_id: &str,
-) -> Result<Findings> {
-    let mut findings = Findings::default();
-    let (grants, managed) = {
-        let mut conn = store.conn().await?;
-        (
-            store::all_live_grants(&mut conn).await?,
-            store::managed_assignments(&mut conn).await?,
-        )
-    };
-    let pairs = {
-        let mut conn = store.conn().await?;
-        managed_pairs(&mut conn).await?
-    };
-    findings.pairs = pairs.len();
+type Triple = (String, String, String);
 
-    // The provisioner's id of every person concerned, and back.
-    let mut principal_of: HashMap<String, String> = HashMap::new();
-    let people: BTreeSet<&str> = grants
-        .iter()
-        .map(|g| g.principal_id.as_str())
-        .chain(managed.iter().map(|m| m.user_id.as_str()))
-        .collect();
-    for user_id in people {
-        let user = {
-            let mut conn = store.conn().await?;
-            store::get_user(&mut conn, user_id).await?
+fn triple(account_id: &str, permission_set_arn: &str, user: &str) -> Triple {
+    (
+        account_id.to_owned(),
+        permission_set_arn.to_owned(),
+        user.to_owned(),
+    )
+}
+
+struct Run<'a> {
+    store: &'a Store,
+    provisioner: &'a dyn Provisioner,
+    clock: &'a dyn Clock,
+    upkeep: &'a Upkeep,
+    run_id: &'a str,
+    findings: Findings,
+    /// The alerts this run raised or found still true: the others are resolved at the end.
+    touched: HashSet<(&'static str, String)>,
+}
+
+/// Why reconciliation deletes an assignment.
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Why {
+    /// The portal made it and no live grant needs it.
+    Leftover,
+    /// Made outside the portal, for a permission set the portal owns.
+    Owned,
+}
+
+impl Run<'_> {
+    async fn reconcile(mut self) -> Result<Findings> {
+        let now = self.clock.now();
+        let (grants, managed, pairs) = {
+            let mut conn = self.store.conn().await?;
+            (
+                store::all_live_grants(&mut conn).await?,
+                store::managed_assignments(&mut conn).await?,
+                managed_pairs(&mut conn).await?,
+            )
         };
-        let Some(user) = user else { continue };
-        let probe = Assignment {
-            account_id: String::new(),
-            permission_set_arn: String::new(),
-            user_id: user_id.to_owned(),
-            user_name: user.email,
-        };
-        match provisioner.principal_of(&probe).await {
-            Ok(p) => {
-                principal_of.insert(user_id.to_owned(), p);
+        self.findings.pairs = pairs.len();
+
+        // The provisioner's id of every person concerned, and back (several portal users
+        // can share one, e.g. the same email from two issuers).
+        let mut principal_of: HashMap<String, String> = HashMap::new();
+        let mut lookups_failed = 0;
+        let people: BTreeSet<&str> = grants
+            .iter()
+            .map(|g| g.principal_id.as_str())
+            .chain(managed.iter().map(|m| m.user_id.as_str()))
+            .collect();
+        for user_id in people {
+            let user = {
+                let mut conn = self.store.conn().await?;
+                store::get_user(&mut conn, user_id).await?
+            };
+            let Some(user) = user else { continue };
+            let probe = Assignment {
+                account_id: String::new(),
+                permission_set_arn: String::new(),
+                user_id: user_id.to_owned(),
+                user_name: user.email,
+            };
+            match self.provisioner.principal_of(&probe).await {
+                Ok(p) => {
+                    principal_of.insert(user_id.to_owned(), p);
+                }
+                Err(e) => {
+                    lookups_failed += 1;
+                    tracing::warn!(user = user_id, error = %e, "cannot look a user up in AWS");
+                }
             }
-            Err(e) => tracing::warn!(user = user_id, error = %e, "cannot resolve a user in AWS"),
         }
-    }
-    let user_of: HashMap<&str, &str> = principal_of
-        .iter()
-        .map(|(u, p)| (p.as_str(), u.as_str()))
-        .collect();
-
-    // What AWS holds, listed before the grants are read again below: a grant that becomes
-    // active after this point is not judged against a listing older than it.
-    let listed_at = clock.now();
-    let mut live: Vec<LiveAssignment> = Vec::new();
-    for (i, (account, ps)) in pairs.iter().enumerate() {
-        live.extend(provisioner.assignments_at(account, ps).await?);
-        if i % 10 == 9 {
-            let mut conn = store.conn().await?;
-            let text = format!("listed {} of {} pairs", i + 1, pairs.len());
-            store::run_progress(&mut conn, run_id, &text).await?;
+        let mut users_of: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (u, p) in &principal_of {
+            users_of.entry(p.as_str()).or_default().push(u.as_str());
         }
-    }
-    findings.assignments = live.len();
 
-    let covering: HashSet<(String, String, String)> = grants
-        .iter()
-        .filter(|g| {
-            matches!(
-                g.status(),
-                Ok(GrantStatus::Provisioning | GrantStatus::Active | GrantStatus::Deprovisioning)
-            )
-        })
-        .map(|g| {
-            (
-                g.account_id.clone(),
-                g.permission_set_arn.clone(),
-                g.principal_id.clone(),
-            )
-        })
-        .collect();
-    let origins: HashMap<(String, String, String), String> = managed
-        .iter()
-        .map(|m| {
-            (
+        // What AWS holds.
+        let listed_at = self.clock.now();
+        let mut live: Vec<LiveAssignment> = Vec::new();
+        for (i, (account, ps)) in pairs.iter().enumerate() {
+            live.extend(self.provisioner.assignments_at(account, ps).await?);
+            if i % 10 == 9 {
+                let mut conn = self.store.conn().await?;
+                let text = format!("listed {} of {} pairs", i + 1, pairs.len());
+                store::run_progress(&mut conn, self.run_id, &text).await?;
+            }
+        }
+        self.findings.assignments = live.len();
+
+        let covering: HashSet<Triple> = grants
+            .iter()
+            .filter(|g| {
+                matches!(
+                    g.status(),
+                    Ok(GrantStatus::Provisioning
+                        | GrantStatus::Active
+                        | GrantStatus::Deprovisioning)
+                )
+            })
+            .map(|g| triple(&g.account_id, &g.permission_set_arn, &g.principal_id))
+            .collect();
+        let origins: HashMap<Triple, &str> = managed
+            .iter()
+            .map(|m| {
                 (
-                    m.account_id.clone(),
-                    m.permission_set_arn.clone(),
-                    m.user_id.clone(),
-                ),
-                m.origin.clone(),
-            )
-        })
-        .collect();
+                    triple(&m.account_id, &m.permission_set_arn, &m.user_id),
+                    m.origin.as_str(),
+                )
+            })
+            .collect();
 
-    let mut drifting: HashSet<String> = HashSet::new();
-    for a in &live {
-        let user = (a.principal_type == "USER")
-            .then(|| user_of.get(a.principal_id.as_str()).copied())
-            .flatten();
-        let triple = user.map(|u| {
-            (
-                a.account_id.clone(),
-                a.permission_set_arn.clone(),
-                u.to_owned(),
-            )
-        });
-        if triple.as_ref().is_some_and(|t| covering.contains(t)) {
-            findings.in_sync += 1;
-            continue;
-        }
-        // Asked again now: a grant may have started since the snapshot above.
-        if let Some(u) = user {
-            let mut conn = store.conn().await?;
-            if store::has_live_grant(&mut conn, &a.account_id, &a.permission_set_arn, u).await? {
-                findings.in_sync += 1;
+        let mut present: HashSet<Triple> = HashSet::new();
+        for a in &live {
+            let users: Vec<&str> = if a.principal_type == "USER" {
+                users_of
+                    .get(a.principal_id.as_str())
+                    .cloned()
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            for u in &users {
+                present.insert(triple(&a.account_id, &a.permission_set_arn, u));
+            }
+            let triples: Vec<Triple> = users
+                .iter()
+                .map(|u| triple(&a.account_id, &a.permission_set_arn, u))
+                .collect();
+            if triples.iter().any(|t| covering.contains(t)) || self.live_grant(&users, a).await? {
+                self.findings.in_sync += 1;
                 continue;
             }
-        }
-        let origin = triple.as_ref().and_then(|t| origins.get(t));
-        let now = clock.now();
-        if origin.map(String::as_str) == Some("portal") {
-            // The portal made it and no live grant needs it any more.
-            let op = provisioner.start_delete_live(a).await?;
-            let mut tx = store.begin().await?;
-            let user = user.unwrap_or_default();
-            if let Some(m) = managed.iter().find(|m| {
-                m.account_id == a.account_id
-                    && m.permission_set_arn == a.permission_set_arn
-                    && m.user_id == user
-            }) {
-                store::forget_managed(&mut tx, m).await?;
+            let leftover = triples
+                .iter()
+                .any(|t| origins.get(t) == Some(&Origin::Portal.as_str()));
+            let why = if leftover {
+                Why::Leftover
+            } else if self.upkeep.owns(&a.permission_set_arn) {
+                Why::Owned
+            } else {
+                self.report_external(a, &users).await?;
+                continue;
+            };
+            if lookups_failed > 0 {
+                // Someone this assignment may belong to could not be looked up: a live
+                // grant of theirs could need it. Report, delete next time.
+                self.findings.deletions_held += 1;
+                if why == Why::Owned {
+                    self.report_external(a, &users).await?;
+                }
+                continue;
             }
-            finding(
-                &mut tx,
-                "reconcile.orphan_revoked",
-                Some(user),
-                a,
-                format!(
-                    "the portal's assignment of {} in {} to {user} had no live grant left: \
-                     DeleteAccountAssignment started (request {op})",
-                    a.permission_set_arn, a.account_id
-                ),
-                now,
-            )
-            .await?;
-            store::raise_alert(
-                &mut tx,
-                DRIFT_ORPHAN,
-                &key(a),
-                &format!(
-                    "Left-over assignment of {} in {} to {user} deleted (request {op})",
-                    a.permission_set_arn, a.account_id
-                ),
-                now,
-            )
-            .await?;
-            tx.commit().await?;
-            findings.orphans_revoked += 1;
-            continue;
+            match self.delete(a, &users, why).await {
+                Ok(()) => {}
+                Err(e) => self.findings.errors.push(format!("{}: {e:#}", key(a))),
+            }
         }
-        let who = match user {
-            Some(u) => u.to_owned(),
-            None => format!("{} {}", a.principal_type.to_lowercase(), a.principal_id),
-        };
-        if upkeep.owns(&a.permission_set_arn) {
-            let op = provisioner.start_delete_live(a).await?;
-            let mut tx = store.begin().await?;
-            finding(
-                &mut tx,
-                "reconcile.external_revoked",
-                user,
-                a,
-                format!(
-                    "assignment of {} in {} to {who} made outside the portal, and the portal \
-                     owns this permission set: DeleteAccountAssignment started (request {op})",
-                    a.permission_set_arn, a.account_id
-                ),
-                now,
-            )
-            .await?;
-            store::raise_alert(
-                &mut tx,
-                DRIFT_EXTERNAL,
-                &key(a),
-                &format!(
-                    "{who} held {} in {} outside the portal; deleted (owned permission set)",
-                    a.permission_set_arn, a.account_id
-                ),
-                now,
-            )
-            .await?;
-            tx.commit().await?;
-            findings.external_revoked += 1;
-            continue;
+
+        // The portal's records of assignments AWS no longer has, that no grant holds.
+        for m in &managed {
+            let t = triple(&m.account_id, &m.permission_set_arn, &m.user_id);
+            let busy = m
+                .deleting_since
+                .is_some_and(|s| now.millis() - s < DELETING_FOR_AT_MOST.as_millis() as i64);
+            if principal_of.contains_key(&m.user_id)
+                && !present.contains(&t)
+                && !busy
+                && !grants
+                    .iter()
+                    .any(|g| triple(&g.account_id, &g.permission_set_arn, &g.principal_id) == t)
+            {
+                let mut conn = self.store.conn().await?;
+                store::forget_managed(&mut conn, m).await?;
+            }
         }
-        // Report it: once, while it lasts.
-        findings.external += 1;
-        drifting.insert(key(a));
-        let mut tx = store.begin().await?;
-        if store::open_alerts_of(&mut tx, &[DRIFT_EXTERNAL])
+
+        self.find_missing(&principal_of, &live, listed_at).await?;
+        self.resolve_untouched().await?;
+        Ok(self.findings)
+    }
+
+    /// Whether any of these people has a grant on this assignment right now.
+    async fn live_grant(&self, users: &[&str], a: &LiveAssignment) -> Result<bool> {
+        let mut conn = self.store.conn().await?;
+        for u in users {
+            if store::has_live_grant(&mut conn, &a.account_id, &a.permission_set_arn, u).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn report_external(&mut self, a: &LiveAssignment, users: &[&str]) -> Result<()> {
+        self.findings.external += 1;
+        self.touched.insert((DRIFT_EXTERNAL, key(a)));
+        let now = self.clock.now();
+        let who = who(a, users);
+        let mut tx = self.store.begin().await?;
+        let known = store::open_alerts_of(&mut tx, &[DRIFT_EXTERNAL])
             .await?
             .iter()
-            .all(|al| al.subject_id != key(a))
-        {
+            .any(|al| al.subject_id == key(a));
+        if !known {
             finding(
                 &mut tx,
                 "reconcile.drift_external",
-                user,
+                users.first().copied(),
                 a,
                 format!(
                     "assignment of {} in {} to {who} was made outside the portal; reported, \
@@ -363,67 +412,208 @@ async fn reconcile(
             .await?;
         }
         tx.commit().await?;
+        Ok(())
     }
 
-    // Drift that is gone since: resolve its alert.
-    {
-        let now = clock.now();
-        let mut tx = store.begin().await?;
-        for al in store::open_alerts_of(&mut tx, &[DRIFT_EXTERNAL]).await? {
-            if !drifting.contains(&al.subject_id) {
-                store::resolve_alerts(&mut tx, DRIFT_EXTERNAL, &al.subject_id, now).await?;
+    /// Deletes an assignment no live grant needs, guarded against a grant that starts
+    /// meanwhile (see the module's notes), and waits a little for AWS to settle it.
+    async fn delete(&mut self, a: &LiveAssignment, users: &[&str], why: Why) -> Result<()> {
+        let origin = match why {
+            Why::Leftover => Origin::Portal,
+            Why::Owned => Origin::External,
+        };
+        {
+            let now = self.clock.now();
+            let mut tx = self.store.begin().await?;
+            for u in users {
+                store::mark_deleting(
+                    &mut tx,
+                    &a.account_id,
+                    &a.permission_set_arn,
+                    u,
+                    origin,
+                    now,
+                )
+                .await?;
+            }
+            tx.commit().await?;
+        }
+        if self.live_grant(users, a).await? {
+            self.clear(a, users).await?;
+            self.findings.in_sync += 1;
+            return Ok(());
+        }
+        let op = match self.provisioner.start_delete_live(a).await {
+            Ok(op) => op,
+            Err(e) => {
+                self.clear(a, users).await?;
+                return Err(e.into());
+            }
+        };
+        let mut status = OperationStatus::InProgress;
+        for _ in 0..DELETION_POLLS {
+            status = self.provisioner.deletion_status(&op).await?;
+            if status != OperationStatus::InProgress {
+                break;
+            }
+            tokio::time::sleep(DELETION_POLL_EVERY).await;
+        }
+        let who = who(a, users);
+        let what = format!("{} in {} to {who}", a.permission_set_arn, a.account_id);
+        let (action, kind, detail, alert) = match why {
+            Why::Leftover => (
+                "reconcile.orphan_revoked",
+                DRIFT_ORPHAN,
+                format!("the portal's assignment of {what} had no live grant left"),
+                format!("Left-over assignment of {what} deleted"),
+            ),
+            Why::Owned => (
+                "reconcile.external_revoked",
+                DRIFT_EXTERNAL,
+                format!(
+                    "assignment of {what} made outside the portal, and the portal owns this \
+                     permission set"
+                ),
+                format!(
+                    "{who} held {} in {} outside the portal; deleted (owned permission set)",
+                    a.permission_set_arn, a.account_id
+                ),
+            ),
+        };
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let outcome = match &status {
+            OperationStatus::Succeeded => {
+                for u in users {
+                    let m = store::ManagedRow {
+                        account_id: a.account_id.clone(),
+                        permission_set_arn: a.permission_set_arn.clone(),
+                        user_id: (*u).to_owned(),
+                        origin: origin.as_str().into(),
+                        deleting_since: None,
+                    };
+                    store::forget_managed(&mut tx, &m).await?;
+                }
+                format!("DeleteAccountAssignment SUCCEEDED (request {op})")
+            }
+            OperationStatus::Failed(reason) => {
+                for u in users {
+                    store::clear_deleting(&mut tx, &a.account_id, &a.permission_set_arn, u).await?;
+                }
+                format!(
+                    "DeleteAccountAssignment FAILED (request {op}): {reason}; tried again next run"
+                )
+            }
+            // Left flagged: grants wait for it, and the next run looks again.
+            OperationStatus::InProgress => {
+                format!("DeleteAccountAssignment still IN_PROGRESS (request {op})")
+            }
+        };
+        finding(
+            &mut tx,
+            action,
+            users.first().copied(),
+            a,
+            format!("{detail}: {outcome}"),
+            now,
+        )
+        .await?;
+        store::raise_alert(&mut tx, kind, &key(a), &format!("{alert}: {outcome}"), now).await?;
+        tx.commit().await?;
+        self.touched.insert((kind, key(a)));
+        match (why, &status) {
+            (_, OperationStatus::Failed(reason)) => {
+                anyhow::bail!("the deletion FAILED: {reason}")
+            }
+            (Why::Leftover, _) => self.findings.orphans_revoked += 1,
+            (Why::Owned, _) => self.findings.external_revoked += 1,
+        }
+        Ok(())
+    }
+
+    async fn clear(&self, a: &LiveAssignment, users: &[&str]) -> Result<()> {
+        let mut tx = self.store.begin().await?;
+        for u in users {
+            store::clear_deleting(&mut tx, &a.account_id, &a.permission_set_arn, u).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Active grants whose assignment AWS does not list: provisioned again.
+    async fn find_missing(
+        &mut self,
+        principal_of: &HashMap<String, String>,
+        live: &[LiveAssignment],
+        listed_at: Timestamp,
+    ) -> Result<()> {
+        let present: HashSet<Triple> = live
+            .iter()
+            .filter(|a| a.principal_type == "USER")
+            .map(|a| triple(&a.account_id, &a.permission_set_arn, &a.principal_id))
+            .collect();
+        let now = self.clock.now();
+        let before = Timestamp(listed_at.millis() - LISTING_MARGIN.as_millis() as i64);
+        let active = {
+            let mut conn = self.store.conn().await?;
+            store::grants_active_since(&mut conn, before, now).await?
+        };
+        let mut seen = HashSet::new();
+        for g in active {
+            let Some(principal) = principal_of.get(&g.principal_id) else {
+                continue;
+            };
+            let t = triple(&g.account_id, &g.permission_set_arn, principal);
+            if present.contains(&t) {
+                continue;
+            }
+            if reprovision(self.store, &g, now).await? {
+                self.touched
+                    .insert((DRIFT_MISSING, g.access_grant_id.clone()));
+                if seen.insert(t) {
+                    self.findings.missing += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves the drift alerts this run did not raise or find still true.
+    async fn resolve_untouched(&self) -> Result<()> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        for al in store::open_alerts_of(&mut tx, &DRIFT_KINDS).await? {
+            let kind = DRIFT_KINDS
+                .iter()
+                .find(|k| **k == al.kind)
+                .copied()
+                .unwrap_or(DRIFT_EXTERNAL);
+            if !self.touched.contains(&(kind, al.subject_id.clone())) {
+                store::resolve_alerts(&mut tx, kind, &al.subject_id, now).await?;
             }
         }
         tx.commit().await?;
+        Ok(())
     }
-
-    // Active grants whose assignment AWS does not have.
-    let present: HashSet<(String, String, String)> = live
-        .iter()
-        .filter(|a| a.principal_type == "USER")
-        .map(|a| {
-            (
-                a.account_id.clone(),
-                a.permission_set_arn.clone(),
-                a.principal_id.clone(),
-            )
-        })
-        .collect();
-    let now = clock.now();
-    let active = {
-        let mut conn = store.conn().await?;
-        store::grants_active_since(&mut conn, listed_at, now).await?
-    };
-    let mut seen_missing = HashSet::new();
-    for g in active {
-        let Some(principal) = principal_of.get(&g.principal_id) else {
-            continue;
-        };
-        let t = (
-            g.account_id.clone(),
-            g.permission_set_arn.clone(),
-            principal.clone(),
-        );
-        if present.contains(&t) {
-            continue;
-        }
-        reprovision(store, &g, now).await?;
-        if seen_missing.insert(t) {
-            findings.missing += 1;
-        }
-    }
-    Ok(findings)
 }
 
-/// Puts an active grant whose assignment vanished back in line for provisioning.
-async fn reprovision(store: &Store, g: &GrantRow, now: Timestamp) -> Result<()> {
+fn who(a: &LiveAssignment, users: &[&str]) -> String {
+    match users {
+        [] => format!("{} {}", a.principal_type.to_lowercase(), a.principal_id),
+        _ => users.join(", "),
+    }
+}
+
+/// Puts an active grant whose assignment vanished back in line for provisioning. Returns
+/// whether it did (the grant may have changed since it was read).
+async fn reprovision(store: &Store, g: &GrantRow, now: Timestamp) -> Result<bool> {
     let mut tx = store.begin().await?;
     store::lock_assignment(&mut tx, g).await?;
     let Some(g) = store::get_grant(&mut tx, &g.access_grant_id).await? else {
-        return Ok(());
+        return Ok(false);
     };
     if g.status()? != GrantStatus::Active || g.ends_at <= now.millis() {
-        return Ok(());
+        return Ok(false);
     }
     let next = GrantStatus::Active
         .apply(GrantEvent::AssignmentMissing)
@@ -435,8 +625,8 @@ async fn reprovision(store: &Store, g: &GrantRow, now: Timestamp) -> Result<()> 
         now,
     )
     .await?;
-    // The portal makes it again, so it is the portal's to delete at the end.
-    store::set_assignment_origin(&mut tx, &g, store::Origin::Portal, now).await?;
+    // Activated again, it gets its "ends soon" reminder again.
+    store::delete_jobs_for(&mut tx, &g.access_grant_id, JobKind::EndingSoon).await?;
     store::insert_job(&mut tx, JobKind::Provision, &g.access_grant_id, now, now).await?;
     let detail = format!(
         "the assignment of {} in {} was missing from AWS while the grant is active: \
@@ -460,7 +650,7 @@ async fn reprovision(store: &Store, g: &GrantRow, now: Timestamp) -> Result<()> 
     .await?;
     store::raise_alert(&mut tx, DRIFT_MISSING, &g.access_grant_id, &detail, now).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(true)
 }
 
 async fn finding(

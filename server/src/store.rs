@@ -892,6 +892,27 @@ pub async fn delete_job(conn: &mut AnyConnection, job_id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Runs the job again at `run_at`, releasing the lease, unless someone moved it while it
+/// ran (an admin asking for a run now): then it keeps their time.
+pub async fn reschedule_job_after(
+    conn: &mut AnyConnection,
+    job_id: &str,
+    claimed_run_at: i64,
+    run_at: Timestamp,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE job SET run_at = CASE WHEN run_at <> $1 THEN run_at ELSE $2 END,
+             lease_owner = NULL, lease_until = NULL, last_error = NULL
+         WHERE job_id = $3",
+    )
+    .bind(claimed_run_at)
+    .bind(run_at.millis())
+    .bind(job_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Runs the job again at `run_at`, releasing the lease. `failed` counts an attempt.
 pub async fn reschedule_job(
     conn: &mut AnyConnection,
@@ -1672,21 +1693,81 @@ pub async fn forget_assignment(conn: &mut AnyConnection, g: &GrantRow) -> Result
     Ok(())
 }
 
-/// A (account, permission set, user) the portal created an assignment for.
+/// A (account, permission set, user) whose assignment's origin the portal knows.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct ManagedRow {
     pub account_id: String,
     pub permission_set_arn: String,
     pub user_id: String,
     pub origin: String,
+    pub deleting_since: Option<i64>,
 }
 
 pub async fn managed_assignments(conn: &mut AnyConnection) -> Result<Vec<ManagedRow>> {
     Ok(sqlx::query_as(
-        "SELECT account_id, permission_set_arn, user_id, origin FROM managed_assignment",
+        "SELECT account_id, permission_set_arn, user_id, origin, deleting_since FROM managed_assignment",
     )
     .fetch_all(conn)
     .await?)
+}
+
+/// Flags an assignment as being deleted by reconciliation (recording it as `origin` if
+/// the portal did not know it yet). Committed before reconciliation looks for live
+/// grants one last time, so that either it sees a new grant, or the grant's worker sees
+/// this flag and waits.
+pub async fn mark_deleting(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    permission_set_arn: &str,
+    user_id: &str,
+    origin: Origin,
+    now: Timestamp,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO managed_assignment (account_id, permission_set_arn, user_id, origin, created_at, deleting_since)
+         VALUES ($1, $2, $3, $4, $5, $5)
+         ON CONFLICT (account_id, permission_set_arn, user_id) DO UPDATE SET deleting_since = excluded.deleting_since",
+    )
+    .bind(account_id)
+    .bind(permission_set_arn)
+    .bind(user_id)
+    .bind(origin.as_str())
+    .bind(now.millis())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn clear_deleting(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    permission_set_arn: &str,
+    user_id: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE managed_assignment SET deleting_since = NULL
+         WHERE account_id = $1 AND permission_set_arn = $2 AND user_id = $3",
+    )
+    .bind(account_id)
+    .bind(permission_set_arn)
+    .bind(user_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Since when reconciliation has been deleting the assignment of a grant, if it is.
+pub async fn deleting_since(conn: &mut AnyConnection, g: &GrantRow) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT deleting_since FROM managed_assignment
+         WHERE account_id = $1 AND permission_set_arn = $2 AND user_id = $3",
+    )
+    .bind(&g.account_id)
+    .bind(&g.permission_set_arn)
+    .bind(&g.principal_id)
+    .fetch_optional(conn)
+    .await?
+    .flatten())
 }
 
 pub async fn forget_managed(conn: &mut AnyConnection, m: &ManagedRow) -> Result<()> {
@@ -1830,15 +1911,26 @@ pub async fn schedule_singleton(
     now: Timestamp,
 ) -> Result<()> {
     let subject = kind.as_str();
-    if jobs_for(&mut *conn, subject)
-        .await?
-        .iter()
-        .any(|j| j.kind == subject)
-    {
-        advance_job(conn, subject, kind, run_at).await?;
-    } else {
-        insert_job(conn, kind, subject, run_at, now).await?;
-    }
+    // A unique index keeps it to one job per kind, whoever inserts at the same time.
+    sqlx::query(
+        "INSERT INTO job (job_id, kind, subject_id, run_at, attempts, alerted, created_at)
+         VALUES ($1, $2, $2, $3, 0, 0, $4) ON CONFLICT DO NOTHING",
+    )
+    .bind(new_id())
+    .bind(subject)
+    .bind(run_at.millis())
+    .bind(now.millis())
+    .execute(&mut *conn)
+    .await?;
+    // Bring it forward; one running now runs again when done (its new run_at differs from
+    // the one it was claimed with, which `reschedule_job_after` keeps).
+    sqlx::query(
+        "UPDATE job SET run_at = $1 WHERE kind = $2 AND (run_at > $1 OR lease_until IS NOT NULL)",
+    )
+    .bind(run_at.millis())
+    .bind(subject)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

@@ -69,6 +69,9 @@ impl WorkerSettings {
     }
 }
 
+/// How long a grant waits for a deletion reconciliation started on its assignment.
+pub const DELETING_FOR_AT_MOST: Duration = Duration::from_secs(900);
+
 /// Catalog sync and reconciliation: how often, and what the portal may delete.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Upkeep {
@@ -172,7 +175,12 @@ impl Worker {
     /// Claims and runs one due job. Returns whether there was one.
     pub async fn step(&self) -> Result<bool> {
         let now = self.clock.now();
-        let lease = Duration::from_secs(self.settings.lease_secs);
+        // A catalog sync or reconciliation of a large organization takes minutes: its
+        // lease must outlast it, or another replica would start the same run.
+        let lease = match self.lane {
+            store::Lane::Maintenance => Duration::from_secs(self.settings.lease_secs.max(1800)),
+            _ => Duration::from_secs(self.settings.lease_secs),
+        };
         let Some(job) = store::claim_job_in(&self.store, &self.id, now, lease, self.lane).await?
         else {
             return Ok(false);
@@ -183,7 +191,7 @@ impl Worker {
         match outcome {
             Ok(Outcome::Done) => store::delete_job(&mut conn, &job.job_id).await?,
             Ok(Outcome::Again(at)) => {
-                store::reschedule_job(&mut conn, &job.job_id, at, None).await?
+                store::reschedule_job_after(&mut conn, &job.job_id, job.run_at, at).await?
             }
             Err(e) => {
                 let attempt = u32::try_from(job.attempts + 1).unwrap_or(u32::MAX);
@@ -286,22 +294,64 @@ impl Worker {
             }
             Some(JobKind::EndingSoon) => self.ending_soon(job, now).await,
             Some(JobKind::SyncCatalog) => {
-                crate::catalog::sync(&self.store, self.provisioner.as_ref(), &*self.clock).await?;
-                Ok(Outcome::Again(now.plus(self.upkeep.catalog_every)))
+                let result =
+                    crate::catalog::sync(&self.store, self.provisioner.as_ref(), &*self.clock)
+                        .await;
+                self.upkeep_outcome(job, result.map(|_| ()), self.upkeep.catalog_every, now)
+                    .await
             }
             Some(JobKind::Reconcile) => {
-                crate::reconcile::run(
+                let result = crate::reconcile::run(
                     &self.store,
                     self.provisioner.as_ref(),
                     &*self.clock,
                     &self.upkeep,
                     &self.wake,
                 )
-                .await?;
-                Ok(Outcome::Again(now.plus(self.upkeep.reconcile_every)))
+                .await;
+                self.upkeep_outcome(job, result.map(|_| ()), self.upkeep.reconcile_every, now)
+                    .await
             }
             None => anyhow::bail!("unknown job kind {:?}", job.kind),
         }
+    }
+
+    /// A catalog sync or reconciliation runs again after its period, failed or not (the
+    /// run records why it failed). A failure alerts the admins once; a success clears it.
+    async fn upkeep_outcome(
+        &self,
+        job: &JobRow,
+        result: Result<()>,
+        every: Duration,
+        now: Timestamp,
+    ) -> Result<Outcome> {
+        let kind = format!("{}_failing", job.kind);
+        let mut conn = self.store.conn().await?;
+        match result {
+            Ok(()) => store::resolve_alerts(&mut conn, &kind, &job.kind, now).await?,
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), job = %job.kind, "maintenance run failed");
+                if store::open_alerts_of(&mut conn, &[&kind]).await?.is_empty() {
+                    let what = if job.kind == "reconcile" {
+                        "Reconciliation"
+                    } else {
+                        "Catalog sync"
+                    };
+                    store::raise_alert(
+                        &mut conn,
+                        &kind,
+                        &job.kind,
+                        &format!(
+                            "{what} failed: {e:#}. It runs again in {}s.",
+                            every.as_secs()
+                        ),
+                        now,
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(Outcome::Again(now.plus(every)))
     }
 
     fn poll_again(&self, now: Timestamp) -> Outcome {
@@ -439,10 +489,20 @@ impl Worker {
         let a = self.assignment_for(&grant).await?;
         // No slot for one more creation in flight: try again later, without asking AWS.
         self.provisioner.creation_slot_free()?;
-        let origin = {
+        let (origin, deleting) = {
             let mut conn = self.store.conn().await?;
-            store::assignment_origin(&mut conn, &grant).await?
+            (
+                store::assignment_origin(&mut conn, &grant).await?,
+                store::deleting_since(&mut conn, &grant).await?,
+            )
         };
+        // Reconciliation is deleting this very assignment: wait until it is gone rather
+        // than count on it (a flag older than the limit is from a run that died).
+        if deleting
+            .is_some_and(|since| now.millis() - since < DELETING_FOR_AT_MOST.as_millis() as i64)
+        {
+            return Ok(self.poll_again(now));
+        }
         // AWS may keep duplicates: never create what is already there (a crash between
         // our create call and recording it lands here).
         if self.provisioner.assignment_exists(&a).await? {
@@ -556,6 +616,18 @@ impl Worker {
             }
             OperationStatus::Failed(reason) => {
                 let mut tx = self.store.begin().await?;
+                store::lock_assignment(&mut tx, &grant).await?;
+                // Nothing was made: unless another grant holds it, the portal has no
+                // assignment here to remember (a stale record would make it delete one
+                // someone else makes later).
+                let live = [
+                    GrantStatus::Provisioning,
+                    GrantStatus::Active,
+                    GrantStatus::Deprovisioning,
+                ];
+                if store::siblings_in(&mut tx, &grant, &live).await?.is_empty() {
+                    store::forget_assignment(&mut tx, &grant).await?;
+                }
                 let message = format!("AWS reported the creation FAILED: {reason}");
                 self.settle(
                     &mut tx,

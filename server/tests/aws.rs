@@ -1156,7 +1156,7 @@ async fn reconciliation_mends_and_reports_drift_both_ways(b: Backend) {
     env.settle(&w).await;
     let alice = alice_in_aws(&provisioner).await;
     // A grant active for a while, then its assignment vanishes in the console.
-    env.advance(Duration::from_secs(60));
+    env.advance(Duration::from_secs(120));
     by_hand(&sso, &provisioner, &g, &alice, false).await;
     // And Mallory, whom the portal never granted anything, holds the same permission set.
     let identity = aws_sdk_identitystore::Client::new(&sdk_for(&moto).await);
@@ -1298,10 +1298,13 @@ async fn reconciliation_mends_and_reports_drift_both_ways(b: Backend) {
 }
 
 /// The portal's own assignment outlived its grants (say a deletion was lost): the next
-/// reconciliation deletes it and audits it.
+/// reconciliation deletes it and audits it, but not while someone the portal holds an
+/// assignment record for cannot be looked up in AWS (their live grant could need it), and
+/// an AWS error on the deletion fails the run without stopping it.
 async fn reconciliation_revokes_the_portals_leftovers(b: Backend) {
+    use portcullis::reconcile::run as reconcile;
     let env = TestEnv::new(b).await;
-    let (_moto, provisioner, sso) = moto_for(&env).await;
+    let (moto, provisioner, sso) = moto_for(&env).await;
     let (g, w) = alice_asks(&env, &provisioner).await;
     env.settle(&w).await;
     sqlx::query("UPDATE access_grant SET status = 'revoked' WHERE access_grant_id = $1")
@@ -1314,11 +1317,67 @@ async fn reconciliation_revokes_the_portals_leftovers(b: Backend) {
         .execute(&mut *env.conn().await)
         .await
         .unwrap();
-    let found = portcullis::reconcile::run(
+    // Bob, whom Identity Store does not know, has a record: deletions wait.
+    let bob = person("bob");
+    let bob_grant = portcullis::store::GrantRow {
+        principal_id: bob.user_id.clone(),
+        ..g.clone()
+    };
+    portcullis::store::set_assignment_origin(
+        &mut *env.conn().await,
+        &bob_grant,
+        portcullis::store::Origin::Portal,
+        env.now(),
+    )
+    .await
+    .unwrap();
+    let upkeep = portcullis::worker::Upkeep::default();
+    let found = reconcile(
         &env.store,
         provisioner.as_ref(),
         &*env.clock,
-        &Default::default(),
+        &upkeep,
+        &env.wake,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (found.orphans_revoked, found.deletions_held),
+        (0, 1),
+        "{found:?}"
+    );
+    assert_eq!(
+        in_moto_principals(&sso, &provisioner, &g).await.len(),
+        1,
+        "kept for now"
+    );
+    portcullis::store::forget_assignment(&mut *env.conn().await, &bob_grant)
+        .await
+        .unwrap();
+
+    // AWS refuses the deletion once: the run fails and says why; the next one deletes.
+    moto.fault(
+        "arm",
+        json!({"operation": "DeleteAccountAssignment", "count": 1, "code": "ConflictException"}),
+    )
+    .await;
+    let err = reconcile(
+        &env.store,
+        provisioner.as_ref(),
+        &*env.clock,
+        &upkeep,
+        &env.wake,
+    )
+    .await
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("ConflictException"), "{err:#}");
+    assert_eq!(in_moto_principals(&sso, &provisioner, &g).await.len(), 1);
+    assert_eq!(env.audit_with("reconcile.failed").await.len(), 1);
+    let found = reconcile(
+        &env.store,
+        provisioner.as_ref(),
+        &*env.clock,
+        &upkeep,
         &env.wake,
     )
     .await
@@ -1326,6 +1385,31 @@ async fn reconciliation_revokes_the_portals_leftovers(b: Backend) {
     assert_eq!((found.orphans_revoked, found.external), (1, 0), "{found:?}");
     assert!(in_moto_principals(&sso, &provisioner, &g).await.is_empty());
     assert_eq!(env.audit_with("reconcile.orphan_revoked").await.len(), 1);
+    assert_eq!(
+        env.alerts(portcullis::reconcile::DRIFT_ORPHAN).await.len(),
+        1
+    );
+    // The record is gone with the assignment; the next run resolves the alert.
+    let managed = portcullis::store::managed_assignments(&mut *env.conn().await)
+        .await
+        .unwrap();
+    assert!(managed.is_empty(), "{managed:?}");
+    reconcile(
+        &env.store,
+        provisioner.as_ref(),
+        &*env.clock,
+        &upkeep,
+        &env.wake,
+    )
+    .await
+    .unwrap();
+    let open = portcullis::store::open_alerts_of(
+        &mut *env.conn().await,
+        &[portcullis::reconcile::DRIFT_ORPHAN],
+    )
+    .await
+    .unwrap();
+    assert!(open.is_empty(), "{open:?}");
 }
 
 /// The user principal ids moto holds for the grant's account and permission set.

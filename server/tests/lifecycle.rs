@@ -29,7 +29,110 @@ both!(
     mail_failure_never_blocks_a_grant,
     reconciliation_in_demo_mode,
     entitlements_from_the_configuration,
+    a_grant_waits_while_reconciliation_deletes_its_assignment,
+    asking_for_a_run_while_one_runs_is_not_lost,
 );
+
+/// Reconciliation flagged the assignment as being deleted: a new grant on it waits instead
+/// of counting on it, and goes ahead once the flag is gone.
+async fn a_grant_waits_while_reconciliation_deletes_its_assignment(b: Backend) {
+    use portcullis::store::{self, Origin};
+    let env = TestEnv::new(b).await;
+    let flaky = env.flaky();
+    let w = env.worker_with(flaky.clone(), settings());
+    let alice = person("alice");
+    let rid = env.ask(&alice, "sandbox-admin", "1h").await;
+    let g = env.only_grant(&rid).await;
+    {
+        let mut conn = env.conn().await;
+        store::mark_deleting(
+            &mut conn,
+            &g.account_id,
+            &g.permission_set_arn,
+            &alice.user_id,
+            Origin::Portal,
+            env.now(),
+        )
+        .await
+        .unwrap();
+    }
+    env.run_until(&w, env.now().millis() + 30_000, Duration::from_secs(1))
+        .await;
+    assert_eq!(env.grant(&g.access_grant_id).await.status, "provisioning");
+    assert_eq!(
+        flaky.create_calls.load(Ordering::SeqCst),
+        0,
+        "waits: no creation"
+    );
+    {
+        let mut conn = env.conn().await;
+        store::clear_deleting(
+            &mut conn,
+            &g.account_id,
+            &g.permission_set_arn,
+            &alice.user_id,
+        )
+        .await
+        .unwrap();
+    }
+    env.settle(&w).await;
+    assert_eq!(env.grant(&g.access_grant_id).await.status, "active");
+    assert_eq!(flaky.create_calls.load(Ordering::SeqCst), 1);
+}
+
+/// An admin asks for a reconciliation while one runs: it runs again right after, instead of
+/// the running one rescheduling itself ten minutes out over the request.
+async fn asking_for_a_run_while_one_runs_is_not_lost(b: Backend) {
+    use portcullis::store::{self, JobKind};
+    let env = TestEnv::new(b).await;
+    let now = env.now();
+    {
+        let mut conn = env.conn().await;
+        store::schedule_singleton(&mut conn, JobKind::Reconcile, now, now)
+            .await
+            .unwrap();
+    }
+    let job = store::claim_job(&env.store, "w", now, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("due");
+    assert_eq!(job.kind, "reconcile");
+    env.advance(Duration::from_secs(5));
+    let asked = env.now();
+    {
+        let mut conn = env.conn().await;
+        store::schedule_singleton(&mut conn, JobKind::Reconcile, asked, asked)
+            .await
+            .unwrap();
+        store::reschedule_job_after(
+            &mut conn,
+            &job.job_id,
+            job.run_at,
+            asked.plus(Duration::from_secs(600)),
+        )
+        .await
+        .unwrap();
+    }
+    let after = env.job("reconcile", "reconcile").await.unwrap();
+    assert_eq!(after.run_at, asked.millis(), "runs again now");
+    // Without a request meanwhile, the next run is a period away.
+    let job = store::claim_job(&env.store, "w", asked, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("due again");
+    let next = asked.plus(Duration::from_secs(600));
+    {
+        let mut conn = env.conn().await;
+        store::reschedule_job_after(&mut conn, &job.job_id, job.run_at, next)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        env.job("reconcile", "reconcile").await.unwrap().run_at,
+        next.millis()
+    );
+    assert_eq!(env.jobs("reconcile").await.len(), 1, "one job");
+}
 
 /// `[[entitlements]]` from the configuration: created once, left alone when unchanged,
 /// updated when changed, each change audited; Alice can ask for it right away.
@@ -98,7 +201,7 @@ async fn reconciliation_in_demo_mode(b: Backend) {
         .await;
     env.settle(&w).await;
     assert_eq!(env.grant(&g.access_grant_id).await.status, "active");
-    env.advance(Duration::from_secs(60));
+    env.advance(Duration::from_secs(120));
     let carol = person("carol");
     env.sim
         .unassign_by_hand(&g.account_id, &g.permission_set_arn, &g.principal_id)
