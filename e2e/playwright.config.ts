@@ -192,7 +192,8 @@ export default defineConfig({
       command:
         `"${motoPython}" e2e/aws/seed.py --endpoint ${AWS_URL} --config "${serveConfig}"` +
         ` && exec "${serverBinary()}" serve --config "${serveConfig}"`,
-      url: `${SERVE_URL}/healthz`,
+      // Ready once the first catalog sync from moto has landed.
+      url: `${SERVE_URL}/readyz`,
       ...serverDefaults,
       timeout: 120_000,
       env: {

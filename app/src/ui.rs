@@ -243,9 +243,14 @@ fn EntitlementForm(card: EntitlementCard) -> impl IntoView {
                                 <strong>{t.permission_set.clone()}</strong>
                                 " on "
                                 {t.scope.clone()}
-                                <span class="muted">
-                                    " (sessions last up to " {t.session_duration.clone()} ")"
-                                </span>
+                                {(!t.session_duration.is_empty())
+                                    .then(|| {
+                                        view! {
+                                            <span class="muted">
+                                                " (sessions last up to " {t.session_duration.clone()} ")"
+                                            </span>
+                                        }
+                                    })}
                             </li>
                         }
                     })

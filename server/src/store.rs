@@ -143,6 +143,18 @@ impl Store {
         matches!(applied, Ok(Some(v)) if v >= latest)
     }
 
+    /// Whether there is a catalog to offer: accounts in it, or a catalog sync that
+    /// succeeded (an organization can be empty). A first start waits for its first sync.
+    pub async fn catalog_ready(&self) -> bool {
+        let n: Result<i64, _> = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM account)
+                  + (SELECT COUNT(*) FROM maintenance_run WHERE kind = 'sync_catalog' AND status = 'succeeded')",
+        )
+        .fetch_one(&self.pool)
+        .await;
+        matches!(n, Ok(n) if n > 0)
+    }
+
     /// A write transaction.
     pub async fn begin(&self) -> Result<Tx> {
         let tx = match self.dialect {

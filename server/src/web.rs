@@ -117,15 +117,21 @@ async fn server_fn(State(state): State<AppState>, req: Request) -> impl IntoResp
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.store.is_ready().await {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        (
+    if !state.store.is_ready().await {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
             "database unreachable or not migrated",
         )
-            .into_response()
+            .into_response();
     }
+    if !state.store.catalog_ready().await {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no catalog yet: the first catalog sync has not succeeded (see the AWS page and the logs)",
+        )
+            .into_response();
+    }
+    (StatusCode::OK, "ready").into_response()
 }
 
 async fn security_headers(req: Request, next: Next) -> Response {

@@ -152,6 +152,27 @@ async fn health_and_readiness() {
         bare.get("/readyz", None).await.status(),
         StatusCode::SERVICE_UNAVAILABLE
     );
+    // Migrated but with no catalog yet (a first start before its first sync): not ready,
+    // and it says why; a succeeded sync (of an empty organization, even) makes it ready.
+    bare.store.migrate().await.unwrap();
+    let res = bare.get("/readyz", None).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = axum::body::to_bytes(res.into_body(), 10_000).await.unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("no catalog yet"));
+    let run = {
+        let mut conn = bare.store.conn().await.unwrap();
+        let now = SystemClock.now();
+        let run =
+            portcullis::store::start_run(&mut conn, portcullis::store::JobKind::SyncCatalog, now)
+                .await
+                .unwrap();
+        portcullis::store::finish_run(&mut conn, &run, true, "empty organization", now)
+            .await
+            .unwrap();
+        run
+    };
+    assert!(!run.is_empty());
+    assert_eq!(bare.get("/readyz", None).await.status(), StatusCode::OK);
 }
 
 #[tokio::test]
