@@ -90,6 +90,9 @@ pub struct GrantView {
     /// Deleting an assignment does not end open sessions: they can last this long after.
     pub session_tail: String,
     pub failure: Option<String>,
+    /// For admins: its provisioning or revocation keeps failing (and is still retried).
+    #[serde(default)]
+    pub trouble: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

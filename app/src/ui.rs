@@ -464,6 +464,14 @@ fn GrantTable(
                                 <td>
                                     <span class=format!("status {}", g.status)>{g.status.clone()}</span>
                                     {g.failure.clone().map(|f| view! { <p class="error">{f}</p> })}
+                                    {g
+                                        .trouble
+                                        .clone()
+                                        .map(|t| {
+                                            view! {
+                                                <p class="error" data-testid="grant-trouble">{t}</p>
+                                            }
+                                        })}
                                 </td>
                                 <td>
                                     {g.ends_at.clone()}

@@ -180,6 +180,32 @@ impl PortalService {
         Ok(out)
     }
 
+    /// Grant views for admins, each flagged when a job of it keeps failing (the worker
+    /// alerted about it and still retries).
+    async fn flag_trouble(
+        &self,
+        conn: &mut AnyConnection,
+        rows: Vec<GrantRow>,
+    ) -> anyhow::Result<Vec<GrantView>> {
+        let mut views = self.grant_views(conn, rows).await?;
+        for v in &mut views {
+            let jobs = store::jobs_for(conn, &v.id).await?;
+            v.trouble = jobs.iter().find(|j| j.alerted == 1).map(|j| {
+                let what = if j.kind == "deprovision" {
+                    "Revocation"
+                } else {
+                    "Provisioning"
+                };
+                format!(
+                    "{what} failing after {} attempts, still retrying: {}",
+                    j.attempts,
+                    j.last_error.as_deref().unwrap_or("no error recorded")
+                )
+            });
+        }
+        Ok(views)
+    }
+
     async fn grant_views(
         &self,
         conn: &mut AnyConnection,
@@ -220,6 +246,7 @@ impl PortalService {
                     .failure_reason
                     .clone()
                     .filter(|_| status == GrantStatus::Failed),
+                trouble: None,
             });
         }
         Ok(out)
@@ -869,7 +896,7 @@ impl Portal for PortalService {
                 .request_views(&mut conn, requests)
                 .await
                 .or_internal()?,
-            grants: self.grant_views(&mut conn, grants).await.or_internal()?,
+            grants: self.flag_trouble(&mut conn, grants).await.or_internal()?,
             alerts: alerts
                 .into_iter()
                 .map(|a| AlertView {

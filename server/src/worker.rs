@@ -189,7 +189,14 @@ impl Worker {
         let outcome = self.run_job(&job, now).instrument(span).await;
         let mut conn = self.store.conn().await?;
         match outcome {
-            Ok(Outcome::Done) => store::delete_job(&mut conn, &job.job_id).await?,
+            Ok(Outcome::Done) => {
+                store::delete_job(&mut conn, &job.job_id).await?;
+                // It went through in the end: the alert about its failures is over.
+                if job.alerted == 1 {
+                    let kind = format!("{}_failing", job.kind);
+                    store::resolve_alerts(&mut conn, &kind, &job.subject_id, now).await?;
+                }
+            }
             Ok(Outcome::Again(at)) => {
                 store::reschedule_job_after(&mut conn, &job.job_id, job.run_at, at).await?
             }

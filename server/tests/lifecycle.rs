@@ -669,6 +669,18 @@ async fn revocation_never_gives_up_and_alerts_once(b: Backend) {
         let alerts = env.alerts("deprovision_failing").await;
         let expected = usize::from(attempt >= 5);
         assert_eq!(alerts.len(), expected, "alerts after {attempt} failures");
+        // The admin page flags the grant itself from then on.
+        let overview = env.portal.admin_overview(&person("dana")).await.unwrap();
+        let view = overview
+            .grants
+            .iter()
+            .find(|v| v.id == g.access_grant_id)
+            .expect("listed while live");
+        assert_eq!(view.trouble.is_some(), attempt >= 5, "{view:?}");
+        if let Some(t) = &view.trouble {
+            assert!(t.starts_with("Revocation failing after"), "{t}");
+            assert!(t.contains("ConflictException"), "{t}");
+        }
         env.set_time(job.run_at);
     }
     let alerts = env.alerts("deprovision_failing").await;
@@ -677,10 +689,15 @@ async fn revocation_never_gives_up_and_alerts_once(b: Backend) {
     assert_eq!(flaky.delete_calls.load(Ordering::SeqCst), 8);
     assert_eq!(env.grant(&g.access_grant_id).await.status, "revoked");
     assert!(!env.assignment_exists(&g).await);
-    assert_eq!(
-        env.alerts("deprovision_failing").await.len(),
-        1,
-        "alerted exactly once"
+    let raised: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM alert WHERE kind = 'deprovision_failing'")
+            .fetch_one(&mut *env.conn().await)
+            .await
+            .unwrap();
+    assert_eq!(raised, 1, "alerted exactly once");
+    assert!(
+        env.alerts("deprovision_failing").await.is_empty(),
+        "resolved once the revocation went through"
     );
     env.check_invariants().await;
 }
