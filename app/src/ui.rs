@@ -686,23 +686,7 @@ fn AdminPage() -> impl IntoView {
                     .then(|| {
                         view! {
                             <h2>"Alerts"</h2>
-                            <ul class="alerts">
-                                {o
-                                    .alerts
-                                    .into_iter()
-                                    .map(|a| {
-                                        let kind = a.kind.clone();
-                                        view! {
-                                            <li data-testid="alert" data-kind=kind>
-                                                <strong>{a.kind}</strong>
-                                                " "
-                                                {a.message}
-                                                <span class="muted">" " {a.at}</span>
-                                            </li>
-                                        }
-                                    })
-                                    .collect_view()}
-                            </ul>
+                            <AlertList alerts=o.alerts testid="alert" />
                         }
                     })}
                 {(!o.parked_mail.is_empty())
@@ -713,6 +697,29 @@ fn AdminPage() -> impl IntoView {
                 <RequestTable requests=o.requests cancel=None />
             }
         })}
+    }
+}
+
+/// Open alerts, newest first, each with its kind.
+#[component]
+fn AlertList(alerts: Vec<AlertView>, testid: &'static str) -> impl IntoView {
+    view! {
+        <ul class="alerts">
+            {alerts
+                .into_iter()
+                .map(|a| {
+                    let kind = a.kind.clone();
+                    view! {
+                        <li data-testid=testid data-kind=kind>
+                            <strong>{a.kind}</strong>
+                            " "
+                            {a.message}
+                            <span class="muted">" " {a.at}</span>
+                        </li>
+                    }
+                })
+                .collect_view()}
+        </ul>
     }
 }
 
@@ -983,26 +990,7 @@ fn AwsOverviewView(o: AwsOverview, upkeep: ServerAction<RunUpkeep>) -> impl Into
         {if o.drift.is_empty() {
             view! { <p class="empty" data-testid="no-drift">"No drift found."</p> }.into_any()
         } else {
-            view! {
-                <ul class="alerts">
-                    {o
-                        .drift
-                        .into_iter()
-                        .map(|a| {
-                            let kind = a.kind.clone();
-                            view! {
-                                <li data-testid="drift" data-kind=kind>
-                                    <strong>{a.kind}</strong>
-                                    " "
-                                    {a.message}
-                                    <span class="muted">" " {a.at}</span>
-                                </li>
-                            }
-                        })
-                        .collect_view()}
-                </ul>
-            }
-                .into_any()
+            view! { <AlertList alerts=o.drift testid="drift" /> }.into_any()
         }}
         <h2>"Catalog"</h2>
         <RunStatus runs=o.catalog_runs what="catalog" label="Sync catalog now" upkeep />
