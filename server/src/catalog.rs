@@ -6,7 +6,7 @@
 //! reads, for the admin page.
 
 use crate::clock::Clock;
-use crate::lifecycle::{self, Actor, Event};
+use crate::lifecycle;
 use crate::provisioner::{Catalog, Progress, Provisioner};
 use crate::store::{self, AccountRow, JobKind, OrgUnitRow, PermissionSetRow, Store};
 use anyhow::Result;
@@ -42,31 +42,11 @@ pub async fn sync(store: &Store, provisioner: &dyn Provisioner, clock: &dyn Cloc
         Ok(Some(catalog)) => apply(store, &run, &catalog, now).await,
         Err(e) => Err(anyhow::Error::from(e)),
     };
-    let mut tx = store.begin().await?;
-    let (ok, summary) = match &outcome {
-        Ok(summary) => (true, summary.clone()),
-        Err(e) => (false, format!("{e:#}")),
+    let (action, summary) = match &outcome {
+        Ok(summary) => ("catalog.synced", summary.clone()),
+        Err(e) => ("catalog.sync_failed", format!("{e:#}")),
     };
-    store::finish_run(&mut tx, &run, ok, &summary, now).await?;
-    lifecycle::audit(
-        &mut tx,
-        &Actor::system(),
-        Event {
-            action: if ok {
-                "catalog.synced"
-            } else {
-                "catalog.sync_failed"
-            },
-            person_id: None,
-            subject_kind: "catalog",
-            subject_id: &run,
-            entitlement_id: None,
-            detail: summary,
-        },
-        now,
-    )
-    .await?;
-    tx.commit().await?;
+    lifecycle::finish_run(store, &run, action, outcome.is_ok(), &summary, now).await?;
     outcome.map(|_| ())
 }
 

@@ -75,6 +75,32 @@ pub async fn audit(
 }
 
 /// An audit event on its own, for things that change nothing else (refusals, sign-outs).
+/// Records the end of a catalog sync or reconciliation run, and audits it as `action`,
+/// in one transaction.
+pub async fn finish_run(
+    store: &crate::store::Store,
+    run_id: &str,
+    action: &str,
+    ok: bool,
+    summary: &str,
+    now: Timestamp,
+) -> Result<()> {
+    let mut tx = store.begin().await?;
+    store::finish_run(&mut tx, run_id, ok, summary, now).await?;
+    let subject_kind = action.split('.').next().unwrap_or("maintenance");
+    let e = Event {
+        action,
+        person_id: None,
+        subject_kind,
+        subject_id: run_id,
+        entitlement_id: None,
+        detail: summary.to_owned(),
+    };
+    audit(&mut tx, &Actor::system(), e, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 pub async fn audit_alone(
     store: &crate::store::Store,
     actor: &Actor,

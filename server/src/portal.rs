@@ -188,9 +188,9 @@ impl PortalService {
         rows: Vec<GrantRow>,
     ) -> anyhow::Result<Vec<GrantView>> {
         let mut views = self.grant_views(conn, rows).await?;
+        let failing = store::alerted_jobs(conn).await?;
         for v in &mut views {
-            let jobs = store::jobs_for(conn, &v.id).await?;
-            v.trouble = jobs.iter().find(|j| j.alerted == 1).map(|j| {
+            v.trouble = failing.iter().find(|j| j.subject_id == v.id).map(|j| {
                 let what = if j.kind == "deprovision" {
                     "Revocation"
                 } else {
@@ -874,7 +874,9 @@ impl Portal for PortalService {
         let Admin(_) = self.admin(who, "admin_overview").await?;
         let mut conn = self.store.conn().await.or_internal()?;
         let requests = store::recent_requests(&mut conn, 200).await.or_internal()?;
-        let grants = store::live_grants(&mut conn).await.or_internal()?;
+        let grants = store::live_grants(&mut conn, Some(1000))
+            .await
+            .or_internal()?;
         let alerts = store::open_alerts(&mut conn).await.or_internal()?;
         let stats = store::job_stats(&mut conn, self.now(), Duration::from_secs(60))
             .await

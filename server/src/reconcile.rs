@@ -114,6 +114,7 @@ pub async fn run(
         run_id: &run_id,
         findings: Findings::default(),
         touched: HashSet::new(),
+        reported: HashSet::new(),
     }
     .reconcile()
     .await;
@@ -122,27 +123,12 @@ pub async fn run(
         Ok(f) => (f.errors.is_empty(), f.to_string()),
         Err(e) => (false, format!("{e:#}")),
     };
-    let mut tx = store.begin().await?;
-    store::finish_run(&mut tx, &run_id, ok, &summary, now).await?;
-    lifecycle::audit(
-        &mut tx,
-        &Actor::system(),
-        Event {
-            action: if ok {
-                "reconcile.finished"
-            } else {
-                "reconcile.failed"
-            },
-            person_id: None,
-            subject_kind: "reconciliation",
-            subject_id: &run_id,
-            entitlement_id: None,
-            detail: summary.clone(),
-        },
-        now,
-    )
-    .await?;
-    tx.commit().await?;
+    let action = if ok {
+        "reconcile.finished"
+    } else {
+        "reconcile.failed"
+    };
+    lifecycle::finish_run(store, &run_id, action, ok, &summary, now).await?;
     if matches!(&outcome, Ok(f) if f.missing > 0) {
         wake.notify_one();
     }
@@ -156,6 +142,17 @@ pub async fn run(
 /// The (account, permission set) pairs the portal manages: every entitlement's targets
 /// today, and wherever a live grant or an assignment the portal made sits.
 pub async fn managed_pairs(conn: &mut sqlx::AnyConnection) -> Result<BTreeSet<(String, String)>> {
+    let grants = store::live_grants(&mut *conn, None).await?;
+    let managed = store::managed_assignments(&mut *conn).await?;
+    pairs_of(conn, &grants, &managed).await
+}
+
+/// [`managed_pairs`] with the live grants and the portal's records already at hand.
+async fn pairs_of(
+    conn: &mut sqlx::AnyConnection,
+    grants: &[GrantRow],
+    managed: &[store::ManagedRow],
+) -> Result<BTreeSet<(String, String)>> {
     let mut pairs = BTreeSet::new();
     for e in store::all_entitlements(&mut *conn).await? {
         let e = lifecycle::Entitlement::from_row(e)?;
@@ -163,11 +160,11 @@ pub async fn managed_pairs(conn: &mut sqlx::AnyConnection) -> Result<BTreeSet<(S
             pairs.insert((account.account_id, ps));
         }
     }
-    for g in store::all_live_grants(&mut *conn).await? {
-        pairs.insert((g.account_id, g.permission_set_arn));
+    for g in grants {
+        pairs.insert((g.account_id.clone(), g.permission_set_arn.clone()));
     }
-    for m in store::managed_assignments(&mut *conn).await? {
-        pairs.insert((m.account_id, m.permission_set_arn));
+    for m in managed {
+        pairs.insert((m.account_id.clone(), m.permission_set_arn.clone()));
     }
     Ok(pairs)
 }
@@ -178,6 +175,15 @@ fn key(a: &LiveAssignment) -> String {
         "{}|{}|{}|{}",
         a.account_id, a.permission_set_arn, a.principal_type, a.principal_id
     )
+}
+
+/// The portal's key for `user`'s share of an assignment AWS listed.
+fn key_for<'a>(a: &'a LiveAssignment, user: &'a str) -> store::AssignmentKey<'a> {
+    store::AssignmentKey {
+        account_id: &a.account_id,
+        permission_set_arn: &a.permission_set_arn,
+        user_id: user,
+    }
 }
 
 type Triple = (String, String, String);
@@ -199,6 +205,8 @@ struct Run<'a> {
     findings: Findings,
     /// The alerts this run raised or found still true: the others are resolved at the end.
     touched: HashSet<(&'static str, String)>,
+    /// Assignments made outside the portal with an open alert (reported once while they last).
+    reported: HashSet<String>,
 }
 
 /// Why reconciliation deletes an assignment.
@@ -213,15 +221,22 @@ enum Why {
 impl Run<'_> {
     async fn reconcile(mut self) -> Result<Findings> {
         let now = self.clock.now();
-        let (grants, managed, pairs) = {
-            let mut conn = self.store.conn().await?;
-            (
-                store::all_live_grants(&mut conn).await?,
-                store::managed_assignments(&mut conn).await?,
-                managed_pairs(&mut conn).await?,
-            )
-        };
+        let mut conn = self.store.conn().await?;
+        let grants = store::live_grants(&mut conn, None).await?;
+        let managed = store::managed_assignments(&mut conn).await?;
+        let pairs = pairs_of(&mut conn, &grants, &managed).await?;
+        let users: HashMap<String, app::domain::Principal> = store::all_users(&mut conn)
+            .await?
+            .into_iter()
+            .map(|u| (u.user_id.clone(), u))
+            .collect();
         self.findings.pairs = pairs.len();
+        self.reported = store::open_alerts_of(&mut conn, &[DRIFT_EXTERNAL])
+            .await?
+            .into_iter()
+            .map(|al| al.subject_id)
+            .collect();
+        drop(conn); // not held through the AWS calls below
 
         // The provisioner's id of every person concerned, and back (several portal users
         // can share one, e.g. the same email from two issuers).
@@ -233,16 +248,14 @@ impl Run<'_> {
             .chain(managed.iter().map(|m| m.user_id.as_str()))
             .collect();
         for user_id in people {
-            let user = {
-                let mut conn = self.store.conn().await?;
-                store::get_user(&mut conn, user_id).await?
+            let Some(user) = users.get(user_id) else {
+                continue;
             };
-            let Some(user) = user else { continue };
             let probe = Assignment {
                 account_id: String::new(),
                 permission_set_arn: String::new(),
                 user_id: user_id.to_owned(),
-                user_name: user.email,
+                user_name: user.email.clone(),
             };
             match self.provisioner.principal_of(&probe).await {
                 Ok(p) => {
@@ -284,12 +297,12 @@ impl Run<'_> {
             })
             .map(|g| triple(&g.account_id, &g.permission_set_arn, &g.principal_id))
             .collect();
-        let origins: HashMap<Triple, &str> = managed
+        let origins: HashMap<Triple, Origin> = managed
             .iter()
             .map(|m| {
                 (
                     triple(&m.account_id, &m.permission_set_arn, &m.user_id),
-                    m.origin.as_str(),
+                    m.origin(),
                 )
             })
             .collect();
@@ -317,7 +330,7 @@ impl Run<'_> {
             }
             let leftover = triples
                 .iter()
-                .any(|t| origins.get(t) == Some(&Origin::Portal.as_str()));
+                .any(|t| origins.get(t) == Some(&Origin::Portal));
             let why = if leftover {
                 Why::Leftover
             } else if self.upkeep.owns(&a.permission_set_arn) {
@@ -355,7 +368,7 @@ impl Run<'_> {
                     .any(|g| triple(&g.account_id, &g.permission_set_arn, &g.principal_id) == t)
             {
                 let mut conn = self.store.conn().await?;
-                store::forget_managed(&mut conn, m).await?;
+                store::forget_assignment(&mut conn, m.key()).await?;
             }
         }
 
@@ -380,12 +393,8 @@ impl Run<'_> {
         self.touched.insert((DRIFT_EXTERNAL, key(a)));
         let now = self.clock.now();
         let who = who(a, users);
-        let mut tx = self.store.begin().await?;
-        let known = store::open_alerts_of(&mut tx, &[DRIFT_EXTERNAL])
-            .await?
-            .iter()
-            .any(|al| al.subject_id == key(a));
-        if !known {
+        if self.reported.insert(key(a)) {
+            let mut tx = self.store.begin().await?;
             finding(
                 &mut tx,
                 "reconcile.drift_external",
@@ -410,8 +419,8 @@ impl Run<'_> {
                 now,
             )
             .await?;
+            tx.commit().await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -426,15 +435,7 @@ impl Run<'_> {
             let now = self.clock.now();
             let mut tx = self.store.begin().await?;
             for u in users {
-                store::mark_deleting(
-                    &mut tx,
-                    &a.account_id,
-                    &a.permission_set_arn,
-                    u,
-                    origin,
-                    now,
-                )
-                .await?;
+                store::mark_deleting(&mut tx, key_for(a, u), origin, now).await?;
             }
             tx.commit().await?;
         }
@@ -485,20 +486,13 @@ impl Run<'_> {
         let outcome = match &status {
             OperationStatus::Succeeded => {
                 for u in users {
-                    let m = store::ManagedRow {
-                        account_id: a.account_id.clone(),
-                        permission_set_arn: a.permission_set_arn.clone(),
-                        user_id: (*u).to_owned(),
-                        origin: origin.as_str().into(),
-                        deleting_since: None,
-                    };
-                    store::forget_managed(&mut tx, &m).await?;
+                    store::forget_assignment(&mut tx, key_for(a, u)).await?;
                 }
                 format!("DeleteAccountAssignment SUCCEEDED (request {op})")
             }
             OperationStatus::Failed(reason) => {
                 for u in users {
-                    store::clear_deleting(&mut tx, &a.account_id, &a.permission_set_arn, u).await?;
+                    store::clear_deleting(&mut tx, key_for(a, u)).await?;
                 }
                 format!(
                     "DeleteAccountAssignment FAILED (request {op}): {reason}; tried again next run"
@@ -534,7 +528,7 @@ impl Run<'_> {
     async fn clear(&self, a: &LiveAssignment, users: &[&str]) -> Result<()> {
         let mut tx = self.store.begin().await?;
         for u in users {
-            store::clear_deleting(&mut tx, &a.account_id, &a.permission_set_arn, u).await?;
+            store::clear_deleting(&mut tx, key_for(a, u)).await?;
         }
         tx.commit().await?;
         Ok(())

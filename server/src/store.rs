@@ -702,11 +702,15 @@ pub async fn grants_for_principal(
     .await?)
 }
 
-pub async fn live_grants(conn: &mut AnyConnection) -> Result<Vec<GrantRow>> {
+/// Grants that hold or are about to hold an assignment, soonest end first, at most
+/// `limit` of them (the admin page) or all (reconciliation).
+pub async fn live_grants(conn: &mut AnyConnection, limit: Option<i64>) -> Result<Vec<GrantRow>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {GRANT_COLS} FROM access_grant
-         WHERE status IN ('scheduled', 'provisioning', 'active', 'deprovisioning') ORDER BY ends_at LIMIT 1000"
+         WHERE status IN ('scheduled', 'provisioning', 'active', 'deprovisioning')
+         ORDER BY ends_at LIMIT $1"
     ))
+    .bind(limit.unwrap_or(i64::MAX))
     .fetch_all(conn)
     .await?)
 }
@@ -990,6 +994,16 @@ pub async fn advance_job(
     .execute(conn)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// Jobs whose failures the admins were alerted about (and which still retry).
+pub async fn alerted_jobs(conn: &mut AnyConnection) -> Result<Vec<JobRow>> {
+    Ok(sqlx::query_as(
+        "SELECT job_id, kind, subject_id, run_at, attempts, last_error, alerted FROM job
+         WHERE alerted = 1",
+    )
+    .fetch_all(conn)
+    .await?)
 }
 
 pub async fn jobs_for(conn: &mut AnyConnection, subject_id: &str) -> Result<Vec<JobRow>> {
@@ -1650,59 +1664,22 @@ impl Origin {
     }
 }
 
-/// Where the assignment of a grant came from, when the portal knows.
-pub async fn assignment_origin(conn: &mut AnyConnection, g: &GrantRow) -> Result<Option<Origin>> {
-    let origin: Option<String> = sqlx::query_scalar(
-        "SELECT origin FROM managed_assignment
-         WHERE account_id = $1 AND permission_set_arn = $2 AND user_id = $3",
-    )
-    .bind(&g.account_id)
-    .bind(&g.permission_set_arn)
-    .bind(&g.principal_id)
-    .fetch_optional(conn)
-    .await?;
-    Ok(origin.map(|o| {
-        if o == "portal" {
-            Origin::Portal
-        } else {
-            Origin::External
+/// One (account, permission set, user): what an assignment is for the portal.
+#[derive(Copy, Clone, Debug)]
+pub struct AssignmentKey<'a> {
+    pub account_id: &'a str,
+    pub permission_set_arn: &'a str,
+    pub user_id: &'a str,
+}
+
+impl GrantRow {
+    pub fn key(&self) -> AssignmentKey<'_> {
+        AssignmentKey {
+            account_id: &self.account_id,
+            permission_set_arn: &self.permission_set_arn,
+            user_id: &self.principal_id,
         }
-    }))
-}
-
-pub async fn set_assignment_origin(
-    conn: &mut AnyConnection,
-    g: &GrantRow,
-    origin: Origin,
-    now: Timestamp,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO managed_assignment (account_id, permission_set_arn, user_id, origin, created_at)
-         VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (account_id, permission_set_arn, user_id) DO UPDATE SET origin = excluded.origin",
-    )
-    .bind(&g.account_id)
-    .bind(&g.permission_set_arn)
-    .bind(&g.principal_id)
-    .bind(origin.as_str())
-    .bind(now.millis())
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// The assignment of a grant is gone from AWS: its origin no longer matters.
-pub async fn forget_assignment(conn: &mut AnyConnection, g: &GrantRow) -> Result<()> {
-    sqlx::query(
-        "DELETE FROM managed_assignment
-         WHERE account_id = $1 AND permission_set_arn = $2 AND user_id = $3",
-    )
-    .bind(&g.account_id)
-    .bind(&g.permission_set_arn)
-    .bind(&g.principal_id)
-    .execute(conn)
-    .await?;
-    Ok(())
+    }
 }
 
 /// A (account, permission set, user) whose assignment's origin the portal knows.
@@ -1712,84 +1689,130 @@ pub struct ManagedRow {
     pub permission_set_arn: String,
     pub user_id: String,
     pub origin: String,
+    /// Set while reconciliation deletes the assignment.
     pub deleting_since: Option<i64>,
 }
 
-pub async fn managed_assignments(conn: &mut AnyConnection) -> Result<Vec<ManagedRow>> {
-    Ok(sqlx::query_as(
-        "SELECT account_id, permission_set_arn, user_id, origin, deleting_since FROM managed_assignment",
-    )
-    .fetch_all(conn)
+impl ManagedRow {
+    pub fn key(&self) -> AssignmentKey<'_> {
+        AssignmentKey {
+            account_id: &self.account_id,
+            permission_set_arn: &self.permission_set_arn,
+            user_id: &self.user_id,
+        }
+    }
+
+    pub fn origin(&self) -> Origin {
+        if self.origin == "portal" {
+            Origin::Portal
+        } else {
+            Origin::External
+        }
+    }
+}
+
+const MANAGED_COLS: &str = "account_id, permission_set_arn, user_id, origin, deleting_since";
+const MANAGED_KEY: &str = "account_id = $1 AND permission_set_arn = $2 AND user_id = $3";
+
+/// What the portal knows of one assignment, if anything.
+pub async fn managed_assignment(
+    conn: &mut AnyConnection,
+    k: AssignmentKey<'_>,
+) -> Result<Option<ManagedRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {MANAGED_COLS} FROM managed_assignment WHERE {MANAGED_KEY}"
+    ))
+    .bind(k.account_id)
+    .bind(k.permission_set_arn)
+    .bind(k.user_id)
+    .fetch_optional(conn)
     .await?)
 }
 
-/// Flags an assignment as being deleted by reconciliation (recording it as `origin` if
-/// the portal did not know it yet). Committed before reconciliation looks for live
-/// grants one last time, so that either it sees a new grant, or the grant's worker sees
-/// this flag and waits.
-pub async fn mark_deleting(
+/// Where the assignment of a grant came from, when the portal knows.
+pub async fn assignment_origin(conn: &mut AnyConnection, g: &GrantRow) -> Result<Option<Origin>> {
+    Ok(managed_assignment(conn, g.key()).await?.map(|m| m.origin()))
+}
+
+pub async fn managed_assignments(conn: &mut AnyConnection) -> Result<Vec<ManagedRow>> {
+    Ok(
+        sqlx::query_as(&format!("SELECT {MANAGED_COLS} FROM managed_assignment"))
+            .fetch_all(conn)
+            .await?,
+    )
+}
+
+/// Records where an assignment came from; with `deleting`, also flags it as being
+/// deleted by reconciliation (keeping a known origin). The flag is committed before
+/// reconciliation looks for live grants one last time, so that either it sees a new
+/// grant, or the grant's worker sees the flag and waits.
+async fn upsert_managed(
     conn: &mut AnyConnection,
-    account_id: &str,
-    permission_set_arn: &str,
-    user_id: &str,
+    k: AssignmentKey<'_>,
+    origin: Origin,
+    deleting: bool,
+    now: Timestamp,
+) -> Result<()> {
+    let on_conflict = if deleting {
+        "deleting_since = excluded.deleting_since"
+    } else {
+        "origin = excluded.origin"
+    };
+    sqlx::query(&format!(
+        "INSERT INTO managed_assignment (account_id, permission_set_arn, user_id, origin, created_at, deleting_since)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (account_id, permission_set_arn, user_id) DO UPDATE SET {on_conflict}"
+    ))
+    .bind(k.account_id)
+    .bind(k.permission_set_arn)
+    .bind(k.user_id)
+    .bind(origin.as_str())
+    .bind(now.millis())
+    .bind(deleting.then_some(now.millis()))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_assignment_origin(
+    conn: &mut AnyConnection,
+    g: &GrantRow,
     origin: Origin,
     now: Timestamp,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO managed_assignment (account_id, permission_set_arn, user_id, origin, created_at, deleting_since)
-         VALUES ($1, $2, $3, $4, $5, $5)
-         ON CONFLICT (account_id, permission_set_arn, user_id) DO UPDATE SET deleting_since = excluded.deleting_since",
-    )
-    .bind(account_id)
-    .bind(permission_set_arn)
-    .bind(user_id)
-    .bind(origin.as_str())
-    .bind(now.millis())
-    .execute(conn)
-    .await?;
-    Ok(())
+    upsert_managed(conn, g.key(), origin, false, now).await
 }
 
-pub async fn clear_deleting(
+/// See [`upsert_managed`].
+pub async fn mark_deleting(
     conn: &mut AnyConnection,
-    account_id: &str,
-    permission_set_arn: &str,
-    user_id: &str,
+    k: AssignmentKey<'_>,
+    origin: Origin,
+    now: Timestamp,
 ) -> Result<()> {
-    sqlx::query(
-        "UPDATE managed_assignment SET deleting_since = NULL
-         WHERE account_id = $1 AND permission_set_arn = $2 AND user_id = $3",
-    )
-    .bind(account_id)
-    .bind(permission_set_arn)
-    .bind(user_id)
+    upsert_managed(conn, k, origin, true, now).await
+}
+
+pub async fn clear_deleting(conn: &mut AnyConnection, k: AssignmentKey<'_>) -> Result<()> {
+    sqlx::query(&format!(
+        "UPDATE managed_assignment SET deleting_since = NULL WHERE {MANAGED_KEY}"
+    ))
+    .bind(k.account_id)
+    .bind(k.permission_set_arn)
+    .bind(k.user_id)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Since when reconciliation has been deleting the assignment of a grant, if it is.
-pub async fn deleting_since(conn: &mut AnyConnection, g: &GrantRow) -> Result<Option<i64>> {
-    Ok(sqlx::query_scalar(
-        "SELECT deleting_since FROM managed_assignment
-         WHERE account_id = $1 AND permission_set_arn = $2 AND user_id = $3",
-    )
-    .bind(&g.account_id)
-    .bind(&g.permission_set_arn)
-    .bind(&g.principal_id)
-    .fetch_optional(conn)
-    .await?
-    .flatten())
-}
-
-pub async fn forget_managed(conn: &mut AnyConnection, m: &ManagedRow) -> Result<()> {
-    sqlx::query(
-        "DELETE FROM managed_assignment
-         WHERE account_id = $1 AND permission_set_arn = $2 AND user_id = $3",
-    )
-    .bind(&m.account_id)
-    .bind(&m.permission_set_arn)
-    .bind(&m.user_id)
+/// The assignment is gone from AWS (or was never made): its origin no longer matters.
+pub async fn forget_assignment(conn: &mut AnyConnection, k: AssignmentKey<'_>) -> Result<()> {
+    sqlx::query(&format!(
+        "DELETE FROM managed_assignment WHERE {MANAGED_KEY}"
+    ))
+    .bind(k.account_id)
+    .bind(k.permission_set_arn)
+    .bind(k.user_id)
     .execute(conn)
     .await?;
     Ok(())
@@ -1831,16 +1854,6 @@ pub async fn has_live_grant(
     .fetch_one(conn)
     .await?;
     Ok(n > 0)
-}
-
-/// Grants that hold or are about to hold an assignment, with no limit (reconciliation).
-pub async fn all_live_grants(conn: &mut AnyConnection) -> Result<Vec<GrantRow>> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {GRANT_COLS} FROM access_grant
-         WHERE status IN ('scheduled', 'provisioning', 'active', 'deprovisioning')"
-    ))
-    .fetch_all(conn)
-    .await?)
 }
 
 // ------------------------------------------------------------------ maintenance runs

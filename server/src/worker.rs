@@ -496,13 +496,12 @@ impl Worker {
         let a = self.assignment_for(&grant).await?;
         // No slot for one more creation in flight: try again later, without asking AWS.
         self.provisioner.creation_slot_free()?;
-        let (origin, deleting) = {
+        let known = {
             let mut conn = self.store.conn().await?;
-            (
-                store::assignment_origin(&mut conn, &grant).await?,
-                store::deleting_since(&mut conn, &grant).await?,
-            )
+            store::managed_assignment(&mut conn, grant.key()).await?
         };
+        let origin = known.as_ref().map(store::ManagedRow::origin);
+        let deleting = known.and_then(|m| m.deleting_since);
         // Reconciliation is deleting this very assignment: wait until it is gone rather
         // than count on it (a flag older than the limit is from a run that died).
         if deleting
@@ -633,7 +632,7 @@ impl Worker {
                     GrantStatus::Deprovisioning,
                 ];
                 if store::siblings_in(&mut tx, &grant, &live).await?.is_empty() {
-                    store::forget_assignment(&mut tx, &grant).await?;
+                    store::forget_assignment(&mut tx, grant.key()).await?;
                 }
                 let message = format!("AWS reported the creation FAILED: {reason}");
                 self.settle(
@@ -761,7 +760,7 @@ impl Worker {
         // Never delete what the portal did not make, unless it owns the permission set.
         let origin = store::assignment_origin(&mut tx, &grant).await?;
         if origin == Some(store::Origin::External) && !self.upkeep.owns(&grant.permission_set_arn) {
-            store::forget_assignment(&mut tx, &grant).await?;
+            store::forget_assignment(&mut tx, grant.key()).await?;
             self.settle(
                 &mut tx,
                 &grant,
@@ -790,7 +789,7 @@ impl Worker {
         match self.provisioner.start_delete(&a).await? {
             DeleteStart::AlreadyGone => {
                 let mut tx = self.store.begin().await?;
-                store::forget_assignment(&mut tx, &grant).await?;
+                store::forget_assignment(&mut tx, grant.key()).await?;
                 self.settle(
                     &mut tx,
                     &grant,
@@ -831,7 +830,7 @@ impl Worker {
             }
             OperationStatus::Succeeded => {
                 let mut tx = self.store.begin().await?;
-                store::forget_assignment(&mut tx, &grant).await?;
+                store::forget_assignment(&mut tx, grant.key()).await?;
                 self.settle(
                     &mut tx,
                     &grant,

@@ -5,6 +5,7 @@
 mod common;
 
 use aws_sdk_ssoadmin::types::PrincipalType;
+use common::peers::{self, free_port, Peer};
 use common::{person, Backend, TestEnv};
 use portcullis::config::{AwsConfig, ProvisionerKind};
 use portcullis::provisioner::sso_admin::{Budget, SsoAdminProvisioner};
@@ -14,30 +15,15 @@ use portcullis::provisioner::{
 use portcullis::store::{DatabaseUrl, Store};
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const ACCOUNT: &str = "111111111111";
 
 struct Moto {
-    child: Child,
+    child: Peer,
     url: String,
     http: reqwest::Client,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn set_test_credentials() {
@@ -55,14 +41,7 @@ impl Moto {
     async fn start() -> Moto {
         set_test_credentials();
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let venv = Command::new("bash")
-            .arg(root.join(".ci/moto/venv"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("bash");
-        assert!(venv.status.success(), "cannot set up the moto venv");
-        let python =
-            PathBuf::from(String::from_utf8(venv.stdout).unwrap().trim()).join("bin/python");
+        let python = peers::python();
         let http = reqwest::Client::new();
         for _attempt in 0..3 {
             let port = free_port();
@@ -75,7 +54,7 @@ impl Moto {
                 .spawn()
                 .expect("moto");
             let mut moto = Moto {
-                child,
+                child: Peer::new(child),
                 url: format!("http://127.0.0.1:{port}"),
                 http: http.clone(),
             };
@@ -85,7 +64,7 @@ impl Moto {
                         return moto;
                     }
                 }
-                if moto.child.try_wait().unwrap().is_some() {
+                if moto.child.exited().is_some() {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1351,7 +1330,7 @@ async fn reconciliation_revokes_the_portals_leftovers(b: Backend) {
         1,
         "kept for now"
     );
-    portcullis::store::forget_assignment(&mut *env.conn().await, &bob_grant)
+    portcullis::store::forget_assignment(&mut *env.conn().await, bob_grant.key())
         .await
         .unwrap();
 

@@ -45,16 +45,9 @@ async fn a_grant_waits_while_reconciliation_deletes_its_assignment(b: Backend) {
     let g = env.only_grant(&rid).await;
     {
         let mut conn = env.conn().await;
-        store::mark_deleting(
-            &mut conn,
-            &g.account_id,
-            &g.permission_set_arn,
-            &alice.user_id,
-            Origin::Portal,
-            env.now(),
-        )
-        .await
-        .unwrap();
+        store::mark_deleting(&mut conn, g.key(), Origin::Portal, env.now())
+            .await
+            .unwrap();
     }
     env.run_until(&w, env.now().millis() + 30_000, Duration::from_secs(1))
         .await;
@@ -66,14 +59,7 @@ async fn a_grant_waits_while_reconciliation_deletes_its_assignment(b: Backend) {
     );
     {
         let mut conn = env.conn().await;
-        store::clear_deleting(
-            &mut conn,
-            &g.account_id,
-            &g.permission_set_arn,
-            &alice.user_id,
-        )
-        .await
-        .unwrap();
+        store::clear_deleting(&mut conn, g.key()).await.unwrap();
     }
     env.settle(&w).await;
     assert_eq!(env.grant(&g.access_grant_id).await.status, "active");

@@ -8,6 +8,7 @@ mod common;
 use app::domain::{ApproverRule, Policy, RequestDraft};
 use app::error::AppError;
 use app::ssr::Portal;
+use common::peers::{self, free_port, Peer};
 use common::*;
 use portcullis::config::{SmtpConfig, SmtpTls};
 use portcullis::mailer::{Mailer as _, SmtpMailer};
@@ -17,7 +18,7 @@ use portcullis::store::{self, JobKind};
 use portcullis::worker::{Worker, WorkerSettings};
 use serde_json::Value;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,7 +44,7 @@ const LEAD: Duration = Duration::from_secs(600);
 
 /// A maildev server on loopback, killed (by its PID) when dropped.
 struct MailDev {
-    child: Child,
+    child: Peer,
     smtp_port: u16,
     api: String,
     http: reqwest::Client,
@@ -69,13 +70,6 @@ fn maildev_bin() -> PathBuf {
         bin.display()
     );
     bin
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port on 127.0.0.1")
-        .port()
 }
 
 impl MailDev {
@@ -121,7 +115,7 @@ impl MailDev {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start maildev: {e}"));
         let mut md = Self {
-            child,
+            child: Peer::new(child),
             smtp_port,
             api: format!("http://127.0.0.1:{api_port}"),
             http: reqwest::Client::new(),
@@ -142,7 +136,7 @@ impl MailDev {
             if ok.is_ok_and(|r| r.status().is_success()) {
                 return;
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Some(status) = self.child.exited() {
                 panic!(
                     "maildev exited at start ({status}); is port {} taken?",
                     self.smtp_port
@@ -237,13 +231,6 @@ impl MailDev {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-}
-
-impl Drop for MailDev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -1110,31 +1097,16 @@ fn test_ca() -> Option<String> {
 /// aiosmtpd (Python), for STARTTLS: maildev turns STARTTLS off. It requires STARTTLS
 /// before MAIL, with the test CA's certificate, and prints each message to its stdout.
 struct StartTlsServer {
-    child: Child,
+    _child: Peer,
     port: u16,
     out: PathBuf,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for StartTlsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl StartTlsServer {
     async fn start() -> Self {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        // The venv of the test peers written in Python (moto, aiosmtpd): made or reused.
-        let venv = Command::new("bash")
-            .arg(root.join("../.ci/moto/venv"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("bash");
-        assert!(venv.status.success(), "cannot set up the Python test venv");
-        let python =
-            PathBuf::from(String::from_utf8(venv.stdout).unwrap().trim()).join("bin/python");
+        let python = peers::python();
         let certs = root.join("tests/fixtures/smtp-tls");
         let dir = tempfile::TempDir::new().unwrap();
         let out = dir.path().join("messages.txt");
@@ -1151,7 +1123,7 @@ impl StartTlsServer {
             .spawn()
             .expect("aiosmtpd");
         let server = Self {
-            child,
+            _child: Peer::new(child),
             port,
             out,
             _dir: dir,

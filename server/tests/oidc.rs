@@ -17,6 +17,7 @@ use axum::http::{header, Request, StatusCode};
 use axum::response::IntoResponse;
 use axum::Router;
 use base64::Engine;
+use common::peers::{free_port, Peer};
 use openidconnect::core::{CoreJwsSigningAlgorithm, CoreRsaPrivateSigningKey};
 use openidconnect::{JsonWebKeyId, PrivateSigningKey};
 use portcullis::clock::{Clock, SystemClock};
@@ -28,7 +29,7 @@ use portcullis::store::{self, DatabaseUrl, Store};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tower::ServiceExt;
@@ -40,17 +41,10 @@ const CLIENT_SECRET: &str = "test-client-secret-0123456789abcdef";
 // ------------------------------------------------------------------ the real provider
 
 struct Provider {
-    child: Child,
+    child: Peer,
     issuer: String,
     accounts: PathBuf,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn fixture_accounts() -> Value {
@@ -64,14 +58,6 @@ fn fixture_accounts() -> Value {
         {"login": "dana", "password": "dana-pw", "sub": "u-dana", "email": "dana@example.com",
          "name": "Dana Admin", "groups": ["portcullis-admins", "security"]}
     ])
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Provider {
@@ -104,7 +90,7 @@ impl Provider {
                 .spawn()
                 .expect("node must be installed (the README's test command installs it)");
             let mut p = Provider {
-                child,
+                child: Peer::new(child),
                 issuer: format!("http://127.0.0.1:{port}"),
                 accounts: accounts.clone(),
                 _dir: tempfile::TempDir::new().unwrap(),
@@ -117,7 +103,7 @@ impl Provider {
                         return p;
                     }
                 }
-                if p.child.try_wait().unwrap().is_some() {
+                if p.child.exited().is_some() {
                     break; // the port was taken: try another
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -251,8 +237,13 @@ async fn body_text(res: axum::response::Response) -> String {
 }
 
 impl Portal {
-    async fn get(&self, path: &str, cookies: &[&str]) -> axum::response::Response {
-        let mut req = Request::get(path).header(header::HOST, "127.0.0.1:3000");
+    /// Sends a request with no body, with `cookies` if any.
+    async fn send(
+        &self,
+        mut req: axum::http::request::Builder,
+        cookies: &[&str],
+    ) -> axum::response::Response {
+        req = req.header(header::HOST, "127.0.0.1:3000");
         if !cookies.is_empty() {
             req = req.header(header::COOKIE, cookies.join("; "));
         }
@@ -263,19 +254,15 @@ impl Portal {
             .unwrap()
     }
 
+    async fn get(&self, path: &str, cookies: &[&str]) -> axum::response::Response {
+        self.send(Request::get(path), cookies).await
+    }
+
     async fn post(&self, path: &str, cookies: &[&str]) -> axum::response::Response {
-        let mut req = Request::post(path)
-            .header(header::HOST, "127.0.0.1:3000")
+        let req = Request::post(path)
             .header(header::ORIGIN, PUBLIC)
             .header("sec-fetch-site", "same-origin");
-        if !cookies.is_empty() {
-            req = req.header(header::COOKIE, cookies.join("; "));
-        }
-        self.router
-            .clone()
-            .oneshot(req.body(Body::empty()).unwrap())
-            .await
-            .unwrap()
+        self.send(req, cookies).await
     }
 
     /// `GET /auth/login`: the provider URL to go to and the login cookie.

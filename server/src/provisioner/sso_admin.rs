@@ -192,33 +192,28 @@ impl SsoAdminProvisioner {
         account_id: &str,
         permission_set_arn: &str,
     ) -> Result<Vec<LiveAssignment>, ProvisionError> {
-        let mut found = Vec::new();
-        let mut next: Option<String> = None;
-        loop {
-            self.budget.take().await;
+        all_pages(&self.budget, |next| async move {
             let out = self
                 .sso
                 .list_account_assignments()
                 .instance_arn(&self.instance_arn)
                 .account_id(account_id)
                 .permission_set_arn(permission_set_arn)
-                .set_next_token(next.take())
+                .set_next_token(next)
                 .send()
                 .await
                 .map_err(|e| classify("ListAccountAssignments", e))?;
-            found.extend(out.account_assignments().iter().filter_map(|a| {
+            let found = out.account_assignments().iter().filter_map(|a| {
                 Some(LiveAssignment {
                     account_id: account_id.to_owned(),
                     permission_set_arn: permission_set_arn.to_owned(),
                     principal_type: a.principal_type()?.as_str().to_owned(),
                     principal_id: a.principal_id()?.to_owned(),
                 })
-            }));
-            match out.next_token() {
-                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
-                _ => return Ok(found),
-            }
-        }
+            });
+            Ok((found.collect(), out.next_token))
+        })
+        .await
     }
 
     /// The root, then every OU below it breadth first, with the accounts in each.
@@ -228,27 +223,21 @@ impl SsoAdminProvisioner {
         progress: &Progress,
     ) -> Result<(), ProvisionError> {
         set_phase(progress, "reading the organization");
-        let mut roots = Vec::new();
-        let mut next: Option<String> = None;
-        loop {
-            self.orgs_budget.take().await;
+        let roots = all_pages(&self.orgs_budget, |next| async move {
             let out = self
                 .orgs
                 .list_roots()
-                .set_next_token(next.take())
+                .set_next_token(next)
                 .send()
                 .await
                 .map_err(|e| classify("ListRoots", e))?;
-            roots.extend(
-                out.roots().iter().filter_map(|r| {
-                    Some((r.id()?.to_owned(), r.name().unwrap_or("Root").to_owned()))
-                }),
-            );
-            match out.next_token() {
-                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
-                _ => break,
-            }
-        }
+            let roots = out
+                .roots()
+                .iter()
+                .filter_map(|r| Some((r.id()?.to_owned(), r.name().unwrap_or("Root").to_owned())));
+            Ok((roots.collect(), out.next_token))
+        })
+        .await?;
         let mut queue = std::collections::VecDeque::new();
         for (id, name) in roots {
             let path = format!("/{id}/");
@@ -261,63 +250,58 @@ impl SsoAdminProvisioner {
             queue.push_back((id, path));
         }
         while let Some((parent, path)) = queue.pop_front() {
-            let mut next: Option<String> = None;
-            loop {
-                self.orgs_budget.take().await;
+            let (parent, path) = (parent.as_str(), path.as_str());
+            let accounts = all_pages(&self.orgs_budget, |next| async move {
                 let out = self
                     .orgs
                     .list_accounts_for_parent()
-                    .parent_id(&parent)
-                    .set_next_token(next.take())
+                    .parent_id(parent)
+                    .set_next_token(next)
                     .send()
                     .await
                     .map_err(|e| classify("ListAccountsForParent", e))?;
-                catalog.accounts.extend(
-                    out.accounts()
-                        .iter()
-                        .filter(|a| {
-                            a.status()
-                                != Some(&aws_sdk_organizations::types::AccountStatus::Suspended)
+                let accounts = out
+                    .accounts()
+                    .iter()
+                    .filter(|a| {
+                        a.status() != Some(&aws_sdk_organizations::types::AccountStatus::Suspended)
+                    })
+                    .filter_map(|a| {
+                        Some(CatalogAccount {
+                            account_id: a.id()?.to_owned(),
+                            name: a.name().unwrap_or_default().to_owned(),
+                            ou_id: parent.to_owned(),
+                            ou_path: path.to_owned(),
                         })
-                        .filter_map(|a| {
-                            Some(CatalogAccount {
-                                account_id: a.id()?.to_owned(),
-                                name: a.name().unwrap_or_default().to_owned(),
-                                ou_id: parent.clone(),
-                                ou_path: path.clone(),
-                            })
-                        }),
-                );
-                match out.next_token() {
-                    Some(t) if !t.is_empty() => next = Some(t.to_owned()),
-                    _ => break,
-                }
-            }
-            loop {
-                self.orgs_budget.take().await;
+                    });
+                Ok((accounts.collect(), out.next_token))
+            })
+            .await?;
+            catalog.accounts.extend(accounts);
+            let children = all_pages(&self.orgs_budget, |next| async move {
                 let out = self
                     .orgs
                     .list_organizational_units_for_parent()
-                    .parent_id(&parent)
-                    .set_next_token(next.take())
+                    .parent_id(parent)
+                    .set_next_token(next)
                     .send()
                     .await
                     .map_err(|e| classify("ListOrganizationalUnitsForParent", e))?;
-                for ou in out.organizational_units() {
-                    let Some(id) = ou.id() else { continue };
-                    let child = format!("{path}{id}/");
-                    catalog.org_units.push(OrgUnit {
+                let children = out.organizational_units().iter().filter_map(|ou| {
+                    let id = ou.id()?;
+                    Some(OrgUnit {
                         ou_id: id.to_owned(),
                         name: ou.name().unwrap_or(id).to_owned(),
-                        parent_id: Some(parent.clone()),
-                        path: child.clone(),
-                    });
-                    queue.push_back((id.to_owned(), child));
-                }
-                match out.next_token() {
-                    Some(t) if !t.is_empty() => next = Some(t.to_owned()),
-                    _ => break,
-                }
+                        parent_id: Some(parent.to_owned()),
+                        path: format!("{path}{id}/"),
+                    })
+                });
+                Ok((children.collect(), out.next_token))
+            })
+            .await?;
+            for child in children {
+                queue.push_back((child.ou_id.clone(), child.path.clone()));
+                catalog.org_units.push(child);
             }
             let mut p = progress.lock().expect("progress lock");
             p.org_units = catalog.org_units.len();
@@ -332,24 +316,18 @@ impl SsoAdminProvisioner {
         progress: &Progress,
     ) -> Result<(), ProvisionError> {
         set_phase(progress, "reading permission sets");
-        let mut arns = Vec::new();
-        let mut next: Option<String> = None;
-        loop {
-            self.budget.take().await;
+        let arns = all_pages(&self.budget, |next| async move {
             let out = self
                 .sso
                 .list_permission_sets()
                 .instance_arn(&self.instance_arn)
-                .set_next_token(next.take())
+                .set_next_token(next)
                 .send()
                 .await
                 .map_err(|e| classify("ListPermissionSets", e))?;
-            arns.extend(out.permission_sets().iter().cloned());
-            match out.next_token() {
-                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
-                _ => break,
-            }
-        }
+            Ok((out.permission_sets.unwrap_or_default(), out.next_token))
+        })
+        .await?;
         for arn in arns {
             self.budget.take().await;
             let out = self
@@ -373,6 +351,26 @@ impl SsoAdminProvisioner {
             progress.lock().expect("progress lock").permission_sets = catalog.permission_sets.len();
         }
         Ok(())
+    }
+}
+
+/// Every page of a paginated AWS list, each call within `budget`: `page` is called with
+/// the previous page's token (none at first) and returns its items and the next token.
+async fn all_pages<T, F, Fut>(budget: &Budget, mut page: F) -> Result<Vec<T>, ProvisionError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Option<String>), ProvisionError>>,
+{
+    let mut all = Vec::new();
+    let mut next = None;
+    loop {
+        budget.take().await;
+        let (items, token) = page(next.take()).await?;
+        all.extend(items);
+        match token {
+            Some(t) if !t.is_empty() => next = Some(t),
+            _ => return Ok(all),
+        }
     }
 }
 
@@ -427,31 +425,28 @@ impl Provisioner for SsoAdminProvisioner {
         let filter = aws_sdk_ssoadmin::types::ListAccountAssignmentsFilter::builder()
             .account_id(&a.account_id)
             .build();
-        let mut next: Option<String> = None;
-        loop {
-            self.budget.take().await;
+        let (user, filter) = (&user, &filter);
+        let held = all_pages(&self.budget, |next| async move {
             let out = self
                 .sso
                 .list_account_assignments_for_principal()
                 .instance_arn(&self.instance_arn)
-                .principal_id(&user)
+                .principal_id(user)
                 .principal_type(PrincipalType::User)
                 .filter(filter.clone())
-                .set_next_token(next.take())
+                .set_next_token(next)
                 .send()
                 .await
                 .map_err(|e| classify("ListAccountAssignmentsForPrincipal", e))?;
-            if out.account_assignments().iter().any(|x| {
-                x.account_id() == Some(a.account_id.as_str())
-                    && x.permission_set_arn() == Some(a.permission_set_arn.as_str())
-            }) {
-                return Ok(true);
-            }
-            match out.next_token() {
-                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
-                _ => return Ok(false),
-            }
-        }
+            let sets = out
+                .account_assignments()
+                .iter()
+                .filter(|x| x.account_id() == Some(a.account_id.as_str()))
+                .filter_map(|x| x.permission_set_arn().map(String::from));
+            Ok((sets.collect(), out.next_token))
+        })
+        .await?;
+        Ok(held.contains(&a.permission_set_arn))
     }
 
     async fn start_create(&self, a: &Assignment) -> Result<String, ProvisionError> {

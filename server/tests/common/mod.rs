@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod peers;
 pub mod web;
 
 use app::domain::{
