@@ -13,12 +13,13 @@ use anyhow::{Context, Result};
 use app::domain::{Principal, RequestDraft};
 use app::ssr::Portal as _;
 use portcullis::clock::{Clock, SystemClock};
+use portcullis::config::WorkerSettings;
 use portcullis::config::{AwsConfig, ProvisionerKind};
 use portcullis::mailer::OutboxOnly;
 use portcullis::portal::PortalService;
 use portcullis::provisioner::sso_admin::SsoAdminProvisioner;
 use portcullis::store::{DatabaseUrl, Store};
-use portcullis::worker::{Worker, WorkerSettings};
+use portcullis::worker::Worker;
 use serde_json::{json, Value};
 use sqlx::Executor;
 use std::path::PathBuf;
@@ -140,7 +141,7 @@ async fn run(n: usize, latency_ms: u64, rate: u32, port: u16) -> Result<()> {
         max_outstanding_creations: 100_000,
         ..AwsConfig::default()
     };
-    let mut provisioner = SsoAdminProvisioner::connect(&config, store.clone()).await?;
+    let mut provisioner = SsoAdminProvisioner::connect(&config).await?;
     for p in &people {
         provisioner
             .user_id(&p.email)

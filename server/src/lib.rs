@@ -1,18 +1,22 @@
 //! Portcullis' server: configuration, store, worker, provisioners, HTTP.
+//!
+//! This file only wires the parts together. The map of the code, the lifecycles, the
+//! numbered invariants that comments cite and the rules of each edge are in
+//! `ARCHITECTURE.md` at the top of the repository.
 
-pub mod catalog;
+pub mod audit;
 pub mod clock;
 pub mod config;
-pub mod lifecycle;
+pub mod grants;
+pub mod http;
 pub mod mailer;
 pub mod notify;
 pub mod oidc;
 pub mod portal;
 pub mod provisioner;
-pub mod reconcile;
 pub mod seed;
 pub mod store;
-pub mod web;
+pub mod upkeep;
 pub mod worker;
 
 use anyhow::{Context, Result};
@@ -63,12 +67,12 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
         ))
     } else {
         Arc::new(
-            provisioner::sso_admin::SsoAdminProvisioner::connect(&config.aws, store.clone())
+            provisioner::sso_admin::SsoAdminProvisioner::connect(&config.aws)
                 .await
                 .context("connecting to IAM Identity Center")?,
         )
     };
-    apply_configured_entitlements(&store, &config.entitlements, clock.now())
+    portal::apply_configured_entitlements(&store, &config.entitlements, clock.now())
         .await
         .context("the [[entitlements]] of the configuration")?;
     let mailer: Arc<dyn mailer::Mailer> = match &config.smtp {
@@ -156,7 +160,7 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
     .woken_by(upkeep_wake);
     let upkeep_task = tokio::spawn(upkeep.run(stop_rx));
 
-    let state = web::AppState {
+    let state = http::AppState {
         leptos_options,
         store,
         clock,
@@ -165,7 +169,7 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
         demo,
         oidc,
     };
-    let app = web::router(state);
+    let app = http::router(state);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -195,50 +199,4 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
     let _ = worker_task.await;
     let _ = upkeep_task.await;
     Ok(())
-}
-
-/// Creates or updates the entitlements the configuration declares, auditing each change.
-/// Entitlements no longer declared stay (their requests and grants refer to them).
-pub async fn apply_configured_entitlements(
-    store: &Store,
-    entitlements: &[lifecycle::Entitlement],
-    now: app::domain::Timestamp,
-) -> Result<usize> {
-    let mut tx = store.begin().await?;
-    let mut changed = 0;
-    for e in entitlements {
-        let existing = lifecycle::load_entitlement(&mut tx, &e.id).await?;
-        if existing.as_ref() == Some(e) {
-            continue;
-        }
-        store::upsert_entitlement(&mut tx, &e.to_row()?, now).await?;
-        lifecycle::audit(
-            &mut tx,
-            &lifecycle::Actor::system(),
-            lifecycle::Event {
-                action: if existing.is_some() {
-                    "entitlement.updated"
-                } else {
-                    "entitlement.created"
-                },
-                person_id: None,
-                subject_kind: "entitlement",
-                subject_id: &e.id,
-                entitlement_id: Some(&e.id),
-                detail: format!(
-                    "from the configuration file: {} ({} targets)",
-                    e.name,
-                    e.targets.len()
-                ),
-            },
-            now,
-        )
-        .await?;
-        changed += 1;
-    }
-    tx.commit().await?;
-    if changed > 0 {
-        tracing::info!(changed, "entitlements from the configuration applied");
-    }
-    Ok(changed)
 }

@@ -4,67 +4,9 @@
 use crate::store::{self, JobKind, RequestRow};
 use anyhow::Result;
 use app::domain::time::format_duration;
-use app::domain::{Policy, Principal, Timestamp};
-use serde::Deserialize;
+use app::domain::{GrantStatus, Policy, Principal, RequestStatus, Timestamp};
 use sqlx::AnyConnection;
 use std::time::Duration;
-
-/// Who hears about what, and when: the `[mail]` configuration section.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct MailSettings {
-    /// Starts every subject, in brackets: `[Portcullis] Access granted: ...`.
-    pub portal_name: String,
-    /// How long before a grant ends its holder is warned; 0 sends no warning.
-    pub ending_soon_lead_secs: u64,
-    /// Approvers are reminded of a request still pending this long after it was made; 0 never.
-    pub reminder_after_secs: u64,
-    /// A request still pending this long is escalated to `fallback_approver_group`; 0 never.
-    pub escalate_after_secs: u64,
-    /// IdP group whose members (as known to the portal) hear about escalated requests.
-    pub fallback_approver_group: Option<String>,
-    /// Extra addresses told about every new request (and reminded), e.g. a team list.
-    pub approver_addresses: Vec<String>,
-}
-
-impl Default for MailSettings {
-    fn default() -> Self {
-        Self {
-            portal_name: "Portcullis".into(),
-            ending_soon_lead_secs: 15 * 60,
-            reminder_after_secs: 4 * 3600,
-            escalate_after_secs: 12 * 3600,
-            fallback_approver_group: None,
-            approver_addresses: Vec::new(),
-        }
-    }
-}
-
-fn enabled(secs: u64) -> Option<Duration> {
-    (secs > 0).then(|| Duration::from_secs(secs))
-}
-
-impl MailSettings {
-    pub fn ending_soon_lead(&self) -> Option<Duration> {
-        enabled(self.ending_soon_lead_secs)
-    }
-
-    pub fn reminder_after(&self) -> Option<Duration> {
-        enabled(self.reminder_after_secs)
-    }
-
-    pub fn escalate_after(&self) -> Option<Duration> {
-        enabled(self.escalate_after_secs).filter(|_| self.fallback_approver_group.is_some())
-    }
-
-    /// The subject as sent: `[portal name] subject`.
-    pub fn subject(&self, subject: &str) -> String {
-        match self.portal_name.trim() {
-            "" => subject.to_owned(),
-            name => format!("[{name}] {subject}"),
-        }
-    }
-}
 
 pub struct Mail {
     pub subject: String,
@@ -184,7 +126,7 @@ pub fn approval_mail(
 ) -> Mail {
     let who = requester.display_name.as_str();
     let duration = format_duration(Duration::from_secs(r.duration_secs.max(0) as u64));
-    let waiting = format_duration(Timestamp(r.created_at).until(now));
+    let waiting = format_duration(r.created_at.until(now));
     let (subject, intro) = match nudge {
         Nudge::New => (
             format!("Approval needed: {entitlement_name} for {who}"),
@@ -226,9 +168,173 @@ pub fn request_facts<'a>(
     facts
 }
 
+// ------------------------------------------------------------------ the messages
+//
+// Every message Portcullis sends is worded here, one builder each, so that wording is
+// reviewed (and tested) in one place. `url` is the portal's public URL.
+
+/// The requester: approved, and access is being set up.
+pub fn request_approved(
+    url: &str,
+    entitlement: &str,
+    by: &str,
+    accounts: usize,
+    justification: &str,
+) -> Mail {
+    compose(
+        format!("Request approved: {entitlement}"),
+        &format!("Your request for {entitlement} was approved by {by}. Access is being set up on {accounts} account(s)."),
+        &[("Justification", justification)],
+        ("Open My access", &format!("{url}/requests")),
+    )
+}
+
+/// The requester: rejected (by an approver, or closed because they are no longer eligible).
+pub fn request_rejected(
+    url: &str,
+    entitlement: &str,
+    by: &str,
+    why: &str,
+    justification: &str,
+) -> Mail {
+    compose(
+        format!("Request rejected: {entitlement}"),
+        &format!("Your request for {entitlement} was rejected by {by}."),
+        &[("Comment", why), ("Justification", justification)],
+        ("Open My access", &format!("{url}/requests")),
+    )
+}
+
+/// The requester: nobody decided in time.
+pub fn request_timed_out(url: &str, entitlement: &str, justification: &str) -> Mail {
+    compose(
+        format!("Request timed out: {entitlement}"),
+        &format!("Nobody decided your request for {entitlement} in time. You can ask again."),
+        &[("Justification", justification)],
+        ("Request access", &format!("{url}/")),
+    )
+}
+
+/// The other approvers: someone decided, nothing is needed from them.
+pub fn already_decided(
+    url: &str,
+    entitlement: &str,
+    requester: &str,
+    decider: &str,
+    outcome: RequestStatus,
+    justification: &str,
+) -> Mail {
+    compose(
+        format!("Already decided: {entitlement} for {requester}"),
+        &format!("{decider} {outcome} this request; nothing is needed from you."),
+        &[("Justification", justification)],
+        ("Open Approvals", &format!("{url}/approvals")),
+    )
+}
+
+/// The admins: a break-glass entitlement was used (`message` says who, what and why).
+pub fn break_glass_used(
+    url: &str,
+    entitlement: &str,
+    requester: &str,
+    message: &str,
+    request_id: &str,
+) -> Mail {
+    compose(
+        format!("Break-glass used: {entitlement} by {requester}"),
+        message,
+        &[("Request", request_id)],
+        ("Open the admin dashboard", &format!("{url}/admin")),
+    )
+}
+
+/// What a grant mail names: the target as people read it, and when access ends.
+pub struct GrantFacts<'a> {
+    /// `AdministratorAccess on production (333333333333)`.
+    pub target: &'a str,
+    pub entitlement: &'a str,
+    pub ends: Timestamp,
+    /// How long sessions opened before the end stay valid after it.
+    pub session_tail: &'a str,
+}
+
+/// The holder: the grant became active, ended, or could not be granted. `None` for a
+/// status nobody is told about.
+pub fn grant_changed(
+    url: &str,
+    g: &GrantFacts<'_>,
+    status: GrantStatus,
+    why: &str,
+) -> Option<Mail> {
+    let GrantFacts {
+        target,
+        entitlement,
+        session_tail,
+        ..
+    } = g;
+    let (subject, intro) = match status {
+        GrantStatus::Active => (
+            format!("Access granted: {target}"),
+            format!("Your access to {target} ({entitlement}) is active until {}. Sessions you open stay valid for up to {session_tail} after that: AWS does not end open sessions when an assignment is deleted.", g.ends.format_utc()),
+        ),
+        GrantStatus::Revoked => (
+            format!("Access ended: {target}"),
+            format!("Your access to {target} ({entitlement}) has ended ({why})."),
+        ),
+        GrantStatus::Failed => (
+            format!("Access could not be granted: {target}"),
+            format!("Your access to {target} ({entitlement}) could not be granted. {why}"),
+        ),
+        _ => return None,
+    };
+    let ends = g.ends.format_utc();
+    Some(compose(
+        subject,
+        &intro,
+        &[("Account", target), ("Ends", &ends)],
+        ("Open My access", &format!("{url}/requests")),
+    ))
+}
+
+/// The admins: granting failed for good.
+pub fn provisioning_failed(
+    url: &str,
+    target: &str,
+    holder: &str,
+    why: &str,
+    grant_id: &str,
+) -> Mail {
+    compose(
+        format!("Provisioning failed: {target} for {holder}"),
+        &format!("Granting {target} to {holder} failed. {why}"),
+        &[("Grant", grant_id)],
+        ("Open the admin dashboard", &format!("{url}/admin")),
+    )
+}
+
+/// The holder: access ends soon, with a way to ask for more time.
+pub fn ending_soon(url: &str, g: &GrantFacts<'_>, left: &str, justification: &str) -> Mail {
+    let GrantFacts {
+        target,
+        entitlement,
+        session_tail,
+        ..
+    } = g;
+    let ends = g.ends.format_utc();
+    compose(
+        format!("Access ending soon: {target}"),
+        &format!(
+            "Your access to {target} ({entitlement}) ends at {ends}, in {left}. To keep working, ask for more time before then: request {entitlement} again. Sessions you open stay valid for up to {session_tail} after the end."
+        ),
+        &[("Account", target), ("Ends", &ends), ("Justification", justification)],
+        ("Ask for an extension", &format!("{url}/")),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::MailSettings;
 
     #[test]
     fn hostile_text_is_escaped_in_html_only() {

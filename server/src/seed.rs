@@ -1,9 +1,9 @@
 //! Demo mode's catalog and personas: three accounts in two OUs, three permission sets,
 //! four entitlements with different policies, and four people to sign in as.
 
-use crate::lifecycle::Entitlement;
 use crate::store::{self, AccountRow, PermissionSetRow, Store};
 use anyhow::Result;
+use app::domain::Entitlement;
 use app::domain::{
     AccountId, ApproverRule, OuId, PermissionSetArn, Policy, Principal, Target, TargetScope,
     Timestamp,
@@ -240,7 +240,7 @@ pub async fn seed_catalog(store: &Store, now: Timestamp) -> Result<()> {
         store::upsert_permission_set(&mut tx, &row, now).await?;
     }
     for e in entitlements() {
-        store::upsert_entitlement(&mut tx, &e.to_row()?, now).await?;
+        store::upsert_entitlement(&mut tx, &e, now).await?;
     }
     tx.commit().await?;
     Ok(())

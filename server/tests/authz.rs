@@ -66,7 +66,7 @@ async fn only_admins_run_catalog_sync_and_reconciliation(b: Backend) {
     env.portal.run_upkeep(&dana, "reconcile").await.unwrap();
     env.portal.run_upkeep(&dana, "catalog").await.unwrap();
     let job = env.job("reconcile", "reconcile").await.expect("scheduled");
-    assert!(job.run_at <= env.now().millis());
+    assert!(job.run_at.millis() <= env.now().millis());
     assert!(env.job("sync_catalog", "sync_catalog").await.is_some());
     let requested = env.audit_with("reconcile.requested").await;
     assert_eq!(requested.len(), 1);
@@ -452,11 +452,11 @@ async fn approval_queue_shows_only_what_one_may_decide(b: Backend) {
     let bob_queue = env.portal.approvals(&bob).await.unwrap();
     assert!(bob_queue.pending.is_empty());
     assert_eq!(bob_queue.decided.len(), 1);
-    assert_eq!(bob_queue.decided[0].verdict, "approved");
+    assert_eq!(bob_queue.decided[0].verdict.as_str(), "approved");
     assert_eq!(bob_queue.decided[0].comment, "fine");
     let mine = env.portal.my_access(&alice).await.unwrap();
     assert_eq!(mine.requests.len(), 1);
-    assert_eq!(mine.requests[0].status, "approved");
+    assert_eq!(mine.requests[0].status.as_str(), "approved");
     assert_eq!(mine.grants.len(), 1);
     assert!(env.portal.my_access(&bob).await.unwrap().grants.is_empty());
 }
@@ -667,7 +667,7 @@ async fn admin_pages_are_for_admins(b: Backend) {
     assert_eq!(overview.requests.len(), 1);
     assert_eq!(overview.requests[0].id, rid);
     assert_eq!(overview.grants.len(), 1);
-    assert_eq!(overview.grants[0].status, "active");
+    assert_eq!(overview.grants[0].status.as_str(), "active");
     assert_eq!(overview.worker.queued_jobs, env.count("job").await);
     assert!(
         overview.worker.queued_jobs >= 1,

@@ -12,7 +12,7 @@ use portcullis::provisioner::sso_admin::{Budget, SsoAdminProvisioner};
 use portcullis::provisioner::{
     Assignment, DeleteStart, OperationStatus, ProvisionError, Provisioner,
 };
-use portcullis::store::{DatabaseUrl, Store};
+use portcullis::store::{AlertKind, DatabaseUrl, Store};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -202,7 +202,7 @@ async fn world_on(moto: Moto) -> World {
     let store = Store::connect(&url).await.unwrap();
     store.migrate().await.unwrap();
     // Discovery: no instance ARN or identity store id configured.
-    let provisioner = SsoAdminProvisioner::connect(&aws_config(&moto), store.clone())
+    let provisioner = SsoAdminProvisioner::connect(&aws_config(&moto))
         .await
         .unwrap();
     assert_eq!(provisioner.instance_arn(), instance_arn);
@@ -417,9 +417,7 @@ async fn outstanding_creations_are_capped() {
     let mut w = world_on(moto).await;
     let mut config = aws_config(&w.moto);
     config.max_outstanding_creations = 2;
-    w.provisioner = SsoAdminProvisioner::connect(&config, w.store.clone())
-        .await
-        .unwrap();
+    w.provisioner = SsoAdminProvisioner::connect(&config).await.unwrap();
     w.moto
         .fault(
             "in_progress",
@@ -480,16 +478,14 @@ async fn the_budget_is_never_exceeded() {
 // ------------------------------------------------------------ with the worker
 
 /// Moto with Alice in Identity Store, and a provisioner on it over the test's store.
-async fn moto_for(
-    env: &TestEnv,
-) -> (
+async fn moto_for() -> (
     Moto,
     std::sync::Arc<SsoAdminProvisioner>,
     aws_sdk_ssoadmin::Client,
 ) {
     let moto = Moto::start().await;
     let (sso, _identity, _instance) = clients_with_alice(&moto).await;
-    let provisioner = SsoAdminProvisioner::connect(&aws_config(&moto), env.store.clone())
+    let provisioner = SsoAdminProvisioner::connect(&aws_config(&moto))
         .await
         .unwrap();
     (moto, std::sync::Arc::new(provisioner), sso)
@@ -528,15 +524,21 @@ async fn in_moto(
 /// The worker grants through IAM Identity Center and revokes at the end, by itself.
 async fn the_worker_grants_and_revokes_in_aws(b: Backend) {
     let env = TestEnv::new(b).await;
-    let (moto, provisioner, sso) = moto_for(&env).await;
+    let (moto, provisioner, sso) = moto_for().await;
     let (g, w) = alice_asks(&env, &provisioner).await;
     env.settle(&w).await;
-    assert_eq!(env.grant(&g.access_grant_id).await.status, "active");
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "active"
+    );
     assert_eq!(in_moto(&sso, &provisioner, &g).await, 1);
 
-    env.set_time(g.ends_at);
+    env.set_time(g.ends_at.millis());
     env.settle(&w).await;
-    assert_eq!(env.grant(&g.access_grant_id).await.status, "revoked");
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "revoked"
+    );
     assert_eq!(in_moto(&sso, &provisioner, &g).await, 0, "revoked in AWS");
     assert_eq!(moto.calls("CreateAccountAssignment").await, 1);
     assert_eq!(moto.calls("DeleteAccountAssignment").await, 1);
@@ -546,7 +548,7 @@ async fn the_worker_grants_and_revokes_in_aws(b: Backend) {
 /// polls the same request id, and AWS holds one assignment.
 async fn a_restarted_worker_resumes_polling_the_same_request(b: Backend) {
     let env = TestEnv::new(b).await;
-    let (moto, provisioner, sso) = moto_for(&env).await;
+    let (moto, provisioner, sso) = moto_for().await;
     moto.fault(
         "in_progress",
         json!({"operation": "DescribeAccountAssignmentCreationStatus", "count": 1}),
@@ -557,11 +559,17 @@ async fn a_restarted_worker_resumes_polling_the_same_request(b: Backend) {
     {
         let first = env.worker_with(provisioner.clone(), common::settings());
         first.drain().await.unwrap();
-        assert_eq!(env.grant(&g.access_grant_id).await.status, "provisioning");
+        assert_eq!(
+            env.grant(&g.access_grant_id).await.status.as_str(),
+            "provisioning"
+        );
     } // gone
     let second = env.worker_with(provisioner.clone(), common::settings());
     env.settle(&second).await;
-    assert_eq!(env.grant(&g.access_grant_id).await.status, "active");
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "active"
+    );
     assert_eq!(
         moto.calls("CreateAccountAssignment").await,
         1,
@@ -589,7 +597,7 @@ async fn a_restarted_worker_resumes_polling_the_same_request(b: Backend) {
 /// admins are alerted with AWS's words.
 async fn a_failed_creation_fails_the_grant_with_the_reason(b: Backend) {
     let env = TestEnv::new(b).await;
-    let (moto, provisioner, sso) = moto_for(&env).await;
+    let (moto, provisioner, sso) = moto_for().await;
     moto.fault(
         "fail",
         json!({"operation": "DescribeAccountAssignmentCreationStatus", "count": 1,
@@ -598,7 +606,10 @@ async fn a_failed_creation_fails_the_grant_with_the_reason(b: Backend) {
     .await;
     let (g, w) = alice_asks(&env, &provisioner).await;
     env.settle(&w).await;
-    assert_eq!(env.grant(&g.access_grant_id).await.status, "failed");
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "failed"
+    );
     assert_eq!(in_moto(&sso, &provisioner, &g).await, 0);
     let alerts = env.all_alerts().await;
     assert!(
@@ -612,7 +623,7 @@ async fn a_failed_creation_fails_the_grant_with_the_reason(b: Backend) {
 /// Throttled twice, then fine: the worker retries and the grant becomes active.
 async fn throttling_is_retried_by_the_worker(b: Backend) {
     let env = TestEnv::new(b).await;
-    let (moto, provisioner, sso) = moto_for(&env).await;
+    let (moto, provisioner, sso) = moto_for().await;
     moto.fault(
         "arm",
         json!({"operation": "CreateAccountAssignment", "count": 2, "code": "ThrottlingException", "status": 400}),
@@ -620,7 +631,10 @@ async fn throttling_is_retried_by_the_worker(b: Backend) {
     .await;
     let (g, w) = alice_asks(&env, &provisioner).await;
     env.settle(&w).await;
-    assert_eq!(env.grant(&g.access_grant_id).await.status, "active");
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "active"
+    );
     assert_eq!(moto.calls("CreateAccountAssignment").await, 3);
     assert_eq!(in_moto(&sso, &provisioner, &g).await, 1);
 }
@@ -629,7 +643,7 @@ async fn throttling_is_retried_by_the_worker(b: Backend) {
 async fn an_unknown_user_is_told_at_request_time(b: Backend) {
     use app::ssr::Portal as _;
     let env = TestEnv::new(b).await;
-    let (_moto, provisioner, _sso) = moto_for(&env).await;
+    let (_moto, provisioner, _sso) = moto_for().await;
     let portal = portcullis::portal::PortalService {
         store: env.store.clone(),
         clock: env.clock.clone(),
@@ -785,7 +799,7 @@ async fn catalog_sync_reads_nested_ous_and_permission_sets() {
         )
         .await;
     let clock = portcullis::clock::SystemClock;
-    let sync = portcullis::catalog::sync(&w.store, &w.provisioner, &clock);
+    let sync = portcullis::upkeep::catalog::sync(&w.store, &w.provisioner, &clock);
     let watch = async {
         let mut seen = Vec::new();
         for _ in 0..40 {
@@ -796,7 +810,7 @@ async fn catalog_sync_reads_nested_ous_and_permission_sets() {
                 .unwrap();
             if let Some(r) = runs.first() {
                 seen.push((r.status.clone(), r.progress.clone()));
-                if r.status != "running" {
+                if r.status.as_str() != "running" {
                     break;
                 }
             }
@@ -861,7 +875,7 @@ async fn catalog_sync_reads_nested_ous_and_permission_sets() {
         )
         .unwrap(),
     };
-    let pairs = portcullis::lifecycle::expand_targets(&mut conn, &[target])
+    let pairs = portcullis::grants::expand_targets(&mut conn, &[target])
         .await
         .unwrap();
     let mut covered: Vec<String> = pairs.into_iter().map(|(a, _)| a.account_id).collect();
@@ -880,7 +894,7 @@ async fn catalog_sync_reads_nested_ous_and_permission_sets() {
     let run = &store::recent_runs(&mut conn, store::JobKind::SyncCatalog, 1)
         .await
         .unwrap()[0];
-    assert_eq!(run.status, "succeeded");
+    assert_eq!(run.status.as_str(), "succeeded");
     assert!(
         run.summary
             .as_deref()
@@ -897,7 +911,7 @@ async fn catalog_sync_reads_nested_ous_and_permission_sets() {
         .send()
         .await
         .unwrap();
-    portcullis::catalog::sync(&w.store, &w.provisioner, &clock)
+    portcullis::upkeep::catalog::sync(&w.store, &w.provisioner, &clock)
         .await
         .unwrap();
     let mut conn = w.store.conn().await.unwrap();
@@ -924,7 +938,7 @@ async fn a_failed_catalog_sync_changes_nothing() {
     let (_orgs, _org) = seed_org(&moto).await;
     let w = world_on(moto).await;
     let clock = portcullis::clock::SystemClock;
-    portcullis::catalog::sync(&w.store, &w.provisioner, &clock)
+    portcullis::upkeep::catalog::sync(&w.store, &w.provisioner, &clock)
         .await
         .unwrap();
     let before = {
@@ -937,7 +951,7 @@ async fn a_failed_catalog_sync_changes_nothing() {
             json!({"operation": "DescribePermissionSet", "count": 1, "code": "AccessDeniedException", "status": 400}),
         )
         .await;
-    let err = portcullis::catalog::sync(&w.store, &w.provisioner, &clock)
+    let err = portcullis::upkeep::catalog::sync(&w.store, &w.provisioner, &clock)
         .await
         .unwrap_err();
     assert!(
@@ -953,7 +967,7 @@ async fn a_failed_catalog_sync_changes_nothing() {
     let run = &store::recent_runs(&mut conn, store::JobKind::SyncCatalog, 1)
         .await
         .unwrap()[0];
-    assert_eq!(run.status, "failed");
+    assert_eq!(run.status.as_str(), "failed");
     assert!(run
         .summary
         .as_deref()
@@ -1018,14 +1032,17 @@ async fn by_hand(
 /// extension would be): one creation, kept when the first ends, deleted after the last.
 async fn overlapping_grants_share_one_assignment_in_aws(b: Backend) {
     let env = TestEnv::new(b).await;
-    let (moto, provisioner, sso) = moto_for(&env).await;
+    let (moto, provisioner, sso) = moto_for().await;
     let (first, w) = alice_asks(&env, &provisioner).await;
     env.settle(&w).await;
     let second = env
         .only_grant(&env.ask(&person("alice"), "sandbox-admin", "2h").await)
         .await;
     env.settle(&w).await;
-    assert_eq!(env.grant(&second.access_grant_id).await.status, "active");
+    assert_eq!(
+        env.grant(&second.access_grant_id).await.status.as_str(),
+        "active"
+    );
     assert_eq!(in_moto(&sso, &provisioner, &first).await, 1);
     assert_eq!(
         moto.calls("CreateAccountAssignment").await,
@@ -1033,9 +1050,12 @@ async fn overlapping_grants_share_one_assignment_in_aws(b: Backend) {
         "created once"
     );
 
-    env.set_time(first.ends_at);
+    env.set_time(first.ends_at.millis());
     env.settle(&w).await;
-    assert_eq!(env.grant(&first.access_grant_id).await.status, "revoked");
+    assert_eq!(
+        env.grant(&first.access_grant_id).await.status.as_str(),
+        "revoked"
+    );
     assert_eq!(
         in_moto(&sso, &provisioner, &first).await,
         1,
@@ -1043,9 +1063,12 @@ async fn overlapping_grants_share_one_assignment_in_aws(b: Backend) {
     );
     assert_eq!(moto.calls("DeleteAccountAssignment").await, 0);
 
-    env.set_time(env.grant(&second.access_grant_id).await.ends_at);
+    env.set_time(env.grant(&second.access_grant_id).await.ends_at.millis());
     env.settle(&w).await;
-    assert_eq!(env.grant(&second.access_grant_id).await.status, "revoked");
+    assert_eq!(
+        env.grant(&second.access_grant_id).await.status.as_str(),
+        "revoked"
+    );
     assert_eq!(
         in_moto(&sso, &provisioner, &first).await,
         0,
@@ -1058,14 +1081,17 @@ async fn overlapping_grants_share_one_assignment_in_aws(b: Backend) {
 /// delete, says so, and calls no delete.
 async fn revoking_an_assignment_already_removed_by_hand(b: Backend) {
     let env = TestEnv::new(b).await;
-    let (moto, provisioner, sso) = moto_for(&env).await;
+    let (moto, provisioner, sso) = moto_for().await;
     let (g, w) = alice_asks(&env, &provisioner).await;
     env.settle(&w).await;
     let alice = alice_in_aws(&provisioner).await;
     by_hand(&sso, &provisioner, &g, &alice, false).await;
-    env.set_time(g.ends_at);
+    env.set_time(g.ends_at.millis());
     env.settle(&w).await;
-    assert_eq!(env.grant(&g.access_grant_id).await.status, "revoked");
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "revoked"
+    );
     assert_eq!(
         moto.calls("DeleteAccountAssignment").await,
         1,
@@ -1082,20 +1108,26 @@ async fn revoking_an_assignment_already_removed_by_hand(b: Backend) {
 /// left in place when the grant ends, unless the portal owns the permission set.
 async fn an_assignment_made_outside_the_portal_is_kept_unless_owned(b: Backend) {
     let env = TestEnv::new(b).await;
-    let (moto, provisioner, sso) = moto_for(&env).await;
+    let (moto, provisioner, sso) = moto_for().await;
     let alice = alice_in_aws(&provisioner).await;
     let (g, w) = alice_asks(&env, &provisioner).await;
     by_hand(&sso, &provisioner, &g, &alice, true).await;
     env.settle(&w).await;
-    assert_eq!(env.grant(&g.access_grant_id).await.status, "active");
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "active"
+    );
     assert_eq!(
         moto.calls("CreateAccountAssignment").await,
         1,
         "only the hand's"
     );
-    env.set_time(g.ends_at);
+    env.set_time(g.ends_at.millis());
     env.settle(&w).await;
-    assert_eq!(env.grant(&g.access_grant_id).await.status, "revoked");
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "revoked"
+    );
     assert_eq!(in_moto(&sso, &provisioner, &g).await, 1, "kept");
     assert_eq!(moto.calls("DeleteAccountAssignment").await, 0);
     let revoked = env.audit_with("grant.revoked").await;
@@ -1107,7 +1139,7 @@ async fn an_assignment_made_outside_the_portal_is_kept_unless_owned(b: Backend) 
     );
 
     // The portal owns the permission set: the next grant's end deletes it.
-    let owned = portcullis::worker::Upkeep {
+    let owned = portcullis::config::Upkeep {
         owned_permission_sets: vec![g.permission_set_arn.clone()],
         ..Default::default()
     };
@@ -1118,9 +1150,12 @@ async fn an_assignment_made_outside_the_portal_is_kept_unless_owned(b: Backend) 
         .only_grant(&env.ask(&person("alice"), "sandbox-admin", "1h").await)
         .await;
     env.settle(&w).await;
-    env.set_time(next.ends_at);
+    env.set_time(next.ends_at.millis());
     env.settle(&w).await;
-    assert_eq!(env.grant(&next.access_grant_id).await.status, "revoked");
+    assert_eq!(
+        env.grant(&next.access_grant_id).await.status.as_str(),
+        "revoked"
+    );
     assert_eq!(in_moto(&sso, &provisioner, &g).await, 0, "deleted: owned");
 }
 
@@ -1128,9 +1163,11 @@ async fn an_assignment_made_outside_the_portal_is_kept_unless_owned(b: Backend) 
 /// reported; an assignment made outside the portal is reported (once, audited) and left,
 /// or deleted when the portal owns the permission set, and its alert then resolves.
 async fn reconciliation_mends_and_reports_drift_both_ways(b: Backend) {
-    use portcullis::reconcile::{self, DRIFT_EXTERNAL, DRIFT_MISSING};
+    use portcullis::upkeep::reconcile;
+    const DRIFT_EXTERNAL: AlertKind = AlertKind::DriftExternal;
+    const DRIFT_MISSING: AlertKind = AlertKind::DriftMissing;
     let env = TestEnv::new(b).await;
-    let (moto, provisioner, sso) = moto_for(&env).await;
+    let (moto, provisioner, sso) = moto_for().await;
     let (g, w) = alice_asks(&env, &provisioner).await;
     env.settle(&w).await;
     let alice = alice_in_aws(&provisioner).await;
@@ -1161,7 +1198,7 @@ async fn reconciliation_mends_and_reports_drift_both_ways(b: Backend) {
         .to_owned();
     by_hand(&sso, &provisioner, &g, &mallory, true).await;
 
-    let upkeep = portcullis::worker::Upkeep::default();
+    let upkeep = portcullis::config::Upkeep::default();
     let found = reconcile::run(
         &env.store,
         provisioner.as_ref(),
@@ -1176,24 +1213,33 @@ async fn reconciliation_mends_and_reports_drift_both_ways(b: Backend) {
         (1, 1, 0),
         "{found:?}"
     );
-    assert_eq!(env.grant(&g.access_grant_id).await.status, "scheduled");
-    assert_eq!(env.alerts(DRIFT_MISSING).await.len(), 1);
-    assert_eq!(env.alerts(DRIFT_EXTERNAL).await.len(), 1);
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "scheduled"
+    );
+    assert_eq!(env.alerts(DRIFT_MISSING.as_str()).await.len(), 1);
+    assert_eq!(env.alerts(DRIFT_EXTERNAL.as_str()).await.len(), 1);
     assert_eq!(
         env.audit_with("reconcile.assignment_missing").await.len(),
         1
     );
     assert_eq!(env.audit_with("reconcile.drift_external").await.len(), 1);
     env.settle(&w).await;
-    assert_eq!(env.grant(&g.access_grant_id).await.status, "active");
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "active"
+    );
     let mut held = in_moto_principals(&sso, &provisioner, &g).await;
     held.sort();
     let mut want = vec![alice.clone(), mallory.clone()];
     want.sort();
     assert_eq!(held, want, "Alice's made again, Mallory's left");
     // The admin page's list: the managed pairs, Alice by name, Mallory by her AWS id.
+    let pairs = portcullis::grants::managed_pairs(&mut *env.conn().await)
+        .await
+        .unwrap();
     let listed: Vec<String> = provisioner
-        .list_assignments()
+        .list_assignments(&pairs)
         .await
         .unwrap()
         .into_iter()
@@ -1226,10 +1272,10 @@ async fn reconciliation_mends_and_reports_drift_both_ways(b: Backend) {
         1,
         "once"
     );
-    assert_eq!(env.alerts(DRIFT_EXTERNAL).await.len(), 1);
+    assert_eq!(env.alerts(DRIFT_EXTERNAL.as_str()).await.len(), 1);
 
     // The portal owns the permission set: Mallory's goes, and the alert resolves after.
-    let owned = portcullis::worker::Upkeep {
+    let owned = portcullis::config::Upkeep {
         owned_permission_sets: vec![g.permission_set_arn.clone()],
         ..Default::default()
     };
@@ -1270,9 +1316,12 @@ async fn reconciliation_mends_and_reports_drift_both_ways(b: Backend) {
     assert!(open_external.is_empty(), "{open_external:?}");
 
     // Made again by the portal, so deleted by it at the end.
-    env.set_time(g.ends_at);
+    env.set_time(g.ends_at.millis());
     env.settle(&w).await;
-    assert_eq!(env.grant(&g.access_grant_id).await.status, "revoked");
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "revoked"
+    );
     assert!(in_moto_principals(&sso, &provisioner, &g).await.is_empty());
 }
 
@@ -1281,9 +1330,9 @@ async fn reconciliation_mends_and_reports_drift_both_ways(b: Backend) {
 /// assignment record for cannot be looked up in AWS (their live grant could need it), and
 /// an AWS error on the deletion fails the run without stopping it.
 async fn reconciliation_revokes_the_portals_leftovers(b: Backend) {
-    use portcullis::reconcile::run as reconcile;
+    use portcullis::upkeep::reconcile::run as reconcile;
     let env = TestEnv::new(b).await;
-    let (moto, provisioner, sso) = moto_for(&env).await;
+    let (moto, provisioner, sso) = moto_for().await;
     let (g, w) = alice_asks(&env, &provisioner).await;
     env.settle(&w).await;
     sqlx::query("UPDATE access_grant SET status = 'revoked' WHERE access_grant_id = $1")
@@ -1310,7 +1359,7 @@ async fn reconciliation_revokes_the_portals_leftovers(b: Backend) {
     )
     .await
     .unwrap();
-    let upkeep = portcullis::worker::Upkeep::default();
+    let upkeep = portcullis::config::Upkeep::default();
     let found = reconcile(
         &env.store,
         provisioner.as_ref(),
@@ -1364,10 +1413,7 @@ async fn reconciliation_revokes_the_portals_leftovers(b: Backend) {
     assert_eq!((found.orphans_revoked, found.external), (1, 0), "{found:?}");
     assert!(in_moto_principals(&sso, &provisioner, &g).await.is_empty());
     assert_eq!(env.audit_with("reconcile.orphan_revoked").await.len(), 1);
-    assert_eq!(
-        env.alerts(portcullis::reconcile::DRIFT_ORPHAN).await.len(),
-        1
-    );
+    assert_eq!(env.alerts("drift_orphan").await.len(), 1);
     // The record is gone with the assignment; the next run resolves the alert.
     let managed = portcullis::store::managed_assignments(&mut *env.conn().await)
         .await
@@ -1382,12 +1428,9 @@ async fn reconciliation_revokes_the_portals_leftovers(b: Backend) {
     )
     .await
     .unwrap();
-    let open = portcullis::store::open_alerts_of(
-        &mut *env.conn().await,
-        &[portcullis::reconcile::DRIFT_ORPHAN],
-    )
-    .await
-    .unwrap();
+    let open = portcullis::store::open_alerts_of(&mut *env.conn().await, &[AlertKind::DriftOrphan])
+        .await
+        .unwrap();
     assert!(open.is_empty(), "{open:?}");
 }
 

@@ -83,7 +83,7 @@ async fn two_approvers_at_once(b: Backend) {
         if approved {
             assert_eq!(env.request_status(&rid).await, "approved");
             assert_eq!(grants.len(), 1, "round {round}: one set of grants");
-            assert_eq!(grants[0].status, "scheduled");
+            assert_eq!(grants[0].status.as_str(), "scheduled");
             assert_eq!((approvals, rejections), (1, 0), "round {round}");
             let jobs = env.jobs(&grants[0].access_grant_id).await;
             assert_eq!(
@@ -149,7 +149,7 @@ async fn approve_racing_cancel(b: Backend) {
                 assert_eq!(decisions.len(), 1);
                 assert_eq!(grants.len(), 1);
                 for g in &grants {
-                    assert_eq!(g.status, "revoked", "round {round}: {g:?}");
+                    assert_eq!(g.status.as_str(), "revoked", "round {round}: {g:?}");
                     assert!(env.jobs(&g.access_grant_id).await.is_empty());
                 }
                 let actions = env.audit_about(&rid).await;
@@ -185,12 +185,15 @@ async fn cancel_after_provisioning_started_is_refused(b: Backend) {
     let w = env.worker();
     w.drain().await.unwrap();
     let g = env.only_grant(&rid).await;
-    assert_eq!(g.status, "provisioning");
+    assert_eq!(g.status.as_str(), "provisioning");
     let err = env.portal.cancel_request(&alice, &rid).await.unwrap_err();
     assert!(matches!(err, AppError::Conflict(_)), "{err:?}");
     assert_eq!(env.request_status(&rid).await, "approved");
     env.settle(&w).await;
-    assert_eq!(env.grant(&g.access_grant_id).await.status, "active");
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "active"
+    );
     env.check_invariants().await;
 }
 
@@ -246,11 +249,14 @@ async fn two_workers_one_job(b: Backend) {
     let g = env.only_grant(&rid).await;
     // Leave only the provision job claimable.
     let hogged = env.lease_away_all_but("provision").await;
-    assert!(hogged.iter().all(|j| j.kind == "deliver_mail"));
+    assert!(hogged.iter().all(|j| j.kind.as_str() == "deliver_mail"));
     let (a, b) = tokio::join!(w1.step(), w2.step());
     let ran = [a.unwrap(), b.unwrap()];
     assert_eq!(ran.iter().filter(|r| **r).count(), 1, "{ran:?}");
-    assert_eq!(env.grant(&g.access_grant_id).await.status, "provisioning");
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "provisioning"
+    );
     assert_eq!(env.sim_operations("create", &g).await.len(), 1);
     assert_eq!(env.audit_with("grant.provisioning").await.len(), 1);
 }
@@ -285,7 +291,7 @@ async fn two_workers_drain_together(b: Backend) {
     let mut all = Vec::new();
     for r in &requests {
         for g in env.grants(r).await {
-            assert_eq!(g.status, "active", "{g:?}");
+            assert_eq!(g.status.as_str(), "active", "{g:?}");
             all.push(g);
         }
     }
@@ -304,7 +310,10 @@ async fn two_workers_drain_together(b: Backend) {
     env.set_time(T0.millis() + 3 * HOUR_MS);
     drain_both().await;
     for g in &all {
-        assert_eq!(env.grant(&g.access_grant_id).await.status, "revoked");
+        assert_eq!(
+            env.grant(&g.access_grant_id).await.status.as_str(),
+            "revoked"
+        );
     }
     assert!(env.assignments().await.is_empty());
     assert_eq!(env.audit_with("grant.revoked").await.len(), all.len());
@@ -353,14 +362,15 @@ async fn cancel_racing_worker_never_leaks_access(b: Backend) {
     // Time passes; AWS finishes whatever it was asked to do.
     env.settle(&w).await;
     env.aws_completes_everything().await;
-    env.set_time(g.ends_at + 60_000);
+    env.set_time(g.ends_at.millis() + 60_000);
     env.settle(&w).await;
     env.aws_completes_everything().await;
     let last = env.grant(&g.access_grant_id).await;
     let creates = env.sim_operations("create", &g).await;
     if cancel.is_ok() {
         assert!(
-            creates.is_empty() || last.status == "revoked" && !env.assignment_exists(&g).await,
+            creates.is_empty()
+                || last.status.as_str() == "revoked" && !env.assignment_exists(&g).await,
             "request cancelled (cancel_request returned Ok) but the worker had already started \
              CreateAccountAssignment ({creates:?}); the grant is now {:?} with jobs {:?}, and \
              AWS still holds the assignment: {}",

@@ -10,12 +10,13 @@ use app::error::AppError;
 use app::ssr::Portal;
 use common::peers::{self, free_port, Peer};
 use common::*;
+use portcullis::config::MailSettings;
+use portcullis::config::WorkerSettings;
 use portcullis::config::{SmtpConfig, SmtpTls};
 use portcullis::mailer::{Mailer as _, SmtpMailer};
-use portcullis::notify::MailSettings;
 use portcullis::seed::{PRODUCTION, PS_ADMIN};
 use portcullis::store::{self, JobKind};
-use portcullis::worker::{Worker, WorkerSettings};
+use portcullis::worker::Worker;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -329,9 +330,12 @@ async fn all_delivered_once(env: &TestEnv, md: &MailDev) -> Vec<Email> {
         .unwrap();
     for r in &rows {
         assert_eq!(
-            r.status, "sent",
+            r.status.as_str(),
+            "sent",
             "{} to {}: {:?}",
-            r.subject, r.recipient, r.last_error
+            r.subject,
+            r.recipient,
+            r.last_error
         );
     }
     let mails = md.wait_for(rows.len()).await;
@@ -430,12 +434,18 @@ async fn every_lifecycle_message_reaches_the_right_people(b: Backend) {
         .unwrap();
     env.settle(&w).await;
     let g = env.only_grant(&rid).await;
-    assert_eq!(env.grant(&g.access_grant_id).await.status, "active");
-    env.set_time(g.ends_at - LEAD.as_millis() as i64);
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "active"
+    );
+    env.set_time(g.ends_at.millis() - LEAD.as_millis() as i64);
     w.drain().await.unwrap();
-    env.set_time(g.ends_at);
+    env.set_time(g.ends_at.millis());
     env.settle(&w).await;
-    assert_eq!(env.grant(&g.access_grant_id).await.status, "revoked");
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "revoked"
+    );
 
     let target = "AdministratorAccess on production (333333333333)";
     let mails = all_delivered_once(&env, &md).await;
@@ -552,7 +562,7 @@ async fn decisions_failures_break_glass_and_timeouts_reach_the_right_people(b: B
     })
     .await;
     env.settle(&w).await;
-    assert_eq!(env.only_grant(&rid2).await.status, "failed");
+    assert_eq!(env.only_grant(&rid2).await.status.as_str(), "failed");
 
     let ro = "ReadOnlyAccess on production (333333333333)";
     let admin = "AdministratorAccess on production (333333333333)";
@@ -650,7 +660,11 @@ async fn smtp_down_while_approving_then_back(b: Backend) {
         .await;
 
     let g = env.only_grant(&rid).await;
-    assert_eq!(g.status, "active", "a mail failure never blocks a grant");
+    assert_eq!(
+        g.status.as_str(),
+        "active",
+        "a mail failure never blocks a grant"
+    );
     assert_eq!(env.request_status(&rid).await, "active");
     assert!(env.assignment_exists(&g).await);
     let rows = store::recent_mail(&mut *env.conn().await, 100)
@@ -662,7 +676,7 @@ async fn smtp_down_while_approving_then_back(b: Backend) {
         "approval needed, approved, granted: {rows:?}"
     );
     for r in &rows {
-        assert_eq!(r.status, "pending", "{r:?}");
+        assert_eq!(r.status.as_str(), "pending", "{r:?}");
         assert!(r.attempts >= 2, "retried while the server was down: {r:?}");
         assert!(
             r.last_error
@@ -691,7 +705,7 @@ async fn parked_mail_resent_by_an_admin(b: Backend) {
     let (alice, dana) = (person("alice"), person("dana"));
     let rid = ask_with(&env, &alice, "sandbox-admin", "Trying things", "1h").await;
     env.settle(&w).await;
-    assert_eq!(env.only_grant(&rid).await.status, "active");
+    assert_eq!(env.only_grant(&rid).await.status.as_str(), "active");
 
     let overview = env.portal.admin_overview(&dana).await.unwrap();
     let mut parked: Vec<_> = overview
@@ -782,12 +796,12 @@ async fn worker_killed_between_claim_and_send_loses_nothing(b: Backend) {
     }
     let (claimed, others): (Vec<_>, Vec<_>) = all
         .into_iter()
-        .partition(|j| j.kind == JobKind::DeliverMail.as_str());
+        .partition(|j| j.kind == JobKind::DeliverMail);
     for job in others {
         store::reschedule_job(
             &mut *env.conn().await,
             &job.job_id,
-            app::domain::Timestamp(job.run_at),
+            app::domain::Timestamp(job.run_at.millis()),
             None,
         )
         .await
@@ -807,7 +821,10 @@ async fn worker_killed_between_claim_and_send_loses_nothing(b: Backend) {
         md.emails().await.is_empty(),
         "nothing is sent while the dead worker's lease holds"
     );
-    assert_eq!(env.mail_to("alice@example.com").await[0].status, "sending");
+    assert_eq!(
+        env.mail_to("alice@example.com").await[0].status.as_str(),
+        "sending"
+    );
 
     env.advance(lease + Duration::from_secs(1));
     env.settle(&w).await;
@@ -838,13 +855,13 @@ async fn ending_soon_at_the_right_time_and_not_after_ending_early(b: Backend) {
     let rid = ask_with(&env, &alice, "sandbox-admin", "Trying things", "1h").await;
     env.settle(&w).await;
     let g = env.only_grant(&rid).await;
-    assert_eq!(g.status, "active");
-    let due = g.ends_at - LEAD.as_millis() as i64;
+    assert_eq!(g.status.as_str(), "active");
+    let due = g.ends_at.millis() - LEAD.as_millis() as i64;
     let job = env
         .job(&g.access_grant_id, "ending_soon")
         .await
         .expect("scheduled when access began");
-    assert_eq!(job.run_at, due);
+    assert_eq!(job.run_at.millis(), due);
 
     env.run_until(&w, due - 1, Duration::from_secs(60)).await;
     assert!(!env
@@ -856,9 +873,12 @@ async fn ending_soon_at_the_right_time_and_not_after_ending_early(b: Backend) {
     w.drain().await.unwrap();
     assert_eq!(md.find("alice@example.com", soon).await.len(), 1);
     assert!(env.job(&g.access_grant_id, "ending_soon").await.is_none());
-    env.set_time(g.ends_at);
+    env.set_time(g.ends_at.millis());
     env.settle(&w).await;
-    assert_eq!(env.grant(&g.access_grant_id).await.status, "revoked");
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "revoked"
+    );
 
     // Ended early: the warning is dropped with the grant.
     let rid2 = ask_with(&env, &alice, "sandbox-admin", "Trying again", "1h").await;
@@ -871,9 +891,12 @@ async fn ending_soon_at_the_right_time_and_not_after_ending_early(b: Backend) {
         .await
         .unwrap();
     env.settle(&w).await;
-    assert_eq!(env.grant(&g2.access_grant_id).await.status, "revoked");
+    assert_eq!(
+        env.grant(&g2.access_grant_id).await.status.as_str(),
+        "revoked"
+    );
     assert!(env.jobs(&g2.access_grant_id).await.is_empty());
-    env.run_until(&w, g2.ends_at + 60_000, Duration::from_secs(60))
+    env.run_until(&w, g2.ends_at.millis() + 60_000, Duration::from_secs(60))
         .await;
     let mails = all_delivered_once(&env, &md).await;
     let soons = mails.iter().filter(|m| m.subject.ends_with(soon)).count();
@@ -927,12 +950,12 @@ async fn reminder_and_escalation_at_the_right_times(b: Backend) {
         .job(&rid, "approval_reminder")
         .await
         .expect("reminder scheduled");
-    assert_eq!(reminder.run_at, T0.millis() + HOUR_MS);
+    assert_eq!(reminder.run_at.millis(), T0.millis() + HOUR_MS);
     let escalation = env
         .job(&rid, "approval_escalation")
         .await
         .expect("escalation scheduled");
-    assert_eq!(escalation.run_at, T0.millis() + 2 * HOUR_MS);
+    assert_eq!(escalation.run_at.millis(), T0.millis() + 2 * HOUR_MS);
 
     env.set_time(T0.millis() + HOUR_MS / 2);
     env.portal
@@ -1031,7 +1054,7 @@ async fn no_reminder_or_escalation_once_decided(b: Backend) {
         .unwrap();
     env.portal.cancel_request(&alice, &cancelled).await.unwrap();
     for rid in [&approved, &cancelled] {
-        let kinds: Vec<String> = env.jobs(rid).await.into_iter().map(|j| j.kind).collect();
+        let kinds: Vec<JobKind> = env.jobs(rid).await.into_iter().map(|j| j.kind).collect();
         assert!(kinds.is_empty(), "{rid}: {kinds:?}");
     }
     // The read-only request is for Bob, who never answers: reminded and escalated, then

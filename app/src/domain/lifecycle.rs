@@ -215,6 +215,54 @@ impl fmt::Display for GrantStatus {
     }
 }
 
+/// An approver's decision on a request.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Approved,
+    Rejected,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approved => "approved",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Approved, Self::Rejected]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl RequestEvent {
+    /// The event a request's grants call for: `GrantActive` once one grant is active,
+    /// `AllGrantsFailed` when every grant failed, `AllGrantsEnded` once every grant is over;
+    /// `None` while grants are still on their way (or there are none).
+    pub fn from_grants(statuses: &[GrantStatus]) -> Option<RequestEvent> {
+        if statuses.contains(&GrantStatus::Active) {
+            Some(RequestEvent::GrantActive)
+        } else if statuses.is_empty() {
+            None
+        } else if statuses.iter().all(|s| *s == GrantStatus::Failed) {
+            Some(RequestEvent::AllGrantsFailed)
+        } else if statuses.iter().all(|s| !s.is_live()) {
+            Some(RequestEvent::AllGrantsEnded)
+        } else {
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,5 +412,25 @@ mod tests {
             assert_eq!(GS::parse(s.as_str()), Some(s));
         }
         assert_eq!(RS::parse("bogus"), None);
+    }
+
+    #[test]
+    fn grants_decide_the_request_event() {
+        use GrantStatus::*;
+        assert_eq!(RequestEvent::from_grants(&[]), None);
+        assert_eq!(RequestEvent::from_grants(&[Scheduled, Provisioning]), None);
+        assert_eq!(
+            RequestEvent::from_grants(&[Revoked, Active, Provisioning]),
+            Some(RequestEvent::GrantActive)
+        );
+        assert_eq!(
+            RequestEvent::from_grants(&[Failed, Failed]),
+            Some(RequestEvent::AllGrantsFailed)
+        );
+        assert_eq!(
+            RequestEvent::from_grants(&[Failed, Revoked]),
+            Some(RequestEvent::AllGrantsEnded)
+        );
+        assert_eq!(RequestEvent::from_grants(&[Revoked, Deprovisioning]), None);
     }
 }

@@ -3,12 +3,18 @@
 //! Everything that reaches the store or a provisioner has been parsed into one of
 //! these types first; the state machines and policy checks decide, the server carries out.
 
+pub mod entitlement;
 pub mod lifecycle;
 pub mod policy;
+#[cfg(feature = "ssr")]
+mod sql;
 pub mod time;
 pub mod types;
 
-pub use lifecycle::{GrantEvent, GrantStatus, RequestEvent, RequestStatus, TransitionError};
+pub use entitlement::{Entitlement, InvalidEntitlement};
+pub use lifecycle::{
+    GrantEvent, GrantStatus, RequestEvent, RequestStatus, TransitionError, Verdict,
+};
 pub use policy::{ApproverRule, Denied, Policy, Principal, RequestDraft, ValidRequest};
 pub use time::Timestamp;
 pub use types::*;

@@ -5,6 +5,7 @@ pub mod simulated;
 pub mod sso_admin;
 
 use async_trait::async_trait;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 /// One AWS account assignment: a user, a permission set, an account.
@@ -126,7 +127,12 @@ pub trait Provisioner: Send + Sync + 'static {
     async fn creation_status(&self, request_id: &str) -> Result<OperationStatus, ProvisionError>;
     async fn start_delete(&self, a: &Assignment) -> Result<DeleteStart, ProvisionError>;
     async fn deletion_status(&self, request_id: &str) -> Result<OperationStatus, ProvisionError>;
-    async fn list_assignments(&self) -> Result<Vec<AssignmentRecord>, ProvisionError>;
+    /// The assignments (users and groups) AWS holds for these (account, permission set)
+    /// pairs: the ones the portal manages, never the whole organization.
+    async fn list_assignments(
+        &self,
+        pairs: &BTreeSet<(String, String)>,
+    ) -> Result<Vec<AssignmentRecord>, ProvisionError>;
     /// The provisioner's own id for the user of `a` (the Identity Store user id).
     async fn principal_of(&self, a: &Assignment) -> Result<String, ProvisionError>;
     /// Every assignment of one permission set in one account, users and groups alike.

@@ -9,6 +9,7 @@ use crate::clock::Clock;
 use crate::store::{new_id, Store};
 use async_trait::async_trait;
 use sqlx::Row;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -173,7 +174,10 @@ impl Provisioner for SimulatedProvisioner {
         self.status("delete", request_id).await
     }
 
-    async fn list_assignments(&self) -> Result<Vec<AssignmentRecord>, ProvisionError> {
+    async fn list_assignments(
+        &self,
+        pairs: &BTreeSet<(String, String)>,
+    ) -> Result<Vec<AssignmentRecord>, ProvisionError> {
         let rows = sqlx::query(
             "SELECT account_id, permission_set_arn, principal_id, created_at FROM sim_assignment
              ORDER BY account_id, permission_set_arn, principal_id",
@@ -182,6 +186,11 @@ impl Provisioner for SimulatedProvisioner {
         .await
         .map_err(transient)?;
         rows.iter()
+            .filter(|r| {
+                let account: String = r.try_get("account_id").unwrap_or_default();
+                let set: String = r.try_get("permission_set_arn").unwrap_or_default();
+                pairs.contains(&(account, set))
+            })
             .map(|r| {
                 Ok(AssignmentRecord {
                     account_id: r.try_get("account_id").map_err(transient)?,

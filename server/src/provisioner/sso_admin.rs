@@ -11,14 +11,13 @@ use super::{
     LiveAssignment, OperationStatus, OrgUnit, Progress, ProvisionError, Provisioner,
 };
 use crate::config::AwsConfig;
-use crate::store::{self, Store};
 use async_trait::async_trait;
 use aws_sdk_ssoadmin::config::http::HttpResponse;
 use aws_sdk_ssoadmin::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ssoadmin::types::{
     AccountAssignmentOperationStatus, PrincipalType, StatusValues, TargetType,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -30,7 +29,6 @@ pub struct SsoAdminProvisioner {
     instance_arn: String,
     identity_store_id: String,
     user_attribute: String,
-    store: Store,
     budget: Budget,
     /// Organizations has its own (lower) limits, apart from Identity Center's.
     orgs_budget: Budget,
@@ -51,7 +49,7 @@ const ORGANIZATIONS_PER_SECOND: u32 = 5;
 impl SsoAdminProvisioner {
     /// Connects with the standard credential chain and region (or the configured ones),
     /// and discovers the instance and identity store with ListInstances when not set.
-    pub async fn connect(config: &AwsConfig, store: Store) -> anyhow::Result<Self> {
+    pub async fn connect(config: &AwsConfig) -> anyhow::Result<Self> {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .retry_config(aws_config::retry::RetryConfig::disabled())
             .timeout_config(
@@ -119,7 +117,6 @@ impl SsoAdminProvisioner {
             instance_arn,
             identity_store_id,
             user_attribute: config.user_attribute.clone(),
-            store,
             budget: Budget::per_second(config.requests_per_second),
             orgs_budget: Budget::per_second(ORGANIZATIONS_PER_SECOND),
             users: Mutex::new(HashMap::new()),
@@ -453,7 +450,10 @@ impl Provisioner for SsoAdminProvisioner {
         let user = self.user_id(&a.user_name).await?;
         // A slot among the outstanding creations, or try again later: never wait here, the
         // worker that would settle the outstanding ones may be this one.
-        let slot = format!("starting:{}", store::new_id());
+        let slot = format!(
+            "starting:{}",
+            app::domain::RecordId::from_random(rand::random())
+        );
         {
             let mut creations = self.creations.lock().expect("creations lock");
             Self::full(&mut creations, self.max_creations)?;
@@ -582,17 +582,10 @@ impl Provisioner for SsoAdminProvisioner {
 
     /// The assignments (users and groups) of the account and permission set pairs the
     /// portal manages (entitlement targets, live grants): not the whole organization.
-    async fn list_assignments(&self) -> Result<Vec<AssignmentRecord>, ProvisionError> {
-        let pairs = {
-            let mut conn = self
-                .store
-                .conn()
-                .await
-                .map_err(|e| ProvisionError::Transient(format!("{e:#}")))?;
-            crate::reconcile::managed_pairs(&mut conn)
-                .await
-                .map_err(|e| ProvisionError::Transient(format!("{e:#}")))?
-        };
+    async fn list_assignments(
+        &self,
+        pairs: &BTreeSet<(String, String)>,
+    ) -> Result<Vec<AssignmentRecord>, ProvisionError> {
         let by_id: HashMap<String, String> = self
             .users
             .lock()
@@ -601,7 +594,7 @@ impl Provisioner for SsoAdminProvisioner {
             .map(|(name, id)| (id.clone(), name.clone()))
             .collect();
         let mut out = Vec::new();
-        for (account, set) in &pairs {
+        for (account, set) in pairs {
             for live in self.live_at(account, set).await? {
                 let principal = by_id.get(&live.principal_id).cloned().unwrap_or_else(|| {
                     format!(

@@ -10,6 +10,7 @@
 pub mod peers;
 pub mod web;
 
+use app::domain::Entitlement;
 use app::domain::{
     AccountId, ApproverRule, PermissionSetArn, Policy, Principal, RequestDraft, Target,
     TargetScope, Timestamp,
@@ -17,7 +18,7 @@ use app::domain::{
 use app::ssr::Portal;
 use async_trait::async_trait;
 use portcullis::clock::{Clock, ManualClock};
-use portcullis::lifecycle::Entitlement;
+use portcullis::config::WorkerSettings;
 use portcullis::mailer::{MailError, Mailer, OutboxOnly};
 use portcullis::portal::PortalService;
 use portcullis::provisioner::simulated::SimulatedProvisioner;
@@ -26,7 +27,7 @@ use portcullis::provisioner::{
 };
 use portcullis::seed;
 use portcullis::store::{self, AuditQuery, AuditRow, DatabaseUrl, GrantRow, JobRow, Store};
-use portcullis::worker::{Worker, WorkerSettings};
+use portcullis::worker::Worker;
 use sqlx::{Connection, Executor, Row};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -312,7 +313,7 @@ impl TestEnv {
     }
 
     pub async fn request_status(&self, id: &str) -> String {
-        self.request(id).await.status
+        self.request(id).await.status.to_string()
     }
 
     pub async fn grants(&self, request_id: &str) -> Vec<GrantRow> {
@@ -348,7 +349,7 @@ impl TestEnv {
         self.jobs(subject)
             .await
             .into_iter()
-            .find(|j| j.kind == kind)
+            .find(|j| j.kind.as_str() == kind)
     }
 
     pub async fn count(&self, table: &str) -> i64 {
@@ -414,7 +415,7 @@ impl TestEnv {
             .await
             .unwrap()
             .into_iter()
-            .filter(|a| a.kind == kind)
+            .filter(|a| a.kind.as_str() == kind)
             .collect()
     }
 
@@ -442,7 +443,10 @@ impl TestEnv {
     }
 
     pub async fn assignments(&self) -> Vec<AssignmentRecord> {
-        self.sim.list_assignments().await.unwrap()
+        let pairs = portcullis::grants::managed_pairs(&mut *self.conn().await)
+            .await
+            .unwrap();
+        self.sim.list_assignments(&pairs).await.unwrap()
     }
 
     /// AWS operations the simulated provisioner was asked to start, of one kind
@@ -504,7 +508,7 @@ impl TestEnv {
     }
 
     pub async fn add_entitlement(&self, e: &Entitlement) {
-        store::upsert_entitlement(&mut *self.conn().await, &e.to_row().unwrap(), self.now())
+        store::upsert_entitlement(&mut *self.conn().await, e, self.now())
             .await
             .unwrap();
     }
@@ -555,7 +559,7 @@ impl TestEnv {
                 kept.len() + taken.len() < 1000,
                 "claim_job keeps handing out jobs that are already leased"
             );
-            if job.kind == keep_kind {
+            if job.kind.as_str() == keep_kind {
                 kept.push(job);
             } else {
                 taken.push(job);
@@ -565,7 +569,7 @@ impl TestEnv {
             store::reschedule_job(
                 &mut *self.conn().await,
                 &job.job_id,
-                Timestamp(job.run_at),
+                Timestamp(job.run_at.millis()),
                 None,
             )
             .await
@@ -603,7 +607,7 @@ impl TestEnv {
                     g.status
                 );
             }
-            if g.status == "active" {
+            if g.status.as_str() == "active" {
                 assert!(
                     self.assignment_exists(g).await,
                     "grant {} is active but AWS has no assignment",
@@ -757,8 +761,11 @@ impl Provisioner for Flaky {
         self.inner.deletion_status(request_id).await
     }
 
-    async fn list_assignments(&self) -> Result<Vec<AssignmentRecord>, ProvisionError> {
-        self.inner.list_assignments().await
+    async fn list_assignments(
+        &self,
+        pairs: &std::collections::BTreeSet<(String, String)>,
+    ) -> Result<Vec<AssignmentRecord>, ProvisionError> {
+        self.inner.list_assignments(pairs).await
     }
 
     async fn principal_of(&self, a: &Assignment) -> Result<String, ProvisionError> {

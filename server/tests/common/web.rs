@@ -35,7 +35,7 @@ pub fn router(
         .site_root("target/site")
         .site_pkg_dir("pkg")
         .build();
-    let router = portcullis::web::router(portcullis::web::AppState {
+    let router = portcullis::http::router(portcullis::http::AppState {
         leptos_options,
         store: store.clone(),
         clock,

@@ -1,17 +1,21 @@
 //! Configuration: defaults, then a TOML file (`--config`), then `PORTCULLIS_` environment
 //! variables with `__` between nested keys (`PORTCULLIS_WORKER__LEASE_SECS=30`).
 
-use crate::notify::MailSettings;
-use crate::store::DatabaseUrl;
-use crate::worker::WorkerSettings;
 use anyhow::{bail, Context, Result};
 use app::domain::AccessDuration;
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
+
+mod jobs;
+#[cfg(test)]
+mod tests;
+
+pub use jobs::{MailSettings, Upkeep, WorkerSettings};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -36,7 +40,7 @@ pub struct Config {
     pub mail: MailSettings,
     /// Entitlements declared in the configuration file (`[[entitlements]]`), created or
     /// updated at start.
-    pub entitlements: Vec<crate::lifecycle::Entitlement>,
+    pub entitlements: Vec<app::domain::Entitlement>,
 }
 
 impl Default for Config {
@@ -304,8 +308,8 @@ pub struct AwsConfig {
 }
 
 impl AwsConfig {
-    pub fn upkeep(&self) -> crate::worker::Upkeep {
-        crate::worker::Upkeep {
+    pub fn upkeep(&self) -> Upkeep {
+        Upkeep {
             catalog_every: std::time::Duration::from_secs(self.catalog_sync_interval_secs.max(60)),
             reconcile_every: std::time::Duration::from_secs(self.reconcile_interval_secs.max(10)),
             owned_permission_sets: self.owned_permission_sets.clone(),
@@ -523,330 +527,51 @@ impl Config {
     }
 }
 
-#[cfg(test)]
-#[allow(clippy::result_large_err)] // figment::Jail's closures return figment's large error
-mod tests {
-    use super::*;
+/// A database URL whose `Debug` and `Display` hide the password.
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
 
-    #[test]
-    fn demo_refuses_non_loopback() {
-        let mut c = Config::default();
-        assert!(c.validate(Mode::Demo).is_ok());
-        c.listen = "0.0.0.0:3000".parse().unwrap();
-        let err = c.validate(Mode::Demo).unwrap_err().to_string();
-        assert!(err.contains("refuses to listen"), "{err}");
-        c.listen = "[::1]:3000".parse().unwrap();
-        assert!(c.validate(Mode::Demo).is_ok());
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
     }
 
-    #[test]
-    fn serve_names_what_is_missing() {
-        let err = Config::default()
-            .validate(Mode::Serve)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("PORTCULLIS_DATABASE_URL"), "{err}");
-        assert!(err.contains("PORTCULLIS_OIDC__ISSUER_URL"), "{err}");
+    pub fn expose(&self) -> &str {
+        &self.0
     }
 
-    fn serve_config() -> Config {
-        Config {
-            database_url: Some(DatabaseUrl::new("sqlite://x.db")),
-            public_url: Some("https://access.example.com".into()),
-            oidc: Some(OidcConfig {
-                issuer_url: "https://idp.example.com".into(),
-                client_id: "portcullis".into(),
-                client_secret: serde_json::from_str("\"s3cret\"").unwrap(),
-                scopes: default_scopes(),
-                claims: ClaimNames::default(),
-                admin_groups: vec![],
-                signing_algs: default_signing_algs(),
-                login_timeout_secs: 600,
-            }),
-            ..Config::default()
-        }
+    pub fn is_postgres(&self) -> bool {
+        self.0.starts_with("postgres://") || self.0.starts_with("postgresql://")
     }
 
-    #[test]
-    fn serve_refuses_what_cannot_be_safe() {
-        assert!(serve_config().validate(Mode::Serve).is_ok());
-        let mut c = serve_config();
-        c.public_url = Some("http://access.example.com".into());
-        let err = c.validate(Mode::Serve).unwrap_err().to_string();
-        assert!(err.contains("must be https"), "{err}");
-        c.public_url = Some("http://127.0.0.1:3100".into());
-        assert!(c.validate(Mode::Serve).is_ok());
-        let mut c = serve_config();
-        c.oidc.as_mut().unwrap().issuer_url = "http://idp.example.com".into();
-        assert!(c
-            .validate(Mode::Serve)
-            .unwrap_err()
-            .to_string()
-            .contains("https"));
-        let mut c = serve_config();
-        c.oidc.as_mut().unwrap().scopes = vec!["email".into()];
-        assert!(c
-            .validate(Mode::Serve)
-            .unwrap_err()
-            .to_string()
-            .contains("openid"));
-        let mut c = serve_config();
-        c.oidc.as_mut().unwrap().signing_algs = vec!["none".into()];
-        let err = c.validate(Mode::Serve).unwrap_err().to_string();
-        assert!(err.contains("unknown algorithm \"none\""), "{err}");
+    pub fn is_sqlite(&self) -> bool {
+        self.0.starts_with("sqlite:")
     }
 
-    #[test]
-    fn loopback_urls() {
-        for yes in [
-            "http://127.0.0.1:3000",
-            "http://localhost",
-            "http://[::1]:80/x",
-            "http://127.0.0.2",
-        ] {
-            assert!(is_loopback_url(yes), "{yes}");
-        }
-        for no in [
-            "https://127.0.0.1",
-            "http://127.0.0.1.evil.com",
-            "http://10.0.0.1",
-            "http://localhost.evil",
-        ] {
-            assert!(!is_loopback_url(no), "{no}");
-        }
-    }
-
-    #[test]
-    fn oidc_from_environment() {
-        figment::Jail::expect_with(|jail| {
-            jail.set_env("PORTCULLIS_OIDC__ISSUER_URL", "https://login.example.com");
-            jail.set_env("PORTCULLIS_OIDC__CLIENT_ID", "portcullis");
-            jail.set_env("PORTCULLIS_OIDC__CLIENT_SECRET", "s3cret");
-            jail.set_env("PORTCULLIS_OIDC__SCOPES", "openid email groups");
-            jail.set_env("PORTCULLIS_OIDC__ADMIN_GROUPS", "aws-admins,security");
-            jail.set_env("PORTCULLIS_OIDC__CLAIMS__USER_ID", "oid");
-            jail.set_env("PORTCULLIS_AWS__PROVISIONER", "simulated");
-            let c = Config::load(None).map_err(|e| e.to_string())?;
-            let o = c.oidc.unwrap();
-            assert_eq!(o.scopes, ["openid", "email", "groups"]);
-            assert_eq!(o.admin_groups, ["aws-admins", "security"]);
-            assert_eq!(o.claims.user_id, "oid");
-            assert_eq!(o.claims.groups, "groups");
-            assert_eq!(c.aws.provisioner, ProvisionerKind::Simulated);
-            assert!(!format!("{o:?}").contains("s3cret"));
-            Ok(())
-        });
-    }
-
-    const ENTITLEMENTS: &str = r#"
-[aws]
-catalog_sync_interval_secs = 1800
-reconcile_interval_secs = 300
-owned_permission_sets = ["arn:aws:sso:::permissionSet/ssoins-1234567890abcdef/ps-1234567890abcdef"]
-
-[[entitlements]]
-id = "workloads-readonly"
-name = "Workloads read-only"
-targets = [{ kind = "ou", ou_id = "ou-ab12-cd34ef56", permission_set_arn = "arn:aws:sso:::permissionSet/ssoins-1234567890abcdef/ps-1234567890abcdef" }]
-[entitlements.policy]
-eligible_groups = ["engineering"]
-approvers = { manager = true, groups = ["cloud-approvers"] }
-max_duration_secs = 14400
-default_duration_secs = 3600
-"#;
-
-    #[test]
-    fn entitlements_and_upkeep_from_the_file() {
-        figment::Jail::expect_with(|jail| {
-            jail.create_file("e.toml", ENTITLEMENTS)?;
-            let c = Config::load(Some(Path::new("e.toml"))).map_err(|e| e.to_string())?;
-            assert!(c.validate(Mode::Demo).is_ok());
-            let e = &c.entitlements[0];
-            assert_eq!(e.id, "workloads-readonly");
-            assert!(e.policy.approvers.manager);
-            assert!(matches!(
-                e.targets[0].scope,
-                app::domain::TargetScope::Ou { .. }
-            ));
-            let upkeep = c.aws.upkeep();
-            assert_eq!(upkeep.catalog_every, Duration::from_secs(1800));
-            assert_eq!(upkeep.reconcile_every, Duration::from_secs(300));
-            assert!(upkeep
-                .owns("arn:aws:sso:::permissionSet/ssoins-1234567890abcdef/ps-1234567890abcdef"));
-            Ok(())
-        });
-    }
-
-    #[test]
-    fn bad_entitlements_are_refused_with_the_reason() {
-        let cases = [
-            // A misspelt policy key is an error, not silently ignored.
-            (
-                "max_duration_secs = 14400",
-                "max_duration_secs = 14400\nauto_aprove = true",
-                "unknown field: found `auto_aprove`",
-            ),
-            (
-                "eligible_groups = [\"engineering\"]",
-                "eligible_groups = []",
-                "nobody is eligible",
-            ),
-            (
-                "approvers = { manager = true, groups = [\"cloud-approvers\"] }",
-                "",
-                "nobody can approve",
-            ),
-            (
-                "default_duration_secs = 3600",
-                "default_duration_secs = 99999",
-                "must be at most",
-            ),
-            ("ou-ab12-cd34ef56", "ou-nope", "ou"),
-            (
-                "id = \"workloads-readonly\"",
-                "id = \"Bad Id!\"",
-                "entitlement id",
-            ),
-        ];
-        for (from, to, want) in cases {
-            figment::Jail::expect_with(|jail| {
-                jail.create_file("e.toml", &ENTITLEMENTS.replace(from, to))?;
-                let err = match Config::load(Some(Path::new("e.toml"))) {
-                    Err(e) => format!("{e:#}"),
-                    Ok(c) => format!("{:#}", c.validate(Mode::Demo).unwrap_err()),
-                };
-                assert!(err.contains(want), "{to}: {err}");
-                Ok(())
-            });
-        }
-        figment::Jail::expect_with(|jail| {
-            let twice = format!(
-                "{ENTITLEMENTS}{}",
-                &ENTITLEMENTS[ENTITLEMENTS.find("[[entitlements]]").unwrap()..]
-            );
-            jail.create_file("e.toml", &twice)?;
-            let c = Config::load(Some(Path::new("e.toml"))).map_err(|e| e.to_string())?;
-            let err = c.validate(Mode::Demo).unwrap_err().to_string();
-            assert!(err.contains("used twice"), "{err}");
-            Ok(())
-        });
-    }
-
-    #[test]
-    fn secrets_do_not_print() {
-        let s: Secret = serde_json::from_str("\"hunter2\"").unwrap();
-        assert_eq!(format!("{s:?}"), "Secret(***)");
-    }
-
-    #[test]
-    fn file_then_environment() {
-        figment::Jail::expect_with(|jail| {
-            jail.create_file(
-                "p.toml",
-                "listen = \"127.0.0.1:4000\"\n[policy]\nmin_duration = \"5m\"\n[worker]\nlease_secs = 9\n",
-            )?;
-            jail.set_env("PORTCULLIS_WORKER__LEASE_SECS", "7");
-            jail.set_env("PORTCULLIS_DATABASE_URL", "sqlite://x.db");
-            let c = Config::load(Some(Path::new("p.toml"))).map_err(|e| e.to_string())?;
-            assert_eq!(c.listen.port(), 4000);
-            assert_eq!(c.worker.lease_secs, 7);
-            assert_eq!(c.min_duration().unwrap(), Duration::from_secs(300));
-            assert_eq!(c.database_url.unwrap().expose(), "sqlite://x.db");
-            Ok(())
-        });
-    }
-
-    #[test]
-    fn smtp_from_environment_with_a_hidden_password() {
-        // clear_env: the CI scripts export PORTCULLIS_* variables of their own.
-        figment::Jail::expect_with(|jail| {
-            jail.clear_env();
-            jail.create_file("p.toml", "[smtp]\nhost = \"smtp.example.com\"\nfrom = \"Portcullis <portcullis@example.com>\"\n[mail]\nportal_name = \"Access\"\n")?;
-            jail.set_env("PORTCULLIS_SMTP__TLS", "tls");
-            jail.set_env("PORTCULLIS_SMTP__USERNAME", "portcullis");
-            jail.set_env("PORTCULLIS_SMTP__PASSWORD", "hunter2");
-            jail.set_env(
-                "PORTCULLIS_MAIL__APPROVER_ADDRESSES",
-                "[\"cloud-team@example.com\"]",
-            );
-            jail.set_env("PORTCULLIS_MAIL__REMINDER_AFTER_SECS", "60");
-            let c = Config::load(Some(Path::new("p.toml"))).map_err(|e| e.to_string())?;
-            let smtp = c.smtp.clone().expect("smtp section");
-            assert_eq!(smtp.tls, SmtpTls::Tls);
-            assert_eq!(smtp.port(), 465);
-            assert_eq!(smtp.password.as_ref().map(Secret::expose), Some("hunter2"));
-            assert!(
-                !format!("{c:?}").contains("hunter2"),
-                "the password must never print"
-            );
-            assert_eq!(c.mail.portal_name, "Access");
-            assert_eq!(c.mail.reminder_after_secs, 60);
-            assert_eq!(c.mail.ending_soon_lead_secs, 900);
-            assert_eq!(c.mail.approver_addresses, ["cloud-team@example.com"]);
-            Ok(())
-        });
-        figment::Jail::expect_with(|jail| {
-            jail.clear_env();
-            jail.set_env("PORTCULLIS_SMTP__HOST", "127.0.0.1");
-            jail.set_env("PORTCULLIS_SMTP__PORT", "2525");
-            jail.set_env("PORTCULLIS_SMTP__TLS", "none");
-            jail.set_env("PORTCULLIS_SMTP__FROM", "portcullis@example.com");
-            let c = Config::load(None).map_err(|e| e.to_string())?;
-            let smtp = c.smtp.expect("smtp from the environment alone");
-            assert_eq!(
-                (smtp.port(), smtp.tls, smtp.username),
-                (2525, SmtpTls::None, None)
-            );
-            Ok(())
-        });
-    }
-
-    #[test]
-    fn smtp_settings_that_cannot_work_are_refused() {
-        let refused = |vars: &[(&str, &str)]| {
-            let mut err = String::new();
-            figment::Jail::expect_with(|jail| {
-                jail.clear_env();
-                jail.set_env("PORTCULLIS_SMTP__HOST", "smtp.example.com");
-                jail.set_env("PORTCULLIS_SMTP__FROM", "portcullis@example.com");
-                for (k, v) in vars {
-                    jail.set_env(k, v);
+    fn redacted(&self) -> String {
+        // scheme://user:password@host -> scheme://user:***@host
+        match (self.0.find("://"), self.0.rfind('@')) {
+            (Some(s), Some(at)) if at > s => {
+                let creds = &self.0[s + 3..at];
+                match creds.split_once(':') {
+                    Some((user, _)) => format!("{}{user}:***{}", &self.0[..s + 3], &self.0[at..]),
+                    None => self.0.clone(),
                 }
-                err = format!("{:#}", Config::load(None).expect_err("refused"));
-                Ok(())
-            });
-            err
-        };
-        assert!(refused(&[("PORTCULLIS_SMTP__FROM", "not an address")]).contains("smtp.from"));
-        assert!(refused(&[("PORTCULLIS_SMTP__TLS", "sometimes")]).contains("invalid configuration"));
-        assert!(refused(&[("PORTCULLIS_SMTP__USERNAME", "u")]).contains("go together"));
-        let clear = refused(&[
-            ("PORTCULLIS_SMTP__TLS", "none"),
-            ("PORTCULLIS_SMTP__USERNAME", "u"),
-            ("PORTCULLIS_SMTP__PASSWORD", "p"),
-        ]);
-        assert!(
-            clear.contains("in clear") && !clear.contains("\"p\""),
-            "{clear}"
-        );
-        assert!(
-            refused(&[("PORTCULLIS_MAIL__APPROVER_ADDRESSES", "[\"nobody\"]")])
-                .contains("approver_addresses")
-        );
-        assert!(refused(&[("PORTCULLIS_MAIL__SURPRISE", "1")]).contains("invalid configuration"));
+            }
+            _ => self.0.clone(),
+        }
     }
+}
 
-    #[test]
-    fn bad_values_are_refused() {
-        figment::Jail::expect_with(|jail| {
-            jail.set_env("PORTCULLIS_POLICY__MIN_DURATION", "soon");
-            assert!(Config::load(None).is_err());
-            Ok(())
-        });
-        figment::Jail::expect_with(|jail| {
-            jail.set_env("PORTCULLIS_LISTEN", "not-an-address");
-            assert!(Config::load(None).is_err());
-            Ok(())
-        });
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
     }
 }

@@ -5,8 +5,8 @@
 //! pages never see half a sync. Its progress is written to `maintenance_run` while it
 //! reads, for the admin page.
 
+use crate::audit;
 use crate::clock::Clock;
-use crate::lifecycle;
 use crate::provisioner::{Catalog, Progress, Provisioner};
 use crate::store::{self, AccountRow, JobKind, OrgUnitRow, PermissionSetRow, Store};
 use anyhow::Result;
@@ -46,7 +46,7 @@ pub async fn sync(store: &Store, provisioner: &dyn Provisioner, clock: &dyn Cloc
         Ok(summary) => ("catalog.synced", summary.clone()),
         Err(e) => ("catalog.sync_failed", format!("{e:#}")),
     };
-    lifecycle::finish_run(store, &run, action, outcome.is_ok(), &summary, now).await?;
+    audit::finish_run(store, &run, action, outcome.is_ok(), &summary, now).await?;
     outcome.map(|_| ())
 }
 
@@ -68,11 +68,7 @@ async fn apply(store: &Store, run: &str, c: &Catalog, now: Timestamp) -> Result<
          catalog is kept as it was (check aws.instance_arn and sso:ListPermissionSets)"
     );
     // Mark every row, then bring back what AWS still has: what stays marked is gone.
-    for table in ["account", "permission_set", "org_unit"] {
-        sqlx::query(&format!("UPDATE {table} SET synced_at = -1"))
-            .execute(&mut *tx)
-            .await?;
-    }
+    store::mark_catalog_unseen(&mut tx).await?;
     for ou in &c.org_units {
         let row = OrgUnitRow {
             ou_id: ou.ou_id.clone(),

@@ -15,11 +15,13 @@
 //! its worker reads that flag, and waits while it is set. Either reconciliation sees the
 //! grant and keeps the assignment, or the worker sees the flag and waits.
 
+use crate::audit::{self, Actor, Event};
 use crate::clock::Clock;
-use crate::lifecycle::{self, Actor, Event};
+use crate::config::Upkeep;
+use crate::grants;
 use crate::provisioner::{Assignment, LiveAssignment, OperationStatus, Provisioner};
-use crate::store::{self, GrantRow, JobKind, Origin, Store};
-use crate::worker::{Upkeep, DELETING_FOR_AT_MOST};
+use crate::store::DELETING_FOR_AT_MOST;
+use crate::store::{self, AlertKind, GrantRow, JobKind, Origin, Store};
 use anyhow::{Context, Result};
 use app::domain::{GrantEvent, GrantStatus, Timestamp};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -28,10 +30,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 /// The alert kinds reconciliation raises (the drift report on the admin page).
-pub const DRIFT_EXTERNAL: &str = "drift_external";
-pub const DRIFT_MISSING: &str = "drift_missing";
-pub const DRIFT_ORPHAN: &str = "drift_orphan";
-const DRIFT_KINDS: [&str; 3] = [DRIFT_EXTERNAL, DRIFT_MISSING, DRIFT_ORPHAN];
+const DRIFT_EXTERNAL: AlertKind = AlertKind::DriftExternal;
+const DRIFT_MISSING: AlertKind = AlertKind::DriftMissing;
+const DRIFT_ORPHAN: AlertKind = AlertKind::DriftOrphan;
 
 /// How long a run waits for one deletion to settle before leaving it to AWS.
 const DELETION_POLLS: u32 = 20;
@@ -128,7 +129,7 @@ pub async fn run(
     } else {
         "reconcile.failed"
     };
-    lifecycle::finish_run(store, &run_id, action, ok, &summary, now).await?;
+    audit::finish_run(store, &run_id, action, ok, &summary, now).await?;
     if matches!(&outcome, Ok(f) if f.missing > 0) {
         wake.notify_one();
     }
@@ -137,36 +138,6 @@ pub async fn run(
         Ok(_) => anyhow::bail!("reconciliation finished with errors: {summary}"),
         Err(e) => Err(e),
     }
-}
-
-/// The (account, permission set) pairs the portal manages: every entitlement's targets
-/// today, and wherever a live grant or an assignment the portal made sits.
-pub async fn managed_pairs(conn: &mut sqlx::AnyConnection) -> Result<BTreeSet<(String, String)>> {
-    let grants = store::live_grants(&mut *conn, None).await?;
-    let managed = store::managed_assignments(&mut *conn).await?;
-    pairs_of(conn, &grants, &managed).await
-}
-
-/// [`managed_pairs`] with the live grants and the portal's records already at hand.
-async fn pairs_of(
-    conn: &mut sqlx::AnyConnection,
-    grants: &[GrantRow],
-    managed: &[store::ManagedRow],
-) -> Result<BTreeSet<(String, String)>> {
-    let mut pairs = BTreeSet::new();
-    for e in store::all_entitlements(&mut *conn).await? {
-        let e = lifecycle::Entitlement::from_row(e)?;
-        for (account, ps) in lifecycle::expand_targets(&mut *conn, &e.targets).await? {
-            pairs.insert((account.account_id, ps));
-        }
-    }
-    for g in grants {
-        pairs.insert((g.account_id.clone(), g.permission_set_arn.clone()));
-    }
-    for m in managed {
-        pairs.insert((m.account_id.clone(), m.permission_set_arn.clone()));
-    }
-    Ok(pairs)
 }
 
 /// One key per assignment, for alerts and comparisons.
@@ -204,7 +175,7 @@ struct Run<'a> {
     run_id: &'a str,
     findings: Findings,
     /// The alerts this run raised or found still true: the others are resolved at the end.
-    touched: HashSet<(&'static str, String)>,
+    touched: HashSet<(AlertKind, String)>,
     /// Assignments made outside the portal with an open alert (reported once while they last).
     reported: HashSet<String>,
 }
@@ -224,7 +195,7 @@ impl Run<'_> {
         let mut conn = self.store.conn().await?;
         let grants = store::live_grants(&mut conn, None).await?;
         let managed = store::managed_assignments(&mut conn).await?;
-        let pairs = pairs_of(&mut conn, &grants, &managed).await?;
+        let pairs = grants::pairs_of(&mut conn, &grants, &managed).await?;
         let users: HashMap<String, app::domain::Principal> = store::all_users(&mut conn)
             .await?
             .into_iter()
@@ -289,10 +260,8 @@ impl Run<'_> {
             .iter()
             .filter(|g| {
                 matches!(
-                    g.status(),
-                    Ok(GrantStatus::Provisioning
-                        | GrantStatus::Active
-                        | GrantStatus::Deprovisioning)
+                    g.status,
+                    GrantStatus::Provisioning | GrantStatus::Active | GrantStatus::Deprovisioning
                 )
             })
             .map(|g| triple(&g.account_id, &g.permission_set_arn, &g.principal_id))
@@ -576,8 +545,8 @@ impl Run<'_> {
     async fn resolve_untouched(&self) -> Result<()> {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        for al in store::open_alerts_of(&mut tx, &DRIFT_KINDS).await? {
-            let kind = DRIFT_KINDS
+        for al in store::open_alerts_of(&mut tx, &AlertKind::DRIFT).await? {
+            let kind = AlertKind::DRIFT
                 .iter()
                 .find(|k| **k == al.kind)
                 .copied()
@@ -606,7 +575,7 @@ async fn reprovision(store: &Store, g: &GrantRow, now: Timestamp) -> Result<bool
     let Some(g) = store::get_grant(&mut tx, &g.access_grant_id).await? else {
         return Ok(false);
     };
-    if g.status()? != GrantStatus::Active || g.ends_at <= now.millis() {
+    if g.status != GrantStatus::Active || g.ends_at <= now {
         return Ok(false);
     }
     let next = GrantStatus::Active
@@ -628,7 +597,7 @@ async fn reprovision(store: &Store, g: &GrantRow, now: Timestamp) -> Result<bool
         g.permission_set_arn, g.account_id
     );
     let request = store::get_request(&mut tx, &g.access_request_id).await?;
-    lifecycle::audit(
+    audit::audit(
         &mut tx,
         &Actor::system(),
         Event {
@@ -655,7 +624,7 @@ async fn finding(
     detail: String,
     now: Timestamp,
 ) -> Result<()> {
-    lifecycle::audit(
+    audit::audit(
         tx,
         &Actor::system(),
         Event {

@@ -1,0 +1,246 @@
+//! The admin pages: overview (requests, live grants, alerts, worker health), the audit log,
+//! and the AWS page (assignments, catalog, drift, upkeep on demand).
+
+use super::*;
+
+impl PortalService {
+    pub(super) async fn admin_overview(&self, who: &Principal) -> Result<AdminOverview, AppError> {
+        let Admin(_) = self.admin(who, "admin_overview").await?;
+        let mut conn = self.store.conn().await.or_internal()?;
+        let requests = store::recent_requests(&mut conn, 200).await.or_internal()?;
+        let grants = store::live_grants(&mut conn, Some(1000))
+            .await
+            .or_internal()?;
+        let alerts = store::open_alerts(&mut conn).await.or_internal()?;
+        let stats = store::job_stats(&mut conn, self.now(), Duration::from_secs(60))
+            .await
+            .or_internal()?;
+        let parked = store::parked_mail(&mut conn, 100).await.or_internal()?;
+        Ok(AdminOverview {
+            parked_mail: parked
+                .into_iter()
+                .map(|m| ParkedMailView {
+                    id: m.outbox_id,
+                    to: m.recipient,
+                    subject: m.subject,
+                    attempts: m.attempts,
+                    last_error: m.last_error.unwrap_or_default(),
+                    created_at: m.created_at.format_utc(),
+                })
+                .collect(),
+            requests: self
+                .request_views(&mut conn, requests)
+                .await
+                .or_internal()?,
+            grants: self.flag_trouble(&mut conn, grants).await.or_internal()?,
+            alerts: alerts
+                .into_iter()
+                .map(|a| AlertView {
+                    kind: a.kind.to_string(),
+                    message: a.message,
+                    at: a.created_at.format_utc(),
+                })
+                .collect(),
+            worker: WorkerHealth {
+                queued_jobs: stats.queued,
+                overdue_jobs: stats.overdue,
+                failing_jobs: stats.failing,
+                oldest_overdue: stats.oldest_overdue.map(Timestamp::format_utc),
+            },
+        })
+    }
+
+    pub(super) async fn audit_log(
+        &self,
+        who: &Principal,
+        filter: AuditFilter,
+    ) -> Result<Vec<AuditView>, AppError> {
+        let Admin(_) = self.admin(who, "audit_log").await?;
+        let mut conn = self.store.conn().await.or_internal()?;
+        let rows = store::query_audit(
+            &mut conn,
+            &store::AuditQuery {
+                person: filter
+                    .person
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty()),
+                entitlement: filter
+                    .entitlement
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty()),
+                action: filter
+                    .action
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty()),
+                limit: 500,
+            },
+        )
+        .await
+        .or_internal()?;
+        Ok(rows
+            .into_iter()
+            .map(|a| AuditView {
+                seq: a.seq,
+                at: a.at.format_utc(),
+                actor: a.actor_name,
+                action: a.action,
+                subject: format!("{} {}", a.subject_kind, a.subject_id),
+                entitlement: a.entitlement_id.unwrap_or_default(),
+                detail: a.detail,
+            })
+            .collect())
+    }
+
+    pub(super) async fn aws_assignments(
+        &self,
+        who: &Principal,
+    ) -> Result<Vec<AssignmentView>, AppError> {
+        let Admin(_) = self.admin(who, "aws_assignments").await?;
+        let mut conn = self.store.conn().await.or_internal()?;
+        let pairs = crate::grants::managed_pairs(&mut conn)
+            .await
+            .or_internal()?;
+        let records = self
+            .provisioner
+            .list_assignments(&pairs)
+            .await
+            .map_err(|e| internal(e.into()))?;
+        let users = self.users_by_id(&mut conn).await.or_internal()?;
+        let mut out = Vec::new();
+        for r in records {
+            let account = store::get_account(&mut conn, &r.account_id)
+                .await
+                .or_internal()?;
+            let ps = store::get_permission_set(&mut conn, &r.permission_set_arn)
+                .await
+                .or_internal()?;
+            out.push(AssignmentView {
+                account_name: account.map(|a| a.name).unwrap_or_default(),
+                account_id: r.account_id,
+                permission_set: ps.map(|p| p.name).unwrap_or(r.permission_set_arn),
+                principal: users
+                    .get(&r.principal)
+                    .map(|u| u.display_name.clone())
+                    .unwrap_or(r.principal),
+                created_at: r.created_at.map(Timestamp::format_utc).unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn aws_overview(&self, who: &Principal) -> Result<AwsOverview, AppError> {
+        let Admin(_) = self.admin(who, "aws_overview").await?;
+        let result: anyhow::Result<AwsOverview> = async {
+            let mut conn = self.store.conn().await?;
+            let ous: HashMap<String, String> = store::all_org_units(&mut conn)
+                .await?
+                .into_iter()
+                .map(|o| (o.ou_id, o.name))
+                .collect();
+            let accounts = store::all_accounts(&mut conn)
+                .await?
+                .into_iter()
+                .map(|a| AccountView {
+                    ou_path: a
+                        .ou_path
+                        .split('/')
+                        .filter(|id| !id.is_empty())
+                        .map(|id| ous.get(id).map(String::as_str).unwrap_or(id))
+                        .collect::<Vec<_>>()
+                        .join(" / "),
+                    account_id: a.account_id,
+                    name: a.name,
+                })
+                .collect();
+            let permission_sets = store::all_permission_sets(&mut conn)
+                .await?
+                .into_iter()
+                .map(|p| PermissionSetView {
+                    session_duration: format_duration(Duration::from_secs(
+                        p.session_duration_secs.max(0) as u64,
+                    )),
+                    arn: p.permission_set_arn,
+                    name: p.name,
+                    description: p.description,
+                })
+                .collect();
+            let runs = |rows: Vec<store::RunRow>| {
+                rows.into_iter()
+                    .map(|r| RunView {
+                        status: r.status,
+                        progress: r.progress,
+                        summary: r.summary.unwrap_or_default(),
+                        started_at: r.started_at.format_utc(),
+                        finished_at: r.finished_at.map(Timestamp::format_utc).unwrap_or_default(),
+                    })
+                    .collect()
+            };
+            let catalog_runs = runs(store::recent_runs(&mut conn, JobKind::SyncCatalog, 5).await?);
+            let reconcile_runs = runs(store::recent_runs(&mut conn, JobKind::Reconcile, 5).await?);
+            let drift = store::open_alerts_of(
+                &mut conn,
+                &[
+                    store::AlertKind::DriftExternal,
+                    store::AlertKind::DriftMissing,
+                    store::AlertKind::DriftOrphan,
+                ],
+            )
+            .await?
+            .into_iter()
+            .map(|a| AlertView {
+                kind: a.kind.to_string(),
+                message: a.message,
+                at: a.created_at.format_utc(),
+            })
+            .collect();
+            Ok(AwsOverview {
+                provisioner: self.provisioner.name().to_owned(),
+                accounts,
+                permission_sets,
+                catalog_runs,
+                reconcile_runs,
+                drift,
+            })
+        }
+        .await;
+        result.or_internal()
+    }
+
+    pub(super) async fn run_upkeep(&self, who: &Principal, what: &str) -> Result<(), AppError> {
+        let Admin(admin) = self.admin(who, "run_upkeep").await?;
+        let (kind, label) = match what {
+            "catalog" => (JobKind::SyncCatalog, "catalog sync"),
+            "reconcile" => (JobKind::Reconcile, "reconciliation"),
+            _ => {
+                return Err(AppError::NotFound(format!(
+                    "A maintenance task called {what:?}"
+                )))
+            }
+        };
+        let now = self.now();
+        let result: anyhow::Result<()> = async {
+            let mut tx = self.store.begin().await?;
+            store::schedule_singleton(&mut tx, kind, now, now).await?;
+            audit::audit(
+                &mut tx,
+                &Actor::of(admin),
+                Event {
+                    action: &format!("{}.requested", kind.as_str()),
+                    person_id: None,
+                    subject_kind: "maintenance",
+                    subject_id: kind.as_str(),
+                    entitlement_id: None,
+                    detail: format!("{label} asked for from the admin page"),
+                },
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        result.or_internal()?;
+        self.upkeep_wake.notify_one();
+        Ok(())
+    }
+}

@@ -1,0 +1,314 @@
+//! Requests: what one may ask for, asking, one's own requests and grants, cancelling.
+
+use super::*;
+
+impl PortalService {
+    pub(super) async fn eligible_entitlements(
+        &self,
+        who: &Principal,
+    ) -> Result<Vec<EntitlementCard>, AppError> {
+        let mut conn = self.store.conn().await.or_internal()?;
+        let ents = self.entitlements_by_id(&mut conn).await.or_internal()?;
+        let mut cards = Vec::new();
+        let mut list: Vec<&Entitlement> = ents
+            .values()
+            .filter(|e| e.policy.is_eligible(who))
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        for e in list {
+            let mut targets = Vec::new();
+            for t in &e.targets {
+                let ps = store::get_permission_set(&mut conn, t.permission_set_arn.as_str())
+                    .await
+                    .or_internal()?;
+                let scope = match &t.scope {
+                    TargetScope::Account { account_id } => {
+                        let a = store::get_account(&mut conn, account_id.as_str())
+                            .await
+                            .or_internal()?;
+                        format!("{} ({account_id})", a.map(|a| a.name).unwrap_or_default())
+                    }
+                    TargetScope::Ou { ou_id } => {
+                        let n = store::accounts_under_ou(&mut conn, ou_id.as_str())
+                            .await
+                            .or_internal()?
+                            .len();
+                        format!("every account in OU {ou_id} ({n} today)")
+                    }
+                };
+                targets.push(TargetView {
+                    scope,
+                    permission_set: ps
+                        .as_ref()
+                        .map(|p| p.name.clone())
+                        .unwrap_or_else(|| t.permission_set_arn.short_id().to_owned()),
+                    session_duration: ps
+                        .map(|p| {
+                            format_duration(Duration::from_secs(p.session_duration_secs as u64))
+                        })
+                        .unwrap_or_default(),
+                });
+            }
+            cards.push(EntitlementCard {
+                id: e.id.clone(),
+                name: e.name.clone(),
+                description: e.description.clone(),
+                targets,
+                max_duration: format_duration(e.policy.max_duration()),
+                default_duration: format_duration(e.policy.default_duration()).replace(' ', ""),
+                require_ticket: e.policy.require_ticket,
+                auto_approve: e.policy.auto_approve,
+                break_glass: e.policy.break_glass,
+                approval: self.describe_policy(e),
+            });
+        }
+        Ok(cards)
+    }
+
+    pub(super) async fn create_request(
+        &self,
+        who: &Principal,
+        entitlement_id: &str,
+        draft: RequestDraft,
+    ) -> Result<String, AppError> {
+        let now = self.now();
+        let id = EntitlementId::parse(entitlement_id)
+            .map_err(|m| AppError::invalid("entitlement", m))?;
+        // Before the transaction: no AWS call while holding the database.
+        match self.provisioner.check_principal(&who.email).await {
+            Ok(()) => {}
+            Err(crate::provisioner::ProvisionError::Permanent(why)) => {
+                // Refused and audited like any other refusal (`denied.request`).
+                let reason = format!(
+                    "AWS access cannot be granted to you yet: {why}; ask your administrator \
+                     to add you to IAM Identity Center"
+                );
+                return Err(self.deny(who, "request", id.as_str(), &reason).await);
+            }
+            // AWS unreachable for now: the request goes ahead, the grant will retry.
+            Err(e) => {
+                tracing::warn!(user = %who.user_id, error = %e, "cannot check the requester in AWS")
+            }
+        }
+        let mut tx = self.store.begin().await.or_internal()?;
+        let Some(entitlement) = store::get_entitlement(&mut tx, id.as_str())
+            .await
+            .or_internal()?
+        else {
+            return Err(AppError::invalid("entitlement", "unknown entitlement"));
+        };
+        if !entitlement.policy.is_eligible(who) {
+            drop(tx);
+            return Err(self
+                .deny(
+                    who,
+                    "request",
+                    id.as_str(),
+                    "you are not eligible for this entitlement",
+                )
+                .await);
+        }
+        let valid = entitlement
+            .policy
+            .validate(&draft, self.min_duration)
+            .map_err(|mut errors| {
+                // Says which form the errors belong to: without JavaScript every card on the
+                // page reads the same error back from the URL.
+                errors.push(app::domain::FieldError::new("for", entitlement.id.clone()));
+                AppError::Invalid(errors)
+            })?;
+        let request = RequestRow {
+            access_request_id: store::new_id(),
+            requester_id: who.user_id.clone(),
+            entitlement_id: entitlement.id.clone(),
+            justification: valid.justification.to_string(),
+            ticket: valid.ticket.map(|t| t.to_string()),
+            duration_secs: valid.duration.as_secs() as i64,
+            starts_at: now,
+            decision_due_at: now.plus(Duration::from_secs(
+                entitlement.policy.decision_timeout_secs,
+            )),
+            status: RequestStatus::Pending,
+            created_at: now,
+        };
+        let result: anyhow::Result<()> = async {
+            store::insert_request(&mut tx, &request).await?;
+            let event = |action: &'static str, detail: String| Event {
+                action,
+                person_id: Some(&who.user_id),
+                subject_kind: "request",
+                subject_id: &request.access_request_id,
+                entitlement_id: Some(&entitlement.id),
+                detail,
+            };
+            audit::audit(
+                &mut tx,
+                &Actor::of(who),
+                event(
+                    "request.created",
+                    format!("for {} because: {}", valid.duration, request.justification),
+                ),
+                now,
+            )
+            .await?;
+            if entitlement.policy.approvals_complete(0) {
+                let to = RequestStatus::Pending.apply(RequestEvent::Approval { complete: true })?;
+                store::set_request_status(&mut tx, &request.access_request_id, to, now).await?;
+                let action = if entitlement.policy.break_glass {
+                    "request.break_glass"
+                } else {
+                    "request.auto_approved"
+                };
+                audit::audit(
+                    &mut tx,
+                    &Actor::system(),
+                    event(action, "approved by policy".into()),
+                    now,
+                )
+                .await?;
+                self.approve_complete(&mut tx, &request, &entitlement, who, None, now)
+                    .await?;
+            } else {
+                store::insert_job(
+                    &mut tx,
+                    JobKind::DecisionTimeout,
+                    &request.access_request_id,
+                    request.decision_due_at,
+                    now,
+                )
+                .await?;
+                let mail = notify::approval_mail(
+                    notify::Nudge::New,
+                    &request,
+                    who,
+                    &entitlement.name,
+                    &self.public_url,
+                    now,
+                );
+                for approver in notify::approvers_of(&mut tx, &entitlement.policy, who).await? {
+                    notify::queue(&mut tx, &approver.email, &mail, now).await?;
+                }
+                // The configured approver addresses, the reminder and the escalation follow
+                // from the worker, which holds the mail settings.
+                store::insert_job(
+                    &mut tx,
+                    JobKind::AnnounceRequest,
+                    &request.access_request_id,
+                    now,
+                    now,
+                )
+                .await?;
+            }
+            Ok(())
+        }
+        .await;
+        result.or_internal()?;
+        tx.commit().await.map_err(|e| internal(e.into()))?;
+        self.wake.notify_one();
+        Ok(request.access_request_id)
+    }
+
+    pub(super) async fn my_access(&self, who: &Principal) -> Result<MyAccess, AppError> {
+        let mut conn = self.store.conn().await.or_internal()?;
+        let requests = store::requests_by_requester(&mut conn, &who.user_id)
+            .await
+            .or_internal()?;
+        let grants = store::grants_for_principal(&mut conn, &who.user_id)
+            .await
+            .or_internal()?;
+        Ok(MyAccess {
+            requests: self
+                .request_views(&mut conn, requests)
+                .await
+                .or_internal()?,
+            grants: self.grant_views(&mut conn, grants).await.or_internal()?,
+        })
+    }
+
+    pub(super) async fn cancel_request(
+        &self,
+        who: &Principal,
+        request_id: &str,
+    ) -> Result<(), AppError> {
+        let now = self.now();
+        let id = Self::parse_id(request_id, "That request")?;
+        let mut tx = self.store.begin().await.or_internal()?;
+        let Some(request) = store::lock_request(&mut tx, id.as_str())
+            .await
+            .or_internal()?
+        else {
+            return Err(AppError::NotFound("That request".into()));
+        };
+        if request.requester_id != who.user_id {
+            drop(tx);
+            return Err(self
+                .deny(
+                    who,
+                    "cancel",
+                    id.as_str(),
+                    "only the requester can cancel a request",
+                )
+                .await);
+        }
+        let from = request.status;
+        let to = from.apply(RequestEvent::Cancel).map_err(|_| {
+            AppError::Conflict(format!(
+                "This request is {from} and can no longer be cancelled."
+            ))
+        })?;
+        // Lock each grant before trusting its status: the worker may be starting to
+        // provision it right now, and must not be overwritten (it would leak access).
+        let mut grants = Vec::new();
+        for g in store::grants_for_request(&mut tx, id.as_str())
+            .await
+            .or_internal()?
+        {
+            if let Some(locked) = store::lock_grant(&mut tx, &g.access_grant_id)
+                .await
+                .or_internal()?
+            {
+                grants.push(locked);
+            }
+        }
+        if grants.iter().any(|g| g.status != GrantStatus::Scheduled) {
+            return Err(AppError::Conflict(
+                "Access is already being set up; use End now on the grant instead.".into(),
+            ));
+        }
+        let result: anyhow::Result<()> = async {
+            for g in &grants {
+                let next = GrantStatus::Scheduled.apply(GrantEvent::Discarded)?;
+                store::update_grant(
+                    &mut tx,
+                    &g.access_grant_id,
+                    store::GrantUpdate::settled(next),
+                    now,
+                )
+                .await?;
+                store::delete_jobs_for(&mut tx, &g.access_grant_id, JobKind::Provision).await?;
+                store::delete_jobs_for(&mut tx, &g.access_grant_id, JobKind::Deprovision).await?;
+            }
+            store::delete_jobs_for(&mut tx, id.as_str(), JobKind::DecisionTimeout).await?;
+            notify::forget_approval_nudges(&mut tx, id.as_str()).await?;
+            store::set_request_status(&mut tx, id.as_str(), to, now).await?;
+            audit::audit(
+                &mut tx,
+                &Actor::of(who),
+                Event {
+                    action: "request.cancelled",
+                    person_id: Some(&who.user_id),
+                    subject_kind: "request",
+                    subject_id: id.as_str(),
+                    entitlement_id: Some(&request.entitlement_id),
+                    detail: format!("cancelled while {from}"),
+                },
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        result.or_internal()
+    }
+}

@@ -1,0 +1,184 @@
+//! Read models for the pages: requests, grants and entitlements as the views show them.
+
+use super::*;
+
+impl PortalService {
+    pub(super) async fn entitlements_by_id(
+        &self,
+        conn: &mut AnyConnection,
+    ) -> anyhow::Result<HashMap<String, Entitlement>> {
+        Ok(store::all_entitlements(conn)
+            .await?
+            .into_iter()
+            .map(|e| (e.id.clone(), e))
+            .collect())
+    }
+
+    pub(super) async fn users_by_id(
+        &self,
+        conn: &mut AnyConnection,
+    ) -> anyhow::Result<HashMap<String, Principal>> {
+        Ok(store::all_users(conn)
+            .await?
+            .into_iter()
+            .map(|u| (u.user_id.clone(), u))
+            .collect())
+    }
+
+    pub(super) async fn request_views(
+        &self,
+        conn: &mut AnyConnection,
+        rows: Vec<RequestRow>,
+    ) -> anyhow::Result<Vec<RequestView>> {
+        let ents = self.entitlements_by_id(conn).await?;
+        let users = self.users_by_id(conn).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let decisions = store::decisions_for_request(conn, &r.access_request_id).await?;
+            let ent = ents.get(&r.entitlement_id);
+            let requester = users.get(&r.requester_id);
+            let requester_name = requester
+                .map(|u| u.display_name.clone())
+                .unwrap_or_else(|| r.requester_id.clone());
+            let requester_key = requester.map(|u| local_part(&u.email)).unwrap_or_default();
+            let approvals = decisions
+                .iter()
+                .filter(|d| d.verdict == Verdict::Approved)
+                .count() as u32;
+            out.push(RequestView {
+                id: r.access_request_id.clone(),
+                entitlement_id: r.entitlement_id.clone(),
+                entitlement_name: ent
+                    .map(|e| e.name.clone())
+                    .unwrap_or_else(|| r.entitlement_id.clone()),
+                requester: requester_name.clone(),
+                requester_key: requester_key.clone(),
+                justification: r.justification.clone(),
+                ticket: r.ticket.clone(),
+                duration: format_duration(Duration::from_secs(r.duration_secs as u64)),
+                status: r.status.to_string(),
+                created_at: r.created_at.format_utc(),
+                approvals,
+                approvals_required: ent.map(|e| e.policy.approvals_required.max(1)).unwrap_or(1),
+                decisions: decisions
+                    .into_iter()
+                    .map(|d| DecisionView {
+                        request_id: d.access_request_id,
+                        entitlement_id: r.entitlement_id.clone(),
+                        entitlement_name: ent.map(|e| e.name.clone()).unwrap_or_default(),
+                        requester: requester_name.clone(),
+                        requester_key: requester_key.clone(),
+                        approver: users
+                            .get(&d.approver_id)
+                            .map(|u| u.display_name.clone())
+                            .unwrap_or_else(|| d.approver_id.clone()),
+                        approver_id: d.approver_id,
+                        verdict: d.verdict.to_string(),
+                        comment: d.comment,
+                        decided_at: d.created_at.format_utc(),
+                    })
+                    .collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Grant views for admins, each flagged when a job of it keeps failing (the worker
+    /// alerted about it and still retries).
+    pub(super) async fn flag_trouble(
+        &self,
+        conn: &mut AnyConnection,
+        rows: Vec<GrantRow>,
+    ) -> anyhow::Result<Vec<GrantView>> {
+        let mut views = self.grant_views(conn, rows).await?;
+        let failing = store::alerted_jobs(conn).await?;
+        for v in &mut views {
+            v.trouble = failing.iter().find(|j| j.subject_id == v.id).map(|j| {
+                let what = if j.kind == JobKind::Deprovision {
+                    "Revocation"
+                } else {
+                    "Provisioning"
+                };
+                format!(
+                    "{what} failing after {} attempts, still retrying: {}",
+                    j.attempts,
+                    j.last_error.as_deref().unwrap_or("no error recorded")
+                )
+            });
+        }
+        Ok(views)
+    }
+
+    pub(super) async fn grant_views(
+        &self,
+        conn: &mut AnyConnection,
+        rows: Vec<GrantRow>,
+    ) -> anyhow::Result<Vec<GrantView>> {
+        let now = self.now();
+        let ents = self.entitlements_by_id(conn).await?;
+        let users = self.users_by_id(conn).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for g in rows {
+            let request = store::get_request(conn, &g.access_request_id)
+                .await?
+                .context("grant without request")?;
+            let (account_name, ps_name, tail) = store::describe_target(conn, &g).await?;
+            let status = g.status;
+            out.push(GrantView {
+                id: g.access_grant_id.clone(),
+                request_id: g.access_request_id.clone(),
+                entitlement_id: request.entitlement_id.clone(),
+                entitlement_name: ents
+                    .get(&request.entitlement_id)
+                    .map(|e| e.name.clone())
+                    .unwrap_or_default(),
+                principal: users
+                    .get(&g.principal_id)
+                    .map(|u| u.display_name.clone())
+                    .unwrap_or(g.principal_id.clone()),
+                account_id: g.account_id.clone(),
+                account_name,
+                permission_set: ps_name,
+                status: g.status.to_string(),
+                starts_at: g.starts_at.format_utc(),
+                ends_at: g.ends_at.format_utc(),
+                time_left: (status == GrantStatus::Active)
+                    .then(|| format_duration(now.until(g.ends_at))),
+                session_tail: tail,
+                failure: g
+                    .failure_reason
+                    .clone()
+                    .filter(|_| status == GrantStatus::Failed),
+                trouble: None,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(super) fn describe_policy(&self, e: &Entitlement) -> String {
+        let p = &e.policy;
+        if p.break_glass {
+            return "Break-glass: granted at once, admins are alerted".into();
+        }
+        if p.auto_approve {
+            return "Approved automatically".into();
+        }
+        let mut who = Vec::new();
+        if p.approvers.manager {
+            who.push("your manager".to_string());
+        }
+        for g in &p.approvers.groups {
+            who.push(format!("a member of {g}"));
+        }
+        for u in &p.approvers.users {
+            who.push(u.clone());
+        }
+        let n = p.approvals_required.max(1);
+        format!(
+            "{} approval{} from {}",
+            n,
+            if n == 1 { "" } else { "s" },
+            who.join(" or ")
+        )
+    }
+}

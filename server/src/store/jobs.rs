@@ -1,0 +1,370 @@
+//! The job table: durable work for the worker, claimed with a lease, per lane.
+
+use super::*;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    Provision,
+    Deprovision,
+    DecisionTimeout,
+    DeliverMail,
+    /// Tells the configured approver addresses about a new request and schedules its
+    /// reminder and escalation (the worker holds those settings).
+    AnnounceRequest,
+    ApprovalReminder,
+    ApprovalEscalation,
+    /// Warns the holder of an active grant that it ends soon.
+    EndingSoon,
+    /// Reads accounts, OUs and permission sets from AWS (one job, rescheduled each time).
+    SyncCatalog,
+    /// Compares AWS's assignments with the live grants (one job, rescheduled each time).
+    Reconcile,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Provision => "provision",
+            Self::Deprovision => "deprovision",
+            Self::DecisionTimeout => "decision_timeout",
+            Self::DeliverMail => "deliver_mail",
+            Self::AnnounceRequest => "announce_request",
+            Self::ApprovalReminder => "approval_reminder",
+            Self::ApprovalEscalation => "approval_escalation",
+            Self::EndingSoon => "ending_soon",
+            Self::SyncCatalog => "sync_catalog",
+            Self::Reconcile => "reconcile",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Provision,
+            Self::Deprovision,
+            Self::DecisionTimeout,
+            Self::DeliverMail,
+            Self::AnnounceRequest,
+            Self::ApprovalReminder,
+            Self::ApprovalEscalation,
+            Self::EndingSoon,
+            Self::SyncCatalog,
+            Self::Reconcile,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+app::sql_text_enum!(JobKind);
+
+impl std::fmt::Display for JobKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct JobRow {
+    pub job_id: String,
+    pub kind: JobKind,
+    pub subject_id: String,
+    pub run_at: Timestamp,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    /// 1 once admins were alerted about this job's failures.
+    pub alerted: i64,
+}
+
+pub async fn insert_job(
+    conn: &mut AnyConnection,
+    kind: JobKind,
+    subject_id: &str,
+    run_at: Timestamp,
+    now: Timestamp,
+) -> Result<String> {
+    let id = new_id();
+    sqlx::query(
+        "INSERT INTO job (job_id, kind, subject_id, run_at, attempts, alerted, created_at)
+         VALUES ($1, $2, $3, $4, 0, 0, $5)",
+    )
+    .bind(&id)
+    .bind(kind.as_str())
+    .bind(subject_id)
+    .bind(run_at.millis())
+    .bind(now.millis())
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+/// Claims the most overdue job whose lease is free. Exactly one worker wins a job:
+/// on PostgreSQL the candidate row is locked and skipped by others; on SQLite the
+/// write transaction is exclusive. The conditional UPDATE re-checks the lease either way.
+pub async fn claim_job(
+    store: &Store,
+    worker: &str,
+    now: Timestamp,
+    lease: Duration,
+) -> Result<Option<JobRow>> {
+    claim_job_in(store, worker, now, lease, Lane::All).await
+}
+
+/// Which jobs a worker takes: catalog syncs and reconciliations make hundreds of paced AWS
+/// calls, so the server runs them in a lane of their own, where they never hold up a
+/// revocation.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Lane {
+    All,
+    /// Everything but maintenance.
+    Grants,
+    /// Catalog sync and reconciliation only.
+    Maintenance,
+}
+
+impl Lane {
+    fn filter(self) -> &'static str {
+        match self {
+            Lane::All => "",
+            Lane::Grants => " AND kind NOT IN ('sync_catalog', 'reconcile')",
+            Lane::Maintenance => " AND kind IN ('sync_catalog', 'reconcile')",
+        }
+    }
+}
+
+/// [`claim_job`] within one lane.
+pub async fn claim_job_in(
+    store: &Store,
+    worker: &str,
+    now: Timestamp,
+    lease: Duration,
+    lane: Lane,
+) -> Result<Option<JobRow>> {
+    let lane = lane.filter();
+    let skip_locked = match store.dialect() {
+        Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        Dialect::Sqlite => "",
+    };
+    let mut tx = store.begin().await?;
+    let candidate: Option<String> = sqlx::query_scalar(&format!(
+        "SELECT job_id FROM job WHERE run_at <= $1 AND (lease_until IS NULL OR lease_until < $1){lane}
+         ORDER BY run_at LIMIT 1{skip_locked}"
+    ))
+    .bind(now.millis())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(job_id) = candidate else {
+        tx.commit().await?;
+        return Ok(None);
+    };
+    let lease_until = now.plus(lease).millis();
+    let job: Option<JobRow> = sqlx::query_as(
+        "UPDATE job SET lease_owner = $1, lease_until = $2
+         WHERE job_id = $3 AND (lease_until IS NULL OR lease_until < $4)
+         RETURNING job_id, kind, subject_id, run_at, attempts, last_error, alerted",
+    )
+    .bind(worker)
+    .bind(lease_until)
+    .bind(&job_id)
+    .bind(now.millis())
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(job)
+}
+
+pub async fn delete_job(conn: &mut AnyConnection, job_id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM job WHERE job_id = $1")
+        .bind(job_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Runs the job again at `run_at`, releasing the lease, unless someone moved it while it
+/// ran (an admin asking for a run now): then it keeps their time.
+pub async fn reschedule_job_after(
+    conn: &mut AnyConnection,
+    job_id: &str,
+    claimed_run_at: Timestamp,
+    run_at: Timestamp,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE job SET run_at = CASE WHEN run_at <> $1 THEN run_at ELSE $2 END,
+             lease_owner = NULL, lease_until = NULL, last_error = NULL
+         WHERE job_id = $3",
+    )
+    .bind(claimed_run_at)
+    .bind(run_at.millis())
+    .bind(job_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Runs the job again at `run_at`, releasing the lease. `failed` counts an attempt.
+pub async fn reschedule_job(
+    conn: &mut AnyConnection,
+    job_id: &str,
+    run_at: Timestamp,
+    failure: Option<&str>,
+) -> Result<()> {
+    let q = match failure {
+        Some(_) => {
+            "UPDATE job SET run_at = $1, lease_owner = NULL, lease_until = NULL,
+                 attempts = attempts + 1, last_error = $2 WHERE job_id = $3"
+        }
+        // A poll is not a failure, but it must not forget earlier ones either: an operation
+        // that keeps failing between polls still reaches the alert threshold (invariant 4).
+        None => {
+            "UPDATE job SET run_at = $1, lease_owner = NULL, lease_until = NULL,
+                 last_error = $2 WHERE job_id = $3"
+        }
+    };
+    sqlx::query(q)
+        .bind(run_at.millis())
+        .bind(failure)
+        .bind(job_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn mark_job_alerted(conn: &mut AnyConnection, job_id: &str) -> Result<()> {
+    sqlx::query("UPDATE job SET alerted = 1 WHERE job_id = $1")
+        .bind(job_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete_jobs_for(
+    conn: &mut AnyConnection,
+    subject_id: &str,
+    kind: JobKind,
+) -> Result<()> {
+    sqlx::query("DELETE FROM job WHERE subject_id = $1 AND kind = $2")
+        .bind(subject_id)
+        .bind(kind.as_str())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Brings a subject's job forward (never later than it already is).
+pub async fn advance_job(
+    conn: &mut AnyConnection,
+    subject_id: &str,
+    kind: JobKind,
+    run_at: Timestamp,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE job SET run_at = $1 WHERE subject_id = $2 AND kind = $3 AND run_at > $1",
+    )
+    .bind(run_at.millis())
+    .bind(subject_id)
+    .bind(kind.as_str())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Jobs whose failures the admins were alerted about (and which still retry).
+pub async fn alerted_jobs(conn: &mut AnyConnection) -> Result<Vec<JobRow>> {
+    Ok(sqlx::query_as(
+        "SELECT job_id, kind, subject_id, run_at, attempts, last_error, alerted FROM job
+         WHERE alerted = 1",
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+pub async fn jobs_for(conn: &mut AnyConnection, subject_id: &str) -> Result<Vec<JobRow>> {
+    Ok(sqlx::query_as(
+        "SELECT job_id, kind, subject_id, run_at, attempts, last_error, alerted FROM job
+         WHERE subject_id = $1 ORDER BY run_at",
+    )
+    .bind(subject_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// When the next job falls due (leases included), for the worker's sleep.
+pub async fn next_job_due(conn: &mut AnyConnection) -> Result<Option<Timestamp>> {
+    next_job_due_in(conn, Lane::All).await
+}
+
+/// [`next_job_due`] within one lane.
+pub async fn next_job_due_in(conn: &mut AnyConnection, lane: Lane) -> Result<Option<Timestamp>> {
+    let at: Option<i64> = sqlx::query_scalar(&format!(
+        "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > run_at THEN lease_until ELSE run_at END)
+         FROM job WHERE 1 = 1{}",
+        lane.filter()
+    ))
+    .fetch_one(conn)
+    .await?;
+    Ok(at.map(Timestamp))
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct JobStats {
+    pub queued: i64,
+    pub overdue: i64,
+    pub failing: i64,
+    pub oldest_overdue: Option<Timestamp>,
+}
+
+pub async fn job_stats(
+    conn: &mut AnyConnection,
+    now: Timestamp,
+    grace: Duration,
+) -> Result<JobStats> {
+    let cutoff = Timestamp(now.millis() - grace.as_millis() as i64);
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS queued,
+                COALESCE(SUM(CASE WHEN run_at < $1 THEN 1 ELSE 0 END), 0) AS overdue,
+                COALESCE(SUM(CASE WHEN attempts > 0 THEN 1 ELSE 0 END), 0) AS failing,
+                MIN(CASE WHEN run_at < $1 THEN run_at END) AS oldest
+         FROM job",
+    )
+    .bind(cutoff.millis())
+    .fetch_one(conn)
+    .await?;
+    Ok(JobStats {
+        queued: row.try_get("queued")?,
+        overdue: row.try_get("overdue")?,
+        failing: row.try_get("failing")?,
+        oldest_overdue: row.try_get::<Option<i64>, _>("oldest")?.map(Timestamp),
+    })
+}
+
+/// Puts a singleton job (catalog sync, reconciliation) in line at `run_at`, or brings the
+/// one already there forward to it.
+pub async fn schedule_singleton(
+    conn: &mut AnyConnection,
+    kind: JobKind,
+    run_at: Timestamp,
+    now: Timestamp,
+) -> Result<()> {
+    let subject = kind.as_str();
+    // A unique index keeps it to one job per kind, whoever inserts at the same time.
+    sqlx::query(
+        "INSERT INTO job (job_id, kind, subject_id, run_at, attempts, alerted, created_at)
+         VALUES ($1, $2, $2, $3, 0, 0, $4) ON CONFLICT DO NOTHING",
+    )
+    .bind(new_id())
+    .bind(subject)
+    .bind(run_at.millis())
+    .bind(now.millis())
+    .execute(&mut *conn)
+    .await?;
+    // Bring it forward; one running now runs again when done (its new run_at differs from
+    // the one it was claimed with, which `reschedule_job_after` keeps).
+    sqlx::query(
+        "UPDATE job SET run_at = $1 WHERE kind = $2 AND (run_at > $1 OR lease_until IS NOT NULL)",
+    )
+    .bind(run_at.millis())
+    .bind(subject)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

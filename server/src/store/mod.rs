@@ -1,0 +1,146 @@
+//! The store: every query Portcullis runs, for SQLite and PostgreSQL alike.
+//!
+//! SQL here is written once for both (`$N` parameters, BIGINT epoch milliseconds, TEXT ids).
+//! Write transactions on SQLite start with `BEGIN IMMEDIATE` so that concurrent writers
+//! queue on the busy timeout instead of failing on lock upgrade; on PostgreSQL, rows are
+//! locked by touching them first (`lock_*`), which serialises racing decisions and workers.
+
+pub use crate::config::DatabaseUrl;
+use anyhow::{Context, Result};
+use app::domain::{GrantStatus, Principal, RecordId, RequestStatus, Timestamp, Verdict};
+use sha2::{Digest, Sha256};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyConnection, AnyPool, Executor, Row};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+pub fn new_id() -> String {
+    RecordId::from_random(rand::random()).to_string()
+}
+
+impl Store {
+    #[tracing::instrument(skip_all, fields(url = %url))]
+    pub async fn connect(url: &DatabaseUrl) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let dialect = if url.is_postgres() {
+            Dialect::Postgres
+        } else if url.is_sqlite() {
+            Dialect::Sqlite
+        } else {
+            anyhow::bail!("unsupported database URL {url}: use sqlite://FILE or postgres://…");
+        };
+        let options = AnyConnectOptions::from_str(url.expose())
+            .with_context(|| format!("invalid database URL {url}"))?;
+        let mut pool = AnyPoolOptions::new()
+            .max_connections(if dialect == Dialect::Sqlite { 4 } else { 10 })
+            .acquire_timeout(Duration::from_secs(10));
+        if dialect == Dialect::Sqlite {
+            pool = pool.after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot connect to the database at {url}"))?;
+        Ok(Self { pool, dialect })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .context("database migration failed")
+    }
+
+    /// Reachable and at the latest migration.
+    pub async fn is_ready(&self) -> bool {
+        let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let applied: Result<Option<i64>, _> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_one(&self.pool)
+                .await;
+        matches!(applied, Ok(Some(v)) if v >= latest)
+    }
+
+    /// Whether there is a catalog to offer: accounts in it, or a catalog sync that
+    /// succeeded (an organization can be empty). A first start waits for its first sync.
+    pub async fn catalog_ready(&self) -> bool {
+        let n: Result<i64, _> = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM account)
+                  + (SELECT COUNT(*) FROM maintenance_run WHERE kind = 'sync_catalog' AND status = 'succeeded')",
+        )
+        .fetch_one(&self.pool)
+        .await;
+        matches!(n, Ok(n) if n > 0)
+    }
+
+    /// A write transaction.
+    pub async fn begin(&self) -> Result<Tx> {
+        let tx = match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres => self.pool.begin().await,
+        };
+        tx.context("cannot start a database transaction")
+    }
+
+    pub async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>> {
+        self.pool.acquire().await.context("no database connection")
+    }
+}
+
+mod alerts;
+mod audit;
+mod catalog;
+mod entitlements;
+mod grants;
+mod jobs;
+mod managed;
+mod outbox;
+mod requests;
+mod runs;
+mod sessions;
+mod users;
+
+pub use alerts::*;
+pub use audit::*;
+pub use catalog::*;
+pub use entitlements::*;
+pub use grants::*;
+pub use jobs::*;
+pub use managed::*;
+pub use outbox::*;
+pub use requests::*;
+pub use runs::*;
+pub use sessions::*;
+pub use users::*;

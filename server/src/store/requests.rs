@@ -1,0 +1,159 @@
+//! Requests and the decisions made on them.
+
+use super::*;
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct RequestRow {
+    pub access_request_id: String,
+    pub requester_id: String,
+    pub entitlement_id: String,
+    pub justification: String,
+    pub ticket: Option<String>,
+    pub duration_secs: i64,
+    pub starts_at: Timestamp,
+    pub decision_due_at: Timestamp,
+    pub status: RequestStatus,
+    pub created_at: Timestamp,
+}
+
+pub(crate) const REQUEST_COLS: &str =
+    "access_request_id, requester_id, entitlement_id, justification, ticket, \
+    duration_secs, starts_at, decision_due_at, status, created_at";
+
+pub async fn insert_request(conn: &mut AnyConnection, r: &RequestRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO access_request (access_request_id, requester_id, entitlement_id, justification, ticket,
+             duration_secs, starts_at, decision_due_at, status, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+    )
+    .bind(&r.access_request_id)
+    .bind(&r.requester_id)
+    .bind(&r.entitlement_id)
+    .bind(&r.justification)
+    .bind(&r.ticket)
+    .bind(r.duration_secs)
+    .bind(r.starts_at)
+    .bind(r.decision_due_at)
+    .bind(&r.status)
+    .bind(r.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Reads a request inside a write transaction, holding its row lock until commit.
+pub async fn lock_request(conn: &mut AnyConnection, id: &str) -> Result<Option<RequestRow>> {
+    sqlx::query("UPDATE access_request SET updated_at = updated_at WHERE access_request_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    get_request(conn, id).await
+}
+
+pub async fn get_request(conn: &mut AnyConnection, id: &str) -> Result<Option<RequestRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {REQUEST_COLS} FROM access_request WHERE access_request_id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+pub async fn set_request_status(
+    conn: &mut AnyConnection,
+    id: &str,
+    status: RequestStatus,
+    now: Timestamp,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE access_request SET status = $1, updated_at = $2 WHERE access_request_id = $3",
+    )
+    .bind(status.as_str())
+    .bind(now.millis())
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn requests_by_requester(
+    conn: &mut AnyConnection,
+    user_id: &str,
+) -> Result<Vec<RequestRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {REQUEST_COLS} FROM access_request WHERE requester_id = $1 ORDER BY created_at DESC LIMIT 200"
+    ))
+    .bind(user_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+pub async fn requests_with_status(
+    conn: &mut AnyConnection,
+    status: RequestStatus,
+) -> Result<Vec<RequestRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {REQUEST_COLS} FROM access_request WHERE status = $1 ORDER BY created_at LIMIT 500"
+    ))
+    .bind(status.as_str())
+    .fetch_all(conn)
+    .await?)
+}
+
+pub async fn recent_requests(conn: &mut AnyConnection, limit: i64) -> Result<Vec<RequestRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {REQUEST_COLS} FROM access_request ORDER BY created_at DESC LIMIT $1"
+    ))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct DecisionRow {
+    pub decision_id: String,
+    pub access_request_id: String,
+    pub approver_id: String,
+    pub verdict: Verdict,
+    pub comment: String,
+    pub created_at: Timestamp,
+}
+
+pub async fn insert_decision(conn: &mut AnyConnection, d: &DecisionRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO decision (decision_id, access_request_id, approver_id, verdict, comment, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&d.decision_id)
+    .bind(&d.access_request_id)
+    .bind(&d.approver_id)
+    .bind(&d.verdict)
+    .bind(&d.comment)
+    .bind(d.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn decisions_for_request(conn: &mut AnyConnection, id: &str) -> Result<Vec<DecisionRow>> {
+    Ok(sqlx::query_as(
+        "SELECT decision_id, access_request_id, approver_id, verdict, comment, created_at FROM decision
+         WHERE access_request_id = $1 ORDER BY created_at",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await?)
+}
+
+pub async fn decisions_by_approver(
+    conn: &mut AnyConnection,
+    user_id: &str,
+) -> Result<Vec<DecisionRow>> {
+    Ok(sqlx::query_as(
+        "SELECT decision_id, access_request_id, approver_id, verdict, comment, created_at FROM decision
+         WHERE approver_id = $1 ORDER BY created_at DESC LIMIT 200",
+    )
+    .bind(user_id)
+    .fetch_all(conn)
+    .await?)
+}

@@ -1,0 +1,336 @@
+//! Provisioning a grant: eligibility again (invariant 5), share or create the assignment,
+//! poll AWS until it reports SUCCEEDED (invariant 1), alert when an operation is stuck.
+
+use super::*;
+
+impl Worker {
+    pub(super) async fn assignment_for(&self, g: &GrantRow) -> Result<Assignment> {
+        let mut conn = self.store.conn().await?;
+        let user = store::get_user(&mut conn, &g.principal_id)
+            .await?
+            .with_context(|| format!("grant {} has no user", g.access_grant_id))?;
+        Ok(Assignment {
+            account_id: g.account_id.clone(),
+            permission_set_arn: g.permission_set_arn.clone(),
+            user_id: g.principal_id.clone(),
+            user_name: user.email,
+        })
+    }
+
+    pub(super) async fn provision(&self, grant_id: &str, now: Timestamp) -> Result<Outcome> {
+        let grant = {
+            let mut conn = self.store.conn().await?;
+            store::get_grant(&mut conn, grant_id).await?
+        };
+        let Some(grant) = grant else {
+            return Ok(Outcome::Done);
+        };
+        match grant.status {
+            GrantStatus::Scheduled => self.start_provisioning(grant, now).await,
+            GrantStatus::Provisioning => self.poll_creation(grant, now).await,
+            // Active, ending or over: nothing left to provision.
+            _ => Ok(Outcome::Done),
+        }
+    }
+
+    pub(super) async fn start_provisioning(
+        &self,
+        grant: GrantRow,
+        now: Timestamp,
+    ) -> Result<Outcome> {
+        let id = grant.access_grant_id.clone();
+        let mut tx = self.store.begin().await?;
+        store::lock_assignment(&mut tx, &grant).await?;
+        let Some(grant) = store::get_grant(&mut tx, &id).await? else {
+            return Ok(Outcome::Done);
+        };
+        if grant.status != GrantStatus::Scheduled {
+            return Ok(Outcome::Done);
+        }
+        if now >= grant.ends_at {
+            self.settle(
+                &mut tx,
+                &grant,
+                GrantEvent::Discarded,
+                "grant.expired_unprovisioned",
+                "its time was over before it could be provisioned".into(),
+                None,
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(Outcome::Done);
+        }
+        // Invariant 5: eligibility again at grant time, against the latest claims.
+        let request = store::get_request(&mut tx, &grant.access_request_id)
+            .await?
+            .context("grant without request")?;
+        let requester = store::get_user(&mut tx, &request.requester_id)
+            .await?
+            .context("request without user")?;
+        let entitlement = store::get_entitlement(&mut tx, &request.entitlement_id)
+            .await?
+            .context("request without entitlement")?;
+        if !entitlement.policy.is_eligible(&requester) {
+            let reason = format!(
+                "{} is no longer eligible for {} (their groups changed since the request)",
+                requester.display_name, entitlement.name
+            );
+            self.settle(
+                &mut tx,
+                &grant,
+                GrantEvent::CreationFailed,
+                "grant.refused_ineligible",
+                reason.clone(),
+                Some(&reason),
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(Outcome::Done);
+        }
+        // Wait while a delete of the same assignment is decided or in flight.
+        if !store::siblings_in(&mut tx, &grant, &[GrantStatus::Deprovisioning])
+            .await?
+            .is_empty()
+        {
+            tx.commit().await?;
+            return Ok(self.poll_again(now));
+        }
+        // Another live grant already holds the assignment: share it (invariant 3's other half).
+        let holders = store::siblings_in(&mut tx, &grant, &[GrantStatus::Active]).await?;
+        if let Some(holder) = holders.first() {
+            let detail = format!(
+                "assignment already in place (shared with grant {})",
+                holder.access_grant_id
+            );
+            self.settle(
+                &mut tx,
+                &grant,
+                GrantEvent::CreationSucceeded,
+                "grant.activated",
+                detail,
+                None,
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(Outcome::Done);
+        }
+        if !store::siblings_in(&mut tx, &grant, &[GrantStatus::Provisioning])
+            .await?
+            .is_empty()
+        {
+            // Another grant is creating it right now: share once it exists.
+            tx.commit().await?;
+            return Ok(self.poll_again(now));
+        }
+        // Claim the creation before calling AWS, so a crash after the call resumes it.
+        let next = GrantStatus::Scheduled.apply(GrantEvent::ProvisionStarted)?;
+        store::update_grant(&mut tx, &id, GrantUpdate::in_flight(next, None, now), now).await?;
+        tx.commit().await?;
+        self.create_assignment(grant, now).await
+    }
+
+    /// Starts the AWS creation for a grant in `provisioning` without an operation id.
+    pub(super) async fn create_assignment(
+        &self,
+        grant: GrantRow,
+        now: Timestamp,
+    ) -> Result<Outcome> {
+        let a = self.assignment_for(&grant).await?;
+        // No slot for one more creation in flight: try again later, without asking AWS.
+        self.provisioner.creation_slot_free()?;
+        let known = {
+            let mut conn = self.store.conn().await?;
+            store::managed_assignment(&mut conn, grant.key()).await?
+        };
+        let origin = known.as_ref().map(store::ManagedRow::origin);
+        let deleting = known.and_then(|m| m.deleting_since);
+        // Reconciliation is deleting this very assignment: wait until it is gone rather
+        // than count on it (a flag older than the limit is from a run that died).
+        if deleting.is_some_and(|since| {
+            now.millis() - since < store::DELETING_FOR_AT_MOST.as_millis() as i64
+        }) {
+            return Ok(self.poll_again(now));
+        }
+        // AWS may keep duplicates: never create what is already there (a crash between
+        // our create call and recording it lands here).
+        if self.provisioner.assignment_exists(&a).await? {
+            let mut tx = self.store.begin().await?;
+            let detail = if origin == Some(store::Origin::Portal) {
+                "assignment already existed in AWS (the portal's own, from an earlier attempt)"
+                    .to_owned()
+            } else {
+                store::set_assignment_origin(&mut tx, &grant, store::Origin::External, now).await?;
+                format!(
+                    "assignment already existed in AWS, made outside the portal: {}",
+                    if self.upkeep.owns(&grant.permission_set_arn) {
+                        "the portal owns this permission set, so it is deleted when the last grant ends"
+                    } else {
+                        "it is kept when the grant ends"
+                    }
+                )
+            };
+            self.settle(
+                &mut tx,
+                &grant,
+                GrantEvent::CreationSucceeded,
+                "grant.activated",
+                detail,
+                None,
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(Outcome::Done);
+        }
+        // The portal's own from here on: recorded before the call, so that a crash after
+        // it still counts the assignment as the portal's.
+        if origin != Some(store::Origin::Portal) {
+            let mut conn = self.store.conn().await?;
+            store::set_assignment_origin(&mut conn, &grant, store::Origin::Portal, now).await?;
+        }
+        let op = self.provisioner.start_create(&a).await?;
+        self.record_started(
+            &grant,
+            GrantStatus::Provisioning,
+            "CreateAccountAssignment",
+            &op,
+            now,
+        )
+        .await
+    }
+
+    /// Records the AWS request id of an operation just started, so that a worker that
+    /// restarts resumes polling the same operation instead of starting another.
+    pub(super) async fn record_started(
+        &self,
+        grant: &GrantRow,
+        status: GrantStatus,
+        api: &str,
+        op: &str,
+        now: Timestamp,
+    ) -> Result<Outcome> {
+        let mut tx = self.store.begin().await?;
+        store::update_grant(
+            &mut tx,
+            &grant.access_grant_id,
+            GrantUpdate::in_flight(status, Some(op), now),
+            now,
+        )
+        .await?;
+        audit::audit(
+            &mut tx,
+            &Actor::system(),
+            Event {
+                action: &format!("grant.{status}"),
+                person_id: Some(&grant.principal_id),
+                subject_kind: "grant",
+                subject_id: &grant.access_grant_id,
+                entitlement_id: None,
+                detail: format!(
+                    "{api} {} on {} started (request {op})",
+                    grant.permission_set_arn, grant.account_id
+                ),
+            },
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(self.poll_again(now))
+    }
+
+    pub(super) async fn poll_creation(&self, grant: GrantRow, now: Timestamp) -> Result<Outcome> {
+        let Some(op) = grant.operation_id.clone() else {
+            return self.create_assignment(grant, now).await;
+        };
+        match self.provisioner.creation_status(&op).await? {
+            OperationStatus::InProgress => {
+                self.alert_if_stuck(&grant, now).await?;
+                Ok(self.poll_again(now))
+            }
+            OperationStatus::Succeeded => {
+                let mut tx = self.store.begin().await?;
+                self.settle(
+                    &mut tx,
+                    &grant,
+                    GrantEvent::CreationSucceeded,
+                    "grant.activated",
+                    format!("AWS reported the creation SUCCEEDED (request {op})"),
+                    None,
+                    now,
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(Outcome::Done)
+            }
+            OperationStatus::Failed(reason) => {
+                let mut tx = self.store.begin().await?;
+                store::lock_assignment(&mut tx, &grant).await?;
+                // Nothing was made: unless another grant holds it, the portal has no
+                // assignment here to remember (a stale record would make it delete one
+                // someone else makes later).
+                let live = [
+                    GrantStatus::Provisioning,
+                    GrantStatus::Active,
+                    GrantStatus::Deprovisioning,
+                ];
+                if store::siblings_in(&mut tx, &grant, &live).await?.is_empty() {
+                    store::forget_assignment(&mut tx, grant.key()).await?;
+                }
+                let message = format!("AWS reported the creation FAILED: {reason}");
+                self.settle(
+                    &mut tx,
+                    &grant,
+                    GrantEvent::CreationFailed,
+                    "grant.failed",
+                    message.clone(),
+                    Some(&message),
+                    now,
+                )
+                .await?;
+                store::raise_alert(
+                    &mut tx,
+                    store::AlertKind::ProvisioningFailed,
+                    &grant.access_grant_id,
+                    &message,
+                    now,
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(Outcome::Done)
+            }
+        }
+    }
+
+    pub(super) async fn alert_if_stuck(&self, grant: &GrantRow, now: Timestamp) -> Result<()> {
+        let started = grant.operation_started_at.unwrap_or(now);
+        let stuck = Duration::from_secs(self.settings.stuck_after_secs);
+        let op = grant
+            .operation_id
+            .as_deref()
+            .unwrap_or(&grant.access_grant_id);
+        if started.until(now) < stuck {
+            return Ok(());
+        }
+        // Once per operation, however late the worker polls.
+        let mut conn = self.store.conn().await?;
+        if !store::alert_exists(&mut conn, store::AlertKind::OperationStuck, op).await? {
+            store::raise_alert(
+                &mut conn,
+                store::AlertKind::OperationStuck,
+                op,
+                &format!(
+                    "AWS operation {} for grant {} is still IN_PROGRESS after {}s",
+                    grant.operation_id.as_deref().unwrap_or("?"),
+                    grant.access_grant_id,
+                    stuck.as_secs()
+                ),
+                now,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}

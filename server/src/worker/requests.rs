@@ -1,0 +1,225 @@
+//! Request jobs: the decision timeout, the announcement of a new request, reminders and
+//! escalation to approvers, and the ending-soon warning.
+
+use super::*;
+
+impl Worker {
+    pub(super) async fn decision_timeout(
+        &self,
+        request_id: &str,
+        now: Timestamp,
+    ) -> Result<Outcome> {
+        let mut tx = self.store.begin().await?;
+        let Some(request) = store::lock_request(&mut tx, request_id).await? else {
+            return Ok(Outcome::Done);
+        };
+        if request.status != RequestStatus::Pending {
+            return Ok(Outcome::Done);
+        }
+        if now < request.decision_due_at {
+            return Ok(Outcome::Again(request.decision_due_at));
+        }
+        let to = RequestStatus::Pending.apply(RequestEvent::DecisionTimeout)?;
+        store::set_request_status(&mut tx, request_id, to, now).await?;
+        notify::forget_approval_nudges(&mut tx, request_id).await?;
+        audit::audit(
+            &mut tx,
+            &Actor::system(),
+            Event {
+                action: "request.timed_out",
+                person_id: Some(&request.requester_id),
+                subject_kind: "request",
+                subject_id: request_id,
+                entitlement_id: Some(&request.entitlement_id),
+                detail: "no decision before the deadline".into(),
+            },
+            now,
+        )
+        .await?;
+        if let Some(user) = store::get_user(&mut tx, &request.requester_id).await? {
+            let name = store::get_entitlement(&mut tx, &request.entitlement_id)
+                .await?
+                .map(|e| e.name)
+                .unwrap_or_default();
+            let mail = notify::request_timed_out(&self.public_url, &name, &request.justification);
+            notify::queue(&mut tx, &user.email, &mail, now).await?;
+        }
+        tx.commit().await?;
+        Ok(Outcome::Done)
+    }
+
+    // ------------------------------------------------------------ reminders and warnings
+    //
+    // Each of these sends its mail and deletes its own job in one transaction, so a worker
+    // that dies after committing never sends them twice; each does nothing once the state
+    // has moved on (request decided, grant over or ended early).
+
+    /// A new request: tells the configured approver addresses (the people the portal knows
+    /// were told when it was made) and schedules its reminder and escalation.
+    pub(super) async fn announce_request(&self, job: &JobRow, now: Timestamp) -> Result<Outcome> {
+        let mut tx = self.store.begin().await?;
+        let Some(request) = store::lock_request(&mut tx, &job.subject_id).await? else {
+            return Ok(Outcome::Done);
+        };
+        if request.status == RequestStatus::Pending {
+            let requester = store::get_user(&mut tx, &request.requester_id)
+                .await?
+                .context("request without user")?;
+            let entitlement = store::get_entitlement(&mut tx, &request.entitlement_id)
+                .await?
+                .context("request without entitlement")?;
+            let told: Vec<String> = notify::approvers_of(&mut tx, &entitlement.policy, &requester)
+                .await?
+                .into_iter()
+                .map(|p| p.email.to_lowercase())
+                .collect();
+            let mail = notify::approval_mail(
+                Nudge::New,
+                &request,
+                &requester,
+                &entitlement.name,
+                &self.public_url,
+                now,
+            );
+            for to in distinct(self.mail.approver_addresses.iter().cloned()) {
+                if !told.contains(&to.to_lowercase()) && !to.eq_ignore_ascii_case(&requester.email)
+                {
+                    notify::queue(&mut tx, &to, &mail, now).await?;
+                }
+            }
+            let created = request.created_at;
+            if let Some(after) = self.mail.reminder_after() {
+                store::insert_job(
+                    &mut tx,
+                    JobKind::ApprovalReminder,
+                    &request.access_request_id,
+                    created.plus(after),
+                    now,
+                )
+                .await?;
+            }
+            if let Some(after) = self.mail.escalate_after() {
+                store::insert_job(
+                    &mut tx,
+                    JobKind::ApprovalEscalation,
+                    &request.access_request_id,
+                    created.plus(after),
+                    now,
+                )
+                .await?;
+            }
+        }
+        store::delete_job(&mut tx, &job.job_id).await?;
+        tx.commit().await?;
+        Ok(Outcome::Done)
+    }
+
+    /// A request still pending: reminds the approvers who have not decided yet (and the
+    /// configured approver addresses), or escalates to the fallback group's members.
+    pub(super) async fn nudge_approvers(
+        &self,
+        job: &JobRow,
+        nudge: Nudge<'_>,
+        now: Timestamp,
+    ) -> Result<Outcome> {
+        let mut tx = self.store.begin().await?;
+        let Some(request) = store::lock_request(&mut tx, &job.subject_id).await? else {
+            return Ok(Outcome::Done);
+        };
+        if request.status == RequestStatus::Pending {
+            let requester = store::get_user(&mut tx, &request.requester_id)
+                .await?
+                .context("request without user")?;
+            let entitlement = store::get_entitlement(&mut tx, &request.entitlement_id)
+                .await?
+                .context("request without entitlement")?;
+            let decided: Vec<String> =
+                store::decisions_for_request(&mut tx, &request.access_request_id)
+                    .await?
+                    .into_iter()
+                    .map(|d| d.approver_id)
+                    .collect();
+            let people = match nudge {
+                Nudge::Escalation(group) => notify::members_of(&mut tx, group).await?,
+                _ => notify::approvers_of(&mut tx, &entitlement.policy, &requester).await?,
+            };
+            let mut recipients: Vec<String> = people
+                .into_iter()
+                .filter(|p| p.user_id != requester.user_id && !decided.contains(&p.user_id))
+                .map(|p| p.email)
+                .collect();
+            if nudge == Nudge::Reminder {
+                recipients.extend(self.mail.approver_addresses.iter().cloned());
+            }
+            let recipients = distinct(recipients.into_iter());
+            if recipients.is_empty() {
+                tracing::warn!(request = %request.access_request_id, ?nudge, "a pending request has nobody to remind");
+            }
+            let mail = notify::approval_mail(
+                nudge,
+                &request,
+                &requester,
+                &entitlement.name,
+                &self.public_url,
+                now,
+            );
+            for to in recipients {
+                notify::queue(&mut tx, &to, &mail, now).await?;
+            }
+        }
+        store::delete_job(&mut tx, &job.job_id).await?;
+        tx.commit().await?;
+        Ok(Outcome::Done)
+    }
+
+    /// Warns the holder that an active grant ends soon, with a link to ask for more time.
+    pub(super) async fn ending_soon(&self, job: &JobRow, now: Timestamp) -> Result<Outcome> {
+        let mut tx = self.store.begin().await?;
+        let Some(grant) = store::lock_grant(&mut tx, &job.subject_id).await? else {
+            return Ok(Outcome::Done);
+        };
+        let lead = self.mail.ending_soon_lead().unwrap_or_default();
+        let due = grant.ends_at.minus(lead);
+        if grant.status == GrantStatus::Active && now < grant.ends_at {
+            if now < due {
+                // The end moved later since this was scheduled: warn in time for the new one.
+                return Ok(Outcome::Again(due));
+            }
+            if let Some(user) = store::get_user(&mut tx, &grant.principal_id).await? {
+                let request = store::get_request(&mut tx, &grant.access_request_id)
+                    .await?
+                    .context("grant without request")?;
+                let entitlement = store::get_entitlement(&mut tx, &request.entitlement_id)
+                    .await?
+                    .map(|e| e.name)
+                    .unwrap_or_default();
+                let (account_name, ps_name, tail) = store::describe_target(&mut tx, &grant).await?;
+                let target = format!("{ps_name} on {account_name} ({})", grant.account_id);
+                let left = app::domain::time::format_duration(now.until(grant.ends_at));
+                let facts = notify::GrantFacts {
+                    target: &target,
+                    entitlement: &entitlement,
+                    ends: grant.ends_at,
+                    session_tail: &tail,
+                };
+                let mail =
+                    notify::ending_soon(&self.public_url, &facts, &left, &request.justification);
+                notify::queue(&mut tx, &user.email, &mail, now).await?;
+            }
+        }
+        store::delete_job(&mut tx, &job.job_id).await?;
+        tx.commit().await?;
+        Ok(Outcome::Done)
+    }
+}
+
+/// Addresses without repeats (compared without case), in their first order.
+fn distinct(addresses: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for a in addresses {
+        if !out.iter().any(|b| b.eq_ignore_ascii_case(&a)) {
+            out.push(a);
+        }
+    }
+    out
+}

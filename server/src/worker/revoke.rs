@@ -1,0 +1,185 @@
+//! Revoking a grant at its end: keep the assignment while another live grant covers it
+//! (invariant 3), otherwise delete it and poll until AWS reports SUCCEEDED; never give up
+//! (invariant 4).
+
+use super::*;
+
+impl Worker {
+    pub(super) async fn deprovision(&self, grant_id: &str, now: Timestamp) -> Result<Outcome> {
+        let grant = {
+            let mut conn = self.store.conn().await?;
+            store::get_grant(&mut conn, grant_id).await?
+        };
+        let Some(grant) = grant else {
+            return Ok(Outcome::Done);
+        };
+        match grant.status {
+            GrantStatus::Scheduled => {
+                let mut tx = self.store.begin().await?;
+                self.settle(
+                    &mut tx,
+                    &grant,
+                    GrantEvent::Discarded,
+                    "grant.discarded",
+                    "ended before it was provisioned".into(),
+                    None,
+                    now,
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(Outcome::Done)
+            }
+            // Let the creation settle first; then this job removes it.
+            GrantStatus::Provisioning => Ok(self.poll_again(now)),
+            GrantStatus::Active if now < grant.ends_at => Ok(Outcome::Again(grant.ends_at)),
+            GrantStatus::Active => self.start_deprovisioning(grant, now).await,
+            GrantStatus::Deprovisioning => self.poll_deletion(grant, now).await,
+            GrantStatus::Revoked | GrantStatus::Failed => Ok(Outcome::Done),
+        }
+    }
+
+    pub(super) async fn start_deprovisioning(
+        &self,
+        grant: GrantRow,
+        now: Timestamp,
+    ) -> Result<Outcome> {
+        let id = grant.access_grant_id.clone();
+        let mut tx = self.store.begin().await?;
+        store::lock_assignment(&mut tx, &grant).await?;
+        let Some(grant) = store::get_grant(&mut tx, &id).await? else {
+            return Ok(Outcome::Done);
+        };
+        if grant.status != GrantStatus::Active {
+            return Ok(Outcome::Done);
+        }
+        // Invariant 3: keep the assignment while another live grant covers it.
+        let others = store::other_live_covering(&mut tx, &grant, now).await?;
+        if !others.is_empty() {
+            let ids: Vec<&str> = others.iter().map(|g| g.access_grant_id.as_str()).collect();
+            self.settle(
+                &mut tx,
+                &grant,
+                GrantEvent::DeletionSucceeded,
+                "grant.revoked",
+                format!(
+                    "{}; assignment kept for grant(s) {}",
+                    self.end_reason(&grant),
+                    ids.join(", ")
+                ),
+                None,
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(Outcome::Done);
+        }
+        // Never delete what the portal did not make, unless it owns the permission set.
+        let origin = store::assignment_origin(&mut tx, &grant).await?;
+        if origin == Some(store::Origin::External) && !self.upkeep.owns(&grant.permission_set_arn) {
+            store::forget_assignment(&mut tx, grant.key()).await?;
+            self.settle(
+                &mut tx,
+                &grant,
+                GrantEvent::DeletionSucceeded,
+                "grant.revoked",
+                format!(
+                    "{}; the assignment was made outside the portal and is kept \
+                     (aws.owned_permission_sets does not list this permission set)",
+                    self.end_reason(&grant)
+                ),
+                None,
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(Outcome::Done);
+        }
+        let next = GrantStatus::Active.apply(GrantEvent::DeprovisionStarted)?;
+        store::update_grant(&mut tx, &id, GrantUpdate::in_flight(next, None, now), now).await?;
+        tx.commit().await?;
+        self.delete_assignment(grant, now).await
+    }
+
+    pub(super) async fn delete_assignment(
+        &self,
+        grant: GrantRow,
+        now: Timestamp,
+    ) -> Result<Outcome> {
+        let a = self.assignment_for(&grant).await?;
+        match self.provisioner.start_delete(&a).await? {
+            DeleteStart::AlreadyGone => {
+                let mut tx = self.store.begin().await?;
+                store::forget_assignment(&mut tx, grant.key()).await?;
+                self.settle(
+                    &mut tx,
+                    &grant,
+                    GrantEvent::DeletionSucceeded,
+                    "grant.revoked",
+                    format!(
+                        "{}; the assignment was already gone from AWS",
+                        self.end_reason(&grant)
+                    ),
+                    None,
+                    now,
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(Outcome::Done)
+            }
+            DeleteStart::Started(op) => {
+                self.record_started(
+                    &grant,
+                    GrantStatus::Deprovisioning,
+                    "DeleteAccountAssignment",
+                    &op,
+                    now,
+                )
+                .await
+            }
+        }
+    }
+
+    pub(super) async fn poll_deletion(&self, grant: GrantRow, now: Timestamp) -> Result<Outcome> {
+        let Some(op) = grant.operation_id.clone() else {
+            return self.delete_assignment(grant, now).await;
+        };
+        match self.provisioner.deletion_status(&op).await? {
+            OperationStatus::InProgress => {
+                self.alert_if_stuck(&grant, now).await?;
+                Ok(self.poll_again(now))
+            }
+            OperationStatus::Succeeded => {
+                let mut tx = self.store.begin().await?;
+                store::forget_assignment(&mut tx, grant.key()).await?;
+                self.settle(
+                    &mut tx,
+                    &grant,
+                    GrantEvent::DeletionSucceeded,
+                    "grant.revoked",
+                    format!(
+                        "{}; AWS reported the deletion SUCCEEDED (request {op})",
+                        self.end_reason(&grant)
+                    ),
+                    None,
+                    now,
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(Outcome::Done)
+            }
+            OperationStatus::Failed(reason) => {
+                // Invariant 4: never give up. Forget the failed operation and start over.
+                let mut conn = self.store.conn().await?;
+                store::update_grant(
+                    &mut conn,
+                    &grant.access_grant_id,
+                    GrantUpdate::in_flight(GrantStatus::Deprovisioning, None, now)
+                        .failure(Some(&reason)),
+                    now,
+                )
+                .await?;
+                anyhow::bail!("AWS reported the deletion FAILED: {reason}")
+            }
+        }
+    }
+}
