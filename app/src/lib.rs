@@ -1,11 +1,13 @@
 #![recursion_limit = "256"]
-//! Portcullis' web app: pages, server functions and the pure domain.
+//! Portcullis' web app: pages, server functions, the view models they exchange, and the pure
+//! domain.
 //! Compiled with `ssr` into the server and with `hydrate` into WebAssembly.
 
 pub mod api;
 pub mod domain;
 pub mod error;
 pub mod ui;
+pub mod views;
 
 #[cfg(feature = "ssr")]
 pub mod ssr;

@@ -1,9 +1,12 @@
 //! Server-only glue between the pages and the `server` crate, which implements
 //! [`Portal`] and provides it (and the caller's session) as Leptos context.
 
-use crate::api::*;
 use crate::domain::{Principal, RequestDraft};
 use crate::error::AppError;
+use crate::views::{
+    AdminOverview, Approvals, AssignmentView, AuditFilter, AuditView, AwsOverview, EntitlementCard,
+    MailView, MyAccess,
+};
 use leptos::prelude::*;
 use std::sync::Arc;
 

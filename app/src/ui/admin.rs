@@ -1,0 +1,110 @@
+//! The admin overview: worker health, open alerts, parked mail, every live grant and request;
+//! and the sub-navigation of the admin pages.
+
+use super::my_access::{GrantTable, RequestTable};
+use super::widgets::{action_error, loaded, ActionButton, AlertList};
+use crate::api::{load_admin_overview, ResendMail, RevokeGrant};
+use crate::views::ParkedMailView;
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::components::A;
+
+#[component]
+pub(super) fn AdminNav() -> impl IntoView {
+    view! {
+        <nav class="sub">
+            <A href="/admin">"Overview"</A>
+            <A href="/admin/audit">"Audit log"</A>
+            <A href="/admin/aws">"AWS"</A>
+            <A href="/outbox">"Outbox"</A>
+        </nav>
+    }
+}
+
+#[component]
+pub(super) fn AdminPage() -> impl IntoView {
+    let revoke = ServerAction::<RevokeGrant>::new();
+    let resend = ServerAction::<ResendMail>::new();
+    let data = Resource::new(
+        move || (revoke.version().get(), resend.version().get()),
+        |_| load_admin_overview(),
+    );
+    view! {
+        <Title text="Admin · Portcullis" />
+        <h1>"Admin"</h1>
+        {action_error(revoke.value())}
+        {action_error(resend.value())}
+        {loaded(data, move |o| {
+            view! {
+                <AdminNav />
+                <section class="health" data-testid="worker-health">
+                    <span>"Queued jobs: " {o.worker.queued_jobs}</span>
+                    <span>"Overdue: " {o.worker.overdue_jobs}</span>
+                    <span>"Failing: " {o.worker.failing_jobs}</span>
+                    {o.worker.oldest_overdue.map(|t| view! { <span>"Oldest overdue: " {t}</span> })}
+                </section>
+                {(!o.alerts.is_empty())
+                    .then(|| {
+                        view! {
+                            <h2>"Alerts"</h2>
+                            <AlertList alerts=o.alerts testid="alert" />
+                        }
+                    })}
+                {(!o.parked_mail.is_empty())
+                    .then(|| view! { <ParkedMail mail=o.parked_mail resend /> })}
+                <h2>"Live grants"</h2>
+                <GrantTable grants=o.grants mine=false end=None revoke=Some(revoke) />
+                <h2>"All requests"</h2>
+                <RequestTable requests=o.requests cancel=None />
+            }
+        })}
+    }
+}
+
+/// Messages the worker gave up on, each with a Resend button.
+#[component]
+fn ParkedMail(mail: Vec<ParkedMailView>, resend: ServerAction<ResendMail>) -> impl IntoView {
+    view! {
+        <h2>"Parked mail"</h2>
+        <table>
+            <thead>
+                <tr>
+                    <th>"To"</th>
+                    <th>"Subject"</th>
+                    <th>"Attempts"</th>
+                    <th>"Last error"</th>
+                    <th></th>
+                </tr>
+            </thead>
+            <tbody>
+                {mail
+                    .into_iter()
+                    .map(|m| {
+                        let id = m.id.clone();
+                        view! {
+                            <tr data-testid="parked-mail" data-mail-id=m.id>
+                                <td>{m.to}</td>
+                                <td>
+                                    {m.subject}
+                                    <span class="muted">" " {m.created_at}</span>
+                                </td>
+                                <td>{m.attempts}</td>
+                                <td class="muted">{m.last_error}</td>
+                                <td>
+                                    <ActionButton
+                                        action=resend
+                                        name="mail_id"
+                                        value=id
+                                        class="secondary"
+                                        testid="resend-mail"
+                                        label="Resend"
+                                    />
+                                </td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
+    }
+}

@@ -1,0 +1,126 @@
+//! The "Approvals" page: requests waiting for the caller's decision, and the decisions they
+//! made.
+
+use super::widgets::{action_error, field_error, loaded};
+use crate::api::{approval_queue, Decide};
+use crate::views::{DecisionView, RequestView};
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+#[component]
+pub(super) fn ApprovalsPage() -> impl IntoView {
+    let decide = ServerAction::<Decide>::new();
+    let data = Resource::new(move || decide.version().get(), |_| approval_queue());
+    view! {
+        <Title text="Approvals · Portcullis" />
+        <h1>"Approvals"</h1>
+        {action_error(decide.value())}
+        {field_error(decide.value(), "comment")}
+        {field_error(decide.value(), "verdict")}
+        {loaded(data, move |a| {
+            view! {
+                <h2>"Waiting for you"</h2>
+                {if a.pending.is_empty() {
+                    view! { <p class="empty">"Nothing waits for your decision."</p> }
+                        .into_any()
+                } else {
+                    view! {
+                        <div class="cards">
+                            {a
+                                .pending
+                                .into_iter()
+                                .map(|r| view! { <ApprovalCard r decide /> })
+                                .collect_view()}
+                        </div>
+                    }
+                        .into_any()
+                }}
+                <h2>"Decided by you"</h2>
+                <DecisionTable decisions=a.decided />
+            }
+        })}
+    }
+}
+
+#[component]
+fn ApprovalCard(r: RequestView, decide: ServerAction<Decide>) -> impl IntoView {
+    let comment_id = format!("comment-{}", r.id);
+    let request_id = r.id.clone();
+    view! {
+        <article
+            class="card"
+            data-testid="approval-row"
+            data-request-id=r.id.clone()
+            data-entitlement=r.entitlement_id.clone()
+            data-requester=r.requester_key.clone()
+        >
+            <h2>{r.requester.clone()} " → " {r.entitlement_name.clone()}</h2>
+            <p>
+                <strong>"Why: "</strong>
+                {r.justification.clone()}
+            </p>
+            {r.ticket.clone().map(|t| view! { <p><strong>"Ticket: "</strong>{t}</p> })}
+            <p class="muted">
+                "For " {r.duration.clone()} " · asked " {r.created_at.clone()} " · approvals "
+                {format!("{}/{}", r.approvals, r.approvals_required)}
+            </p>
+            <ActionForm action=decide>
+                <input type="hidden" name="request_id" value=request_id />
+                <label for=comment_id.clone()>"Comment"</label>
+                <textarea id=comment_id name="comment" rows="2" maxlength="1000"></textarea>
+                <div class="row">
+                    <button type="submit" name="verdict" value="approve" data-testid="approve">
+                        "Approve"
+                    </button>
+                    <button type="submit" name="verdict" value="reject" class="danger" data-testid="reject">
+                        "Reject"
+                    </button>
+                </div>
+            </ActionForm>
+        </article>
+    }
+}
+
+#[component]
+fn DecisionTable(decisions: Vec<DecisionView>) -> impl IntoView {
+    if decisions.is_empty() {
+        return view! { <p class="empty">"No decisions yet."</p> }.into_any();
+    }
+    view! {
+        <table>
+            <thead>
+                <tr>
+                    <th>"Requester"</th>
+                    <th>"Entitlement"</th>
+                    <th>"Decision"</th>
+                    <th>"Comment"</th>
+                    <th>"When"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {decisions
+                    .into_iter()
+                    .map(|d| {
+                        view! {
+                            <tr
+                                data-testid="decided-row"
+                                data-verdict=d.verdict.clone()
+                                data-entitlement=d.entitlement_id.clone()
+                                data-requester=d.requester_key.clone()
+                            >
+                                <td>{d.requester.clone()}</td>
+                                <td>{d.entitlement_name.clone()}</td>
+                                <td>
+                                    <span class=format!("status {}", d.verdict)>{d.verdict.clone()}</span>
+                                </td>
+                                <td>{d.comment.clone()}</td>
+                                <td class="muted">{d.decided_at.clone()}</td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}

@@ -1,0 +1,74 @@
+//! The audit log page (admins): filter by person, entitlement or action, or export as CSV.
+
+use super::admin::AdminNav;
+use super::widgets::loaded_list;
+use crate::api::audit_log;
+use crate::views::AuditFilter;
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
+
+#[component]
+pub(super) fn AuditPage() -> impl IntoView {
+    let query = use_query_map();
+    let filter = move || {
+        let q = query.get();
+        let get = |k: &str| q.get(k).filter(|v| !v.trim().is_empty());
+        AuditFilter {
+            person: get("person"),
+            entitlement: get("entitlement"),
+            action: get("action"),
+        }
+    };
+    let data = Resource::new(filter, |f| audit_log(f.person, f.entitlement, f.action));
+    view! {
+        <Title text="Audit log · Portcullis" />
+        <h1>"Audit log"</h1>
+        <AdminNav />
+        <form method="get" action="/admin/audit" class="filters">
+            <input name="person" placeholder="person (email or name)" value=move || filter().person />
+            <input name="entitlement" placeholder="entitlement id" value=move || filter().entitlement />
+            <input name="action" placeholder="action, e.g. request.approved" value=move || filter().action />
+            <button type="submit" data-testid="audit-filter">
+                "Filter"
+            </button>
+            <a href="/admin/audit.csv" class="button secondary">"Export CSV"</a>
+        </form>
+        {loaded_list(data, "No audit events match.", move |rows| {
+            view! {
+                <table>
+                    <thead>
+                        <tr>
+                            <th>"#"</th>
+                            <th>"When"</th>
+                            <th>"Who"</th>
+                            <th>"Action"</th>
+                            <th>"Subject"</th>
+                            <th>"Entitlement"</th>
+                            <th>"Detail"</th>
+                        </tr>
+                    </thead>
+                    <tbody>
+                        {rows
+                            .into_iter()
+                            .map(|a| {
+                                let action = a.action.clone();
+                                view! {
+                                    <tr data-testid="audit-row" data-action=action>
+                                        <td class="muted">{a.seq}</td>
+                                        <td class="muted">{a.at}</td>
+                                        <td>{a.actor}</td>
+                                        <td>{a.action}</td>
+                                        <td class="muted">{a.subject}</td>
+                                        <td>{a.entitlement}</td>
+                                        <td>{a.detail}</td>
+                                    </tr>
+                                }
+                            })
+                            .collect_view()}
+                    </tbody>
+                </table>
+            }
+        })}
+    }
+}

@@ -1,0 +1,73 @@
+//! Pages and components. Every form is an `ActionForm`, so it also works without
+//! WebAssembly: the browser posts it, the server redirects back, errors come back in the URL.
+//!
+//! This module holds the document [`shell`] and the [`App`] with its routes; each page lives in
+//! its own file, the header in [`header`], and what several pages share in [`widgets`].
+
+mod admin;
+mod approvals;
+mod audit;
+mod aws;
+mod header;
+mod my_access;
+mod outbox;
+mod request;
+mod widgets;
+
+use crate::api::whoami;
+use admin::AdminPage;
+use approvals::ApprovalsPage;
+use audit::AuditPage;
+use aws::AwsPage;
+use header::Header;
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    path, SsrMode,
+};
+use my_access::MyAccessPage;
+use outbox::OutboxPage;
+use request::RequestPage;
+
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <AutoReload options=options.clone() />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    let me = Resource::new(|| (), |_| whoami());
+    view! {
+        <Stylesheet id="leptos" href="/pkg/portcullis.css" />
+        <Title text="Portcullis" />
+        <Router>
+            <Header me />
+            <main>
+                <Routes fallback=|| view! { <p class="empty">"This page does not exist."</p> }>
+                    <Route path=path!("/") view=RequestPage ssr=SsrMode::Async />
+                    <Route path=path!("/requests") view=MyAccessPage ssr=SsrMode::Async />
+                    <Route path=path!("/approvals") view=ApprovalsPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin") view=AdminPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin/audit") view=AuditPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin/aws") view=AwsPage ssr=SsrMode::Async />
+                    <Route path=path!("/outbox") view=OutboxPage ssr=SsrMode::Async />
+                </Routes>
+            </main>
+        </Router>
+    }
+}

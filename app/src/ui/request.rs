@@ -1,0 +1,137 @@
+//! The "Request access" page: one card per entitlement the caller is eligible for, each with
+//! its request form.
+
+use super::widgets::{action_error, field_error, loaded_list};
+use crate::api::{list_entitlements, CreateRequest};
+use crate::error::AppError;
+use crate::views::EntitlementCard;
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+#[component]
+pub(super) fn RequestPage() -> impl IntoView {
+    let entitlements = Resource::new(|| (), |_| list_entitlements());
+    view! {
+        <Title text="Request access · Portcullis" />
+        <h1>"Request access"</h1>
+        <p class="lead">
+            "Entitlements your groups make you eligible for. Access starts when approved and ends by itself."
+        </p>
+        {loaded_list(entitlements, "You are not eligible for any entitlement yet.", move |list| {
+            view! {
+                <div class="cards">
+                    {list
+                        .into_iter()
+                        .map(|card| view! { <EntitlementForm card /> })
+                        .collect_view()}
+                </div>
+            }
+        })}
+    }
+}
+
+#[component]
+fn EntitlementForm(card: EntitlementCard) -> impl IntoView {
+    let action = ServerAction::<CreateRequest>::new();
+    let id = card.id.clone();
+    let own = card.id.clone();
+    let raw = action.value();
+    // Only this card's outcome: errors name the entitlement they are about.
+    let value = Signal::derive(move || {
+        raw.get().filter(|r| match r {
+            Err(AppError::Invalid(fields)) => fields
+                .iter()
+                .find(|f| f.field == "for")
+                .is_none_or(|f| f.message == own),
+            _ => true,
+        })
+    });
+    let testid = format!("entitlement-{}", card.id);
+    let textarea_id = format!("just-{}", card.id);
+    let duration_id = format!("dur-{}", card.id);
+    let ticket_id = format!("ticket-{}", card.id);
+    view! {
+        <article class="card" data-testid=testid>
+            <h2>
+                {card.name.clone()}
+                {card.auto_approve.then(|| view! { <span class="badge ok">"auto-approved"</span> })}
+                {card.break_glass.then(|| view! { <span class="badge warn">"break-glass"</span> })}
+            </h2>
+            <p>{card.description.clone()}</p>
+            <ul class="targets">
+                {card
+                    .targets
+                    .iter()
+                    .map(|t| {
+                        view! {
+                            <li>
+                                <strong>{t.permission_set.clone()}</strong>
+                                " on "
+                                {t.scope.clone()}
+                                {(!t.session_duration.is_empty())
+                                    .then(|| {
+                                        view! {
+                                            <span class="muted">
+                                                " (sessions last up to " {t.session_duration.clone()} ")"
+                                            </span>
+                                        }
+                                    })}
+                            </li>
+                        }
+                    })
+                    .collect_view()}
+            </ul>
+            <p class="muted">{card.approval.clone()} " · up to " {card.max_duration.clone()}</p>
+            <ActionForm action>
+                <input type="hidden" name="entitlement" value=id />
+                <label for=textarea_id.clone()>"Justification"</label>
+                <textarea id=textarea_id name="justification" rows="2" maxlength="1000"></textarea>
+                {field_error(value, "justification")}
+                <div class="row">
+                    <div>
+                        <label for=duration_id.clone()>"Duration"</label>
+                        <input
+                            id=duration_id
+                            name="duration"
+                            type="text"
+                            value=card.default_duration.clone()
+                            placeholder="e.g. 30m, 1h, 1h30m"
+                        />
+                        {field_error(value, "duration")}
+                    </div>
+                    {card
+                        .require_ticket
+                        .then(|| {
+                            view! {
+                                <div>
+                                    <label for=ticket_id.clone()>"Ticket"</label>
+                                    <input
+                                        id=ticket_id.clone()
+                                        name="ticket"
+                                        type="text"
+                                        placeholder="CHG-1234"
+                                    />
+                                    {field_error(value, "ticket")}
+                                </div>
+                            }
+                        })}
+                </div>
+                {field_error(value, "entitlement")}
+                {action_error(value)}
+                <button type="submit" data-testid="submit-request" disabled=move || action.pending().get()>
+                    "Request access"
+                </button>
+                {move || {
+                    matches!(value.get(), Some(Ok(_)))
+                        .then(|| {
+                            view! {
+                                <p class="success" data-testid="request-created">
+                                    "Request sent. " <a href="/requests">"Follow it in My access"</a>
+                                </p>
+                            }
+                        })
+                }}
+            </ActionForm>
+        </article>
+    }
+}

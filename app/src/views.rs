@@ -1,0 +1,208 @@
+//! View models: the data the pages show, as it crosses the wire from server to browser.
+//! Plain serializable structs; the server fills them in, the pages only read them.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Me {
+    pub user_id: String,
+    pub display_name: String,
+    pub email: String,
+    pub is_admin: bool,
+    pub demo: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TargetView {
+    pub scope: String,
+    pub permission_set: String,
+    pub session_duration: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EntitlementCard {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub targets: Vec<TargetView>,
+    pub max_duration: String,
+    pub default_duration: String,
+    pub require_ticket: bool,
+    pub auto_approve: bool,
+    pub break_glass: bool,
+    pub approval: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DecisionView {
+    pub request_id: String,
+    pub entitlement_id: String,
+    pub entitlement_name: String,
+    pub requester: String,
+    pub requester_key: String,
+    pub approver: String,
+    pub approver_id: String,
+    pub verdict: String,
+    pub comment: String,
+    pub decided_at: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RequestView {
+    pub id: String,
+    pub entitlement_id: String,
+    pub entitlement_name: String,
+    pub requester: String,
+    /// Short handle of the requester (the email's local part), for lists and tests.
+    pub requester_key: String,
+    pub justification: String,
+    pub ticket: Option<String>,
+    pub duration: String,
+    pub status: String,
+    pub created_at: String,
+    pub approvals: u32,
+    pub approvals_required: u32,
+    pub decisions: Vec<DecisionView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GrantView {
+    pub id: String,
+    pub request_id: String,
+    pub entitlement_id: String,
+    pub entitlement_name: String,
+    pub principal: String,
+    pub account_id: String,
+    pub account_name: String,
+    pub permission_set: String,
+    pub status: String,
+    pub starts_at: String,
+    pub ends_at: String,
+    pub time_left: Option<String>,
+    /// Deleting an assignment does not end open sessions: they can last this long after.
+    pub session_tail: String,
+    pub failure: Option<String>,
+    /// For admins: its provisioning or revocation keeps failing (and is still retried).
+    #[serde(default)]
+    pub trouble: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MyAccess {
+    pub requests: Vec<RequestView>,
+    pub grants: Vec<GrantView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Approvals {
+    pub pending: Vec<RequestView>,
+    pub decided: Vec<DecisionView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertView {
+    pub kind: String,
+    pub message: String,
+    pub at: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkerHealth {
+    pub queued_jobs: i64,
+    pub overdue_jobs: i64,
+    pub failing_jobs: i64,
+    pub oldest_overdue: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdminOverview {
+    pub requests: Vec<RequestView>,
+    pub grants: Vec<GrantView>,
+    pub alerts: Vec<AlertView>,
+    pub worker: WorkerHealth,
+    /// Mail the worker gave up on; an admin can resend it.
+    pub parked_mail: Vec<ParkedMailView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ParkedMailView {
+    pub id: String,
+    pub to: String,
+    pub subject: String,
+    pub attempts: i64,
+    pub last_error: String,
+    pub created_at: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditFilter {
+    pub person: Option<String>,
+    pub entitlement: Option<String>,
+    pub action: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditView {
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub entitlement: String,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AssignmentView {
+    pub account_id: String,
+    pub account_name: String,
+    pub permission_set: String,
+    pub principal: String,
+    pub created_at: String,
+}
+
+/// The catalog as last synced, the latest catalog syncs and reconciliations, and the
+/// drift they found (the admin AWS page).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AwsOverview {
+    pub provisioner: String,
+    pub accounts: Vec<AccountView>,
+    pub permission_sets: Vec<PermissionSetView>,
+    pub catalog_runs: Vec<RunView>,
+    pub reconcile_runs: Vec<RunView>,
+    pub drift: Vec<AlertView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AccountView {
+    pub account_id: String,
+    pub name: String,
+    /// OU names from the root down, e.g. `Root / Workloads / Prod`.
+    pub ou_path: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PermissionSetView {
+    pub arn: String,
+    pub name: String,
+    pub description: String,
+    pub session_duration: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunView {
+    pub status: String,
+    pub progress: String,
+    pub summary: String,
+    pub started_at: String,
+    pub finished_at: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MailView {
+    pub to: String,
+    pub subject: String,
+    pub body_text: String,
+    pub created_at: String,
+    pub status: String,
+}
