@@ -3,10 +3,10 @@
 
 mod common;
 
-use app::api::AuditFilter;
 use app::domain::{ApproverRule, Policy, RequestDraft};
 use app::error::AppError;
 use app::ssr::Portal;
+use app::views::AuditFilter;
 use common::*;
 use portcullis::seed::{PS_AUDIT, SANDBOX};
 use portcullis::store;

@@ -27,7 +27,7 @@ pub(super) async fn audit_csv(
     let Some(session) = req.extensions().get::<Session>().cloned() else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
-    let filter = app::api::AuditFilter {
+    let filter = app::views::AuditFilter {
         person: q.person,
         entitlement: q.entitlement,
         action: q.action,

@@ -10,7 +10,6 @@ use crate::notify;
 use crate::provisioner::Provisioner;
 use crate::store::{self, GrantRow, JobKind, RequestRow, Store};
 use anyhow::Context;
-use app::api::*;
 use app::domain::time::format_duration;
 use app::domain::Entitlement;
 use app::domain::{
@@ -19,6 +18,7 @@ use app::domain::{
 };
 use app::error::AppError;
 use app::ssr::Portal;
+use app::views::*;
 use async_trait::async_trait;
 use sqlx::AnyConnection;
 use std::collections::HashMap;

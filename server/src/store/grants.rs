@@ -36,7 +36,7 @@ pub async fn insert_grant(conn: &mut AnyConnection, g: &GrantRow, now: Timestamp
     .bind(&g.permission_set_arn)
     .bind(g.starts_at)
     .bind(g.ends_at)
-    .bind(&g.status)
+    .bind(g.status)
     .bind(now.millis())
     .execute(conn)
     .await?;

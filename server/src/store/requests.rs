@@ -34,7 +34,7 @@ pub async fn insert_request(conn: &mut AnyConnection, r: &RequestRow) -> Result<
     .bind(r.duration_secs)
     .bind(r.starts_at)
     .bind(r.decision_due_at)
-    .bind(&r.status)
+    .bind(r.status)
     .bind(r.created_at)
     .execute(conn)
     .await?;
@@ -127,7 +127,7 @@ pub async fn insert_decision(conn: &mut AnyConnection, d: &DecisionRow) -> Resul
     .bind(&d.decision_id)
     .bind(&d.access_request_id)
     .bind(&d.approver_id)
-    .bind(&d.verdict)
+    .bind(d.verdict)
     .bind(&d.comment)
     .bind(d.created_at)
     .execute(conn)
