@@ -2,7 +2,7 @@
 //! policy that says who may ask and who decides. Declared in the configuration file
 //! (`[[entitlements]]`) and stored by the server.
 
-use super::policy::Policy;
+use super::policy::{Policy, Principal};
 use super::types::{EntitlementId, Target};
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,18 @@ pub struct Entitlement {
 pub struct InvalidEntitlement(pub String);
 
 impl Entitlement {
+    /// Invariant 5: eligibility again, against the requester's latest claims (at decision
+    /// time and at grant time). The reason, worded for people, when they are no longer
+    /// eligible.
+    pub fn no_longer_eligible(&self, requester: &Principal) -> Option<String> {
+        (!self.policy.is_eligible(requester)).then(|| {
+            format!(
+                "{} is no longer eligible for {} (their groups changed since the request)",
+                requester.display_name, self.name
+            )
+        })
+    }
+
     /// Refuses an entitlement nobody could use, or that grants nothing.
     pub fn check(&self) -> Result<(), InvalidEntitlement> {
         let id = &self.id;
@@ -66,5 +78,73 @@ impl Entitlement {
             return fail("policy.approvals_required must be at least 1".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::policy::ApproverRule;
+
+    fn entitlement() -> Entitlement {
+        serde_json::from_value(serde_json::json!({
+            "id": "prod-admin",
+            "name": "Production administrator",
+            "targets": [{"kind": "account", "account_id": "333333333333",
+                "permission_set_arn": "arn:aws:sso:::permissionSet/ssoins-1234567890abcdef/ps-0123456789abcdef"}],
+            "policy": {"eligible_groups": ["engineering"], "approvers": {"groups": ["cloud-approvers"]},
+                "max_duration_secs": 7200, "default_duration_secs": 3600}
+        }))
+        .expect("a valid entitlement")
+    }
+
+    fn person(groups: &[&str]) -> Principal {
+        Principal {
+            user_id: "iss|alice".into(),
+            email: "alice@example.com".into(),
+            display_name: "Alice".into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            manager: None,
+            is_admin: false,
+        }
+    }
+
+    #[test]
+    fn a_usable_entitlement_passes() {
+        assert_eq!(entitlement().check(), Ok(()));
+    }
+
+    #[test]
+    fn each_unusable_entitlement_says_why() {
+        type Spoil = fn(&mut Entitlement);
+        let cases: Vec<(Spoil, &str)> = vec![
+            (|e| e.id = "Bad Id".into(), "entitlement id"),
+            (|e| e.name = " ".into(), "the name is empty"),
+            (|e| e.targets.clear(), "no targets"),
+            (|e| e.policy.eligible_groups.clear(), "nobody is eligible"),
+            (
+                |e| e.policy.default_duration_secs = 10_000,
+                "must be at most",
+            ),
+            (
+                |e| e.policy.approvers = ApproverRule::default(),
+                "nobody can approve",
+            ),
+            (|e| e.policy.approvals_required = 0, "at least 1"),
+        ];
+        for (spoil, why) in cases {
+            let mut e = entitlement();
+            spoil(&mut e);
+            let err = e.check().expect_err(why).to_string();
+            assert!(err.contains(why), "{err} should say {why:?}");
+        }
+    }
+
+    #[test]
+    fn eligibility_is_checked_against_the_latest_groups() {
+        let e = entitlement();
+        assert_eq!(e.no_longer_eligible(&person(&["engineering"])), None);
+        let why = e.no_longer_eligible(&person(&["sales"])).expect("refused");
+        assert!(why.contains("Alice is no longer eligible for Production administrator"));
     }
 }

@@ -3,6 +3,14 @@
 
 use super::*;
 
+/// What a verdict does to a request, decided before anything is written.
+struct Decided {
+    to: RequestStatus,
+    complete: bool,
+    /// Why a complete approval was refused (the requester is no longer eligible).
+    refused: Option<String>,
+}
+
 impl PortalService {
     pub(super) async fn approvals(&self, who: &Principal) -> Result<Approvals, AppError> {
         let mut conn = self.store.conn().await.or_internal()?;
@@ -66,20 +74,8 @@ impl PortalService {
         else {
             return Err(AppError::NotFound("That request".into()));
         };
-        let entitlement = store::get_entitlement(&mut tx, &request.entitlement_id)
-            .await
-            .or_internal()?
-            .ok_or_else(|| {
-                internal(anyhow::anyhow!(
-                    "request {} has no entitlement",
-                    request.access_request_id
-                ))
-            })?;
+        let (entitlement, requester) = Self::parties(&mut tx, &request).await.or_internal()?;
         // Invariant 5: rights checked now, against the latest claims of both people.
-        let requester = store::get_user(&mut tx, &request.requester_id)
-            .await
-            .or_internal()?
-            .ok_or_else(|| internal(anyhow::anyhow!("request without requester")))?;
         if let Err(denied) = entitlement.policy.may_approve(who, &requester) {
             drop(tx);
             let reason = match denied {
@@ -88,7 +84,80 @@ impl PortalService {
             };
             return Err(self.deny(who, "decide", id.as_str(), reason).await);
         }
-        let decisions = store::decisions_for_request(&mut tx, id.as_str())
+        let decided = self
+            .outcome(&mut tx, &request, &entitlement, &requester, who, approve)
+            .await?;
+        let verdict = if approve {
+            Verdict::Approved
+        } else {
+            Verdict::Rejected
+        };
+        let result: anyhow::Result<()> = async {
+            self.record(
+                &mut tx,
+                &request,
+                &entitlement,
+                &requester,
+                who,
+                verdict,
+                &comment,
+                &decided,
+                now,
+            )
+            .await?;
+            self.follow_up(
+                &mut tx,
+                &request,
+                &entitlement,
+                &requester,
+                who,
+                &comment,
+                &decided,
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        result.or_internal()?;
+        self.wake.notify_one();
+        match decided.refused {
+            Some(reason) => Err(AppError::Conflict(format!(
+                "Not approved: {reason}. The request was closed."
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The entitlement and the requester of a request, as they are now.
+    async fn parties(
+        conn: &mut AnyConnection,
+        request: &RequestRow,
+    ) -> anyhow::Result<(Entitlement, Principal)> {
+        let entitlement = store::get_entitlement(conn, &request.entitlement_id)
+            .await?
+            .with_context(|| format!("request {} has no entitlement", request.access_request_id))?;
+        let requester = store::get_user(conn, &request.requester_id)
+            .await?
+            .context("request without requester")?;
+        Ok((entitlement, requester))
+    }
+
+    /// What this verdict does to the request: its next status, whether the approvals are
+    /// now complete, and the reason when a complete approval is refused because the
+    /// requester lost eligibility (invariant 5). A second decision by the same person, or
+    /// one on a request already decided, changes nothing (invariant 9).
+    async fn outcome(
+        &self,
+        conn: &mut AnyConnection,
+        request: &RequestRow,
+        entitlement: &Entitlement,
+        requester: &Principal,
+        who: &Principal,
+        approve: bool,
+    ) -> Result<Decided, AppError> {
+        let decisions = store::decisions_for_request(conn, &request.access_request_id)
             .await
             .or_internal()?;
         if decisions.iter().any(|d| d.approver_id == who.user_id) {
@@ -108,12 +177,12 @@ impl PortalService {
         } else {
             RequestEvent::Rejection
         };
-        let Ok(mut to) = from.apply(event) else {
-            let who_decided = decisions
+        let Ok(to) = from.apply(event) else {
+            let last = decisions
                 .last()
                 .map(|d| d.approver_id.clone())
                 .unwrap_or_default();
-            let by = store::get_user(&mut tx, &who_decided)
+            let by = store::get_user(conn, &last)
                 .await
                 .ok()
                 .flatten()
@@ -123,69 +192,108 @@ impl PortalService {
                 "This request was already {from}{by}; nothing changed."
             )));
         };
-        let mut refused = None;
-        if complete && !entitlement.policy.is_eligible(&requester) {
-            // The requester lost eligibility since asking: refuse, with the reason on record.
-            to = from
+        let refused = complete
+            .then(|| entitlement.no_longer_eligible(requester))
+            .flatten();
+        let to = match refused {
+            Some(_) => from
                 .apply(RequestEvent::Rejection)
-                .or_internal_transition()?;
-            refused = Some(format!(
-                "{} is no longer eligible for {} (their groups changed since the request)",
-                requester.display_name, entitlement.name
-            ));
-        }
-        let verdict = if approve && refused.is_none() {
+                .or_internal_transition()?,
+            None => to,
+        };
+        Ok(Decided {
+            to,
+            complete,
+            refused,
+        })
+    }
+
+    /// The decision, the request's new status and the audit event.
+    #[allow(clippy::too_many_arguments)]
+    async fn record(
+        &self,
+        tx: &mut store::Tx,
+        request: &RequestRow,
+        entitlement: &Entitlement,
+        requester: &Principal,
+        who: &Principal,
+        verdict: Verdict,
+        comment: &Comment,
+        decided: &Decided,
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
+        let id = &request.access_request_id;
+        store::insert_decision(
+            tx,
+            &store::DecisionRow {
+                decision_id: store::new_id(),
+                access_request_id: id.clone(),
+                approver_id: who.user_id.clone(),
+                verdict,
+                comment: comment.to_string(),
+                created_at: now,
+            },
+        )
+        .await?;
+        store::set_request_status(tx, id, decided.to, now).await?;
+        let approve = verdict == Verdict::Approved;
+        let action = match (&decided.refused, approve, decided.complete) {
+            (Some(_), _, _) => "request.refused_ineligible",
+            (None, true, true) => "request.approved",
+            (None, true, false) => "request.approval_recorded",
+            (None, false, _) => "request.rejected",
+        };
+        let said = if approve && decided.refused.is_none() {
             "approved"
         } else {
             "rejected"
         };
-        let result: anyhow::Result<()> = async {
-            store::insert_decision(
-                &mut tx,
-                &store::DecisionRow {
-                    decision_id: store::new_id(),
-                    access_request_id: id.to_string(),
-                    approver_id: who.user_id.clone(),
-                    verdict: if approve {
-                        Verdict::Approved
-                    } else {
-                        Verdict::Rejected
-                    },
-                    comment: comment.to_string(),
-                    created_at: now,
-                },
-            )
-            .await?;
-            store::set_request_status(&mut tx, id.as_str(), to, now).await?;
-            let action = match (&refused, approve, complete) {
-                (Some(_), _, _) => "request.refused_ineligible",
-                (None, true, true) => "request.approved",
-                (None, true, false) => "request.approval_recorded",
-                (None, false, _) => "request.rejected",
-            };
-            audit::audit(
-                &mut tx,
-                &Actor::of(who),
-                Event {
-                    action,
-                    person_id: Some(&requester.user_id),
-                    subject_kind: "request",
-                    subject_id: id.as_str(),
-                    entitlement_id: Some(&entitlement.id),
-                    detail: refused
-                        .clone()
-                        .unwrap_or_else(|| format!("{verdict}: {comment}")),
-                },
-                now,
-            )
-            .await?;
-            if to == RequestStatus::Approved {
-                store::delete_jobs_for(&mut tx, id.as_str(), JobKind::DecisionTimeout).await?;
-                self.approve_complete(&mut tx, &request, &entitlement, &requester, Some(who), now)
+        audit::audit(
+            tx,
+            &Actor::of(who),
+            Event {
+                action,
+                person_id: Some(&requester.user_id),
+                subject_kind: "request",
+                subject_id: id,
+                entitlement_id: Some(&entitlement.id),
+                detail: decided
+                    .refused
+                    .clone()
+                    .unwrap_or_else(|| format!("{said}: {comment}")),
+            },
+            now,
+        )
+        .await
+    }
+
+    /// What a decided request sets in motion: grants (approved) or the requester told
+    /// (rejected), and the other approvers told that nothing is needed from them.
+    #[allow(clippy::too_many_arguments)]
+    async fn follow_up(
+        &self,
+        tx: &mut store::Tx,
+        request: &RequestRow,
+        entitlement: &Entitlement,
+        requester: &Principal,
+        who: &Principal,
+        comment: &Comment,
+        decided: &Decided,
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
+        let id = &request.access_request_id;
+        match decided.to {
+            RequestStatus::Approved => {
+                store::delete_jobs_for(tx, id, JobKind::DecisionTimeout).await?;
+                self.approve_complete(tx, request, entitlement, requester, Some(who), now)
                     .await?;
-            } else if to == RequestStatus::Rejected {
-                store::delete_jobs_for(&mut tx, id.as_str(), JobKind::DecisionTimeout).await?;
-                let why = refused.clone().unwrap_or_else(|| comment.to_string());
+            }
+            RequestStatus::Rejected => {
+                store::delete_jobs_for(tx, id, JobKind::DecisionTimeout).await?;
+                let why = decided
+                    .refused
+                    .clone()
+                    .unwrap_or_else(|| comment.to_string());
                 let mail = notify::request_rejected(
                     &self.public_url,
                     &entitlement.name,
@@ -193,38 +301,30 @@ impl PortalService {
                     &why,
                     &request.justification,
                 );
-                notify::queue(&mut tx, &requester.email, &mail, now).await?;
+                notify::queue(tx, &requester.email, &mail, now).await?;
             }
-            if to != RequestStatus::Pending {
-                notify::forget_approval_nudges(&mut tx, id.as_str()).await?;
-                // Tell the other approvers someone decided, so they need not look.
-                for other in notify::approvers_of(&mut tx, &entitlement.policy, &requester).await? {
-                    if other.user_id == who.user_id {
-                        continue;
-                    }
-                    let mail = notify::already_decided(
-                        &self.public_url,
-                        &entitlement.name,
-                        &requester.display_name,
-                        &who.display_name,
-                        to,
-                        &request.justification,
-                    );
-                    notify::queue(&mut tx, &other.email, &mail, now).await?;
-                }
+            _ => {}
+        }
+        if decided.to == RequestStatus::Pending {
+            return Ok(());
+        }
+        notify::forget_approval_nudges(tx, id).await?;
+        // Tell the other approvers someone decided, so they need not look.
+        for other in notify::approvers_of(tx, &entitlement.policy, requester).await? {
+            if other.user_id == who.user_id {
+                continue;
             }
-            tx.commit().await?;
-            Ok(())
+            let mail = notify::already_decided(
+                &self.public_url,
+                &entitlement.name,
+                &requester.display_name,
+                &who.display_name,
+                decided.to,
+                &request.justification,
+            );
+            notify::queue(tx, &other.email, &mail, now).await?;
         }
-        .await;
-        result.or_internal()?;
-        self.wake.notify_one();
-        match refused {
-            Some(reason) => Err(AppError::Conflict(format!(
-                "Not approved: {reason}. The request was closed."
-            ))),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     /// Finishes an approval: schedules grants, tells the requester and the other approvers.

@@ -75,21 +75,7 @@ impl PortalService {
         let id = EntitlementId::parse(entitlement_id)
             .map_err(|m| AppError::invalid("entitlement", m))?;
         // Before the transaction: no AWS call while holding the database.
-        match self.provisioner.check_principal(&who.email).await {
-            Ok(()) => {}
-            Err(crate::provisioner::ProvisionError::Permanent(why)) => {
-                // Refused and audited like any other refusal (`denied.request`).
-                let reason = format!(
-                    "AWS access cannot be granted to you yet: {why}; ask your administrator \
-                     to add you to IAM Identity Center"
-                );
-                return Err(self.deny(who, "request", id.as_str(), &reason).await);
-            }
-            // AWS unreachable for now: the request goes ahead, the grant will retry.
-            Err(e) => {
-                tracing::warn!(user = %who.user_id, error = %e, "cannot check the requester in AWS")
-            }
-        }
+        self.known_to_aws(who, &id).await?;
         let mut tx = self.store.begin().await.or_internal()?;
         let Some(entitlement) = store::get_entitlement(&mut tx, id.as_str())
             .await
@@ -133,71 +119,15 @@ impl PortalService {
         };
         let result: anyhow::Result<()> = async {
             store::insert_request(&mut tx, &request).await?;
-            let event = |action: &'static str, detail: String| Event {
-                action,
-                person_id: Some(&who.user_id),
-                subject_kind: "request",
-                subject_id: &request.access_request_id,
-                entitlement_id: Some(&entitlement.id),
-                detail,
-            };
-            audit::audit(
-                &mut tx,
-                &Actor::of(who),
-                event(
-                    "request.created",
-                    format!("for {} because: {}", valid.duration, request.justification),
-                ),
-                now,
-            )
-            .await?;
+            let detail = format!("for {} because: {}", valid.duration, request.justification);
+            let created = request_event(who, &request, "request.created", detail);
+            audit::audit(&mut tx, &Actor::of(who), created, now).await?;
             if entitlement.policy.approvals_complete(0) {
-                let to = RequestStatus::Pending.apply(RequestEvent::Approval { complete: true })?;
-                store::set_request_status(&mut tx, &request.access_request_id, to, now).await?;
-                let action = if entitlement.policy.break_glass {
-                    "request.break_glass"
-                } else {
-                    "request.auto_approved"
-                };
-                audit::audit(
-                    &mut tx,
-                    &Actor::system(),
-                    event(action, "approved by policy".into()),
-                    now,
-                )
-                .await?;
-                self.approve_complete(&mut tx, &request, &entitlement, who, None, now)
+                self.approve_by_policy(&mut tx, &request, &entitlement, who, now)
                     .await?;
             } else {
-                store::insert_job(
-                    &mut tx,
-                    JobKind::DecisionTimeout,
-                    &request.access_request_id,
-                    request.decision_due_at,
-                    now,
-                )
-                .await?;
-                let mail = notify::approval_mail(
-                    notify::Nudge::New,
-                    &request,
-                    who,
-                    &entitlement.name,
-                    &self.public_url,
-                    now,
-                );
-                for approver in notify::approvers_of(&mut tx, &entitlement.policy, who).await? {
-                    notify::queue(&mut tx, &approver.email, &mail, now).await?;
-                }
-                // The configured approver addresses, the reminder and the escalation follow
-                // from the worker, which holds the mail settings.
-                store::insert_job(
-                    &mut tx,
-                    JobKind::AnnounceRequest,
-                    &request.access_request_id,
-                    now,
-                    now,
-                )
-                .await?;
+                self.ask_approvers(&mut tx, &request, &entitlement, who, now)
+                    .await?;
             }
             Ok(())
         }
@@ -206,6 +136,84 @@ impl PortalService {
         tx.commit().await.map_err(|e| internal(e.into()))?;
         self.wake.notify_one();
         Ok(request.access_request_id)
+    }
+
+    /// Refuses (and audits) a request from someone IAM Identity Center does not know:
+    /// access could never be granted. When AWS cannot be asked right now, the request
+    /// goes ahead and the grant retries.
+    async fn known_to_aws(&self, who: &Principal, id: &EntitlementId) -> Result<(), AppError> {
+        match self.provisioner.check_principal(&who.email).await {
+            Ok(()) => Ok(()),
+            Err(crate::provisioner::ProvisionError::Permanent(why)) => {
+                // Refused and audited like any other refusal (`denied.request`).
+                let reason = format!(
+                    "AWS access cannot be granted to you yet: {why}; ask your administrator \
+                     to add you to IAM Identity Center"
+                );
+                Err(self.deny(who, "request", id.as_str(), &reason).await)
+            }
+            Err(e) => {
+                tracing::warn!(user = %who.user_id, error = %e, "cannot check the requester in AWS");
+                Ok(())
+            }
+        }
+    }
+
+    /// Automatic approval (or break-glass): approved at once, grants scheduled.
+    async fn approve_by_policy(
+        &self,
+        tx: &mut store::Tx,
+        request: &RequestRow,
+        entitlement: &Entitlement,
+        who: &Principal,
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
+        let to = RequestStatus::Pending.apply(RequestEvent::Approval { complete: true })?;
+        store::set_request_status(tx, &request.access_request_id, to, now).await?;
+        let action = if entitlement.policy.break_glass {
+            "request.break_glass"
+        } else {
+            "request.auto_approved"
+        };
+        let approved = request_event(who, request, action, "approved by policy".into());
+        audit::audit(tx, &Actor::system(), approved, now).await?;
+        self.approve_complete(tx, request, entitlement, who, None, now)
+            .await
+    }
+
+    /// A request that needs approvers: its decision deadline, mail to the approvers the
+    /// portal knows, and the announcement job (configured addresses, reminder, escalation:
+    /// the worker holds those settings).
+    async fn ask_approvers(
+        &self,
+        tx: &mut store::Tx,
+        request: &RequestRow,
+        entitlement: &Entitlement,
+        who: &Principal,
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
+        let id = &request.access_request_id;
+        store::insert_job(
+            tx,
+            JobKind::DecisionTimeout,
+            id,
+            request.decision_due_at,
+            now,
+        )
+        .await?;
+        let mail = notify::approval_mail(
+            notify::Nudge::New,
+            request,
+            who,
+            &entitlement.name,
+            &self.public_url,
+            now,
+        );
+        for approver in notify::approvers_of(tx, &entitlement.policy, who).await? {
+            notify::queue(tx, &approver.email, &mail, now).await?;
+        }
+        store::insert_job(tx, JobKind::AnnounceRequest, id, now, now).await?;
+        Ok(())
     }
 
     pub(super) async fn my_access(&self, who: &Principal) -> Result<MyAccess, AppError> {
@@ -310,5 +318,22 @@ impl PortalService {
         }
         .await;
         result.or_internal()
+    }
+}
+
+/// An audit event about a request, on behalf of its requester.
+fn request_event<'a>(
+    who: &'a Principal,
+    request: &'a RequestRow,
+    action: &'a str,
+    detail: String,
+) -> Event<'a> {
+    Event {
+        action,
+        person_id: Some(&who.user_id),
+        subject_kind: "request",
+        subject_id: &request.access_request_id,
+        entitlement_id: Some(&request.entitlement_id),
+        detail,
     }
 }

@@ -318,7 +318,7 @@ pub async fn job_stats(
     now: Timestamp,
     grace: Duration,
 ) -> Result<JobStats> {
-    let cutoff = Timestamp(now.millis() - grace.as_millis() as i64);
+    let cutoff = now.minus(grace);
     let row = sqlx::query(
         "SELECT COUNT(*) AS queued,
                 COALESCE(SUM(CASE WHEN run_at < $1 THEN 1 ELSE 0 END), 0) AS overdue,

@@ -71,11 +71,7 @@ impl Worker {
         let entitlement = store::get_entitlement(&mut tx, &request.entitlement_id)
             .await?
             .context("request without entitlement")?;
-        if !entitlement.policy.is_eligible(&requester) {
-            let reason = format!(
-                "{} is no longer eligible for {} (their groups changed since the request)",
-                requester.display_name, entitlement.name
-            );
+        if let Some(reason) = entitlement.no_longer_eligible(&requester) {
             self.settle(
                 &mut tx,
                 &grant,
