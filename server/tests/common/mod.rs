@@ -4,9 +4,12 @@
 //!
 //! PostgreSQL tests need `POSTGRES_TEST_URL` (an admin URL such as
 //! `postgres://postgres@127.0.0.1:55433/postgres`); each test creates its own database.
+//! Without it they are skipped, saying so once on stderr, so that a plain `cargo test` runs
+//! the SQLite half; under CI (`CI` set) they fail instead, so CI never skips them.
 
 #![allow(dead_code)]
 
+pub mod moto;
 pub mod peers;
 pub mod web;
 
@@ -51,7 +54,8 @@ pub enum Backend {
     Postgres,
 }
 
-/// Runs each named `async fn name(Backend)` on both backends.
+/// Runs each named `async fn name(Backend)` on both backends; the PostgreSQL run returns
+/// at once without `POSTGRES_TEST_URL` (see [`postgres_or_skip`]).
 #[macro_export]
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
@@ -67,6 +71,9 @@ macro_rules! both {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
+                    if !super::common::postgres_or_skip() {
+                        return;
+                    }
                     super::$name(super::common::Backend::Postgres).await
                 }
             )*
@@ -162,16 +169,48 @@ pub fn entitlement(id: &str, account: &str, permission_set: &str, policy: Policy
     }
 }
 
-fn postgres_admin_url() -> String {
-    match std::env::var(ENV_VAR) {
-        Ok(url) if !url.trim().is_empty() => url,
-        _ => panic!(
-            "PostgreSQL tests need a server: set {ENV_VAR} to an admin URL, e.g. \
-             `{ENV_VAR}=$(.ci/postgres start /tmp/pg-tests 55433)` \
-             (gives postgres://postgres@127.0.0.1:55433/postgres). \
-             These tests are never skipped."
-        ),
+/// `POSTGRES_TEST_URL`, unless unset or blank.
+fn postgres_test_url() -> Option<String> {
+    std::env::var(ENV_VAR)
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+}
+
+/// Whether a PostgreSQL test can run. Without `POSTGRES_TEST_URL` it is skipped, and the
+/// first one skipped in this test binary says so on stderr (written past libtest's capture,
+/// so that the line shows); under CI (`CI` set, to anything) it panics instead.
+pub fn postgres_or_skip() -> bool {
+    if postgres_test_url().is_some() {
+        return true;
     }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "{}; CI is set, so they fail instead of being skipped",
+            postgres_missing()
+        );
+    }
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: PostgreSQL tests need {ENV_VAR}; run .ci/test, or set \
+             {ENV_VAR}=$(.ci/postgres start /tmp/pg-tests 55433)"
+        );
+    });
+    false
+}
+
+fn postgres_missing() -> String {
+    format!(
+        "PostgreSQL tests need a server: set {ENV_VAR} to an admin URL, e.g. \
+         `{ENV_VAR}=$(.ci/postgres start /tmp/pg-tests 55433)` \
+         (gives postgres://postgres@127.0.0.1:55433/postgres)"
+    )
+}
+
+fn postgres_admin_url() -> String {
+    postgres_test_url().unwrap_or_else(|| panic!("{}", postgres_missing()))
 }
 
 /// The admin URL with its database name replaced.

@@ -1,0 +1,401 @@
+//! The IAM Identity Center provisioner against moto (`common::moto`): alone, call by call,
+//! with AWS's faults, and under the worker, which grants and revokes through it.
+//! Every test checks AWS's final state through moto's own API, not the provisioner's.
+
+mod common;
+
+use common::moto::{alice_asks, in_moto, moto_for};
+use common::moto::{aws_config, world, world_on, Moto};
+use common::{person, Backend, TestEnv};
+use portcullis::provisioner::sso_admin::{Budget, SsoAdminProvisioner};
+use portcullis::provisioner::{DeleteStart, OperationStatus, ProvisionError, Provisioner};
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test]
+async fn grants_and_revokes_an_account_assignment() {
+    let w = world().await;
+    let a = w.alice();
+    let user = w.provisioner.user_id("alice@example.com").await.unwrap();
+    assert!(!w.provisioner.assignment_exists(&a).await.unwrap());
+
+    let op = w.create().await;
+    assert_eq!(
+        w.provisioner.creation_status(&op).await.unwrap(),
+        OperationStatus::Succeeded
+    );
+    assert_eq!(w.assigned().await, vec![user], "moto holds it");
+    assert!(w.provisioner.assignment_exists(&a).await.unwrap());
+
+    let DeleteStart::Started(op) = w.provisioner.start_delete(&a).await.unwrap() else {
+        panic!("there was an assignment to delete");
+    };
+    assert_eq!(
+        w.provisioner.deletion_status(&op).await.unwrap(),
+        OperationStatus::Succeeded
+    );
+    assert!(w.assigned().await.is_empty(), "moto no longer holds it");
+    // Removed already (by the portal, or by hand in the console): nothing to do.
+    assert_eq!(
+        w.provisioner.start_delete(&a).await.unwrap(),
+        DeleteStart::AlreadyGone
+    );
+}
+
+#[tokio::test]
+async fn a_user_unknown_to_identity_store_gets_a_clear_permanent_error() {
+    let w = world().await;
+    let mut a = w.alice();
+    a.user_name = "mallory@example.com".into();
+    match w.provisioner.start_create(&a).await {
+        Err(ProvisionError::Permanent(m)) => {
+            assert!(m.contains("mallory@example.com is not a user"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(w.assigned().await.is_empty());
+}
+
+#[tokio::test]
+async fn throttling_conflicts_5xx_and_timeouts_are_transient_one_call_each() {
+    let w = world().await;
+    w.provisioner.user_id("alice@example.com").await.unwrap();
+    for (fault, expect_transient) in [
+        (json!({"code": "ThrottlingException", "status": 400}), true),
+        (json!({"code": "ConflictException", "status": 400}), true),
+        (
+            json!({"code": "InternalServerException", "status": 500}),
+            true,
+        ),
+        (json!({"code": "ServiceUnavailable", "status": 503}), true),
+        (
+            json!({"code": "AccessDeniedException", "status": 400}),
+            false,
+        ),
+        (json!({"code": "ValidationException", "status": 400}), false),
+    ] {
+        let before = w.moto.calls("CreateAccountAssignment").await;
+        let mut rule = fault.clone();
+        rule["operation"] = json!("CreateAccountAssignment");
+        w.moto.fault("arm", rule).await;
+        let err = w.provisioner.start_create(&w.alice()).await.unwrap_err();
+        assert_eq!(
+            matches!(err, ProvisionError::Transient(_)),
+            expect_transient,
+            "{fault}: {err}"
+        );
+        assert!(
+            err.to_string().contains(fault["code"].as_str().unwrap()),
+            "{err}"
+        );
+        assert_eq!(
+            w.moto.calls("CreateAccountAssignment").await,
+            before + 1,
+            "{fault}: one call; retries are the worker's"
+        );
+        assert!(w.assigned().await.is_empty(), "{fault}: nothing created");
+    }
+    // Slower than the call timeout: transient too.
+    w.moto
+        .fault(
+            "arm",
+            json!({"operation": "CreateAccountAssignment", "delay_ms": 3000}),
+        )
+        .await;
+    let err = w.provisioner.start_create(&w.alice()).await.unwrap_err();
+    assert!(matches!(err, ProvisionError::Transient(_)), "{err}");
+
+    // The faults are spent: the next call works.
+    tokio::time::sleep(Duration::from_millis(1500)).await; // the delayed call lands in moto
+    let op = w.create().await;
+    assert_eq!(
+        w.provisioner.creation_status(&op).await.unwrap(),
+        OperationStatus::Succeeded
+    );
+}
+
+#[tokio::test]
+async fn in_progress_until_aws_settles_and_failed_with_the_reason() {
+    let w = world().await;
+    w.moto
+        .fault(
+            "in_progress",
+            json!({"operation": "DescribeAccountAssignmentCreationStatus", "count": 2}),
+        )
+        .await;
+    let op = w.create().await;
+    for _ in 0..2 {
+        assert_eq!(
+            w.provisioner.creation_status(&op).await.unwrap(),
+            OperationStatus::InProgress
+        );
+    }
+    assert_eq!(
+        w.provisioner.creation_status(&op).await.unwrap(),
+        OperationStatus::Succeeded
+    );
+
+    // A deletion that fails, with AWS's reason; the assignment stays.
+    w.moto
+        .fault(
+            "fail",
+            json!({"operation": "DescribeAccountAssignmentDeletionStatus", "count": 1,
+                   "reason": "Assignment is locked by a pending operation"}),
+        )
+        .await;
+    let DeleteStart::Started(op) = w.provisioner.start_delete(&w.alice()).await.unwrap() else {
+        panic!("there was an assignment");
+    };
+    assert_eq!(
+        w.provisioner.deletion_status(&op).await.unwrap(),
+        OperationStatus::Failed("Assignment is locked by a pending operation".into())
+    );
+    assert_eq!(w.assigned().await.len(), 1, "still assigned in moto");
+}
+
+#[tokio::test]
+async fn a_creation_that_fails_leaves_nothing_behind() {
+    let w = world().await;
+    w.moto
+        .fault(
+            "fail",
+            json!({"operation": "DescribeAccountAssignmentCreationStatus", "count": 1,
+                   "reason": "Quota exceeded for roles in account 111111111111"}),
+        )
+        .await;
+    let op = w.create().await;
+    match w.provisioner.creation_status(&op).await.unwrap() {
+        OperationStatus::Failed(reason) => assert!(reason.contains("Quota exceeded"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(w.assigned().await.is_empty());
+    assert!(!w.provisioner.assignment_exists(&w.alice()).await.unwrap());
+}
+
+/// No more than `aws.max_outstanding_creations` creations in flight: the next one is a
+/// transient refusal (the worker tries again later) until one settles.
+#[tokio::test]
+async fn outstanding_creations_are_capped() {
+    let moto = Moto::start().await;
+    let mut w = world_on(moto).await;
+    let mut config = aws_config(&w.moto);
+    config.max_outstanding_creations = 2;
+    w.provisioner = SsoAdminProvisioner::connect(&config).await.unwrap();
+    w.moto
+        .fault(
+            "in_progress",
+            json!({"operation": "DescribeAccountAssignmentCreationStatus", "count": 1}),
+        )
+        .await;
+    let mut a = w.alice();
+    let first = w.provisioner.start_create(&a).await.unwrap();
+    a.account_id = "222222222222".into();
+    let _second = w.provisioner.start_create(&a).await.unwrap();
+    a.account_id = "333333333333".into();
+    let before = w.moto.calls("CreateAccountAssignment").await;
+    let err = w.provisioner.start_create(&a).await.unwrap_err();
+    assert!(matches!(err, ProvisionError::Transient(_)), "{err}");
+    assert!(err.to_string().contains("in flight"), "{err}");
+    assert_eq!(
+        w.moto.calls("CreateAccountAssignment").await,
+        before,
+        "not sent to AWS"
+    );
+    // Still in progress: still counted.
+    assert_eq!(
+        w.provisioner.creation_status(&first).await.unwrap(),
+        OperationStatus::InProgress
+    );
+    assert!(w.provisioner.start_create(&a).await.is_err());
+    // Settled: a slot is free.
+    assert_eq!(
+        w.provisioner.creation_status(&first).await.unwrap(),
+        OperationStatus::Succeeded
+    );
+    w.provisioner.start_create(&a).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_user_lookup_is_cached() {
+    let w = world().await;
+    let before = w.moto.calls("GetUserId").await;
+    for _ in 0..3 {
+        w.provisioner.user_id("alice@example.com").await.unwrap();
+    }
+    assert_eq!(w.moto.calls("GetUserId").await, before + 1);
+}
+
+/// Never faster than the budget: 21 calls at 10 a second need at least 2 s (the first
+/// goes at once). A lower bound only; how close to it is the benchmark's business.
+#[tokio::test]
+async fn the_budget_is_never_exceeded() {
+    let budget = Budget::per_second(10);
+    let start = tokio::time::Instant::now();
+    for _ in 0..21 {
+        budget.take().await;
+    }
+    let elapsed = start.elapsed();
+    assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}");
+}
+
+// ------------------------------------------------------------ with the worker
+
+/// The worker grants through IAM Identity Center and revokes at the end, by itself.
+async fn the_worker_grants_and_revokes_in_aws(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let (moto, provisioner, sso) = moto_for().await;
+    let (g, w) = alice_asks(&env, &provisioner).await;
+    env.settle(&w).await;
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "active"
+    );
+    assert_eq!(in_moto(&sso, &provisioner, &g).await, 1);
+
+    env.set_time(g.ends_at.millis());
+    env.settle(&w).await;
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "revoked"
+    );
+    assert_eq!(in_moto(&sso, &provisioner, &g).await, 0, "revoked in AWS");
+    assert_eq!(moto.calls("CreateAccountAssignment").await, 1);
+    assert_eq!(moto.calls("DeleteAccountAssignment").await, 1);
+}
+
+/// A worker that stops between CreateAccountAssignment and its status: the next worker
+/// polls the same request id, and AWS holds one assignment.
+async fn a_restarted_worker_resumes_polling_the_same_request(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let (moto, provisioner, sso) = moto_for().await;
+    moto.fault(
+        "in_progress",
+        json!({"operation": "DescribeAccountAssignmentCreationStatus", "count": 1}),
+    )
+    .await;
+    let rid = env.ask(&person("alice"), "sandbox-admin", "1h").await;
+    let g = env.only_grant(&rid).await;
+    {
+        let first = env.worker_with(provisioner.clone(), common::settings());
+        first.drain().await.unwrap();
+        assert_eq!(
+            env.grant(&g.access_grant_id).await.status.as_str(),
+            "provisioning"
+        );
+    } // gone
+    let second = env.worker_with(provisioner.clone(), common::settings());
+    env.settle(&second).await;
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "active"
+    );
+    assert_eq!(
+        moto.calls("CreateAccountAssignment").await,
+        1,
+        "no second creation"
+    );
+    assert_eq!(in_moto(&sso, &provisioner, &g).await, 1, "one assignment");
+    let ids: std::collections::HashSet<String> = moto
+        .log("DescribeAccountAssignmentCreationStatus")
+        .await
+        .iter()
+        .filter_map(|e| {
+            e["request"]["AccountAssignmentCreationRequestId"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect();
+    assert_eq!(
+        ids.len(),
+        1,
+        "every poll asked about the same request: {ids:?}"
+    );
+}
+
+/// AWS refuses the creation with a reason: the grant fails, the requester is told and
+/// admins are alerted with AWS's words.
+async fn a_failed_creation_fails_the_grant_with_the_reason(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let (moto, provisioner, sso) = moto_for().await;
+    moto.fault(
+        "fail",
+        json!({"operation": "DescribeAccountAssignmentCreationStatus", "count": 1,
+               "reason": "Quota exceeded for roles in account 111111111111"}),
+    )
+    .await;
+    let (g, w) = alice_asks(&env, &provisioner).await;
+    env.settle(&w).await;
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "failed"
+    );
+    assert_eq!(in_moto(&sso, &provisioner, &g).await, 0);
+    let alerts = env.all_alerts().await;
+    assert!(
+        alerts
+            .iter()
+            .any(|a| format!("{a:?}").contains("Quota exceeded")),
+        "{alerts:?}"
+    );
+}
+
+/// Throttled twice, then fine: the worker retries and the grant becomes active.
+async fn throttling_is_retried_by_the_worker(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let (moto, provisioner, sso) = moto_for().await;
+    moto.fault(
+        "arm",
+        json!({"operation": "CreateAccountAssignment", "count": 2, "code": "ThrottlingException", "status": 400}),
+    )
+    .await;
+    let (g, w) = alice_asks(&env, &provisioner).await;
+    env.settle(&w).await;
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "active"
+    );
+    assert_eq!(moto.calls("CreateAccountAssignment").await, 3);
+    assert_eq!(in_moto(&sso, &provisioner, &g).await, 1);
+}
+
+/// Someone IAM Identity Center does not know hears it when asking, and nothing is stored.
+async fn an_unknown_user_is_told_at_request_time(b: Backend) {
+    use app::ssr::Portal as _;
+    let env = TestEnv::new(b).await;
+    let (_moto, provisioner, _sso) = moto_for().await;
+    let portal = portcullis::portal::PortalService {
+        store: env.store.clone(),
+        clock: env.clock.clone(),
+        provisioner,
+        wake: env.wake.clone(),
+        upkeep_wake: Default::default(),
+        min_duration: Duration::from_secs(60),
+        public_url: common::PUBLIC_URL.into(),
+    };
+    let requests_before = env.count("access_request").await;
+    // Bob is in the portal but not in Identity Store.
+    let err = portal
+        .create_request(&person("bob"), "sandbox-admin", common::draft("1h"))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("bob@example.com is not a user in IAM Identity Center"),
+        "{message}"
+    );
+    assert_eq!(env.count("access_request").await, requests_before);
+    // Alice is: her request goes through.
+    portal
+        .create_request(&person("alice"), "sandbox-admin", common::draft("1h"))
+        .await
+        .unwrap();
+    assert_eq!(env.count("access_request").await, requests_before + 1);
+}
+
+both!(
+    an_unknown_user_is_told_at_request_time,
+    the_worker_grants_and_revokes_in_aws,
+    a_restarted_worker_resumes_polling_the_same_request,
+    a_failed_creation_fails_the_grant_with_the_reason,
+    throttling_is_retried_by_the_worker,
+);
