@@ -8,7 +8,7 @@ use common::moto::{alice_asks, in_moto, moto_for};
 use common::moto::{aws_config, world, world_on, Moto};
 use common::{person, Backend, TestEnv};
 use portcullis::provisioner::sso_admin::{Budget, SsoAdminProvisioner};
-use portcullis::provisioner::{DeleteStart, OperationStatus, ProvisionError, Provisioner};
+use portcullis::provisioner::{Assignments, DeleteStart, OperationStatus, ProvisionError};
 use serde_json::json;
 use std::time::Duration;
 

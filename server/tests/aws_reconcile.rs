@@ -8,7 +8,7 @@ use common::moto::{
     alice_asks, alice_in_aws, by_hand, in_moto, in_moto_principals, moto_for, sdk_for,
 };
 use common::{person, Backend, TestEnv};
-use portcullis::provisioner::Provisioner;
+use portcullis::provisioner::Inventory;
 use portcullis::store::AlertKind;
 use serde_json::json;
 use std::time::Duration;

@@ -119,14 +119,25 @@ pub enum ProvisionError {
     Permanent(String),
 }
 
+/// Granting and revoking one assignment, the way SSO Admin does it: start an operation,
+/// then poll its status until it settles. The worker's edge.
 #[async_trait]
-pub trait Provisioner: Send + Sync + 'static {
+pub trait Assignments: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     async fn assignment_exists(&self, a: &Assignment) -> Result<bool, ProvisionError>;
     async fn start_create(&self, a: &Assignment) -> Result<String, ProvisionError>;
     async fn creation_status(&self, request_id: &str) -> Result<OperationStatus, ProvisionError>;
     async fn start_delete(&self, a: &Assignment) -> Result<DeleteStart, ProvisionError>;
     async fn deletion_status(&self, request_id: &str) -> Result<OperationStatus, ProvisionError>;
+    /// A transient error when as many creations are in flight as allowed.
+    fn creation_slot_free(&self) -> Result<(), ProvisionError> {
+        Ok(())
+    }
+}
+
+/// What AWS holds, whoever made it: the edge of reconciliation and of the AWS page.
+#[async_trait]
+pub trait Inventory: Send + Sync + 'static {
     /// The assignments (users and groups) AWS holds for these (account, permission set)
     /// pairs: the ones the portal manages, never the whole organization.
     async fn list_assignments(
@@ -141,22 +152,34 @@ pub trait Provisioner: Send + Sync + 'static {
         account_id: &str,
         permission_set_arn: &str,
     ) -> Result<Vec<LiveAssignment>, ProvisionError>;
-    /// Starts deleting an assignment found by [`Provisioner::assignments_at`]; poll it with
-    /// [`Provisioner::deletion_status`].
+    /// Starts deleting an assignment found by [`Inventory::assignments_at`]; poll it with
+    /// [`Assignments::deletion_status`].
     async fn start_delete_live(&self, a: &LiveAssignment) -> Result<String, ProvisionError>;
+}
+
+/// Reading the organization and the permission sets: the edge of catalog sync.
+#[async_trait]
+pub trait CatalogSource: Send + Sync + 'static {
     /// Reads the organization and the permission sets, updating `progress` as it goes.
     /// `None`: this provisioner has no catalog of its own (demo mode's is seeded).
     async fn read_catalog(&self, _progress: &Progress) -> Result<Option<Catalog>, ProvisionError> {
         Ok(None)
     }
+}
+
+/// Who AWS knows: the edge of making a request.
+#[async_trait]
+pub trait Principals: Send + Sync + 'static {
     /// Whether access can be granted to the person AWS knows as `user_name` at all:
     /// asked when they make a request, so that an unknown user hears it then, not
     /// through a failed grant later.
     async fn check_principal(&self, _user_name: &str) -> Result<(), ProvisionError> {
         Ok(())
     }
-    /// A transient error when as many creations are in flight as allowed.
-    fn creation_slot_free(&self) -> Result<(), ProvisionError> {
-        Ok(())
-    }
 }
+
+/// The whole edge, as the wiring holds it (one value for IAM Identity Center or the
+/// simulated organization). Each consumer takes only the narrow trait it needs.
+pub trait Provisioner: Assignments + Inventory + CatalogSource + Principals {}
+
+impl<T: Assignments + Inventory + CatalogSource + Principals> Provisioner for T {}

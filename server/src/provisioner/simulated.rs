@@ -2,8 +2,8 @@
 //! with the same asynchronous shape as SSO Admin (operations settle after a delay).
 
 use super::{
-    Assignment, AssignmentRecord, DeleteStart, LiveAssignment, OperationStatus, ProvisionError,
-    Provisioner,
+    Assignment, AssignmentRecord, Assignments, CatalogSource, DeleteStart, Inventory,
+    LiveAssignment, OperationStatus, Principals, ProvisionError,
 };
 use crate::clock::Clock;
 use crate::store::{new_id, Store};
@@ -136,7 +136,7 @@ fn transient(e: impl ToString) -> ProvisionError {
 }
 
 #[async_trait]
-impl Provisioner for SimulatedProvisioner {
+impl Assignments for SimulatedProvisioner {
     fn name(&self) -> &'static str {
         "simulated"
     }
@@ -173,7 +173,10 @@ impl Provisioner for SimulatedProvisioner {
     async fn deletion_status(&self, request_id: &str) -> Result<OperationStatus, ProvisionError> {
         self.status("delete", request_id).await
     }
+}
 
+#[async_trait]
+impl Inventory for SimulatedProvisioner {
     async fn list_assignments(
         &self,
         pairs: &BTreeSet<(String, String)>,
@@ -243,6 +246,12 @@ impl Provisioner for SimulatedProvisioner {
         .await
     }
 }
+
+#[async_trait]
+impl CatalogSource for SimulatedProvisioner {}
+
+#[async_trait]
+impl Principals for SimulatedProvisioner {}
 
 impl SimulatedProvisioner {
     /// Puts an assignment in place at once, as someone working in the AWS console would

@@ -7,7 +7,7 @@
 
 use crate::audit;
 use crate::clock::Clock;
-use crate::provisioner::{Catalog, Progress, Provisioner};
+use crate::provisioner::{Catalog, CatalogSource, Progress};
 use crate::store::{self, AccountRow, JobKind, OrgUnitRow, PermissionSetRow, Store};
 use anyhow::Result;
 use app::domain::Timestamp;
@@ -18,7 +18,7 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 /// Runs one catalog sync. A failure is recorded on the run, audited, and returned (the
 /// worker retries with backoff).
-pub async fn sync(store: &Store, provisioner: &dyn Provisioner, clock: &dyn Clock) -> Result<()> {
+pub async fn sync(store: &Store, provisioner: &dyn CatalogSource, clock: &dyn Clock) -> Result<()> {
     let run = {
         let mut conn = store.conn().await?;
         store::start_run(&mut conn, JobKind::SyncCatalog, clock.now()).await?

@@ -26,7 +26,8 @@ use portcullis::mailer::{MailError, Mailer, OutboxOnly};
 use portcullis::portal::PortalService;
 use portcullis::provisioner::simulated::SimulatedProvisioner;
 use portcullis::provisioner::{
-    Assignment, AssignmentRecord, DeleteStart, OperationStatus, ProvisionError, Provisioner,
+    Assignment, AssignmentRecord, Assignments, CatalogSource, DeleteStart, Inventory,
+    OperationStatus, Principals, ProvisionError, Provisioner,
 };
 use portcullis::seed;
 use portcullis::store::{self, AuditQuery, AuditRow, DatabaseUrl, GrantRow, JobRow, Store};
@@ -755,7 +756,7 @@ impl Flaky {
 }
 
 #[async_trait]
-impl Provisioner for Flaky {
+impl Assignments for Flaky {
     fn name(&self) -> &'static str {
         "flaky-simulated"
     }
@@ -799,7 +800,10 @@ impl Provisioner for Flaky {
         }
         self.inner.deletion_status(request_id).await
     }
+}
 
+#[async_trait]
+impl Inventory for Flaky {
     async fn list_assignments(
         &self,
         pairs: &std::collections::BTreeSet<(String, String)>,
@@ -828,6 +832,12 @@ impl Provisioner for Flaky {
         self.inner.start_delete_live(a).await
     }
 }
+
+#[async_trait]
+impl CatalogSource for Flaky {}
+
+#[async_trait]
+impl Principals for Flaky {}
 
 /// A mailer whose SMTP server is down.
 pub struct BrokenMailer;

@@ -8,7 +8,7 @@ use super::{person, TestEnv};
 use aws_sdk_ssoadmin::types::PrincipalType;
 use portcullis::config::{AwsConfig, ProvisionerKind};
 use portcullis::provisioner::sso_admin::SsoAdminProvisioner;
-use portcullis::provisioner::{Assignment, Provisioner};
+use portcullis::provisioner::{Assignment, Assignments};
 use portcullis::store::{DatabaseUrl, Store};
 use serde_json::Value;
 use std::path::PathBuf;

@@ -14,8 +14,9 @@ pub use catalog::iso8601_secs;
 use catalog::{all_pages, set_phase};
 
 use super::{
-    Assignment, AssignmentRecord, Catalog, CatalogAccount, CatalogPermissionSet, DeleteStart,
-    LiveAssignment, OperationStatus, OrgUnit, Progress, ProvisionError, Provisioner,
+    Assignment, AssignmentRecord, Assignments, Catalog, CatalogAccount, CatalogPermissionSet,
+    CatalogSource, DeleteStart, Inventory, LiveAssignment, OperationStatus, OrgUnit, Principals,
+    Progress, ProvisionError,
 };
 use crate::config::AwsConfig;
 use async_trait::async_trait;
@@ -222,18 +223,9 @@ impl SsoAdminProvisioner {
 }
 
 #[async_trait]
-impl Provisioner for SsoAdminProvisioner {
+impl Assignments for SsoAdminProvisioner {
     fn name(&self) -> &'static str {
         "iam-identity-center"
-    }
-
-    fn creation_slot_free(&self) -> Result<(), ProvisionError> {
-        let mut creations = self.creations.lock().expect("creations lock");
-        Self::full(&mut creations, self.max_creations)
-    }
-
-    async fn check_principal(&self, user_name: &str) -> Result<(), ProvisionError> {
-        self.user_id(user_name).await.map(|_| ())
     }
 
     /// Asks about this user in this account only (ListAccountAssignmentsForPrincipal):
@@ -364,44 +356,14 @@ impl Provisioner for SsoAdminProvisioner {
         status(out.account_assignment_deletion_status())
     }
 
-    async fn principal_of(&self, a: &Assignment) -> Result<String, ProvisionError> {
-        self.user_id(&a.user_name).await
+    fn creation_slot_free(&self) -> Result<(), ProvisionError> {
+        let mut creations = self.creations.lock().expect("creations lock");
+        Self::full(&mut creations, self.max_creations)
     }
+}
 
-    async fn assignments_at(
-        &self,
-        account_id: &str,
-        permission_set_arn: &str,
-    ) -> Result<Vec<LiveAssignment>, ProvisionError> {
-        self.live_at(account_id, permission_set_arn).await
-    }
-
-    async fn start_delete_live(&self, a: &LiveAssignment) -> Result<String, ProvisionError> {
-        let principal_type = PrincipalType::from(a.principal_type.as_str());
-        self.budget.take().await;
-        let out = self
-            .sso
-            .delete_account_assignment()
-            .instance_arn(&self.instance_arn)
-            .target_id(&a.account_id)
-            .target_type(TargetType::AwsAccount)
-            .permission_set_arn(&a.permission_set_arn)
-            .principal_type(principal_type)
-            .principal_id(&a.principal_id)
-            .send()
-            .await
-            .map_err(|e| classify("DeleteAccountAssignment", e))?;
-        request_id(out.account_assignment_deletion_status())
-    }
-
-    async fn read_catalog(&self, progress: &Progress) -> Result<Option<Catalog>, ProvisionError> {
-        let mut catalog = Catalog::default();
-        self.read_organization(&mut catalog, progress).await?;
-        self.read_permission_sets(&mut catalog, progress).await?;
-        set_phase(progress, "read");
-        Ok(Some(catalog))
-    }
-
+#[async_trait]
+impl Inventory for SsoAdminProvisioner {
     /// The assignments (users and groups) of the account and permission set pairs the
     /// portal manages (entitlement targets, live grants): not the whole organization.
     async fn list_assignments(
@@ -434,6 +396,54 @@ impl Provisioner for SsoAdminProvisioner {
             }
         }
         Ok(out)
+    }
+
+    async fn principal_of(&self, a: &Assignment) -> Result<String, ProvisionError> {
+        self.user_id(&a.user_name).await
+    }
+
+    async fn assignments_at(
+        &self,
+        account_id: &str,
+        permission_set_arn: &str,
+    ) -> Result<Vec<LiveAssignment>, ProvisionError> {
+        self.live_at(account_id, permission_set_arn).await
+    }
+
+    async fn start_delete_live(&self, a: &LiveAssignment) -> Result<String, ProvisionError> {
+        let principal_type = PrincipalType::from(a.principal_type.as_str());
+        self.budget.take().await;
+        let out = self
+            .sso
+            .delete_account_assignment()
+            .instance_arn(&self.instance_arn)
+            .target_id(&a.account_id)
+            .target_type(TargetType::AwsAccount)
+            .permission_set_arn(&a.permission_set_arn)
+            .principal_type(principal_type)
+            .principal_id(&a.principal_id)
+            .send()
+            .await
+            .map_err(|e| classify("DeleteAccountAssignment", e))?;
+        request_id(out.account_assignment_deletion_status())
+    }
+}
+
+#[async_trait]
+impl CatalogSource for SsoAdminProvisioner {
+    async fn read_catalog(&self, progress: &Progress) -> Result<Option<Catalog>, ProvisionError> {
+        let mut catalog = Catalog::default();
+        self.read_organization(&mut catalog, progress).await?;
+        self.read_permission_sets(&mut catalog, progress).await?;
+        set_phase(progress, "read");
+        Ok(Some(catalog))
+    }
+}
+
+#[async_trait]
+impl Principals for SsoAdminProvisioner {
+    async fn check_principal(&self, user_name: &str) -> Result<(), ProvisionError> {
+        self.user_id(user_name).await.map(|_| ())
     }
 }
 
