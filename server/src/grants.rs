@@ -69,6 +69,7 @@ pub async fn schedule_grants(
             operation_started_at: None,
             failure_reason: None,
             ended_by: None,
+            aws_principal_id: None,
         };
         store::insert_grant(conn, &g, now).await?;
         store::insert_job(conn, JobKind::Provision, &g.access_grant_id, starts_at, now).await?;

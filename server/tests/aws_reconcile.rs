@@ -70,8 +70,9 @@ async fn overlapping_grants_share_one_assignment_in_aws(b: Backend) {
     assert_eq!(moto.calls("DeleteAccountAssignment").await, 1);
 }
 
-/// Someone removed the assignment in the console: the revocation finds nothing to
-/// delete, says so, and calls no delete.
+/// Someone removed the assignment in the console: the revocation deletes straight away
+/// (no existence check first), AWS answers that there is nothing to delete, and the grant
+/// is revoked saying so: one call, no listing, no status poll.
 async fn revoking_an_assignment_already_removed_by_hand(b: Backend) {
     let env = TestEnv::new(b).await;
     let (moto, provisioner, sso) = moto_for().await;
@@ -79,16 +80,33 @@ async fn revoking_an_assignment_already_removed_by_hand(b: Backend) {
     env.settle(&w).await;
     let alice = alice_in_aws(&provisioner).await;
     by_hand(&sso, &provisioner, &g, &alice, false).await;
+    let listings = moto.calls("ListAccountAssignmentsForPrincipal").await;
     env.set_time(g.ends_at.millis());
     env.settle(&w).await;
     assert_eq!(
         env.grant(&g.access_grant_id).await.status.as_str(),
         "revoked"
     );
+    let deletes: Vec<u64> = moto
+        .log("DeleteAccountAssignment")
+        .await
+        .iter()
+        .map(|e| e["status"].as_u64().unwrap_or(0))
+        .collect();
     assert_eq!(
-        moto.calls("DeleteAccountAssignment").await,
-        1,
-        "only the hand's"
+        deletes,
+        [200, 400],
+        "the hand's, then ours answered not found"
+    );
+    assert_eq!(
+        moto.calls("ListAccountAssignmentsForPrincipal").await,
+        listings,
+        "no existence check before the delete"
+    );
+    assert_eq!(
+        moto.calls("DescribeAccountAssignmentDeletionStatus").await,
+        0,
+        "nothing to poll"
     );
     let revoked = env.audit_with("grant.revoked").await;
     assert!(

@@ -152,14 +152,12 @@ async fn asking_for_a_run_while_one_runs_is_not_lost(b: Backend) {
         store::schedule_singleton(&mut conn, JobKind::Reconcile, asked, asked)
             .await
             .unwrap();
-        store::reschedule_job_after(
-            &mut conn,
-            &job.job_id,
-            job.run_at,
-            asked.plus(Duration::from_secs(600)),
-        )
-        .await
-        .unwrap();
+        assert!(
+            store::job_again(&mut conn, &job, asked.plus(Duration::from_secs(600)))
+                .await
+                .unwrap(),
+            "still this worker's job"
+        );
     }
     let after = env.job("reconcile", "reconcile").await.unwrap();
     assert_eq!(after.run_at.millis(), asked.millis(), "runs again now");
@@ -171,9 +169,7 @@ async fn asking_for_a_run_while_one_runs_is_not_lost(b: Backend) {
     let next = asked.plus(Duration::from_secs(600));
     {
         let mut conn = env.conn().await;
-        store::reschedule_job_after(&mut conn, &job.job_id, job.run_at, next)
-            .await
-            .unwrap();
+        assert!(store::job_again(&mut conn, &job, next).await.unwrap());
     }
     assert_eq!(
         env.job("reconcile", "reconcile").await.unwrap().run_at,

@@ -289,6 +289,7 @@ impl PortalService {
                 store::update_grant(
                     &mut tx,
                     &g.access_grant_id,
+                    GrantStatus::Scheduled,
                     store::GrantUpdate::settled(next),
                     now,
                 )

@@ -17,6 +17,10 @@ pub struct Assignment {
     pub user_id: String,
     /// The attribute Identity Store knows the user by (the email by default).
     pub user_name: String,
+    /// The provisioner's own id for the user (the Identity Store user id), once known: kept
+    /// on the grant when provisioning starts, so the assignment is revoked for exactly
+    /// that principal, whatever the person's email has become since.
+    pub principal_id: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -15,6 +15,8 @@ pub enum AlertKind {
     ProvisioningFailed,
     /// A break-glass entitlement was used.
     BreakGlass,
+    /// The worker's sweep found a live grant without its job and put the job back.
+    JobRestored,
     /// Reconciliation: an assignment made outside the portal.
     DriftExternal,
     /// Reconciliation: an active grant whose assignment is missing in AWS.
@@ -45,6 +47,7 @@ impl AlertKind {
             Self::OperationStuck => "operation_stuck",
             Self::ProvisioningFailed => "provisioning_failed",
             Self::BreakGlass => "break_glass",
+            Self::JobRestored => "job_restored",
             Self::DriftExternal => "drift_external",
             Self::DriftMissing => "drift_missing",
             Self::DriftOrphan => "drift_orphan",
@@ -60,6 +63,7 @@ impl AlertKind {
             Self::OperationStuck,
             Self::ProvisioningFailed,
             Self::BreakGlass,
+            Self::JobRestored,
             Self::DriftExternal,
             Self::DriftMissing,
             Self::DriftOrphan,

@@ -17,11 +17,14 @@ pub struct GrantRow {
     pub operation_started_at: Option<Timestamp>,
     pub failure_reason: Option<String>,
     pub ended_by: Option<String>,
+    /// The IAM Identity Center user id the assignment is for, once provisioning started.
+    pub aws_principal_id: Option<String>,
 }
 
 pub(crate) const GRANT_COLS: &str =
     "access_grant_id, access_request_id, principal_id, account_id, permission_set_arn, \
-    starts_at, ends_at, status, operation_id, operation_started_at, failure_reason, ended_by";
+    starts_at, ends_at, status, operation_id, operation_started_at, failure_reason, ended_by, \
+    aws_principal_id";
 
 pub async fn insert_grant(conn: &mut AnyConnection, g: &GrantRow, now: Timestamp) -> Result<()> {
     sqlx::query(
@@ -98,22 +101,49 @@ impl<'a> GrantUpdate<'a> {
     }
 }
 
+/// Moves a grant on, if it is still in the status `from` the caller read (compare and set):
+/// two workers that both read a grant can never both move it. An error when it is not:
+/// the step fails, and its job runs again on what the grant is now.
 pub async fn update_grant(
     conn: &mut AnyConnection,
     id: &str,
+    from: GrantStatus,
     u: GrantUpdate<'_>,
     now: Timestamp,
 ) -> Result<()> {
-    sqlx::query(
+    let done = sqlx::query(
         "UPDATE access_grant SET status = $1, operation_id = $2, operation_started_at = $3,
              failure_reason = COALESCE($4, failure_reason), updated_at = $5
-         WHERE access_grant_id = $6",
+         WHERE access_grant_id = $6 AND status = $7",
     )
     .bind(u.status.as_str())
     .bind(u.operation_id)
     .bind(u.operation_started_at.map(Timestamp::millis))
     .bind(u.failure_reason)
     .bind(now.millis())
+    .bind(id)
+    .bind(from)
+    .execute(conn)
+    .await?;
+    anyhow::ensure!(
+        done.rows_affected() == 1,
+        "grant {id} is no longer {from}: another worker moved it on"
+    );
+    Ok(())
+}
+
+/// Records the IAM Identity Center principal a grant's assignment is made for, once,
+/// before the creation is asked for.
+pub async fn set_grant_principal(
+    conn: &mut AnyConnection,
+    id: &str,
+    aws_principal_id: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE access_grant SET aws_principal_id = $1
+         WHERE access_grant_id = $2 AND aws_principal_id IS NULL",
+    )
+    .bind(aws_principal_id)
     .bind(id)
     .execute(conn)
     .await?;

@@ -73,6 +73,8 @@ pub struct JobRow {
     pub last_error: Option<String>,
     /// 1 once admins were alerted about this job's failures.
     pub alerted: i64,
+    /// The fencing token of this claim: completions count only while it is the job's.
+    pub lease_token: i64,
 }
 
 pub async fn insert_job(
@@ -158,9 +160,9 @@ pub async fn claim_job_in(
     };
     let lease_until = now.plus(lease).millis();
     let job: Option<JobRow> = sqlx::query_as(
-        "UPDATE job SET lease_owner = $1, lease_until = $2
+        "UPDATE job SET lease_owner = $1, lease_until = $2, lease_token = lease_token + 1
          WHERE job_id = $3 AND (lease_until IS NULL OR lease_until < $4)
-         RETURNING job_id, kind, subject_id, run_at, attempts, last_error, alerted",
+         RETURNING job_id, kind, subject_id, run_at, attempts, last_error, alerted, lease_token",
     )
     .bind(worker)
     .bind(lease_until)
@@ -172,32 +174,77 @@ pub async fn claim_job_in(
     Ok(job)
 }
 
+// ---- Fenced: what a worker does with a job it claimed. Each is conditional on the lease
+// token of its claim and returns false when another worker has taken the job over since
+// (the lease lapsed): then nothing changes, and the new owner finishes the job.
+
+/// The job is done: deletes it.
+pub async fn job_done(conn: &mut AnyConnection, job: &JobRow) -> Result<bool> {
+    let done = sqlx::query("DELETE FROM job WHERE job_id = $1 AND lease_token = $2")
+        .bind(&job.job_id)
+        .bind(job.lease_token)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Runs the job again at `run_at`, releasing the lease, unless someone moved it while it
+/// ran (an admin asking for a run now): then it keeps their time. Not a failure.
+pub async fn job_again(conn: &mut AnyConnection, job: &JobRow, run_at: Timestamp) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE job SET run_at = CASE WHEN run_at <> $1 THEN run_at ELSE $2 END,
+             lease_owner = NULL, lease_until = NULL, last_error = NULL
+         WHERE job_id = $3 AND lease_token = $4",
+    )
+    .bind(job.run_at)
+    .bind(run_at)
+    .bind(&job.job_id)
+    .bind(job.lease_token)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The job failed: counts an attempt, keeps the error, runs it again at `run_at`.
+pub async fn job_failed(
+    conn: &mut AnyConnection,
+    job: &JobRow,
+    run_at: Timestamp,
+    error: &str,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE job SET run_at = $1, lease_owner = NULL, lease_until = NULL,
+             attempts = attempts + 1, last_error = $2
+         WHERE job_id = $3 AND lease_token = $4",
+    )
+    .bind(run_at)
+    .bind(error)
+    .bind(&job.job_id)
+    .bind(job.lease_token)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Extends the lease of a job still running to `until`. False: it was taken over.
+pub async fn renew_lease(conn: &mut AnyConnection, job: &JobRow, until: Timestamp) -> Result<bool> {
+    let done =
+        sqlx::query("UPDATE job SET lease_until = $1 WHERE job_id = $2 AND lease_token = $3")
+            .bind(until)
+            .bind(&job.job_id)
+            .bind(job.lease_token)
+            .execute(conn)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+// ---- Unfenced: for jobs nobody holds (tests, repairs).
+
 pub async fn delete_job(conn: &mut AnyConnection, job_id: &str) -> Result<()> {
     sqlx::query("DELETE FROM job WHERE job_id = $1")
         .bind(job_id)
         .execute(conn)
         .await?;
-    Ok(())
-}
-
-/// Runs the job again at `run_at`, releasing the lease, unless someone moved it while it
-/// ran (an admin asking for a run now): then it keeps their time.
-pub async fn reschedule_job_after(
-    conn: &mut AnyConnection,
-    job_id: &str,
-    claimed_run_at: Timestamp,
-    run_at: Timestamp,
-) -> Result<()> {
-    sqlx::query(
-        "UPDATE job SET run_at = CASE WHEN run_at <> $1 THEN run_at ELSE $2 END,
-             lease_owner = NULL, lease_until = NULL, last_error = NULL
-         WHERE job_id = $3",
-    )
-    .bind(claimed_run_at)
-    .bind(run_at.millis())
-    .bind(job_id)
-    .execute(conn)
-    .await?;
     Ok(())
 }
 
@@ -237,6 +284,37 @@ pub async fn mark_job_alerted(conn: &mut AnyConnection, job_id: &str) -> Result<
     Ok(())
 }
 
+/// Live grants without the job that must carry them on: a grant not yet active without
+/// its provisioning job, or any live grant without its revocation job (invariant 2).
+/// Neither should ever happen; the worker's sweep puts the job back and alerts.
+pub async fn grants_missing_jobs(
+    conn: &mut AnyConnection,
+) -> Result<Vec<(String, JobKind, Timestamp)>> {
+    let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+        "SELECT g.access_grant_id, 'provision', g.starts_at, g.ends_at FROM access_grant g
+         WHERE g.status IN ('scheduled', 'provisioning')
+           AND NOT EXISTS (SELECT 1 FROM job j WHERE j.subject_id = g.access_grant_id AND j.kind = 'provision')
+         UNION ALL
+         SELECT g.access_grant_id, 'deprovision', g.starts_at, g.ends_at FROM access_grant g
+         WHERE g.status IN ('scheduled', 'provisioning', 'active', 'deprovisioning')
+           AND NOT EXISTS (SELECT 1 FROM job j WHERE j.subject_id = g.access_grant_id AND j.kind = 'deprovision')",
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, kind, starts, ends)| {
+            let kind = JobKind::parse(&kind)?;
+            let at = if kind == JobKind::Provision {
+                starts
+            } else {
+                ends
+            };
+            Some((id, kind, Timestamp(at)))
+        })
+        .collect())
+}
+
 pub async fn delete_jobs_for(
     conn: &mut AnyConnection,
     subject_id: &str,
@@ -271,7 +349,7 @@ pub async fn advance_job(
 /// Jobs whose failures the admins were alerted about (and which still retry).
 pub async fn alerted_jobs(conn: &mut AnyConnection) -> Result<Vec<JobRow>> {
     Ok(sqlx::query_as(
-        "SELECT job_id, kind, subject_id, run_at, attempts, last_error, alerted FROM job
+        "SELECT job_id, kind, subject_id, run_at, attempts, last_error, alerted, lease_token FROM job
          WHERE alerted = 1",
     )
     .fetch_all(conn)
@@ -280,7 +358,7 @@ pub async fn alerted_jobs(conn: &mut AnyConnection) -> Result<Vec<JobRow>> {
 
 pub async fn jobs_for(conn: &mut AnyConnection, subject_id: &str) -> Result<Vec<JobRow>> {
     Ok(sqlx::query_as(
-        "SELECT job_id, kind, subject_id, run_at, attempts, last_error, alerted FROM job
+        "SELECT job_id, kind, subject_id, run_at, attempts, last_error, alerted, lease_token FROM job
          WHERE subject_id = $1 ORDER BY run_at",
     )
     .bind(subject_id)

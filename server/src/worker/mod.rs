@@ -20,7 +20,7 @@ use crate::config::{MailSettings, Upkeep, WorkerSettings};
 use crate::grants;
 use crate::mailer::Mailer;
 use crate::notify::{self, Nudge};
-use crate::provisioner::{Assignment, DeleteStart, OperationStatus, Provisioner};
+use crate::provisioner::{Assignment, DeleteStart, OperationStatus, ProvisionError, Provisioner};
 use crate::store::{self, AlertKind, GrantRow, GrantUpdate, JobKind, JobRow, Store};
 use anyhow::{Context, Result};
 use app::domain::{GrantEvent, GrantStatus, RequestEvent, RequestStatus, Timestamp};
@@ -29,8 +29,15 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tracing::Instrument;
 
+/// How often a worker checks that every live grant still has its jobs.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
 pub(crate) enum Outcome {
+    /// Nothing left to do: the job is deleted (if this worker still holds it).
     Done,
+    /// The step deleted its own job in its transaction (with the mail it sent).
+    Finished,
+    /// Run the job again at this time.
     Again(Timestamp),
 }
 
@@ -113,49 +120,123 @@ impl Worker {
         else {
             return Ok(false);
         };
-        let span = tracing::info_span!("job", kind = %job.kind, subject = %job.subject_id, attempts = job.attempts);
-        let outcome = self.run_job(&job, now).instrument(span).await;
+        let span = tracing::info_span!("job", kind = %job.kind, subject = %job.subject_id, attempts = job.attempts, token = job.lease_token);
+        // The step runs while its lease is renewed; if the lease was taken over meanwhile
+        // (this worker stalled past it), the step is dropped where it stands and the new
+        // owner finishes the job: every write it made so far was conditional.
+        let outcome = tokio::select! {
+            outcome = self.run_job(&job, now).instrument(span) => outcome,
+            () = self.keep_lease(&job, lease) => {
+                tracing::warn!(job = %job.job_id, "lease taken over; leaving the job to its new owner");
+                return Ok(true);
+            }
+        };
         let mut conn = self.store.conn().await?;
-        match outcome {
+        let ours = match outcome {
             Ok(Outcome::Done) => {
-                store::delete_job(&mut conn, &job.job_id).await?;
+                let ours = store::job_done(&mut conn, &job).await?;
                 // It went through in the end: the alert about its failures is over.
-                if job.alerted == 1 {
+                if ours && job.alerted == 1 {
                     let kind = AlertKind::JobFailing(job.kind);
                     store::resolve_alerts(&mut conn, kind, &job.subject_id, now).await?;
                 }
+                ours
             }
-            Ok(Outcome::Again(at)) => {
-                store::reschedule_job_after(&mut conn, &job.job_id, job.run_at, at).await?
-            }
-            Err(e) => {
-                let attempt = u32::try_from(job.attempts + 1).unwrap_or(u32::MAX);
-                let delay = self.settings.retry_delay(attempt);
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    attempt,
-                    retry_in_ms = delay.as_millis() as u64,
-                    "job failed; will retry"
-                );
-                let message = format!("{e:#}");
-                store::reschedule_job(&mut conn, &job.job_id, now.plus(delay), Some(&message))
-                    .await?;
-                if attempt >= self.settings.alert_after_failures && job.alerted == 0 {
-                    let mut tx = self.store.begin().await?;
-                    store::raise_alert(
-                        &mut tx,
-                        AlertKind::JobFailing(job.kind),
-                        &job.subject_id,
-                        &format!("{} for {} failed {attempt} times; still retrying. Last error: {message}", job.kind, job.subject_id),
-                        now,
-                    )
-                    .await?;
-                    store::mark_job_alerted(&mut tx, &job.job_id).await?;
-                    tx.commit().await?;
-                }
-            }
+            Ok(Outcome::Finished) => true,
+            Ok(Outcome::Again(at)) => store::job_again(&mut conn, &job, at).await?,
+            Err(e) => self.failed(&mut conn, &job, e, now).await?,
+        };
+        if !ours {
+            tracing::warn!(job = %job.job_id, "lease taken over before the step finished; its new owner decides");
         }
         Ok(true)
+    }
+
+    /// Renews the lease of a running job every third of its length; returns only once
+    /// the token has moved on (another worker took the job over). A database that cannot
+    /// be reached is not a lost lease: the step goes on, and its writes will tell.
+    async fn keep_lease(&self, job: &JobRow, lease: Duration) {
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            let until = self.clock.now().plus(lease);
+            let renewed = match self.store.conn().await {
+                Ok(mut conn) => store::renew_lease(&mut conn, job, until).await,
+                Err(e) => Err(e),
+            };
+            match renewed {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot renew a lease"),
+            }
+        }
+    }
+
+    /// A failed step: counted, retried after a jittered backoff, and alerted once after
+    /// `alert_after_failures`. Returns whether the job was still this worker's.
+    async fn failed(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        job: &JobRow,
+        e: anyhow::Error,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let attempt = u32::try_from(job.attempts + 1).unwrap_or(u32::MAX);
+        let delay = self.settings.retry_delay(attempt);
+        tracing::warn!(
+            error = format!("{e:#}"),
+            attempt,
+            retry_in_ms = delay.as_millis() as u64,
+            "job failed; will retry"
+        );
+        let message = format!("{e:#}");
+        if !store::job_failed(conn, job, now.plus(delay), &message).await? {
+            return Ok(false);
+        }
+        if attempt >= self.settings.alert_after_failures && job.alerted == 0 {
+            let mut tx = self.store.begin().await?;
+            store::raise_alert(
+                &mut tx,
+                AlertKind::JobFailing(job.kind),
+                &job.subject_id,
+                &format!(
+                    "{} for {} failed {attempt} times; still retrying. Last error: {message}",
+                    job.kind, job.subject_id
+                ),
+                now,
+            )
+            .await?;
+            store::mark_job_alerted(&mut tx, &job.job_id).await?;
+            tx.commit().await?;
+        }
+        Ok(true)
+    }
+
+    /// Restores the invariant "every live grant has its jobs" (invariant 2): a grant not
+    /// yet active gets its provisioning job back, a live grant its revocation job, each
+    /// with an alert, since this only happens after a bug or a hand edit of the database.
+    /// Returns how many jobs it put back. The worker runs it at start and every minute.
+    pub async fn sweep(&self) -> Result<usize> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let missing = store::grants_missing_jobs(&mut tx).await?;
+        for (grant_id, kind, at) in &missing {
+            let at = (*at).max(now);
+            store::insert_job(&mut tx, *kind, grant_id, at, now).await?;
+            store::raise_alert(
+                &mut tx,
+                AlertKind::JobRestored,
+                grant_id,
+                &format!(
+                    "live grant {grant_id} had no {kind} job; the worker put it back (due {})",
+                    at.format_utc()
+                ),
+                now,
+            )
+            .await?;
+            tracing::error!(grant = %grant_id, %kind, "live grant without its job: restored");
+        }
+        tx.commit().await?;
+        Ok(missing.len())
     }
 
     /// Runs every job that is due now (tests and benchmarks).
@@ -170,9 +251,18 @@ impl Worker {
     /// The worker loop. Errors are logged and the loop goes on; it stops when `shutdown` flips.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(worker = %self.id, provisioner = self.provisioner.name(), lane = ?self.lane, "worker started");
+        let mut swept_at: Option<std::time::Instant> = None;
         loop {
             if *shutdown.borrow() {
                 break;
+            }
+            if self.lane != store::Lane::Maintenance
+                && swept_at.is_none_or(|t| t.elapsed() >= SWEEP_EVERY)
+            {
+                if let Err(e) = self.sweep().await {
+                    tracing::warn!(error = format!("{e:#}"), "sweep failed");
+                }
+                swept_at = Some(std::time::Instant::now());
             }
             match self.step().await {
                 Ok(true) => continue,

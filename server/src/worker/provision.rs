@@ -14,6 +14,7 @@ impl Worker {
             permission_set_arn: g.permission_set_arn.clone(),
             user_id: g.principal_id.clone(),
             user_name: user.email,
+            principal_id: g.aws_principal_id.clone(),
         })
     }
 
@@ -41,7 +42,7 @@ impl Worker {
         let id = grant.access_grant_id.clone();
         let mut tx = self.store.begin().await?;
         store::lock_assignment(&mut tx, &grant).await?;
-        let Some(grant) = store::get_grant(&mut tx, &id).await? else {
+        let Some(mut grant) = store::get_grant(&mut tx, &id).await? else {
             return Ok(Outcome::Done);
         };
         if grant.status != GrantStatus::Scheduled {
@@ -123,8 +124,16 @@ impl Worker {
         }
         // Claim the creation before calling AWS, so a crash after the call resumes it.
         let next = GrantStatus::Scheduled.apply(GrantEvent::ProvisionStarted)?;
-        store::update_grant(&mut tx, &id, GrantUpdate::in_flight(next, None, now), now).await?;
+        store::update_grant(
+            &mut tx,
+            &id,
+            GrantStatus::Scheduled,
+            GrantUpdate::in_flight(next, None, now),
+            now,
+        )
+        .await?;
         tx.commit().await?;
+        grant.status = next;
         self.create_assignment(grant, now).await
     }
 
@@ -134,9 +143,32 @@ impl Worker {
         grant: GrantRow,
         now: Timestamp,
     ) -> Result<Outcome> {
-        let a = self.assignment_for(&grant).await?;
+        let mut a = self.assignment_for(&grant).await?;
+        // AWS may have been down while the job waited: never create after the end.
+        if now >= grant.ends_at {
+            let why = "its time was over before AWS could be asked to create the assignment";
+            return self
+                .fail_for_good(&grant, "grant.expired_unprovisioned", why, now)
+                .await;
+        }
         // No slot for one more creation in flight: try again later, without asking AWS.
         self.provisioner.creation_slot_free()?;
+        // The principal is resolved once and kept on the grant: the revocation deletes
+        // this very principal's assignment, without a lookup by email.
+        if a.principal_id.is_none() {
+            match self.provisioner.principal_of(&a).await {
+                Ok(principal) => {
+                    let mut conn = self.store.conn().await?;
+                    store::set_grant_principal(&mut conn, &grant.access_grant_id, &principal)
+                        .await?;
+                    a.principal_id = Some(principal);
+                }
+                Err(ProvisionError::Permanent(why)) => {
+                    return self.fail_for_good(&grant, "grant.failed", &why, now).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let known = {
             let mut conn = self.store.conn().await?;
             store::managed_assignment(&mut conn, grant.key()).await?
@@ -187,7 +219,15 @@ impl Worker {
             let mut conn = self.store.conn().await?;
             store::set_assignment_origin(&mut conn, &grant, store::Origin::Portal, now).await?;
         }
-        let op = self.provisioner.start_create(&a).await?;
+        let op = match self.provisioner.start_create(&a).await {
+            Ok(op) => op,
+            // Refused for good (access denied, unknown principal or permission set):
+            // retrying cannot help; the grant fails with AWS's reason.
+            Err(ProvisionError::Permanent(why)) => {
+                return self.fail_for_good(&grant, "grant.failed", &why, now).await;
+            }
+            Err(e) => return Err(e.into()),
+        };
         self.record_started(
             &grant,
             GrantStatus::Provisioning,
@@ -212,6 +252,7 @@ impl Worker {
         store::update_grant(
             &mut tx,
             &grant.access_grant_id,
+            status,
             GrantUpdate::in_flight(status, Some(op), now),
             now,
         )
@@ -262,40 +303,9 @@ impl Worker {
                 Ok(Outcome::Done)
             }
             OperationStatus::Failed(reason) => {
-                let mut tx = self.store.begin().await?;
-                store::lock_assignment(&mut tx, &grant).await?;
-                // Nothing was made: unless another grant holds it, the portal has no
-                // assignment here to remember (a stale record would make it delete one
-                // someone else makes later).
-                let live = [
-                    GrantStatus::Provisioning,
-                    GrantStatus::Active,
-                    GrantStatus::Deprovisioning,
-                ];
-                if store::siblings_in(&mut tx, &grant, &live).await?.is_empty() {
-                    store::forget_assignment(&mut tx, grant.key()).await?;
-                }
                 let message = format!("AWS reported the creation FAILED: {reason}");
-                self.settle(
-                    &mut tx,
-                    &grant,
-                    GrantEvent::CreationFailed,
-                    "grant.failed",
-                    message.clone(),
-                    Some(&message),
-                    now,
-                )
-                .await?;
-                store::raise_alert(
-                    &mut tx,
-                    store::AlertKind::ProvisioningFailed,
-                    &grant.access_grant_id,
-                    &message,
-                    now,
-                )
-                .await?;
-                tx.commit().await?;
-                Ok(Outcome::Done)
+                self.fail_for_good(&grant, "grant.failed", &message, now)
+                    .await
             }
         }
     }
@@ -328,5 +338,52 @@ impl Worker {
             .await?;
         }
         Ok(())
+    }
+
+    /// Provisioning that cannot succeed (AWS refused it for good, or its time is over):
+    /// the grant fails with the reason, the requester and the admins are told (`settle`),
+    /// and an alert stays until an admin looks. Nothing was made: unless another grant
+    /// holds the assignment, the portal forgets it (a stale record would make it delete
+    /// one someone else makes later).
+    pub(super) async fn fail_for_good(
+        &self,
+        grant: &GrantRow,
+        action: &str,
+        why: &str,
+        now: Timestamp,
+    ) -> Result<Outcome> {
+        let mut tx = self.store.begin().await?;
+        store::lock_assignment(&mut tx, grant).await?;
+        let Some(grant) = store::get_grant(&mut tx, &grant.access_grant_id).await? else {
+            return Ok(Outcome::Done);
+        };
+        let live = [
+            GrantStatus::Provisioning,
+            GrantStatus::Active,
+            GrantStatus::Deprovisioning,
+        ];
+        if store::siblings_in(&mut tx, &grant, &live).await?.is_empty() {
+            store::forget_assignment(&mut tx, grant.key()).await?;
+        }
+        self.settle(
+            &mut tx,
+            &grant,
+            GrantEvent::CreationFailed,
+            action,
+            why.to_owned(),
+            Some(why),
+            now,
+        )
+        .await?;
+        store::raise_alert(
+            &mut tx,
+            store::AlertKind::ProvisioningFailed,
+            &grant.access_grant_id,
+            why,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Outcome::Done)
     }
 }

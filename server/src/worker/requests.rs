@@ -109,9 +109,12 @@ impl Worker {
                 .await?;
             }
         }
-        store::delete_job(&mut tx, &job.job_id).await?;
-        tx.commit().await?;
-        Ok(Outcome::Done)
+        // The job goes with the mail it sent, in one transaction, and only while this
+        // worker still holds it: a worker whose lease lapsed sends nothing twice.
+        if store::job_done(&mut tx, job).await? {
+            tx.commit().await?;
+        }
+        Ok(Outcome::Finished)
     }
 
     /// A request still pending: reminds the approvers who have not decided yet (and the
@@ -167,9 +170,12 @@ impl Worker {
                 notify::queue(&mut tx, &to, &mail, now).await?;
             }
         }
-        store::delete_job(&mut tx, &job.job_id).await?;
-        tx.commit().await?;
-        Ok(Outcome::Done)
+        // The job goes with the mail it sent, in one transaction, and only while this
+        // worker still holds it: a worker whose lease lapsed sends nothing twice.
+        if store::job_done(&mut tx, job).await? {
+            tx.commit().await?;
+        }
+        Ok(Outcome::Finished)
     }
 
     /// Warns the holder that an active grant ends soon, with a link to ask for more time.
@@ -207,9 +213,12 @@ impl Worker {
                 notify::queue(&mut tx, &user.email, &mail, now).await?;
             }
         }
-        store::delete_job(&mut tx, &job.job_id).await?;
-        tx.commit().await?;
-        Ok(Outcome::Done)
+        // The job goes with the mail it sent, in one transaction, and only while this
+        // worker still holds it: a worker whose lease lapsed sends nothing twice.
+        if store::job_done(&mut tx, job).await? {
+            tx.commit().await?;
+        }
+        Ok(Outcome::Finished)
     }
 }
 

@@ -46,7 +46,7 @@ impl Worker {
         let id = grant.access_grant_id.clone();
         let mut tx = self.store.begin().await?;
         store::lock_assignment(&mut tx, &grant).await?;
-        let Some(grant) = store::get_grant(&mut tx, &id).await? else {
+        let Some(mut grant) = store::get_grant(&mut tx, &id).await? else {
             return Ok(Outcome::Done);
         };
         if grant.status != GrantStatus::Active {
@@ -95,8 +95,16 @@ impl Worker {
             return Ok(Outcome::Done);
         }
         let next = GrantStatus::Active.apply(GrantEvent::DeprovisionStarted)?;
-        store::update_grant(&mut tx, &id, GrantUpdate::in_flight(next, None, now), now).await?;
+        store::update_grant(
+            &mut tx,
+            &id,
+            GrantStatus::Active,
+            GrantUpdate::in_flight(next, None, now),
+            now,
+        )
+        .await?;
         tx.commit().await?;
+        grant.status = next;
         self.delete_assignment(grant, now).await
     }
 
@@ -173,6 +181,7 @@ impl Worker {
                 store::update_grant(
                     &mut conn,
                     &grant.access_grant_id,
+                    GrantStatus::Deprovisioning,
                     GrantUpdate::in_flight(GrantStatus::Deprovisioning, None, now)
                         .failure(Some(&reason)),
                     now,

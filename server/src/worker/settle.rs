@@ -29,6 +29,7 @@ impl Worker {
         store::update_grant(
             tx,
             &grant.access_grant_id,
+            from,
             GrantUpdate::settled(to).failure(failure),
             now,
         )

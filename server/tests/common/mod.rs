@@ -477,6 +477,7 @@ impl TestEnv {
                 permission_set_arn: g.permission_set_arn.clone(),
                 user_id: g.principal_id.clone(),
                 user_name: String::new(),
+                principal_id: None,
             })
             .await
             .unwrap()
@@ -627,7 +628,7 @@ impl TestEnv {
         );
         let grants: Vec<GrantRow> = sqlx::query_as(
             "SELECT access_grant_id, access_request_id, principal_id, account_id, permission_set_arn,
-                    starts_at, ends_at, status, operation_id, operation_started_at, failure_reason, ended_by
+                    starts_at, ends_at, status, operation_id, operation_started_at, failure_reason, ended_by, aws_principal_id
              FROM access_grant",
         )
         .fetch_all(self.store.pool())
@@ -733,6 +734,16 @@ pub struct Flaky {
     pub hang_creates: AtomicBool,
     pub create_calls: AtomicU32,
     pub delete_calls: AtomicU32,
+    /// `start_create` reaches AWS, then the reply is lost (a crash after the call and
+    /// before the commit looks the same to the worker).
+    pub lose_create_replies: AtomicU32,
+    /// `start_delete` reaches AWS, then the reply is lost.
+    pub lose_delete_replies: AtomicU32,
+    /// `start_create` is refused for good (AccessDeniedException).
+    pub refuse_creates: AtomicU32,
+    /// The next `start_delete` waits for this before it reaches AWS (a step that
+    /// outlives its lease).
+    pub hold_next_delete: std::sync::Mutex<Option<Arc<tokio::sync::Notify>>>,
 }
 
 fn take(counter: &AtomicU32) -> bool {
@@ -751,6 +762,10 @@ impl Flaky {
             hang_creates: AtomicBool::new(false),
             create_calls: AtomicU32::new(0),
             delete_calls: AtomicU32::new(0),
+            lose_create_replies: AtomicU32::new(0),
+            lose_delete_replies: AtomicU32::new(0),
+            refuse_creates: AtomicU32::new(0),
+            hold_next_delete: std::sync::Mutex::new(None),
         }
     }
 }
@@ -772,7 +787,18 @@ impl Assignments for Flaky {
                 "ThrottlingException: Rate exceeded (injected)".into(),
             ));
         }
-        self.inner.start_create(a).await
+        if take(&self.refuse_creates) {
+            return Err(ProvisionError::Permanent(
+                "AccessDeniedException: not authorized to create this assignment (injected)".into(),
+            ));
+        }
+        let started = self.inner.start_create(a).await;
+        if take(&self.lose_create_replies) {
+            return Err(ProvisionError::Transient(
+                "connection reset (injected)".into(),
+            ));
+        }
+        started
     }
 
     async fn creation_status(&self, request_id: &str) -> Result<OperationStatus, ProvisionError> {
@@ -784,12 +810,22 @@ impl Assignments for Flaky {
 
     async fn start_delete(&self, a: &Assignment) -> Result<DeleteStart, ProvisionError> {
         self.delete_calls.fetch_add(1, Ordering::SeqCst);
+        let hold = self.hold_next_delete.lock().unwrap().take();
+        if let Some(hold) = hold {
+            hold.notified().await;
+        }
         if take(&self.fail_deletes) {
             return Err(ProvisionError::Transient(
                 "ConflictException: another operation is in progress (injected)".into(),
             ));
         }
-        self.inner.start_delete(a).await
+        let started = self.inner.start_delete(a).await;
+        if take(&self.lose_delete_replies) {
+            return Err(ProvisionError::Transient(
+                "connection reset (injected)".into(),
+            ));
+        }
+        started
     }
 
     async fn deletion_status(&self, request_id: &str) -> Result<OperationStatus, ProvisionError> {

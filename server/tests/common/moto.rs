@@ -223,6 +223,7 @@ impl World {
             permission_set_arn: self.permission_set_arn.clone(),
             user_id: "https://idp|u-alice".into(),
             user_name: "alice@example.com".into(),
+            principal_id: None,
         }
     }
 

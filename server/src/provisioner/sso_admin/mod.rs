@@ -155,6 +155,14 @@ impl SsoAdminProvisioner {
     }
 
     /// The Identity Store user id of `user_name`, looked up once.
+    /// The Identity Store user id of an assignment: the one kept on its grant, or looked up.
+    async fn principal(&self, a: &Assignment) -> Result<String, ProvisionError> {
+        match &a.principal_id {
+            Some(id) => Ok(id.clone()),
+            None => self.user_id(&a.user_name).await,
+        }
+    }
+
     pub async fn user_id(&self, user_name: &str) -> Result<String, ProvisionError> {
         if let Some(id) = self.users.lock().expect("users lock").get(user_name) {
             return Ok(id.clone());
@@ -232,7 +240,7 @@ impl Assignments for SsoAdminProvisioner {
     /// listing the permission set's assignments instead costs a page per 100 people who
     /// hold it, which the benchmark showed dominating mass revocations.
     async fn assignment_exists(&self, a: &Assignment) -> Result<bool, ProvisionError> {
-        let user = self.user_id(&a.user_name).await?;
+        let user = self.principal(a).await?;
         let filter = aws_sdk_ssoadmin::types::ListAccountAssignmentsFilter::builder()
             .account_id(&a.account_id)
             .build();
@@ -261,7 +269,7 @@ impl Assignments for SsoAdminProvisioner {
     }
 
     async fn start_create(&self, a: &Assignment) -> Result<String, ProvisionError> {
-        let user = self.user_id(&a.user_name).await?;
+        let user = self.principal(a).await?;
         // A slot among the outstanding creations, or try again later: never wait here, the
         // worker that would settle the outstanding ones may be this one.
         let slot = format!(
@@ -313,11 +321,11 @@ impl Assignments for SsoAdminProvisioner {
         Ok(settled)
     }
 
+    /// Deletes straight away (no existence check first: a listing may lag a fresh
+    /// creation, and it costs a call): AWS answering that there is no such assignment
+    /// means it is already gone.
     async fn start_delete(&self, a: &Assignment) -> Result<DeleteStart, ProvisionError> {
-        if !self.assignment_exists(a).await? {
-            return Ok(DeleteStart::AlreadyGone);
-        }
-        let user = self.user_id(&a.user_name).await?;
+        let user = self.principal(a).await?;
         self.budget.take().await;
         let out = self
             .sso
@@ -329,18 +337,14 @@ impl Assignments for SsoAdminProvisioner {
             .principal_type(PrincipalType::User)
             .principal_id(user)
             .send()
-            .await
-            .map_err(|e| {
-                if e.code() == Some("ResourceNotFoundException") {
-                    // Removed between the check and the call: nothing left to delete.
-                    ProvisionError::Transient("the assignment vanished during deletion".into())
-                } else {
-                    classify("DeleteAccountAssignment", e)
-                }
-            })?;
-        Ok(DeleteStart::Started(request_id(
-            out.account_assignment_deletion_status(),
-        )?))
+            .await;
+        match out {
+            Ok(out) => Ok(DeleteStart::Started(request_id(
+                out.account_assignment_deletion_status(),
+            )?)),
+            Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(DeleteStart::AlreadyGone),
+            Err(e) => Err(classify("DeleteAccountAssignment", e)),
+        }
     }
 
     async fn deletion_status(&self, request_id: &str) -> Result<OperationStatus, ProvisionError> {
@@ -399,7 +403,7 @@ impl Inventory for SsoAdminProvisioner {
     }
 
     async fn principal_of(&self, a: &Assignment) -> Result<String, ProvisionError> {
-        self.user_id(&a.user_name).await
+        self.principal(a).await
     }
 
     async fn assignments_at(

@@ -238,6 +238,7 @@ pub(super) async fn reprovision(store: &Store, g: &GrantRow, now: Timestamp) -> 
     store::update_grant(
         &mut tx,
         &g.access_grant_id,
+        GrantStatus::Active,
         store::GrantUpdate::settled(next),
         now,
     )

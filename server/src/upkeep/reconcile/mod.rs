@@ -229,6 +229,7 @@ impl Run<'_> {
                 permission_set_arn: String::new(),
                 user_id: user_id.to_owned(),
                 user_name: user.email.clone(),
+                principal_id: None,
             };
             match self.provisioner.principal_of(&probe).await {
                 Ok(p) => {
