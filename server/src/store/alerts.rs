@@ -21,6 +21,8 @@ pub enum AlertKind {
     DriftMissing,
     /// Reconciliation: an assignment the portal made that no live grant covers.
     DriftOrphan,
+    /// Audit verification: an event does not fit the keyed hash chain (invariant 6).
+    AuditChainBroken,
 }
 
 impl AlertKind {
@@ -40,6 +42,7 @@ impl AlertKind {
                 JobKind::EndingSoon => "ending_soon_failing",
                 JobKind::SyncCatalog => "sync_catalog_failing",
                 JobKind::Reconcile => "reconcile_failing",
+                JobKind::VerifyAudit => "verify_audit_failing",
             },
             Self::MailParked => "mail_parked",
             Self::OperationStuck => "operation_stuck",
@@ -48,6 +51,7 @@ impl AlertKind {
             Self::DriftExternal => "drift_external",
             Self::DriftMissing => "drift_missing",
             Self::DriftOrphan => "drift_orphan",
+            Self::AuditChainBroken => "audit_chain_broken",
         }
     }
 
@@ -63,6 +67,7 @@ impl AlertKind {
             Self::DriftExternal,
             Self::DriftMissing,
             Self::DriftOrphan,
+            Self::AuditChainBroken,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
