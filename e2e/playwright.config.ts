@@ -206,6 +206,8 @@ export default defineConfig({
         PORTCULLIS_OIDC__CLIENT_ID: oidcClient.id,
         PORTCULLIS_OIDC__CLIENT_SECRET: oidcClient.secret,
         PORTCULLIS_OIDC__ADMIN_GROUPS: 'portcullis-admins',
+        // The audit chain's key (32 bytes as hex): a test value, for this test database only.
+        PORTCULLIS_AUDIT__KEY: 'e2e0'.repeat(16),
         PORTCULLIS_WORKER__POLL_INTERVAL_MS: '300',
         // moto's static test credentials; nothing leaves 127.0.0.1.
         AWS_ACCESS_KEY_ID: 'testing',

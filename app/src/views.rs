@@ -122,6 +122,19 @@ pub struct AdminOverview {
     pub worker: WorkerHealth,
     /// Mail the worker gave up on; an admin can resend it.
     pub parked_mail: Vec<ParkedMailView>,
+    /// The latest verification of the audit chain; `None` before the first.
+    pub audit_chain: Option<AuditChainView>,
+}
+
+/// The outcome of the latest audit chain verification (invariant 6).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditChainView {
+    /// The whole chain verified with the key.
+    pub verified: bool,
+    /// When it was checked.
+    pub at: String,
+    /// `N events` when verified; where it breaks (or why it could not be read) otherwise.
+    pub summary: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -95,10 +95,13 @@ async fn run(n: usize, latency_ms: u64, rate: u32, port: u16) -> Result<()> {
         .unwrap_or_default()
         .to_owned();
     let dir = tempfile::TempDir::new()?;
-    let store = Store::connect(&DatabaseUrl::new(format!(
-        "sqlite://{}/bench.db?mode=rwc",
-        dir.path().display()
-    )))
+    let store = Store::connect(
+        &DatabaseUrl::new(format!(
+            "sqlite://{}/bench.db?mode=rwc",
+            dir.path().display()
+        )),
+        portcullis::config::AuditKey::demo(),
+    )
     .await?;
     store.migrate().await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);

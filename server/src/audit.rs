@@ -1,23 +1,18 @@
 //! The audit trail as use cases and the worker write it: every state change, sign-in and
 //! refusal is an [`Event`] by an [`Actor`], appended to the hash chain in the caller's
-//! transaction (invariant 6). The chain itself (hashing, verification) is in
-//! `store/audit.rs`.
+//! transaction (invariant 6), keyed with the key the transaction carries (the store's,
+//! from `audit.key`). The chain itself (hashing, verification) is in `store/audit.rs`.
 
-use crate::store::{self, Store};
+use crate::store::{self, Store, Tx};
 use anyhow::Result;
 use app::domain::Timestamp;
-use sqlx::AnyConnection;
 
 pub use crate::store::{Actor, Event};
 
 /// Appends `e` in the caller's transaction, so it commits with the change it records.
-pub async fn audit(
-    conn: &mut AnyConnection,
-    actor: &Actor,
-    e: Event<'_>,
-    now: Timestamp,
-) -> Result<()> {
-    store::append_audit(conn, actor, &e, now).await?;
+pub async fn audit(tx: &mut Tx, actor: &Actor, e: Event<'_>, now: Timestamp) -> Result<()> {
+    let key = tx.audit_key().clone();
+    store::append_audit(tx, &key, actor, &e, now).await?;
     Ok(())
 }
 
@@ -29,7 +24,7 @@ pub async fn audit_alone(store: &Store, actor: &Actor, e: Event<'_>, now: Timest
     Ok(())
 }
 
-/// Records the end of a catalog sync or reconciliation run, and audits it as `action`,
+/// Records the end of a maintenance run (catalog sync, reconciliation, audit verification), and audits it as `action`,
 /// in one transaction.
 pub async fn finish_run(
     store: &Store,

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod clock;
 pub mod config;
+pub mod export;
 pub mod grants;
 pub mod http;
 pub mod mailer;
@@ -31,6 +32,29 @@ use tokio::sync::{watch, Notify};
 /// Where demo mode keeps its database unless told otherwise.
 pub const DEMO_DATABASE_URL: &str = "sqlite://portcullis-demo.db?mode=rwc";
 
+/// The store the `audit` commands read: `database_url` with `audit.key`, or without a
+/// database URL the demo database with the demo key (as `portcullis demo` would). The
+/// database must be migrated already: these commands change nothing.
+pub async fn audit_store(config: &Config) -> Result<Store> {
+    let (url, mode) = match &config.database_url {
+        Some(url) => (url.clone(), Mode::Serve),
+        // Read, never created.
+        None => (
+            DatabaseUrl::new(DEMO_DATABASE_URL.trim_end_matches("?mode=rwc")),
+            Mode::Demo,
+        ),
+    };
+    let key = config.audit.key(mode)?;
+    let store = Store::connect(&url, key).await?;
+    if !store.is_ready().await {
+        anyhow::bail!(
+            "the database at {url} is not at this version's schema: start `portcullis serve` \
+             (or `demo`) once to migrate it"
+        );
+    }
+    Ok(store)
+}
+
 pub async fn run(config: Config, mode: Mode) -> Result<()> {
     config.validate(mode)?;
     let demo = mode == Mode::Demo;
@@ -39,7 +63,11 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
         (None, true) => DatabaseUrl::new(DEMO_DATABASE_URL),
         (None, false) => unreachable!("validate() requires a database URL in serve mode"),
     };
-    let store = Store::connect(&url).await?;
+    let audit_key = config.audit.key(mode)?;
+    if audit_key.is_demo() {
+        tracing::warn!("audit.key is not set: the audit chain is keyed with the public demo key");
+    }
+    let store = Store::connect(&url, audit_key).await?;
     store.migrate().await?;
     tracing::info!(database = %url, "database ready");
 
@@ -89,10 +117,12 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
     let wake = Arc::new(Notify::new());
     let upkeep_wake = Arc::new(Notify::new());
     {
-        // Sync the catalog now, and reconcile once it has had time to land.
+        // Sync the catalog and verify the audit chain now, and reconcile once the catalog
+        // has had time to land.
         let mut conn = store.conn().await?;
         let now = clock.now();
         store::schedule_singleton(&mut conn, store::JobKind::SyncCatalog, now, now).await?;
+        store::schedule_singleton(&mut conn, store::JobKind::VerifyAudit, now, now).await?;
         let first = now.plus(Duration::from_secs(60));
         store::schedule_singleton(&mut conn, store::JobKind::Reconcile, first, now).await?;
     }
@@ -140,7 +170,7 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
         public_url.clone(),
     )
     .with_mail(config.mail.clone())
-    .with_upkeep(config.aws.upkeep())
+    .with_upkeep(config.upkeep())
     .in_lane(store::Lane::Grants);
     let worker_task = tokio::spawn(worker.run(stop_rx.clone()));
     // Catalog sync and reconciliation in a lane of their own, so their paced AWS calls
@@ -155,7 +185,7 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
         public_url.clone(),
     )
     .with_mail(config.mail.clone())
-    .with_upkeep(config.aws.upkeep())
+    .with_upkeep(config.upkeep())
     .in_lane(store::Lane::Maintenance)
     .woken_by(upkeep_wake);
     let upkeep_task = tokio::spawn(upkeep.run(stop_rx));

@@ -1,5 +1,7 @@
-use anyhow::Result;
 use portcullis::config::{Config, Mode};
+use portcullis::export::Format;
+use portcullis::store::AuditQuery;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -8,40 +10,67 @@ Portcullis: just-in-time access to AWS.
 
 Usage:
   portcullis demo  [--config FILE]   Run locally with demo personas, simulated AWS and a mail outbox page
-  portcullis serve [--config FILE]   Run in production (needs database, public URL and OIDC settings)
+  portcullis serve [--config FILE]   Run in production (needs database, public URL, OIDC settings and audit key)
+  portcullis audit verify [--config FILE]
+                                     Verify the whole audit chain with the audit key: exits 0 when it
+                                     holds, 1 at the first event that does not (its number is printed),
+                                     2 when the configuration or the database is not usable
+  portcullis audit export [--config FILE] [--format csv|jsonl]
+                          [--person P] [--entitlement E] [--action A]
+                                     Write every matching audit event to stdout, oldest first
 
 Configuration: defaults, then the TOML file, then PORTCULLIS_* environment variables
-(nested keys joined with __, e.g. PORTCULLIS_WORKER__LEASE_SECS=30). See README.md.";
+(nested keys joined with __, e.g. PORTCULLIS_WORKER__LEASE_SECS=30). See README.md.
+Without database_url the audit commands read the demo database with the demo key.";
 
-fn parse_args() -> Result<(Mode, Option<PathBuf>), String> {
+enum Command {
+    Run(Mode),
+    AuditVerify,
+    AuditExport(Format, AuditQuery),
+}
+
+fn parse_args() -> Result<(Command, Option<PathBuf>), String> {
     let mut args = std::env::args().skip(1);
-    let mode = match args.next().as_deref() {
-        Some("demo") => Mode::Demo,
-        Some("serve") => Mode::Serve,
+    let mut command = match args.next().as_deref() {
+        Some("demo") => Command::Run(Mode::Demo),
+        Some("serve") => Command::Run(Mode::Serve),
+        Some("audit") => match args.next().as_deref() {
+            Some("verify") => Command::AuditVerify,
+            Some("export") => Command::AuditExport(Format::Csv, AuditQuery::default()),
+            Some(other) => return Err(format!("unknown audit command {other:?}")),
+            None => return Err("audit needs a command: verify or export".into()),
+        },
         Some("-h" | "--help" | "help") | None => return Err(String::new()),
         Some(other) => return Err(format!("unknown command {other:?}")),
     };
     let mut config = None;
+    let (mut person, mut entitlement, mut action) = (None, None, None);
     while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--config" | "-c" => {
-                config = Some(PathBuf::from(args.next().ok_or("--config needs a file")?));
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match (arg.as_str(), &mut command) {
+            ("--config" | "-c", _) => config = Some(PathBuf::from(value("--config")?)),
+            ("--format", Command::AuditExport(format, _)) => {
+                let v = value("--format")?;
+                *format =
+                    Format::parse(&v).ok_or(format!("--format is csv or jsonl, not {v:?}"))?;
             }
-            other => return Err(format!("unknown argument {other:?}")),
+            ("--person", Command::AuditExport(..)) => person = Some(value("--person")?),
+            ("--entitlement", Command::AuditExport(..)) => {
+                entitlement = Some(value("--entitlement")?)
+            }
+            ("--action", Command::AuditExport(..)) => action = Some(value("--action")?),
+            (other, _) => return Err(format!("unknown argument {other:?}")),
         }
     }
-    Ok((mode, config))
+    if let Command::AuditExport(_, q) = &mut command {
+        *q = AuditQuery::filter(person, entitlement, action);
+    }
+    Ok((command, config))
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
-        )
-        .init();
-    let (mode, file) = match parse_args() {
+    let (command, file) = match parse_args() {
         Ok(v) => v,
         Err(msg) => {
             if !msg.is_empty() {
@@ -55,15 +84,100 @@ async fn main() -> ExitCode {
             };
         }
     };
-    let result = match Config::load(file.as_deref()) {
-        Ok(config) => portcullis::run(config, mode).await,
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match command {
+        Command::Run(_) => logs.init(),
+        // stdout is the command's output: logs go to stderr.
+        _ => logs.with_writer(std::io::stderr).init(),
+    }
+    let config = match Config::load(file.as_deref()) {
+        Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            return match command {
+                Command::Run(_) => ExitCode::FAILURE,
+                _ => ExitCode::from(2),
+            };
+        }
+    };
+    match command {
+        Command::Run(mode) => match portcullis::run(config, mode).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::AuditVerify => audit_verify(&config).await,
+        Command::AuditExport(format, q) => audit_export(&config, format, q).await,
+    }
+}
+
+async fn audit_verify(config: &Config) -> ExitCode {
+    let check = async {
+        let store = portcullis::audit_store(config).await?;
+        let mut conn = store.conn().await?;
+        portcullis::store::verify_audit_chain(&mut conn, store.audit_key()).await
+    }
+    .await;
+    match check {
+        Ok(c) => match c.first_bad {
+            None => {
+                println!("chain verified: {} events", c.events);
+                if c.keyed_from > 1 {
+                    println!(
+                        "events 1 to {} predate the audit key and were checked with the unkeyed rule",
+                        c.keyed_from - 1
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Some(seq) => {
+                println!("chain broken at event {seq}");
+                eprintln!(
+                    "error: audit event {seq} does not verify: it was changed, removed or written \
+                     without this key ({} events before it verified)",
+                    c.events
+                );
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => usage_error(e),
+    }
+}
+
+async fn audit_export(config: &Config, format: Format, q: AuditQuery) -> ExitCode {
+    let store = match portcullis::audit_store(config).await {
+        Ok(store) => store,
+        Err(e) => return usage_error(e),
+    };
+    let mut chunks = portcullis::export::chunks(store, q, format);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    while let Some(chunk) = futures::StreamExt::next(&mut chunks).await {
+        let written = match chunk {
+            Ok(text) => out.write_all(text.as_bytes()),
+            Err(e) => {
+                let _ = out.flush();
+                eprintln!("error: export cut short: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Err(e) = written {
+            eprintln!("error: cannot write the export: {e}");
+            return ExitCode::FAILURE;
         }
     }
+    if let Err(e) = out.flush() {
+        eprintln!("error: cannot write the export: {e}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn usage_error(e: anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    ExitCode::from(2)
 }

@@ -41,7 +41,7 @@ async fn app_with(config: Config, migrate: bool) -> App {
     }
     let dir = tempfile::TempDir::new().unwrap();
     let url = DatabaseUrl::new(format!("sqlite://{}/h.db?mode=rwc", dir.path().display()));
-    let store = Store::connect(&url).await.unwrap();
+    let store = Store::connect(&url, common::audit_key()).await.unwrap();
     if migrate {
         store.migrate().await.unwrap();
         seed::seed_demo(&store, SystemClock.now()).await.unwrap();
@@ -352,6 +352,7 @@ async fn serve_names_missing_settings() {
         "PORTCULLIS_DATABASE_URL",
         "PORTCULLIS_PUBLIC_URL",
         "PORTCULLIS_OIDC__ISSUER_URL",
+        "PORTCULLIS_AUDIT__KEY",
     ] {
         assert!(msg.contains(needed), "{needed} not named in: {msg}");
     }

@@ -185,7 +185,7 @@ async fn start_portal(oidc: OidcConfig) -> Portal {
     capture_logs();
     let dir = tempfile::TempDir::new().unwrap();
     let url = DatabaseUrl::new(format!("sqlite://{}/o.db?mode=rwc", dir.path().display()));
-    let store = Store::connect(&url).await.unwrap();
+    let store = Store::connect(&url, common::audit_key()).await.unwrap();
     store.migrate().await.unwrap();
     seed::seed_catalog(&store, SystemClock.now()).await.unwrap();
     let config = Config {

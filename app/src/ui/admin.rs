@@ -4,7 +4,7 @@
 use super::my_access::{GrantTable, RequestTable};
 use super::widgets::{action_error, loaded, ActionButton, AlertList};
 use crate::api::{load_admin_overview, ResendMail, RevokeGrant};
-use crate::views::ParkedMailView;
+use crate::views::{AuditChainView, ParkedMailView};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
@@ -43,6 +43,7 @@ pub(super) fn AdminPage() -> impl IntoView {
                     <span>"Failing: " {o.worker.failing_jobs}</span>
                     {o.worker.oldest_overdue.map(|t| view! { <span>"Oldest overdue: " {t}</span> })}
                 </section>
+                <AuditChain chain=o.audit_chain />
                 {(!o.alerts.is_empty())
                     .then(|| {
                         view! {
@@ -58,6 +59,30 @@ pub(super) fn AdminPage() -> impl IntoView {
                 <RequestTable requests=o.requests cancel=None />
             }
         })}
+    }
+}
+
+/// The latest verification of the audit chain: when, and how many events, or where it breaks.
+#[component]
+fn AuditChain(chain: Option<AuditChainView>) -> impl IntoView {
+    let (class, text) = match chain {
+        None => (
+            "audit-chain",
+            "Audit chain not verified yet (the maintenance worker checks it at start)".to_owned(),
+        ),
+        Some(c) if c.verified => (
+            "audit-chain",
+            format!("Audit chain verified at {}, {}", c.at, c.summary),
+        ),
+        Some(c) => (
+            "audit-chain broken",
+            format!("Audit chain NOT verified at {}: {}", c.at, c.summary),
+        ),
+    };
+    view! {
+        <p class=class data-testid="audit-chain">
+            {text}
+        </p>
     }
 }
 

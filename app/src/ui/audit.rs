@@ -1,4 +1,5 @@
-//! The audit log page (admins): filter by person, entitlement or action, or export as CSV.
+//! The audit log page (admins): filter by person, entitlement or action, or export every
+//! matching event as CSV or JSON Lines.
 
 use super::admin::AdminNav;
 use super::widgets::loaded_list;
@@ -32,7 +33,12 @@ pub(super) fn AuditPage() -> impl IntoView {
             <button type="submit" data-testid="audit-filter">
                 "Filter"
             </button>
-            <a href="/admin/audit.csv" class="button secondary">"Export CSV"</a>
+            <a href=move || export_href(&filter(), "csv") class="button secondary" data-testid="audit-export-csv">
+                "Export CSV"
+            </a>
+            <a href=move || export_href(&filter(), "jsonl") class="button secondary" data-testid="audit-export-jsonl">
+                "Export JSON Lines"
+            </a>
         </form>
         {loaded_list(data, "No audit events match.", move |rows| {
             view! {
@@ -70,5 +76,49 @@ pub(super) fn AuditPage() -> impl IntoView {
                 </table>
             }
         })}
+    }
+}
+
+/// The export of every event matching the page's filter.
+fn export_href(f: &AuditFilter, format: &str) -> String {
+    let mut href = format!("/admin/audit.csv?format={format}");
+    for (name, value) in [
+        ("person", &f.person),
+        ("entitlement", &f.entitlement),
+        ("action", &f.action),
+    ] {
+        if let Some(v) = value {
+            href.push_str(&format!("&{name}={}", query_escape(v)));
+        }
+    }
+    href
+}
+
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_links_carry_the_filter() {
+        let f = AuditFilter {
+            person: Some("Ann & co".into()),
+            entitlement: None,
+            action: Some("request.".into()),
+        };
+        assert_eq!(
+            export_href(&f, "jsonl"),
+            "/admin/audit.csv?format=jsonl&person=Ann%20%26%20co&action=request."
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! Settings of the worker (`[worker]`), of catalog sync and reconciliation (from `[aws]`),
-//! and of who hears about what and when (`[mail]`).
+//! Settings of the worker (`[worker]`), of the maintenance runs (catalog sync and
+//! reconciliation from `[aws]`, audit verification from `[audit]`), and of who hears about
+//! what and when (`[mail]`).
 
 use serde::Deserialize;
 use std::time::Duration;
@@ -60,6 +61,8 @@ impl WorkerSettings {
 pub struct Upkeep {
     pub catalog_every: Duration,
     pub reconcile_every: Duration,
+    /// Verification of the whole audit chain (`audit.verify_interval_secs`).
+    pub verify_audit_every: Duration,
     /// Permission sets the portal owns outright: assignments of these that no live grant
     /// covers are deleted, whoever made them. Any other assignment the portal did not
     /// create is only reported.
@@ -71,6 +74,7 @@ impl Default for Upkeep {
         Self {
             catalog_every: Duration::from_secs(3600),
             reconcile_every: Duration::from_secs(600),
+            verify_audit_every: Duration::from_secs(3600),
             owned_permission_sets: Vec::new(),
         }
     }

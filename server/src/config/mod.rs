@@ -11,10 +11,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+mod audit;
 mod jobs;
 #[cfg(test)]
 mod tests;
 
+pub use audit::{AuditConfig, AuditKey};
 pub use jobs::{MailSettings, Upkeep, WorkerSettings};
 
 #[derive(Clone, Debug, Deserialize)]
@@ -38,6 +40,8 @@ pub struct Config {
     /// Mail delivery over SMTP. Without it, mail stays in the outbox (the outbox page).
     pub smtp: Option<SmtpConfig>,
     pub mail: MailSettings,
+    /// The audit chain: its key and how often it is verified.
+    pub audit: AuditConfig,
     /// Entitlements declared in the configuration file (`[[entitlements]]`), created or
     /// updated at start.
     pub entitlements: Vec<app::domain::Entitlement>,
@@ -58,6 +62,7 @@ impl Default for Config {
             aws: AwsConfig::default(),
             smtp: None,
             mail: MailSettings::default(),
+            audit: AuditConfig::default(),
             entitlements: Vec::new(),
         }
     }
@@ -115,6 +120,10 @@ impl Default for SessionConfig {
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -310,6 +319,7 @@ pub struct AwsConfig {
 impl AwsConfig {
     pub fn upkeep(&self) -> Upkeep {
         Upkeep {
+            verify_audit_every: Upkeep::default().verify_audit_every,
             catalog_every: std::time::Duration::from_secs(self.catalog_sync_interval_secs.max(60)),
             reconcile_every: std::time::Duration::from_secs(self.reconcile_interval_secs.max(10)),
             owned_permission_sets: self.owned_permission_sets.clone(),
@@ -460,6 +470,15 @@ impl Config {
         Ok(())
     }
 
+    /// The maintenance periods: catalog sync and reconciliation (`[aws]`), audit
+    /// verification (`[audit]`).
+    pub fn upkeep(&self) -> Upkeep {
+        Upkeep {
+            verify_audit_every: self.audit.verify_every(),
+            ..self.aws.upkeep()
+        }
+    }
+
     pub fn public_url(&self) -> String {
         self.public_url
             .clone()
@@ -505,6 +524,11 @@ impl Config {
                         "PORTCULLIS_OIDC__ISSUER_URL, PORTCULLIS_OIDC__CLIENT_ID, PORTCULLIS_OIDC__CLIENT_SECRET ([oidc])",
                     );
                 }
+                if self.audit.key.is_none() {
+                    missing.push(
+                        "PORTCULLIS_AUDIT__KEY (audit.key: 32 random bytes or more as hex, e.g. `openssl rand -hex 32`)",
+                    );
+                }
                 if !missing.is_empty() {
                     bail!(
                         "`portcullis serve` needs more configuration. Set:\n  - {}\n(or run `portcullis demo` to try Portcullis locally)",
@@ -523,6 +547,8 @@ impl Config {
                 }
             }
         }
+        // A configured key must be usable in either mode.
+        self.audit.key(mode)?;
         Ok(())
     }
 }

@@ -23,6 +23,7 @@ fn serve_names_what_is_missing() {
         .to_string();
     assert!(err.contains("PORTCULLIS_DATABASE_URL"), "{err}");
     assert!(err.contains("PORTCULLIS_OIDC__ISSUER_URL"), "{err}");
+    assert!(err.contains("PORTCULLIS_AUDIT__KEY"), "{err}");
 }
 
 fn serve_config() -> Config {
@@ -39,8 +40,41 @@ fn serve_config() -> Config {
             signing_algs: default_signing_algs(),
             login_timeout_secs: 600,
         }),
+        audit: AuditConfig {
+            key: Some(Secret::new("0f".repeat(32))),
+            ..AuditConfig::default()
+        },
         ..Config::default()
     }
+}
+
+#[test]
+fn serve_refuses_a_short_or_missing_audit_key() {
+    let mut c = serve_config();
+    c.audit.key = None;
+    let err = c.validate(Mode::Serve).unwrap_err().to_string();
+    assert!(err.contains("PORTCULLIS_AUDIT__KEY"), "{err}");
+    c.audit.key = Some(Secret::new("0f".repeat(31)));
+    let err = c.validate(Mode::Serve).unwrap_err().to_string();
+    assert!(err.contains("at least 32"), "{err}");
+    // Demo mode has its own key, but a configured one must still be good.
+    let mut d = Config::default();
+    assert!(d.validate(Mode::Demo).is_ok());
+    d.audit.key = Some(Secret::new("not hex"));
+    assert!(d.validate(Mode::Demo).is_err());
+}
+
+#[test]
+fn audit_settings_from_environment() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("PORTCULLIS_AUDIT__KEY", "ab".repeat(32));
+        jail.set_env("PORTCULLIS_AUDIT__VERIFY_INTERVAL_SECS", "600");
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.audit.key(Mode::Serve).unwrap().expose(), &[0xab; 32]);
+        assert_eq!(c.upkeep().verify_audit_every, Duration::from_secs(600));
+        assert!(!format!("{c:?}").contains(&"ab".repeat(32)));
+        Ok(())
+    });
 }
 
 #[test]

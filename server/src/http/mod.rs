@@ -2,7 +2,7 @@
 //!
 //! The router and its layers live here; beside it: `session` (sessions, CSRF, where to go
 //! back to), `sign_in` (OpenID Connect and sign-out), `demo` (demo personas, loopback
-//! only), `pages` (the plain HTML pages outside the app) and `export` (the audit CSV).
+//! only), `pages` (the plain HTML pages outside the app) and `export` (the audit export).
 
 mod demo;
 mod export;
@@ -22,7 +22,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::notify::escape_html;
 use crate::oidc::{Oidc, SignInError};
-use crate::portal::internal;
+use crate::portal::{internal, PortalService};
 use crate::seed;
 use crate::store::{self, Store};
 use app::ssr::{Session, SharedPortal};
@@ -45,7 +45,8 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub store: Store,
     pub clock: Arc<dyn Clock>,
-    pub portal: SharedPortal,
+    /// The use cases: the pages reach them as [`SharedPortal`], the export route directly.
+    pub portal: Arc<PortalService>,
     pub config: Arc<Config>,
     pub demo: bool,
     /// Sign-in with the OpenID provider (`serve`); `None` in demo mode.
@@ -87,7 +88,7 @@ impl AppState {
 
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
-    let portal = state.portal.clone();
+    let portal: SharedPortal = state.portal.clone();
     let options = state.leptos_options.clone();
     let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -96,7 +97,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/login", get(oidc_login))
         .route("/auth/callback", get(oidc_callback))
         .route("/auth/signed-out", get(signed_out))
-        .route("/admin/audit.csv", get(audit_csv))
+        .route("/admin/audit.csv", get(audit_export))
         .route("/api/{*fn_name}", get(server_fn).post(server_fn));
     if state.demo {
         router = router.route("/demo/login", get(demo_login_page).post(demo_login));
@@ -129,7 +130,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn server_fn(State(state): State<AppState>, req: Request) -> impl IntoResponse {
-    let portal = state.portal.clone();
+    let portal: SharedPortal = state.portal.clone();
     handle_server_fns_with_context(move || provide_context(portal.clone()), req).await
 }
 

@@ -16,7 +16,19 @@ impl PortalService {
             .await
             .or_internal()?;
         let parked = store::parked_mail(&mut conn, 100).await.or_internal()?;
+        let audit_chain = store::recent_runs(&mut conn, JobKind::VerifyAudit, 5)
+            .await
+            .or_internal()?
+            .into_iter()
+            .find_map(|r| {
+                Some(AuditChainView {
+                    at: r.finished_at?.format_utc(),
+                    verified: r.status == "succeeded",
+                    summary: r.summary.unwrap_or_default(),
+                })
+            });
         Ok(AdminOverview {
+            audit_chain,
             parked_mail: parked
                 .into_iter()
                 .map(|m| ParkedMailView {
@@ -57,26 +69,8 @@ impl PortalService {
     ) -> Result<Vec<AuditView>, AppError> {
         let Admin(_) = self.admin(who, "audit_log").await?;
         let mut conn = self.store.conn().await.or_internal()?;
-        let rows = store::query_audit(
-            &mut conn,
-            &store::AuditQuery {
-                person: filter
-                    .person
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty()),
-                entitlement: filter
-                    .entitlement
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty()),
-                action: filter
-                    .action
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty()),
-                limit: 500,
-            },
-        )
-        .await
-        .or_internal()?;
+        let q = store::AuditQuery::filter(filter.person, filter.entitlement, filter.action);
+        let rows = store::query_audit(&mut conn, &q).await.or_internal()?;
         Ok(rows
             .into_iter()
             .map(|a| AuditView {
@@ -89,6 +83,19 @@ impl PortalService {
                 detail: a.detail,
             })
             .collect())
+    }
+
+    /// Every event matching the filter, oldest first, streamed as `format` (the export
+    /// route). Admins only; a refusal is audited like any other.
+    pub async fn audit_export(
+        &self,
+        who: &Principal,
+        filter: AuditFilter,
+        format: export::Format,
+    ) -> Result<export::Chunks, AppError> {
+        let Admin(_) = self.admin(who, "audit_export").await?;
+        let q = store::AuditQuery::filter(filter.person, filter.entitlement, filter.action);
+        Ok(export::chunks(self.store.clone(), q, format))
     }
 
     pub(super) async fn aws_assignments(

@@ -6,6 +6,7 @@
 
 use crate::audit::{self, Actor, Event};
 use crate::clock::Clock;
+use crate::export;
 use crate::notify;
 use crate::provisioner::Provisioner;
 use crate::store::{self, GrantRow, JobKind, RequestRow, Store};

@@ -23,6 +23,8 @@ pub enum AlertKind {
     DriftMissing,
     /// Reconciliation: an assignment the portal made that no live grant covers.
     DriftOrphan,
+    /// Audit verification: an event does not fit the keyed hash chain (invariant 6).
+    AuditChainBroken,
 }
 
 impl AlertKind {
@@ -42,6 +44,7 @@ impl AlertKind {
                 JobKind::EndingSoon => "ending_soon_failing",
                 JobKind::SyncCatalog => "sync_catalog_failing",
                 JobKind::Reconcile => "reconcile_failing",
+                JobKind::VerifyAudit => "verify_audit_failing",
             },
             Self::MailParked => "mail_parked",
             Self::OperationStuck => "operation_stuck",
@@ -51,6 +54,7 @@ impl AlertKind {
             Self::DriftExternal => "drift_external",
             Self::DriftMissing => "drift_missing",
             Self::DriftOrphan => "drift_orphan",
+            Self::AuditChainBroken => "audit_chain_broken",
         }
     }
 
@@ -67,6 +71,7 @@ impl AlertKind {
             Self::DriftExternal,
             Self::DriftMissing,
             Self::DriftOrphan,
+            Self::AuditChainBroken,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

@@ -19,6 +19,8 @@ pub enum JobKind {
     SyncCatalog,
     /// Compares AWS's assignments with the live grants (one job, rescheduled each time).
     Reconcile,
+    /// Verifies the whole audit chain with the key (one job, rescheduled each time).
+    VerifyAudit,
 }
 
 impl JobKind {
@@ -34,6 +36,7 @@ impl JobKind {
             Self::EndingSoon => "ending_soon",
             Self::SyncCatalog => "sync_catalog",
             Self::Reconcile => "reconcile",
+            Self::VerifyAudit => "verify_audit",
         }
     }
 
@@ -49,6 +52,7 @@ impl JobKind {
             Self::EndingSoon,
             Self::SyncCatalog,
             Self::Reconcile,
+            Self::VerifyAudit,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -112,14 +116,14 @@ pub async fn claim_job(
 }
 
 /// Which jobs a worker takes: catalog syncs and reconciliations make hundreds of paced AWS
-/// calls, so the server runs them in a lane of their own, where they never hold up a
-/// revocation.
+/// calls and audit verification reads every event, so the server runs them in a lane of
+/// their own, where they never hold up a revocation.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Lane {
     All,
     /// Everything but maintenance.
     Grants,
-    /// Catalog sync and reconciliation only.
+    /// Catalog sync, reconciliation and audit verification only.
     Maintenance,
 }
 
@@ -127,8 +131,8 @@ impl Lane {
     fn filter(self) -> &'static str {
         match self {
             Lane::All => "",
-            Lane::Grants => " AND kind NOT IN ('sync_catalog', 'reconcile')",
-            Lane::Maintenance => " AND kind IN ('sync_catalog', 'reconcile')",
+            Lane::Grants => " AND kind NOT IN ('sync_catalog', 'reconcile', 'verify_audit')",
+            Lane::Maintenance => " AND kind IN ('sync_catalog', 'reconcile', 'verify_audit')",
         }
     }
 }
@@ -415,7 +419,7 @@ pub async fn job_stats(
     })
 }
 
-/// Puts a singleton job (catalog sync, reconciliation) in line at `run_at`, or brings the
+/// Puts a singleton job (catalog sync, reconciliation, audit verification) in line at `run_at`, or brings the
 /// one already there forward to it.
 pub async fn schedule_singleton(
     conn: &mut AnyConnection,

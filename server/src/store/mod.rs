@@ -5,7 +5,7 @@
 //! queue on the busy timeout instead of failing on lock upgrade; on PostgreSQL, rows are
 //! locked by touching them first (`lock_*`), which serialises racing decisions and workers.
 
-pub use crate::config::DatabaseUrl;
+pub use crate::config::{AuditKey, DatabaseUrl};
 use anyhow::{Context, Result};
 use app::domain::{GrantStatus, Principal, RecordId, RequestStatus, Timestamp, Verdict};
 use sha2::{Digest, Sha256};
@@ -14,7 +14,40 @@ use sqlx::{AnyConnection, AnyPool, Executor, Row};
 use std::str::FromStr;
 use std::time::Duration;
 
-pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+/// A write transaction ([`Store::begin`]). It is a database connection (`&mut tx` goes
+/// wherever a `&mut AnyConnection` does) that also carries the audit chain's key, so an
+/// audit event appended in it is keyed like every other (invariant 6).
+pub struct Tx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    audit_key: AuditKey,
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+
+    pub fn audit_key(&self) -> &AuditKey {
+        &self.audit_key
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+}
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
@@ -24,10 +57,13 @@ pub enum Dialect {
     Postgres,
 }
 
+/// The database, and the audit chain's key (from the configuration, never stored): every
+/// write transaction hands it to the audit events appended in it.
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
+    audit_key: AuditKey,
 }
 
 pub fn new_id() -> String {
@@ -36,7 +72,7 @@ pub fn new_id() -> String {
 
 impl Store {
     #[tracing::instrument(skip_all, fields(url = %url))]
-    pub async fn connect(url: &DatabaseUrl) -> Result<Self> {
+    pub async fn connect(url: &DatabaseUrl, audit_key: AuditKey) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let dialect = if url.is_postgres() {
             Dialect::Postgres
@@ -65,7 +101,16 @@ impl Store {
             .connect_with(options)
             .await
             .with_context(|| format!("cannot connect to the database at {url}"))?;
-        Ok(Self { pool, dialect })
+        Ok(Self {
+            pool,
+            dialect,
+            audit_key,
+        })
+    }
+
+    /// The key the audit chain is extended and verified with.
+    pub fn audit_key(&self) -> &AuditKey {
+        &self.audit_key
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -111,7 +156,10 @@ impl Store {
             Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Dialect::Postgres => self.pool.begin().await,
         };
-        tx.context("cannot start a database transaction")
+        Ok(Tx {
+            tx: tx.context("cannot start a database transaction")?,
+            audit_key: self.audit_key.clone(),
+        })
     }
 
     pub async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>> {

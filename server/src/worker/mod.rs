@@ -340,12 +340,18 @@ impl Worker {
                 self.upkeep_outcome(job, result.map(|_| ()), self.upkeep.reconcile_every, now)
                     .await
             }
+            Some(JobKind::VerifyAudit) => {
+                let result = crate::upkeep::audit_chain::verify(&self.store, &*self.clock).await;
+                let every = self.upkeep.verify_audit_every;
+                self.upkeep_outcome(job, result.map(|_| ()), every, now)
+                    .await
+            }
             None => anyhow::bail!("unknown job kind {:?}", job.kind),
         }
     }
 
-    /// A catalog sync or reconciliation runs again after its period, failed or not (the
-    /// run records why it failed). A failure alerts the admins once; a success clears it.
+    /// A catalog sync, reconciliation or audit verification runs again after its period,
+    /// failed or not (the run records why it failed). A failure alerts the admins once; a success clears it.
     async fn upkeep_outcome(
         &self,
         job: &JobRow,
@@ -360,10 +366,10 @@ impl Worker {
             Err(e) => {
                 tracing::warn!(error = format!("{e:#}"), job = %job.kind, "maintenance run failed");
                 if store::open_alerts_of(&mut conn, &[kind]).await?.is_empty() {
-                    let what = if job.kind == JobKind::Reconcile {
-                        "Reconciliation"
-                    } else {
-                        "Catalog sync"
+                    let what = match job.kind {
+                        JobKind::Reconcile => "Reconciliation",
+                        JobKind::VerifyAudit => "Audit verification",
+                        _ => "Catalog sync",
                     };
                     store::raise_alert(
                         &mut conn,

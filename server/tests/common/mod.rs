@@ -30,7 +30,9 @@ use portcullis::provisioner::{
     OperationStatus, Principals, ProvisionError, Provisioner,
 };
 use portcullis::seed;
-use portcullis::store::{self, AuditQuery, AuditRow, DatabaseUrl, GrantRow, JobRow, Store};
+use portcullis::store::{
+    self, AuditKey, AuditQuery, AuditRow, DatabaseUrl, GrantRow, JobRow, Store,
+};
 use portcullis::worker::Worker;
 use sqlx::{Connection, Executor, Row};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -48,6 +50,11 @@ pub const PUBLIC_URL: &str = "http://portal.test";
 pub const ENV_VAR: &str = "POSTGRES_TEST_URL";
 
 pub const HOUR_MS: i64 = 3_600_000;
+
+/// The audit key of every test store.
+pub fn audit_key() -> AuditKey {
+    AuditKey::from_bytes(b"the Portcullis test suites' audit key: 32 bytes and more").unwrap()
+}
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -231,29 +238,35 @@ fn with_database(admin: &str, db: &str) -> String {
     }
 }
 
+/// A new empty database: a SQLite file in a temp dir (kept while the dir lives), or a
+/// PostgreSQL database of its own. Returns its URL.
+pub async fn fresh_database(backend: Backend) -> (String, Option<tempfile::TempDir>) {
+    sqlx::any::install_default_drivers();
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::TempDir::new().expect("temp dir");
+            let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
+            (url, Some(dir))
+        }
+        Backend::Postgres => {
+            let admin = postgres_admin_url();
+            let db = format!("t_{:016x}", rand::random::<u64>());
+            let mut conn = sqlx::AnyConnection::connect(&admin)
+                .await
+                .unwrap_or_else(|e| panic!("cannot connect to {ENV_VAR} ({admin}): {e}"));
+            conn.execute(format!("CREATE DATABASE {db}").as_str())
+                .await
+                .expect("CREATE DATABASE");
+            let _ = conn.close().await;
+            (with_database(&admin, &db), None)
+        }
+    }
+}
+
 impl TestEnv {
     pub async fn new(backend: Backend) -> Self {
-        sqlx::any::install_default_drivers();
-        let (url, dir) = match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::TempDir::new().expect("temp dir");
-                let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
-                (url, Some(dir))
-            }
-            Backend::Postgres => {
-                let admin = postgres_admin_url();
-                let db = format!("t_{:016x}", rand::random::<u64>());
-                let mut conn = sqlx::AnyConnection::connect(&admin)
-                    .await
-                    .unwrap_or_else(|e| panic!("cannot connect to {ENV_VAR} ({admin}): {e}"));
-                conn.execute(format!("CREATE DATABASE {db}").as_str())
-                    .await
-                    .expect("CREATE DATABASE");
-                let _ = conn.close().await;
-                (with_database(&admin, &db), None)
-            }
-        };
-        let store = Store::connect(&DatabaseUrl::new(url))
+        let (url, dir) = fresh_database(backend).await;
+        let store = Store::connect(&DatabaseUrl::new(url), audit_key())
             .await
             .expect("connect");
         store.migrate().await.expect("migrate");
@@ -463,10 +476,12 @@ impl TestEnv {
         store::open_alerts(&mut *self.conn().await).await.unwrap()
     }
 
+    /// The first audit event that does not verify with the store's key, if any.
     pub async fn verify_chain(&self) -> Option<i64> {
-        store::verify_audit_chain(&mut *self.conn().await)
+        store::verify_audit_chain(&mut *self.conn().await, self.store.audit_key())
             .await
             .unwrap()
+            .first_bad
     }
 
     /// Whether the simulated AWS holds the assignment of this grant.

@@ -198,7 +198,7 @@ pub async fn world_on(moto: Moto) -> World {
 
     let dir = tempfile::TempDir::new().unwrap();
     let url = DatabaseUrl::new(format!("sqlite://{}/a.db?mode=rwc", dir.path().display()));
-    let store = Store::connect(&url).await.unwrap();
+    let store = Store::connect(&url, super::audit_key()).await.unwrap();
     store.migrate().await.unwrap();
     // Discovery: no instance ARN or identity store id configured.
     let provisioner = SsoAdminProvisioner::connect(&aws_config(&moto))
