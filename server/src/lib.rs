@@ -55,6 +55,38 @@ pub async fn audit_store(config: &Config) -> Result<Store> {
     Ok(store)
 }
 
+/// How long start-up waits at most between two tries to reach the database.
+const DATABASE_RETRY_CAP: Duration = Duration::from_secs(30);
+
+/// Connects and migrates, waiting for the database as long as it takes: a portal started
+/// while its database is down (a restart of both, a failover) comes up when the database
+/// does, instead of exiting. Each failed try is logged with its cause; the waits grow from
+/// 1 s to [`DATABASE_RETRY_CAP`].
+pub async fn connect_waiting(url: &DatabaseUrl, key: config::AuditKey) -> Store {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        let tried = async {
+            let store = Store::connect(url, key.clone()).await?;
+            store.migrate().await?;
+            anyhow::Ok(store)
+        }
+        .await;
+        match tried {
+            Ok(store) => return store,
+            Err(e) => {
+                tracing::warn!(
+                    database = %url,
+                    error = format!("{e:#}"),
+                    retry_in_secs = wait.as_secs(),
+                    "waiting for the database"
+                );
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(DATABASE_RETRY_CAP);
+            }
+        }
+    }
+}
+
 pub async fn run(config: Config, mode: Mode) -> Result<()> {
     config.validate(mode)?;
     let demo = mode == Mode::Demo;
@@ -67,8 +99,7 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
     if audit_key.is_demo() {
         tracing::warn!("audit.key is not set: the audit chain is keyed with the public demo key");
     }
-    let store = Store::connect(&url, audit_key).await?;
-    store.migrate().await?;
+    let store = connect_waiting(&url, audit_key).await;
     tracing::info!(database = %url, "database ready");
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -172,6 +203,7 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
     .with_mail(config.mail.clone())
     .with_upkeep(config.upkeep())
     .in_lane(store::Lane::Grants);
+    let worker_heartbeat = Some(worker.heartbeat());
     let worker_task = tokio::spawn(worker.run(stop_rx.clone()));
     // Catalog sync and reconciliation in a lane of their own, so their paced AWS calls
     // never hold up a revocation. It wakes the grants worker when it re-queues a grant.
@@ -198,6 +230,7 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
         config: Arc::new(config.clone()),
         demo,
         oidc,
+        worker_heartbeat,
     };
     let app = http::router(state);
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -175,6 +175,132 @@ async fn health_and_readiness() {
     assert_eq!(bare.get("/readyz", None).await.status(), StatusCode::OK);
 }
 
+/// Access must end on time: a revocation overdue beyond `worker.overdue_after_secs`
+/// makes the replica not ready, and so does a worker that stopped coming round its loop.
+#[tokio::test]
+async fn readiness_reports_overdue_revocations_and_a_stopped_worker() {
+    let _serial = serial().await;
+    let app = app().await;
+    assert_eq!(app.get("/readyz", None).await.status(), StatusCode::OK);
+    let now = SystemClock.now();
+    {
+        let mut conn = app.store.conn().await.unwrap();
+        // Due 4 minutes ago: late, but within the 5-minute bound.
+        let recent = now.minus(Duration::from_secs(240));
+        store::insert_job(
+            &mut conn,
+            store::JobKind::Deprovision,
+            "g-late",
+            recent,
+            recent,
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(app.get("/readyz", None).await.status(), StatusCode::OK);
+    {
+        let mut conn = app.store.conn().await.unwrap();
+        let old = now.minus(Duration::from_secs(600));
+        store::insert_job(
+            &mut conn,
+            store::JobKind::Deprovision,
+            "g-overdue",
+            old,
+            old,
+        )
+        .await
+        .unwrap();
+    }
+    let res = app.get("/readyz", None).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = axum::body::to_bytes(res.into_body(), 10_000).await.unwrap();
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("1 revocation(s) overdue"), "{body}");
+    {
+        let mut conn = app.store.conn().await.unwrap();
+        let jobs = store::jobs_for(&mut conn, "g-overdue").await.unwrap();
+        store::delete_job(&mut conn, &jobs[0].job_id).await.unwrap();
+    }
+    assert_eq!(app.get("/readyz", None).await.status(), StatusCode::OK);
+
+    // A worker whose last round was 10 minutes ago (settings: 30 s idle, 60 s lease).
+    let beat = Arc::new(std::sync::atomic::AtomicI64::new(
+        now.minus(Duration::from_secs(600)).millis(),
+    ));
+    let (router, _) = common::web::router_with_worker(
+        &app.store,
+        Config::default(),
+        true,
+        None,
+        Some(beat.clone()),
+    );
+    let stalled = App {
+        router,
+        store: app.store.clone(),
+        _dir: tempfile::TempDir::new().unwrap(),
+    };
+    let res = stalled.get("/readyz", None).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = axum::body::to_bytes(res.into_body(), 10_000).await.unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("the worker has not run"));
+    beat.store(
+        SystemClock.now().millis(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    assert_eq!(stalled.get("/readyz", None).await.status(), StatusCode::OK);
+}
+
+/// A portal started while its database is down waits for it (with backoff) instead of
+/// exiting, and comes up once the database answers: here the database appears on its
+/// port two seconds after start-up began (a forwarder to the test server).
+#[tokio::test]
+async fn start_up_waits_for_the_database() {
+    let _serial = serial().await;
+    if !common::postgres_or_skip() {
+        return;
+    }
+    let (real, _) = common::fresh_database(common::Backend::Postgres).await;
+    let target = real
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("host:port in the test URL")
+        .to_owned();
+    let port = common::peers::free_port();
+    let url = DatabaseUrl::new(real.replacen(&target, &format!("127.0.0.1:{port}"), 1));
+    let started = std::time::Instant::now();
+    let waiting =
+        tokio::spawn(async move { portcullis::connect_waiting(&url, common::audit_key()).await });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !waiting.is_finished(),
+        "still waiting while nothing listens"
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let forwarder = tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                return;
+            };
+            let target = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    let store = tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .expect("connected once the database answered")
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert!(store.is_ready().await, "connected and migrated");
+    forwarder.abort();
+}
+
 #[tokio::test]
 async fn pages_need_a_session() {
     let _serial = serial().await;

@@ -22,6 +22,8 @@ pub struct WorkerSettings {
     pub stuck_after_secs: u64,
     /// Mail delivery attempts before a message is parked for admins.
     pub mail_max_attempts: u32,
+    /// `/readyz` answers 503 while a revocation is overdue by more than this.
+    pub overdue_after_secs: u64,
 }
 
 impl Default for WorkerSettings {
@@ -35,11 +37,18 @@ impl Default for WorkerSettings {
             alert_after_failures: 5,
             stuck_after_secs: 600,
             mail_max_attempts: 8,
+            overdue_after_secs: 300,
         }
     }
 }
 
 impl WorkerSettings {
+    /// A worker that has not come round its loop for this long is stuck or dead: long
+    /// enough for its longest sleep and one step within its lease.
+    pub fn heartbeat_stale_after(&self) -> Duration {
+        Duration::from_secs((3 * self.max_idle_secs).max(2 * self.lease_secs))
+    }
+
     /// Capped exponential backoff: base * 2^(attempt-1), at most the cap.
     pub fn backoff(&self, attempt: u32) -> Duration {
         let exp = attempt.saturating_sub(1).min(30);

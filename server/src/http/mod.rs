@@ -25,6 +25,7 @@ use crate::oidc::{Oidc, SignInError};
 use crate::portal::{internal, PortalService};
 use crate::seed;
 use crate::store::{self, Store};
+use app::domain::Timestamp;
 use app::ssr::{Session, SharedPortal};
 use app::{shell, App};
 use axum::body::Body;
@@ -51,6 +52,9 @@ pub struct AppState {
     pub demo: bool,
     /// Sign-in with the OpenID provider (`serve`); `None` in demo mode.
     pub oidc: Option<Arc<Oidc>>,
+    /// The grants worker's heartbeat (`Worker::heartbeat`); `None` where no worker runs
+    /// in this process (tests of the router alone).
+    pub worker_heartbeat: Option<Arc<std::sync::atomic::AtomicI64>>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -148,6 +152,47 @@ async fn readyz(State(state): State<AppState>) -> Response {
             "no catalog yet: the first catalog sync has not succeeded (see the AWS page and the logs)",
         )
             .into_response();
+    }
+    let now = state.clock.now();
+    let worker = &state.config.worker;
+    if let Some(beat) = &state.worker_heartbeat {
+        let last = Timestamp(beat.load(std::sync::atomic::Ordering::Relaxed));
+        let quiet = last.until(now);
+        if last.millis() > 0 && quiet > worker.heartbeat_stale_after() {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the worker has not run for {}s (stuck or stopped)",
+                    quiet.as_secs()
+                ),
+            )
+                .into_response();
+        }
+    }
+    // Access must end on time: a revocation overdue beyond the bound makes this replica
+    // not ready, so that a load balancer and the on-call hear about it.
+    let bound = Duration::from_secs(worker.overdue_after_secs);
+    let overdue = match state.store.conn().await {
+        Ok(mut conn) => store::overdue_revocations(&mut conn, now.minus(bound)).await,
+        Err(e) => Err(e),
+    };
+    match overdue {
+        Ok((0, _)) => {}
+        Ok((n, oldest)) => {
+            let late = oldest.map(|t| t.until(now).as_secs()).unwrap_or_default();
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{n} revocation(s) overdue, the oldest by {late}s (see the admin page)"),
+            )
+                .into_response();
+        }
+        Err(e) => {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "readiness: cannot count overdue revocations"
+            );
+            return (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response();
+        }
     }
     (StatusCode::OK, "ready").into_response()
 }

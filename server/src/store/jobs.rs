@@ -387,6 +387,20 @@ pub async fn next_job_due_in(conn: &mut AnyConnection, lane: Lane) -> Result<Opt
     Ok(at.map(Timestamp))
 }
 
+/// Revocations due before `before` and still not done: how many, and the oldest due time.
+pub async fn overdue_revocations(
+    conn: &mut AnyConnection,
+    before: Timestamp,
+) -> Result<(i64, Option<Timestamp>)> {
+    let row: (i64, Option<i64>) = sqlx::query_as(
+        "SELECT COUNT(*), MIN(run_at) FROM job WHERE kind = 'deprovision' AND run_at < $1",
+    )
+    .bind(before)
+    .fetch_one(conn)
+    .await?;
+    Ok((row.0, row.1.map(Timestamp)))
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct JobStats {
     pub queued: i64,

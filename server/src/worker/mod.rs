@@ -24,6 +24,7 @@ use crate::provisioner::{Assignment, DeleteStart, OperationStatus, ProvisionErro
 use crate::store::{self, AlertKind, GrantRow, GrantUpdate, JobKind, JobRow, Store};
 use anyhow::{Context, Result};
 use app::domain::{GrantEvent, GrantStatus, RequestEvent, RequestStatus, Timestamp};
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -55,6 +56,8 @@ pub struct Worker {
     lane: store::Lane,
     /// What wakes this worker early (by default the same `Notify` it wakes others with).
     woken_by: Arc<Notify>,
+    /// When this worker last came round its loop (epoch ms), for `/readyz`.
+    heartbeat: Arc<AtomicI64>,
 }
 
 impl Worker {
@@ -80,7 +83,14 @@ impl Worker {
             upkeep: Upkeep::default(),
             lane: store::Lane::All,
             woken_by: wake,
+            heartbeat: Arc::new(AtomicI64::new(0)),
         }
+    }
+
+    /// When the loop last came round (epoch ms; 0 before it starts), shared with
+    /// `/readyz`, which reports a worker that stopped coming round.
+    pub fn heartbeat(&self) -> Arc<AtomicI64> {
+        self.heartbeat.clone()
     }
 
     /// Wakes on this `Notify` instead (the maintenance lane has its own).
@@ -256,6 +266,10 @@ impl Worker {
             if *shutdown.borrow() {
                 break;
             }
+            self.heartbeat.store(
+                self.clock.now().millis(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
             if self.lane != store::Lane::Maintenance
                 && swept_at.is_none_or(|t| t.elapsed() >= SWEEP_EVERY)
             {

@@ -16,6 +16,17 @@ pub fn router(
     demo: bool,
     oidc: Option<Arc<Oidc>>,
 ) -> (axum::Router, Arc<PortalService>) {
+    router_with_worker(store, config, demo, oidc, None)
+}
+
+/// [`router`] with a worker heartbeat for `/readyz` to watch.
+pub fn router_with_worker(
+    store: &Store,
+    config: Config,
+    demo: bool,
+    oidc: Option<Arc<Oidc>>,
+    worker_heartbeat: Option<Arc<std::sync::atomic::AtomicI64>>,
+) -> (axum::Router, Arc<PortalService>) {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let portal = Arc::new(PortalService {
         store: store.clone(),
@@ -43,6 +54,7 @@ pub fn router(
         config: Arc::new(config),
         demo,
         oidc,
+        worker_heartbeat,
     });
     (router, portal)
 }
