@@ -147,6 +147,7 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
     };
     let wake = Arc::new(Notify::new());
     let upkeep_wake = Arc::new(Notify::new());
+    let mail_wake = Arc::new(Notify::new());
     {
         // Sync the catalog and verify the audit chain now, and reconcile once the catalog
         // has had time to land.
@@ -202,9 +203,25 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
     )
     .with_mail(config.mail.clone())
     .with_upkeep(config.upkeep())
-    .in_lane(store::Lane::Grants);
+    .in_lane(store::Lane::Grants)
+    .passing_wakes_to(mail_wake.clone());
     let worker_heartbeat = Some(worker.heartbeat());
     let worker_task = tokio::spawn(worker.run(stop_rx.clone()));
+    // Mail delivery in a lane of its own: a slow SMTP server never holds up a grant or a
+    // revocation. The grants worker passes its wake-ups on.
+    let mail_worker = worker::Worker::new(
+        store.clone(),
+        provisioner.clone(),
+        mailer.clone(),
+        clock.clone(),
+        wake.clone(),
+        config.worker.clone(),
+        public_url.clone(),
+    )
+    .with_mail(config.mail.clone())
+    .in_lane(store::Lane::Mail)
+    .woken_by(mail_wake);
+    let mail_task = tokio::spawn(mail_worker.run(stop_rx.clone()));
     // Catalog sync and reconciliation in a lane of their own, so their paced AWS calls
     // never hold up a revocation. It wakes the grants worker when it re-queues a grant.
     let upkeep = worker::Worker::new(
@@ -260,6 +277,7 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
         .context("server error")?;
     let _ = stop_tx.send(true);
     let _ = worker_task.await;
+    let _ = mail_task.await;
     let _ = upkeep_task.await;
     Ok(())
 }

@@ -22,6 +22,7 @@ both!(
     a_permanent_refusal_fails_the_grant_with_the_reason,
     nothing_is_created_after_the_grant_ends,
     the_sweep_restores_a_lost_revocation_job,
+    mail_has_a_lane_of_its_own,
 );
 
 /// Worker A claims a job and stalls past its lease; worker B takes it over. Everything A
@@ -328,4 +329,35 @@ async fn the_sweep_restores_a_lost_revocation_job(b: Backend) {
         "revoked"
     );
     env.check_invariants().await;
+}
+
+/// Mail delivery runs in a lane of its own: the grants lane never takes a delivery (a
+/// slow SMTP server cannot hold up a revocation), the mail lane takes nothing else.
+async fn mail_has_a_lane_of_its_own(b: Backend) {
+    use portcullis::store::Lane;
+    let env = TestEnv::new(b).await;
+    let lease = Duration::from_secs(LEASE_SECS);
+    let now = env.now();
+    {
+        let mut conn = env.conn().await;
+        // The delivery is the more overdue of the two.
+        let earlier = now.minus(Duration::from_secs(60));
+        store::insert_job(&mut conn, JobKind::DeliverMail, "mail-1", earlier, earlier)
+            .await
+            .unwrap();
+        store::insert_job(&mut conn, JobKind::Deprovision, "g-1", now, now)
+            .await
+            .unwrap();
+    }
+    let claim = |lane| store::claim_job_in(&env.store, "w", now, lease, lane);
+    let grants = claim(Lane::Grants).await.unwrap().expect("the revocation");
+    assert_eq!(grants.kind, JobKind::Deprovision);
+    assert!(
+        claim(Lane::Grants).await.unwrap().is_none(),
+        "never the mail"
+    );
+    let mail = claim(Lane::Mail).await.unwrap().expect("the delivery");
+    assert_eq!(mail.kind, JobKind::DeliverMail);
+    assert!(claim(Lane::Mail).await.unwrap().is_none());
+    assert!(claim(Lane::Maintenance).await.unwrap().is_none());
 }

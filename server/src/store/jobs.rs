@@ -121,18 +121,24 @@ pub async fn claim_job(
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Lane {
     All,
-    /// Everything but maintenance.
+    /// Grants and requests: everything but maintenance and mail delivery.
     Grants,
     /// Catalog sync, reconciliation and audit verification only.
     Maintenance,
+    /// Mail delivery only: a slow or unreachable SMTP server (30 s per try) never holds
+    /// up a grant or a revocation.
+    Mail,
 }
 
 impl Lane {
     fn filter(self) -> &'static str {
         match self {
             Lane::All => "",
-            Lane::Grants => " AND kind NOT IN ('sync_catalog', 'reconcile', 'verify_audit')",
+            Lane::Grants => {
+                " AND kind NOT IN ('sync_catalog', 'reconcile', 'verify_audit', 'deliver_mail')"
+            }
             Lane::Maintenance => " AND kind IN ('sync_catalog', 'reconcile', 'verify_audit')",
+            Lane::Mail => " AND kind = 'deliver_mail'",
         }
     }
 }

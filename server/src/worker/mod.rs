@@ -58,6 +58,9 @@ pub struct Worker {
     woken_by: Arc<Notify>,
     /// When this worker last came round its loop (epoch ms), for `/readyz`.
     heartbeat: Arc<AtomicI64>,
+    /// Woken in turn whenever this worker is woken (the mail lane by the grants lane:
+    /// a use case wakes one `Notify` after it commits, whatever jobs it wrote).
+    passes_wakes_to: Option<Arc<Notify>>,
 }
 
 impl Worker {
@@ -84,7 +87,14 @@ impl Worker {
             lane: store::Lane::All,
             woken_by: wake,
             heartbeat: Arc::new(AtomicI64::new(0)),
+            passes_wakes_to: None,
         }
+    }
+
+    /// Wakes `other` too whenever this worker is woken.
+    pub fn passing_wakes_to(mut self, other: Arc<Notify>) -> Self {
+        self.passes_wakes_to = Some(other);
+        self
     }
 
     /// When the loop last came round (epoch ms; 0 before it starts), shared with
@@ -270,7 +280,7 @@ impl Worker {
                 self.clock.now().millis(),
                 std::sync::atomic::Ordering::Relaxed,
             );
-            if self.lane != store::Lane::Maintenance
+            if matches!(self.lane, store::Lane::Grants | store::Lane::All)
                 && swept_at.is_none_or(|t| t.elapsed() >= SWEEP_EVERY)
             {
                 if let Err(e) = self.sweep().await {
@@ -290,7 +300,11 @@ impl Worker {
             let sleep = self.until_next_due().await;
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
-                _ = self.woken_by.notified() => {}
+                _ = self.woken_by.notified() => {
+                    if let Some(other) = &self.passes_wakes_to {
+                        other.notify_one();
+                    }
+                }
                 _ = shutdown.changed() => {}
             }
         }
