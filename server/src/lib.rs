@@ -206,7 +206,6 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
     .in_lane(store::Lane::Grants)
     .passing_wakes_to(mail_wake.clone());
     let worker_heartbeat = Some(worker.heartbeat());
-    let worker_task = tokio::spawn(worker.run(stop_rx.clone()));
     // Mail delivery in a lane of its own: a slow SMTP server never holds up a grant or a
     // revocation. The grants worker passes its wake-ups on.
     let mail_worker = worker::Worker::new(
@@ -221,7 +220,6 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
     .with_mail(config.mail.clone())
     .in_lane(store::Lane::Mail)
     .woken_by(mail_wake);
-    let mail_task = tokio::spawn(mail_worker.run(stop_rx.clone()));
     // Catalog sync and reconciliation in a lane of their own, so their paced AWS calls
     // never hold up a revocation. It wakes the grants worker when it re-queues a grant.
     let upkeep = worker::Worker::new(
@@ -229,7 +227,7 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
         provisioner,
         mailer,
         clock.clone(),
-        wake,
+        wake.clone(),
         config.worker.clone(),
         public_url.clone(),
     )
@@ -237,6 +235,24 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
     .with_upkeep(config.upkeep())
     .in_lane(store::Lane::Maintenance)
     .woken_by(upkeep_wake);
+    // A restarted replica takes its own jobs back at once rather than after their leases
+    // lapse (the release takes new tokens: a run of the old process could finish nothing).
+    {
+        let mut conn = store.conn().await?;
+        let own = [worker.id(), mail_worker.id(), upkeep.id()];
+        let released = store::release_leases_of(&mut conn, &own).await?;
+        if released > 0 {
+            tracing::info!(released, replica = %config.worker.replica(), "released this replica's leases from its previous run");
+        }
+    }
+    // On PostgreSQL, a job written by another replica wakes this one's workers at once.
+    if store.dialect() == store::Dialect::Postgres {
+        store::listen_for_jobs(&url, wake.clone())
+            .await
+            .context("listening for jobs from other replicas")?;
+    }
+    let worker_task = tokio::spawn(worker.run(stop_rx.clone()));
+    let mail_task = tokio::spawn(mail_worker.run(stop_rx.clone()));
     let upkeep_task = tokio::spawn(upkeep.run(stop_rx));
 
     let state = http::AppState {

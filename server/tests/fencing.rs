@@ -23,6 +23,7 @@ both!(
     nothing_is_created_after_the_grant_ends,
     the_sweep_restores_a_lost_revocation_job,
     mail_has_a_lane_of_its_own,
+    a_restarted_replica_releases_its_own_leases,
 );
 
 /// Worker A claims a job and stalls past its lease; worker B takes it over. Everything A
@@ -360,4 +361,88 @@ async fn mail_has_a_lane_of_its_own(b: Backend) {
     assert_eq!(mail.kind, JobKind::DeliverMail);
     assert!(claim(Lane::Mail).await.unwrap().is_none());
     assert!(claim(Lane::Maintenance).await.unwrap().is_none());
+}
+
+/// A restarted replica releases the leases its previous run left (same stable name):
+/// the jobs are taken at once instead of after their leases lapse, and the old run,
+/// were it still alive, is fenced out.
+async fn a_restarted_replica_releases_its_own_leases(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let lease = Duration::from_secs(LEASE_SECS);
+    {
+        let mut conn = env.conn().await;
+        for id in ["g-1", "g-2"] {
+            store::insert_job(&mut conn, JobKind::Deprovision, id, env.now(), env.now())
+                .await
+                .unwrap();
+        }
+    }
+    let lane = store::Lane::Grants;
+    let old_run = store::claim_job_in(&env.store, "r1/grants", env.now(), lease, lane)
+        .await
+        .unwrap()
+        .expect("due");
+    let others = store::claim_job_in(&env.store, "r2/grants", env.now(), lease, lane)
+        .await
+        .unwrap()
+        .expect("due");
+    let mut conn = env.conn().await;
+    let released = store::release_leases_of(&mut conn, &["r1/grants", "r1/mail"])
+        .await
+        .unwrap();
+    assert_eq!(released, 1, "only r1's own lease");
+    drop(conn);
+    let again = store::claim_job_in(&env.store, "r1/grants", env.now(), lease, lane)
+        .await
+        .unwrap()
+        .expect("taken back at once, no lease to wait for");
+    assert_eq!(again.job_id, old_run.job_id);
+    let mut conn = env.conn().await;
+    assert!(
+        !store::job_done(&mut conn, &old_run).await.unwrap(),
+        "the old run is fenced out"
+    );
+    assert!(store::job_done(&mut conn, &again).await.unwrap());
+    assert!(
+        store::job_done(&mut conn, &others).await.unwrap(),
+        "r2's lease untouched"
+    );
+}
+
+/// On PostgreSQL a job written by one replica wakes another's workers at once (LISTEN /
+/// NOTIFY), when the writer commits and not before; a rolled-back job wakes nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_written_by_one_replica_wakes_the_other() {
+    if !common::postgres_or_skip() {
+        return;
+    }
+    let env = TestEnv::new(Backend::Postgres).await;
+    let url = env.url.clone();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let listener = store::listen_for_jobs(&url, wake.clone()).await.unwrap();
+    let quiet = |wake: Arc<tokio::sync::Notify>| async move {
+        tokio::time::timeout(Duration::from_millis(500), wake.notified())
+            .await
+            .is_err()
+    };
+    // Written and rolled back: no wake.
+    {
+        let mut tx = env.store.begin().await.unwrap();
+        store::insert_job(&mut tx, JobKind::Provision, "g-x", env.now(), env.now())
+            .await
+            .unwrap();
+        drop(tx);
+    }
+    assert!(quiet(wake.clone()).await, "a rolled-back job wakes nobody");
+    // Written, not yet committed: no wake; committed: a wake.
+    let mut tx = env.store.begin().await.unwrap();
+    store::insert_job(&mut tx, JobKind::Provision, "g-1", env.now(), env.now())
+        .await
+        .unwrap();
+    assert!(quiet(wake.clone()).await, "not before the commit");
+    tx.commit().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), wake.notified())
+        .await
+        .expect("woken once the job was committed");
+    listener.abort();
 }

@@ -24,6 +24,10 @@ pub struct WorkerSettings {
     pub mail_max_attempts: u32,
     /// `/readyz` answers 503 while a revocation is overdue by more than this.
     pub overdue_after_secs: u64,
+    /// This replica's stable name (`PORTCULLIS_WORKER__REPLICA_ID`); the host name when
+    /// unset. Its workers lease jobs under it, and a restarted replica releases the
+    /// leases its previous run left, instead of waiting for them to lapse.
+    pub replica_id: Option<String>,
 }
 
 impl Default for WorkerSettings {
@@ -38,11 +42,33 @@ impl Default for WorkerSettings {
             stuck_after_secs: 600,
             mail_max_attempts: 8,
             overdue_after_secs: 300,
+            replica_id: None,
         }
     }
 }
 
 impl WorkerSettings {
+    /// This replica's name: `replica_id`, else the host name, else `replica`.
+    pub fn replica(&self) -> String {
+        let from_host = || {
+            std::env::var("HOSTNAME")
+                .ok()
+                .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        };
+        self.replica_id
+            .clone()
+            .or_else(from_host)
+            .map(|s| {
+                s.trim()
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+                    .take(64)
+                    .collect::<String>()
+            })
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "replica".into())
+    }
+
     /// A worker that has not come round its loop for this long is stuck or dead: long
     /// enough for its longest sleep and one step within its lease.
     pub fn heartbeat_stale_after(&self) -> Duration {

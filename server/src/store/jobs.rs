@@ -98,9 +98,82 @@ pub async fn insert_job(
     .bind(subject_id)
     .bind(run_at.millis())
     .bind(now.millis())
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    notify_jobs(conn).await?;
     Ok(id)
+}
+
+/// The PostgreSQL channel on which a new or earlier job wakes every replica's workers.
+pub const JOBS_CHANNEL: &str = "portcullis_jobs";
+
+/// Tells every replica that a job was added or brought forward (PostgreSQL: `NOTIFY`,
+/// delivered when the caller's transaction commits, never if it rolls back; SQLite has
+/// one process and needs none).
+async fn notify_jobs(conn: &mut AnyConnection) -> Result<()> {
+    if conn.backend_name() == "PostgreSQL" {
+        sqlx::query(&format!("NOTIFY {JOBS_CHANNEL}"))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Listens for [`JOBS_CHANNEL`] on PostgreSQL and wakes `wake` at each notification, so
+/// that a job written by one replica is taken up at once by another. Returns once it is
+/// listening; the task reconnects by itself after an error (a restarted database).
+pub async fn listen_for_jobs(
+    url: &DatabaseUrl,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    async fn connect(url: &str) -> Result<sqlx::postgres::PgListener> {
+        let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+        listener.listen(JOBS_CHANNEL).await?;
+        Ok(listener)
+    }
+    let url = url.expose().to_owned();
+    let mut listener = connect(&url).await.context("LISTEN for new jobs")?;
+    Ok(tokio::spawn(async move {
+        loop {
+            match listener.recv().await {
+                Ok(_) => wake.notify_one(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "job notifications lost; reconnecting");
+                    // Jobs written meanwhile are found by the workers' own timers.
+                    wake.notify_one();
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        match connect(&url).await {
+                            Ok(l) => {
+                                listener = l;
+                                break;
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = format!("{e:#}"), "cannot LISTEN yet")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }))
+}
+
+/// Releases the leases these workers (of a replica that restarted) still hold, taking
+/// the next token so the old run, were it still alive, is fenced out. Returns how many.
+pub async fn release_leases_of(conn: &mut AnyConnection, owners: &[&str]) -> Result<u64> {
+    let mut released = 0;
+    for owner in owners {
+        released += sqlx::query(
+            "UPDATE job SET lease_owner = NULL, lease_until = NULL, lease_token = lease_token + 1
+             WHERE lease_owner = $1",
+        )
+        .bind(*owner)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    }
+    Ok(released)
 }
 
 /// Claims the most overdue job whose lease is free. Exactly one worker wins a job:
@@ -131,6 +204,15 @@ pub enum Lane {
 }
 
 impl Lane {
+    pub fn name(self) -> &'static str {
+        match self {
+            Lane::All => "all",
+            Lane::Grants => "grants",
+            Lane::Maintenance => "maintenance",
+            Lane::Mail => "mail",
+        }
+    }
+
     fn filter(self) -> &'static str {
         match self {
             Lane::All => "",
@@ -351,8 +433,11 @@ pub async fn advance_job(
     .bind(run_at.millis())
     .bind(subject_id)
     .bind(kind.as_str())
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    if done.rows_affected() > 0 {
+        notify_jobs(conn).await?;
+    }
     Ok(done.rows_affected())
 }
 
@@ -466,7 +551,8 @@ pub async fn schedule_singleton(
     )
     .bind(run_at.millis())
     .bind(subject)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    notify_jobs(conn).await?;
     Ok(())
 }

@@ -115,10 +115,18 @@ impl Worker {
         self
     }
 
-    /// Takes only the jobs of one lane (the server runs one worker per lane).
+    /// Takes only the jobs of one lane (the server runs one worker per lane). The worker
+    /// is then named `<replica>/<lane>`: stable across restarts, so a restarted replica
+    /// can release the leases its previous run left.
     pub fn in_lane(mut self, lane: store::Lane) -> Self {
         self.lane = lane;
+        self.id = format!("{}/{}", self.settings.replica(), lane.name());
         self
+    }
+
+    /// The name this worker leases jobs under.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// Who hears about what and when (subjects, reminders, warnings); defaults otherwise.

@@ -96,6 +96,8 @@ pub struct TestEnv {
     pub portal: PortalService,
     pub sim: Arc<SimulatedProvisioner>,
     pub wake: Arc<Notify>,
+    /// The test's own database.
+    pub url: DatabaseUrl,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -266,9 +268,8 @@ pub async fn fresh_database(backend: Backend) -> (String, Option<tempfile::TempD
 impl TestEnv {
     pub async fn new(backend: Backend) -> Self {
         let (url, dir) = fresh_database(backend).await;
-        let store = Store::connect(&DatabaseUrl::new(url), audit_key())
-            .await
-            .expect("connect");
+        let url = DatabaseUrl::new(url);
+        let store = Store::connect(&url, audit_key()).await.expect("connect");
         store.migrate().await.expect("migrate");
         seed::seed_demo(&store, T0).await.expect("seed");
         let clock = Arc::new(ManualClock::new(T0));
@@ -295,6 +296,7 @@ impl TestEnv {
             portal,
             sim,
             wake,
+            url,
             _dir: dir,
         }
     }
