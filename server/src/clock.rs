@@ -42,3 +42,72 @@ impl Clock for ManualClock {
         Timestamp(self.0.load(Ordering::SeqCst))
     }
 }
+
+/// The database's clock, as every replica reads it: a local clock plus the offset to the
+/// database server's time, measured at start and every minute (half the round trip
+/// allowed for). Replicas whose own clocks disagree still agree on when a lease lapses
+/// and a grant ends, because they all compare against the same server's time.
+pub struct DatabaseClock {
+    local: std::sync::Arc<dyn Clock>,
+    offset_ms: AtomicI64,
+}
+
+/// How often the offset to the database's clock is measured again.
+pub const DATABASE_CLOCK_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl DatabaseClock {
+    /// Measures the offset once (the database must answer), then keeps it fresh in the
+    /// background for as long as the clock is in use.
+    pub async fn start(
+        store: crate::store::Store,
+        local: std::sync::Arc<dyn Clock>,
+    ) -> anyhow::Result<std::sync::Arc<Self>> {
+        let clock = std::sync::Arc::new(Self {
+            local,
+            offset_ms: AtomicI64::new(0),
+        });
+        clock.sync(&store).await?;
+        let weak = std::sync::Arc::downgrade(&clock);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(DATABASE_CLOCK_EVERY).await;
+                let Some(clock) = weak.upgrade() else { return };
+                if let Err(e) = clock.sync(&store).await {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "cannot read the database's clock; keeping the last offset"
+                    );
+                }
+            }
+        });
+        Ok(clock)
+    }
+
+    /// Reads the database's time and sets the offset from the local clock to it.
+    pub async fn sync(&self, store: &crate::store::Store) -> anyhow::Result<()> {
+        let before = self.local.now();
+        let db = store.database_time().await?;
+        let after = self.local.now();
+        let local_mid = before.millis() + (after.millis() - before.millis()) / 2;
+        let offset = db.millis() - local_mid;
+        let old = self.offset_ms.swap(offset, Ordering::SeqCst);
+        if (offset - old).abs() > 1_000 {
+            tracing::info!(
+                offset_ms = offset,
+                "this replica's clock differs from the database's"
+            );
+        }
+        Ok(())
+    }
+
+    /// The last measured offset from the local clock to the database's, in ms.
+    pub fn offset_ms(&self) -> i64 {
+        self.offset_ms.load(Ordering::SeqCst)
+    }
+}
+
+impl Clock for DatabaseClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.local.now().millis() + self.offset_ms.load(Ordering::SeqCst))
+    }
+}

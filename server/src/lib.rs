@@ -102,7 +102,11 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
     let store = connect_waiting(&url, audit_key).await;
     tracing::info!(database = %url, "database ready");
 
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // Due times and leases are compared against the database's clock (invariant 8), so
+    // replicas whose own clocks drift still agree on when access ends.
+    let clock: Arc<dyn Clock> = clock::DatabaseClock::start(store.clone(), Arc::new(SystemClock))
+        .await
+        .context("reading the database's clock")?;
     if demo {
         seed::seed_demo(&store, clock.now())
             .await

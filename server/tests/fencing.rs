@@ -24,6 +24,7 @@ both!(
     the_sweep_restores_a_lost_revocation_job,
     mail_has_a_lane_of_its_own,
     a_restarted_replica_releases_its_own_leases,
+    replicas_with_drifting_clocks_agree_on_the_database_time,
 );
 
 /// Worker A claims a job and stalls past its lease; worker B takes it over. Everything A
@@ -445,4 +446,42 @@ async fn a_job_written_by_one_replica_wakes_the_other() {
         .await
         .expect("woken once the job was committed");
     listener.abort();
+}
+
+/// Two replicas whose own clocks are a day apart read the same time through the
+/// database's clock (invariant 8): the one leases lapse and grants end by.
+async fn replicas_with_drifting_clocks_agree_on_the_database_time(b: Backend) {
+    use portcullis::clock::{Clock, DatabaseClock, ManualClock, SystemClock};
+    let env = TestEnv::new(b).await;
+    let real = SystemClock.now();
+    let behind = Arc::new(ManualClock::new(real.minus(Duration::from_secs(86_400))));
+    let ahead = Arc::new(ManualClock::new(real.plus(Duration::from_secs(3_600))));
+    let a = DatabaseClock::start(env.store.clone(), behind.clone())
+        .await
+        .unwrap();
+    let b_clock = DatabaseClock::start(env.store.clone(), ahead.clone())
+        .await
+        .unwrap();
+    let gap =
+        |x: app::domain::Timestamp, y: app::domain::Timestamp| (x.millis() - y.millis()).abs();
+    assert!(
+        gap(a.now(), b_clock.now()) < 5_000,
+        "{:?} vs {:?}",
+        a.now(),
+        b_clock.now()
+    );
+    assert!(
+        gap(a.now(), SystemClock.now()) < 5_000,
+        "the database's time, not the local one"
+    );
+    assert!(a.offset_ms() > 86_000_000 && b_clock.offset_ms() < -3_500_000);
+    // Between measurements the local clock carries the time forward.
+    behind.advance(Duration::from_secs(10));
+    let moved = a.now().millis() - b_clock.now().millis();
+    assert!((5_000..15_000).contains(&moved), "{moved}");
+    a.sync(&env.store).await.unwrap();
+    assert!(
+        gap(a.now(), b_clock.now()) < 5_000,
+        "agreed again after the next measurement"
+    );
 }

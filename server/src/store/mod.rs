@@ -150,6 +150,22 @@ impl Store {
         matches!(n, Ok(n) if n > 0)
     }
 
+    /// The database server's time: the one clock every replica compares due times and
+    /// leases against (through `clock::DatabaseClock`).
+    pub async fn database_time(&self) -> Result<Timestamp> {
+        let sql = match self.dialect {
+            Dialect::Postgres => {
+                "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+            }
+            Dialect::Sqlite => "SELECT CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
+        };
+        let ms: i64 = sqlx::query_scalar(sql)
+            .fetch_one(&self.pool)
+            .await
+            .context("reading the database's clock")?;
+        Ok(Timestamp(ms))
+    }
+
     /// A write transaction.
     pub async fn begin(&self) -> Result<Tx> {
         let tx = match self.dialect {
