@@ -196,20 +196,27 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
         .build();
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let worker = worker::Worker::new(
-        store.clone(),
-        provisioner.clone(),
-        mailer.clone(),
-        clock.clone(),
-        wake.clone(),
-        config.worker.clone(),
-        public_url.clone(),
-    )
-    .with_mail(config.mail.clone())
-    .with_upkeep(config.upkeep())
-    .in_lane(store::Lane::Grants)
-    .passing_wakes_to(mail_wake.clone());
-    let worker_heartbeat = Some(worker.heartbeat());
+    // Several grant workers at once, revocations first (`claim_job_in`): AWS's budget,
+    // not one job at a time, limits a burst.
+    let grant_workers: Vec<worker::Worker> = (0..config.worker.concurrency.max(1))
+        .map(|n| {
+            worker::Worker::new(
+                store.clone(),
+                provisioner.clone(),
+                mailer.clone(),
+                clock.clone(),
+                wake.clone(),
+                config.worker.clone(),
+                public_url.clone(),
+            )
+            .with_mail(config.mail.clone())
+            .with_upkeep(config.upkeep())
+            .in_lane(store::Lane::Grants)
+            .instance(n)
+            .passing_wakes_to(mail_wake.clone())
+        })
+        .collect();
+    let worker_heartbeat = Some(grant_workers[0].heartbeat());
     // Mail delivery in a lane of its own: a slow SMTP server never holds up a grant or a
     // revocation. The grants worker passes its wake-ups on.
     let mail_worker = worker::Worker::new(
@@ -243,7 +250,8 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
     // lapse (the release takes new tokens: a run of the old process could finish nothing).
     {
         let mut conn = store.conn().await?;
-        let own = [worker.id(), mail_worker.id(), upkeep.id()];
+        let mut own: Vec<&str> = grant_workers.iter().map(|w| w.id()).collect();
+        own.extend([mail_worker.id(), upkeep.id()]);
         let released = store::release_leases_of(&mut conn, &own).await?;
         if released > 0 {
             tracing::info!(released, replica = %config.worker.replica(), "released this replica's leases from its previous run");
@@ -255,7 +263,10 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
             .await
             .context("listening for jobs from other replicas")?;
     }
-    let worker_task = tokio::spawn(worker.run(stop_rx.clone()));
+    let worker_tasks: Vec<_> = grant_workers
+        .into_iter()
+        .map(|w| tokio::spawn(w.run(stop_rx.clone())))
+        .collect();
     let mail_task = tokio::spawn(mail_worker.run(stop_rx.clone()));
     let upkeep_task = tokio::spawn(upkeep.run(stop_rx));
 
@@ -296,7 +307,9 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
         .await
         .context("server error")?;
     let _ = stop_tx.send(true);
-    let _ = worker_task.await;
+    for task in worker_tasks {
+        let _ = task.await;
+    }
     let _ = mail_task.await;
     let _ = upkeep_task.await;
     Ok(())

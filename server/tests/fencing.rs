@@ -25,6 +25,7 @@ both!(
     mail_has_a_lane_of_its_own,
     a_restarted_replica_releases_its_own_leases,
     replicas_with_drifting_clocks_agree_on_the_database_time,
+    revocations_go_first,
 );
 
 /// Worker A claims a job and stalls past its lease; worker B takes it over. Everything A
@@ -484,4 +485,35 @@ async fn replicas_with_drifting_clocks_agree_on_the_database_time(b: Backend) {
         gap(a.now(), b_clock.now()) < 5_000,
         "agreed again after the next measurement"
     );
+}
+
+/// When a burst of work is due, revocations are claimed before anything else, however
+/// long the rest has waited: access ends on time first.
+async fn revocations_go_first(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let now = env.now();
+    let lease = Duration::from_secs(LEASE_SECS);
+    {
+        let mut conn = env.conn().await;
+        let long_ago = now.minus(Duration::from_secs(3_600));
+        for (kind, id, at) in [
+            (JobKind::Provision, "g-new", long_ago),
+            (JobKind::DecisionTimeout, "r-1", long_ago),
+            (JobKind::Deprovision, "g-old", now),
+        ] {
+            store::insert_job(&mut conn, kind, id, at, at)
+                .await
+                .unwrap();
+        }
+    }
+    let first = store::claim_job_in(&env.store, "w", now, lease, store::Lane::Grants)
+        .await
+        .unwrap()
+        .expect("due");
+    assert_eq!(first.kind, JobKind::Deprovision, "{first:?}");
+    let second = store::claim_job_in(&env.store, "w", now, lease, store::Lane::Grants)
+        .await
+        .unwrap()
+        .expect("due");
+    assert_ne!(second.kind, JobKind::Deprovision);
 }

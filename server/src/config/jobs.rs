@@ -24,6 +24,9 @@ pub struct WorkerSettings {
     pub mail_max_attempts: u32,
     /// `/readyz` answers 503 while a revocation is overdue by more than this.
     pub overdue_after_secs: u64,
+    /// Grant and request jobs run at once by one replica: AWS's budget, not the worker,
+    /// should be what limits a burst of revocations.
+    pub concurrency: u32,
     /// This replica's stable name (`PORTCULLIS_WORKER__REPLICA_ID`); the host name when
     /// unset. Its workers lease jobs under it, and a restarted replica releases the
     /// leases its previous run left, instead of waiting for them to lapse.
@@ -43,6 +46,7 @@ impl Default for WorkerSettings {
             mail_max_attempts: 8,
             overdue_after_secs: 300,
             replica_id: None,
+            concurrency: 4,
         }
     }
 }

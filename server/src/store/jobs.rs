@@ -176,7 +176,8 @@ pub async fn release_leases_of(conn: &mut AnyConnection, owners: &[&str]) -> Res
     Ok(released)
 }
 
-/// Claims the most overdue job whose lease is free. Exactly one worker wins a job:
+/// Claims the most overdue job whose lease is free, revocations first: when a burst of
+/// work is due, access ends on time before anything else starts. Exactly one worker wins a job:
 /// on PostgreSQL the candidate row is locked and skipped by others; on SQLite the
 /// write transaction is exclusive. The conditional UPDATE re-checks the lease either way.
 pub async fn claim_job(
@@ -241,7 +242,7 @@ pub async fn claim_job_in(
     let mut tx = store.begin().await?;
     let candidate: Option<String> = sqlx::query_scalar(&format!(
         "SELECT job_id FROM job WHERE run_at <= $1 AND (lease_until IS NULL OR lease_until < $1){lane}
-         ORDER BY run_at LIMIT 1{skip_locked}"
+         ORDER BY CASE WHEN kind = 'deprovision' THEN 0 ELSE 1 END, run_at LIMIT 1{skip_locked}"
     ))
     .bind(now.millis())
     .fetch_optional(&mut *tx)

@@ -61,6 +61,8 @@ pub struct Worker {
     /// Woken in turn whenever this worker is woken (the mail lane by the grants lane:
     /// a use case wakes one `Notify` after it commits, whatever jobs it wrote).
     passes_wakes_to: Option<Arc<Notify>>,
+    /// Whether this worker runs the sweep (one worker of the grants lane per replica).
+    sweeps: bool,
 }
 
 impl Worker {
@@ -88,7 +90,16 @@ impl Worker {
             woken_by: wake,
             heartbeat: Arc::new(AtomicI64::new(0)),
             passes_wakes_to: None,
+            sweeps: true,
         }
+    }
+
+    /// One of several workers of the same lane in this replica (`worker.concurrency`):
+    /// named `<replica>/<lane>/<n>`; only the first runs the sweep.
+    pub fn instance(mut self, n: u32) -> Self {
+        self.id = format!("{}/{}/{n}", self.settings.replica(), self.lane.name());
+        self.sweeps = n == 0;
+        self
     }
 
     /// Wakes `other` too whenever this worker is woken.
@@ -288,7 +299,8 @@ impl Worker {
                 self.clock.now().millis(),
                 std::sync::atomic::Ordering::Relaxed,
             );
-            if matches!(self.lane, store::Lane::Grants | store::Lane::All)
+            if self.sweeps
+                && matches!(self.lane, store::Lane::Grants | store::Lane::All)
                 && swept_at.is_none_or(|t| t.elapsed() >= SWEEP_EVERY)
             {
                 if let Err(e) = self.sweep().await {
