@@ -60,8 +60,25 @@ async fn a_user_unknown_to_identity_store_gets_a_clear_permanent_error() {
 async fn throttling_conflicts_5xx_and_timeouts_are_transient_one_call_each() {
     let w = world().await;
     w.provisioner.user_id("alice@example.com").await.unwrap();
+    // Throttling is its own kind (the pace slows, the job is not failed); the other
+    // retryable answers are transient; the rest permanent.
+    let err = {
+        let before = w.provisioner.budget_interval();
+        w.moto
+            .fault(
+                "arm",
+                json!({"operation": "CreateAccountAssignment", "code": "ThrottlingException", "status": 400}),
+            )
+            .await;
+        let err = w.provisioner.start_create(&w.alice()).await.unwrap_err();
+        assert!(
+            w.provisioner.budget_interval() > before,
+            "throttling slows the pace"
+        );
+        err
+    };
+    assert!(matches!(err, ProvisionError::Throttled(_)), "{err}");
     for (fault, expect_transient) in [
-        (json!({"code": "ThrottlingException", "status": 400}), true),
         (json!({"code": "ConflictException", "status": 400}), true),
         (
             json!({"code": "InternalServerException", "status": 500}),
@@ -349,11 +366,24 @@ async fn throttling_is_retried_by_the_worker(b: Backend) {
     )
     .await;
     let (g, w) = alice_asks(&env, &provisioner).await;
+    let mut attempts = Vec::new();
+    for _ in 0..50 {
+        w.drain().await.unwrap();
+        if let Some(job) = env.job(&g.access_grant_id, "provision").await {
+            attempts.push(job.attempts);
+        }
+        env.advance(Duration::from_millis(500));
+    }
     env.settle(&w).await;
     assert_eq!(
         env.grant(&g.access_grant_id).await.status.as_str(),
         "active"
     );
+    assert!(
+        attempts.iter().all(|a| *a == 0),
+        "throttling is no failure: {attempts:?}"
+    );
+    assert!(env.alerts("provision_failing").await.is_empty());
     assert_eq!(moto.calls("CreateAccountAssignment").await, 3);
     assert_eq!(in_moto(&sso, &provisioner, &g).await, 1);
 }

@@ -121,6 +121,10 @@ pub enum ProvisionError {
     /// Will not succeed by retrying (bad configuration, unknown user, access denied).
     #[error("provisioner error: {0}")]
     Permanent(String),
+    /// AWS asked to slow down: the provisioner has slowed its pace; try again soon.
+    /// Not a failure of the job.
+    #[error("throttled by AWS: {0}")]
+    Throttled(String),
 }
 
 /// Granting and revoking one assignment, the way SSO Admin does it: start an operation,

@@ -30,6 +30,16 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tracing::Instrument;
 
+/// Whether a step failed only because AWS throttled it.
+fn is_throttled(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<ProvisionError>(),
+            Some(ProvisionError::Throttled(_))
+        )
+    })
+}
+
 /// How often a worker checks that every live grant still has its jobs.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
@@ -183,6 +193,13 @@ impl Worker {
             }
             Ok(Outcome::Finished) => true,
             Ok(Outcome::Again(at)) => store::job_again(&mut conn, &job, at).await?,
+            // AWS asked to slow down: the provisioner has slowed its pace already; this
+            // is not a failure of the job (no attempt counted, no alert), it runs again
+            // after a poll interval.
+            Err(e) if is_throttled(&e) => {
+                tracing::info!(job = %job.job_id, error = format!("{e:#}"), "throttled; trying again soon");
+                store::job_again(&mut conn, &job, self.poll_again_at(now)).await?
+            }
             Err(e) => self.failed(&mut conn, &job, e, now).await?,
         };
         if !ours {
@@ -434,6 +451,10 @@ impl Worker {
             }
         }
         Ok(Outcome::Again(now.plus(every)))
+    }
+
+    fn poll_again_at(&self, now: Timestamp) -> Timestamp {
+        now.plus(Duration::from_millis(self.settings.poll_interval_ms))
     }
 
     fn poll_again(&self, now: Timestamp) -> Outcome {

@@ -18,7 +18,7 @@ impl SsoAdminProvisioner {
                 .set_next_token(next)
                 .send()
                 .await
-                .map_err(|e| classify("ListRoots", e))?;
+                .map_err(|e| self.classify_on("ListRoots", e))?;
             let roots = out
                 .roots()
                 .iter()
@@ -47,7 +47,7 @@ impl SsoAdminProvisioner {
                     .set_next_token(next)
                     .send()
                     .await
-                    .map_err(|e| classify("ListAccountsForParent", e))?;
+                    .map_err(|e| self.classify_on("ListAccountsForParent", e))?;
                 let accounts = out
                     .accounts()
                     .iter()
@@ -74,7 +74,7 @@ impl SsoAdminProvisioner {
                     .set_next_token(next)
                     .send()
                     .await
-                    .map_err(|e| classify("ListOrganizationalUnitsForParent", e))?;
+                    .map_err(|e| self.classify_on("ListOrganizationalUnitsForParent", e))?;
                 let children = out.organizational_units().iter().filter_map(|ou| {
                     let id = ou.id()?;
                     Some(OrgUnit {
@@ -112,7 +112,7 @@ impl SsoAdminProvisioner {
                 .set_next_token(next)
                 .send()
                 .await
-                .map_err(|e| classify("ListPermissionSets", e))?;
+                .map_err(|e| self.classify_on("ListPermissionSets", e))?;
             Ok((out.permission_sets.unwrap_or_default(), out.next_token))
         })
         .await?;
@@ -125,7 +125,7 @@ impl SsoAdminProvisioner {
                 .permission_set_arn(&arn)
                 .send()
                 .await
-                .map_err(|e| classify("DescribePermissionSet", e))?;
+                .map_err(|e| self.classify_on("DescribePermissionSet", e))?;
             let Some(ps) = out.permission_set() else {
                 continue;
             };

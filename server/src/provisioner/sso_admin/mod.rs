@@ -150,6 +150,11 @@ impl SsoAdminProvisioner {
         self.budget = Budget::per_second(rate);
     }
 
+    /// The pace of calls to SSO Admin now (slower after AWS throttled).
+    pub fn budget_interval(&self) -> Duration {
+        self.budget.interval()
+    }
+
     pub fn instance_arn(&self) -> &str {
         &self.instance_arn
     }
@@ -189,7 +194,7 @@ impl SsoAdminProvisioner {
                         self.user_attribute
                     ))
                 } else {
-                    classify("GetUserId", e)
+                    self.classify_on("GetUserId", e)
                 }
             })?;
         let id = out.user_id().to_owned();
@@ -215,7 +220,7 @@ impl SsoAdminProvisioner {
                 .set_next_token(next)
                 .send()
                 .await
-                .map_err(|e| classify("ListAccountAssignments", e))?;
+                .map_err(|e| self.classify_on("ListAccountAssignments", e))?;
             let found = out.account_assignments().iter().filter_map(|a| {
                 Some(LiveAssignment {
                     account_id: account_id.to_owned(),
@@ -256,7 +261,7 @@ impl Assignments for SsoAdminProvisioner {
                 .set_next_token(next)
                 .send()
                 .await
-                .map_err(|e| classify("ListAccountAssignmentsForPrincipal", e))?;
+                .map_err(|e| self.classify_on("ListAccountAssignmentsForPrincipal", e))?;
             let sets = out
                 .account_assignments()
                 .iter()
@@ -293,7 +298,7 @@ impl Assignments for SsoAdminProvisioner {
             .principal_id(user)
             .send()
             .await
-            .map_err(|e| classify("CreateAccountAssignment", e));
+            .map_err(|e| self.classify_on("CreateAccountAssignment", e));
         let mut creations = self.creations.lock().expect("creations lock");
         creations.remove(&slot);
         let id = request_id(out?.account_assignment_creation_status())?;
@@ -310,7 +315,7 @@ impl Assignments for SsoAdminProvisioner {
             .account_assignment_creation_request_id(request_id)
             .send()
             .await
-            .map_err(|e| classify("DescribeAccountAssignmentCreationStatus", e))?;
+            .map_err(|e| self.classify_on("DescribeAccountAssignmentCreationStatus", e))?;
         let settled = status(out.account_assignment_creation_status())?;
         if settled != OperationStatus::InProgress {
             self.creations
@@ -343,7 +348,7 @@ impl Assignments for SsoAdminProvisioner {
                 out.account_assignment_deletion_status(),
             )?)),
             Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(DeleteStart::AlreadyGone),
-            Err(e) => Err(classify("DeleteAccountAssignment", e)),
+            Err(e) => Err(self.classify_on("DeleteAccountAssignment", e)),
         }
     }
 
@@ -356,7 +361,7 @@ impl Assignments for SsoAdminProvisioner {
             .account_assignment_deletion_request_id(request_id)
             .send()
             .await
-            .map_err(|e| classify("DescribeAccountAssignmentDeletionStatus", e))?;
+            .map_err(|e| self.classify_on("DescribeAccountAssignmentDeletionStatus", e))?;
         status(out.account_assignment_deletion_status())
     }
 
@@ -428,7 +433,7 @@ impl Inventory for SsoAdminProvisioner {
             .principal_id(&a.principal_id)
             .send()
             .await
-            .map_err(|e| classify("DeleteAccountAssignment", e))?;
+            .map_err(|e| self.classify_on("DeleteAccountAssignment", e))?;
         request_id(out.account_assignment_deletion_status())
     }
 }
@@ -476,6 +481,33 @@ fn status(s: Option<&AccountAssignmentOperationStatus>) -> Result<OperationStatu
 
 /// Throttling (AWS sends it with HTTP 400), conflicts, 5xx and timeouts are worth
 /// retrying; anything else (access denied, validation, unknown resources) is not.
+impl SsoAdminProvisioner {
+    /// [`classify`], and a throttle slows the pace of the API that answered it.
+    fn classify_on<E>(&self, operation: &str, e: SdkError<E, HttpResponse>) -> ProvisionError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let err = classify(operation, e);
+        if matches!(err, ProvisionError::Throttled(_)) {
+            let organizations = matches!(
+                operation,
+                "ListRoots" | "ListAccountsForParent" | "ListOrganizationalUnitsForParent"
+            );
+            if organizations {
+                self.orgs_budget.throttled();
+            } else {
+                self.budget.throttled();
+            }
+            tracing::info!(
+                operation,
+                pace_ms = self.budget.interval().as_millis() as u64,
+                "throttled by AWS: slowing down"
+            );
+        }
+        err
+    }
+}
+
 fn classify<E>(operation: &str, e: SdkError<E, HttpResponse>) -> ProvisionError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -487,11 +519,12 @@ where
         }
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or_default();
+            if matches!(code, "ThrottlingException" | "TooManyRequestsException") {
+                return ProvisionError::Throttled(message);
+            }
             let transient = matches!(
                 code,
-                "ThrottlingException"
-                    | "TooManyRequestsException"
-                    | "ConflictException"
+                "ConflictException"
                     | "InternalServerException"
                     | "ServiceUnavailable"
                     | "ServiceUnavailableException"
