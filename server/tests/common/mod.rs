@@ -106,6 +106,7 @@ pub fn extra_person(name: &str, groups: &[&str]) -> Principal {
     Principal {
         user_id: format!("test|{name}"),
         email: format!("{name}@example.com"),
+        email_verified: true,
         display_name: format!("{name} Extra"),
         groups: groups.iter().map(|g| g.to_string()).collect(),
         manager: None,
@@ -231,31 +232,38 @@ fn with_database(admin: &str, db: &str) -> String {
     }
 }
 
+/// A fresh, empty database (not migrated): a SQLite file in a temp dir (kept alive by the
+/// returned dir), or a new PostgreSQL database.
+pub async fn fresh_store(backend: Backend) -> (Store, Option<tempfile::TempDir>) {
+    sqlx::any::install_default_drivers();
+    let (url, dir) = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::TempDir::new().expect("temp dir");
+            let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
+            (url, Some(dir))
+        }
+        Backend::Postgres => {
+            let admin = postgres_admin_url();
+            let db = format!("t_{:016x}", rand::random::<u64>());
+            let mut conn = sqlx::AnyConnection::connect(&admin)
+                .await
+                .unwrap_or_else(|e| panic!("cannot connect to {ENV_VAR} ({admin}): {e}"));
+            conn.execute(format!("CREATE DATABASE {db}").as_str())
+                .await
+                .expect("CREATE DATABASE");
+            let _ = conn.close().await;
+            (with_database(&admin, &db), None)
+        }
+    };
+    let store = Store::connect(&DatabaseUrl::new(url))
+        .await
+        .expect("connect");
+    (store, dir)
+}
+
 impl TestEnv {
     pub async fn new(backend: Backend) -> Self {
-        sqlx::any::install_default_drivers();
-        let (url, dir) = match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::TempDir::new().expect("temp dir");
-                let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
-                (url, Some(dir))
-            }
-            Backend::Postgres => {
-                let admin = postgres_admin_url();
-                let db = format!("t_{:016x}", rand::random::<u64>());
-                let mut conn = sqlx::AnyConnection::connect(&admin)
-                    .await
-                    .unwrap_or_else(|e| panic!("cannot connect to {ENV_VAR} ({admin}): {e}"));
-                conn.execute(format!("CREATE DATABASE {db}").as_str())
-                    .await
-                    .expect("CREATE DATABASE");
-                let _ = conn.close().await;
-                (with_database(&admin, &db), None)
-            }
-        };
-        let store = Store::connect(&DatabaseUrl::new(url))
-            .await
-            .expect("connect");
+        let (store, dir) = fresh_store(backend).await;
         store.migrate().await.expect("migrate");
         seed::seed_demo(&store, T0).await.expect("seed");
         let clock = Arc::new(ManualClock::new(T0));
