@@ -9,7 +9,8 @@
 // Environment:
 //   OIDC_PORT      (required) port on 127.0.0.1; issuer is http://127.0.0.1:$OIDC_PORT
 //   OIDC_ACCOUNTS  (required) path of a JSON file: an array of
-//                  { "login", "password", "sub", "email", "name", "groups": [..], "manager"? }
+//                  { "login", "password", "sub", "email", "name", "groups": [..], "manager"?,
+//                    "email_verified"? (true unless false) }
 //                  The file is re-read on every lookup (login form and findAccount),
 //                  so a test can rewrite it (preferably atomically: write + rename)
 //                  to change someone's groups between sign-ins.
@@ -135,7 +136,8 @@ function claimsOf(account) {
   const claims = {
     sub: account.sub,
     email: account.email,
-    email_verified: true,
+    // Verified unless the fixture says `"email_verified": false`.
+    email_verified: account.email_verified !== false,
     name: account.name,
     preferred_username: account.login,
     groups: Array.isArray(account.groups) ? account.groups : [],

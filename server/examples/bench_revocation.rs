@@ -110,6 +110,7 @@ async fn run(n: usize, latency_ms: u64, rate: u32, port: u16) -> Result<()> {
         .map(|i| Principal {
             user_id: format!("bench|{i}"),
             email: format!("user{i}@example.com"),
+            email_verified: true,
             display_name: format!("User {i}"),
             groups: vec!["engineering".into()],
             manager: None,

@@ -87,7 +87,7 @@ pub async fn connect_waiting(url: &DatabaseUrl, key: config::AuditKey) -> Store 
     }
 }
 
-pub async fn run(config: Config, mode: Mode) -> Result<()> {
+pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
     config.validate(mode)?;
     let demo = mode == Mode::Demo;
     let url = match (&config.database_url, demo) {
@@ -107,6 +107,7 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
     let clock: Arc<dyn Clock> = clock::DatabaseClock::start(store.clone(), Arc::new(SystemClock))
         .await
         .context("reading the database's clock")?;
+    claim_database(&store, mode, clock.now()).await?;
     if demo {
         seed::seed_demo(&store, clock.now())
             .await
@@ -270,6 +271,11 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
     let mail_task = tokio::spawn(mail_worker.run(stop_rx.clone()));
     let upkeep_task = tokio::spawn(upkeep.run(stop_rx));
 
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    // The port actually bound (`:0` picks one): demo mode answers only to it.
+    config.listen = listener.local_addr().context("the listening address")?;
     let state = http::AppState {
         leptos_options,
         store,
@@ -281,9 +287,6 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
         worker_heartbeat,
     };
     let app = http::router(state);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
     tracing::info!(
         "Portcullis {} listening on {public_url}",
         if demo { "demo" } else { "server" }
@@ -313,4 +316,28 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
     let _ = mail_task.await;
     let _ = upkeep_task.await;
     Ok(())
+}
+
+/// Demo and production never share a database (invariant 11): the first start records its
+/// mode, and a start in the other mode is refused before anything is served or seeded.
+pub async fn claim_database(store: &Store, mode: Mode, now: app::domain::Timestamp) -> Result<()> {
+    let wanted = match mode {
+        Mode::Demo => store::PortalMode::Demo,
+        Mode::Serve => store::PortalMode::Serve,
+    };
+    let mut conn = store.conn().await?;
+    let recorded = store::claim_portal_mode(&mut conn, wanted, now).await?;
+    match (wanted, recorded) {
+        (a, b) if a == b => Ok(()),
+        (store::PortalMode::Demo, _) => anyhow::bail!(
+            "demo mode refuses this database: `portcullis serve` has used it, and demo sign-in \
+             lets anyone act as anyone. Give the demo a database of its own (leave \
+             PORTCULLIS_DATABASE_URL unset for {DEMO_DATABASE_URL})"
+        ),
+        (store::PortalMode::Serve, _) => anyhow::bail!(
+            "`portcullis serve` refuses this database: `portcullis demo` has used it, and its \
+             users and sessions are demo personas anyone could sign in as. Point \
+             PORTCULLIS_DATABASE_URL at a database of its own"
+        ),
+    }
 }

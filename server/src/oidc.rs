@@ -114,6 +114,16 @@ pub enum SignInError {
     BadIdToken(String),
     #[error("the identity provider sent unusable claims: {0}")]
     Claims(String),
+    #[error("the email {0} is not verified by the identity provider")]
+    UnverifiedEmail(String),
+    #[error("the email {0} is not in a domain allowed to sign in (oidc.allowed_email_domains)")]
+    DomainNotAllowed(String),
+    #[error("{user} signed in with the email {email}, which belongs to another account ({owner})")]
+    EmailConflict {
+        user: String,
+        email: String,
+        owner: String,
+    },
 }
 
 impl SignInError {
@@ -139,13 +149,36 @@ impl SignInError {
                 "Your identity provider did not send what Portcullis needs about you. \
                  Ask your administrator to check the claims released to Portcullis."
             }
+            SignInError::UnverifiedEmail(_) => {
+                "Your identity provider has not verified your email address, so Portcullis \
+                 cannot sign you in. Verify it with your identity provider, or ask your \
+                 administrator."
+            }
+            SignInError::DomainNotAllowed(_) => {
+                "Your email address is not in a domain that may use Portcullis. Ask your \
+                 administrator."
+            }
+            SignInError::EmailConflict { .. } => {
+                "This email belongs to another account in Portcullis; ask your administrator."
+            }
+        }
+    }
+
+    /// The audit action of the refusal.
+    pub fn audit_action(&self) -> &'static str {
+        match self {
+            SignInError::EmailConflict { .. } => "signin.email_conflict",
+            _ => "signin.failure",
         }
     }
 
     pub fn status(&self) -> u16 {
         match self {
             SignInError::ProviderDown(_) => 502,
-            SignInError::Refused(_) => 403,
+            SignInError::Refused(_)
+            | SignInError::UnverifiedEmail(_)
+            | SignInError::DomainNotAllowed(_) => 403,
+            SignInError::EmailConflict { .. } => 409,
             SignInError::TokenExchange(_) | SignInError::BadIdToken(_) => 502,
             _ => 400,
         }
@@ -304,9 +337,20 @@ impl Oidc {
             }
         };
         let names = &self.config.claims;
-        let wanted = [&names.email, &names.name, &names.groups, &names.manager];
+        let wanted = [
+            &names.email,
+            &names.email_verified,
+            &names.name,
+            &names.groups,
+            &names.manager,
+        ];
         let missing = wanted.iter().any(|n| !all.contains_key(n.as_str()));
         if missing {
+            // The email and whether it is verified go together: an email from userinfo is
+            // verified only if userinfo says so.
+            if !all.contains_key(&names.email) {
+                all.remove(&names.email_verified);
+            }
             if let Some(url) = m.userinfo_endpoint() {
                 let extra = self
                     .userinfo(url.as_str(), tokens.access_token().secret())
@@ -321,7 +365,9 @@ impl Oidc {
                 }
             }
         }
-        principal_from_claims(self.issuer(), names, &self.config.admin_groups, &all)
+        let p = principal_from_claims(self.issuer(), names, &self.config.admin_groups, &all)?;
+        admit(&self.config, &p)?;
+        Ok(p)
     }
 
     async fn userinfo(
@@ -404,6 +450,18 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
+/// Whether this person may sign in at all: a verified email (unless
+/// `oidc.require_verified_email = false`) in an allowed domain (`oidc.allowed_email_domains`).
+pub fn admit(config: &OidcConfig, p: &Principal) -> Result<(), SignInError> {
+    if config.require_verified_email && !p.email_verified {
+        return Err(SignInError::UnverifiedEmail(p.email.clone()));
+    }
+    if !config.email_domain_allowed(&p.email) {
+        return Err(SignInError::DomainNotAllowed(p.email.clone()));
+    }
+    Ok(())
+}
+
 /// Maps verified claims to a person. Users are issuer + subject, never the email alone;
 /// a manager given as a subject (no `@`) is qualified with the issuer the same way.
 pub fn principal_from_claims(
@@ -429,6 +487,12 @@ pub fn principal_from_claims(
             names.email
         ))
     })?;
+    // `true`, or `"true"` from providers that send every claim as a string.
+    let email_verified = match claims.get(&names.email_verified) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.trim().eq_ignore_ascii_case("true"),
+        _ => false,
+    };
     let display_name = text(&names.name)
         .or_else(|| text("preferred_username"))
         .unwrap_or_else(|| email.clone());
@@ -459,6 +523,7 @@ pub fn principal_from_claims(
     Ok(Principal {
         user_id: format!("{issuer}|{subject}"),
         email,
+        email_verified,
         display_name,
         groups,
         manager,
@@ -503,6 +568,71 @@ mod tests {
         assert_eq!(p.groups, ["eng"]);
         assert_eq!(p.display_name, "al");
         assert!(!p.is_admin);
+    }
+
+    fn oidc_config() -> OidcConfig {
+        serde_json::from_value(json!({
+            "issuer_url": "https://idp", "client_id": "c", "client_secret": "s"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_verified_emails_in_allowed_domains_sign_in() {
+        let names = ClaimNames::default();
+        let claims = |verified: Value| {
+            map(json!({"sub": "u1", "email": "a@Example.com", "email_verified": verified}))
+        };
+        let person =
+            |v: Value| principal_from_claims("https://idp", &names, &[], &claims(v)).unwrap();
+        assert!(person(json!(true)).email_verified);
+        assert!(
+            person(json!("true")).email_verified,
+            "a string, as some providers send"
+        );
+        assert!(!person(json!(false)).email_verified);
+        assert!(!person(json!("false")).email_verified);
+        assert!(!person(json!(1)).email_verified);
+        let absent = principal_from_claims(
+            "https://idp",
+            &names,
+            &[],
+            &map(json!({"sub": "u1", "email": "a@example.com"})),
+        )
+        .unwrap();
+        assert!(!absent.email_verified, "absent is not verified");
+
+        let mut config = oidc_config();
+        assert!(config.require_verified_email, "on by default");
+        assert!(admit(&config, &person(json!(true))).is_ok());
+        let err = admit(&config, &person(json!(false))).unwrap_err();
+        assert!(matches!(err, SignInError::UnverifiedEmail(_)), "{err}");
+        assert_eq!(err.status(), 403);
+        assert!(err.user_message().contains("not verified"));
+        assert!(admit(&config, &absent).is_err());
+        config.require_verified_email = false;
+        assert!(admit(&config, &absent).is_ok());
+
+        config.allowed_email_domains = vec!["corp.example".into()];
+        let err = admit(&config, &person(json!(true))).unwrap_err();
+        assert!(matches!(err, SignInError::DomainNotAllowed(_)), "{err}");
+        assert_eq!(err.audit_action(), "signin.failure");
+        config.allowed_email_domains.push("EXAMPLE.COM".into());
+        assert!(admit(&config, &person(json!(true))).is_ok());
+
+        // A configurable claim name.
+        let renamed = ClaimNames {
+            email_verified: "verified".into(),
+            ..ClaimNames::default()
+        };
+        let p = principal_from_claims(
+            "https://idp",
+            &renamed,
+            &[],
+            &map(json!({"sub": "u1", "email": "a@example.com", "email_verified": true, "verified": false})),
+        )
+        .unwrap();
+        assert!(!p.email_verified);
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub fn personas() -> Vec<Principal> {
         Principal {
             user_id: format!("demo|{name}"),
             email: format!("{name}@example.com"),
+            email_verified: true,
             display_name: display.into(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
             manager: manager.map(|m| format!("{m}@example.com")),

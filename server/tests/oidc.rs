@@ -56,7 +56,13 @@ fn fixture_accounts() -> Value {
         {"login": "carol", "password": "carol-pw", "sub": "u-carol", "email": "carol@example.com",
          "name": "Carol Approver", "groups": ["cloud-approvers"], "manager": "u-bob"},
         {"login": "dana", "password": "dana-pw", "sub": "u-dana", "email": "dana@example.com",
-         "name": "Dana Admin", "groups": ["portcullis-admins", "security"]}
+         "name": "Dana Admin", "groups": ["portcullis-admins", "security"]},
+        // Another account with Alice's email (a second person, or a re-created account).
+        {"login": "eve", "password": "eve-pw", "sub": "u-eve", "email": "Alice@Example.com",
+         "name": "Eve Impostor", "groups": ["cloud-approvers"]},
+        // The provider has not verified Frank's email.
+        {"login": "frank", "password": "frank-pw", "sub": "u-frank", "email": "frank@example.com",
+         "email_verified": false, "name": "Frank Unverified", "groups": ["engineering"]}
     ])
 }
 
@@ -149,6 +155,8 @@ fn oidc_config(issuer: &str) -> OidcConfig {
         admin_groups: vec!["portcullis-admins".into()],
         signing_algs: vec!["RS256".into(), "ES256".into()],
         login_timeout_secs: 600,
+        require_verified_email: true,
+        allowed_email_domains: vec![],
     }
 }
 
@@ -300,6 +308,11 @@ impl Portal {
         .into_iter()
         .map(|a| (a.action, a.detail))
         .collect()
+    }
+
+    async fn users(&self) -> Vec<app::domain::Principal> {
+        let mut conn = self.store.conn().await.unwrap();
+        store::all_users(&mut conn).await.unwrap()
     }
 
     async fn principal(&self, session: &str) -> app::domain::Principal {
@@ -699,6 +712,82 @@ async fn someone_removed_from_the_approver_group_can_no_longer_approve() {
     );
 }
 
+#[tokio::test]
+async fn a_second_account_with_an_existing_email_is_refused_and_audited() {
+    let idp = Provider::start().await;
+    let portal = start_portal(oidc_config(&idp.issuer)).await;
+    let (res, _, _) = sign_in(&portal, &mut Browser::new(), "alice", "/", None).await;
+    let alice = portal.principal(&session_of(&res)).await;
+    assert!(alice.email_verified);
+    let users_before = portal.users().await;
+
+    // Eve is another subject at the same provider, with Alice's email in another case.
+    let (res, _, _) = sign_in(&portal, &mut Browser::new(), "eve", "/approvals", None).await;
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    assert!(set_cookie(&res, "portcullis_session").is_none());
+    let page = body_text(res).await;
+    assert!(
+        page.contains(
+            "This email belongs to another account in Portcullis; ask your administrator."
+        ),
+        "{page}"
+    );
+    assert!(page.contains("/auth/login?return_to=/approvals"), "{page}");
+    // Nothing changed: no account for Eve, Alice's as it was.
+    assert_eq!(portal.users().await, users_before);
+    let conflict: Vec<(String, String)> = portal
+        .audit()
+        .await
+        .into_iter()
+        .filter(|(a, _)| a == "signin.email_conflict")
+        .collect();
+    assert_eq!(conflict.len(), 1, "{conflict:?}");
+    let detail = &conflict[0].1;
+    assert!(
+        detail.contains(&format!("{}|u-eve", idp.issuer)),
+        "{detail}"
+    );
+    assert!(detail.contains(&alice.user_id), "{detail}");
+
+    // Alice herself still signs in.
+    let (res, _, _) = sign_in(&portal, &mut Browser::new(), "alice", "/", None).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn an_unverified_email_is_refused_by_default() {
+    let idp = Provider::start().await;
+    let portal = start_portal(oidc_config(&idp.issuer)).await;
+    let (res, _, _) = sign_in(&portal, &mut Browser::new(), "frank", "/", None).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(set_cookie(&res, "portcullis_session").is_none());
+    let page = body_text(res).await;
+    assert!(
+        page.contains("has not verified your email address"),
+        "{page}"
+    );
+    assert!(portal.users().await.is_empty(), "nothing stored");
+    let audit = portal.audit().await;
+    assert!(
+        audit
+            .iter()
+            .any(|(a, d)| a == "signin.failure" && d.contains("frank@example.com is not verified")),
+        "{audit:?}"
+    );
+
+    // Where the provider cannot verify emails, an administrator may turn the check off:
+    // Frank signs in, and his email is recorded as unverified (it names nobody).
+    let lax = start_portal(OidcConfig {
+        require_verified_email: false,
+        ..oidc_config(&idp.issuer)
+    })
+    .await;
+    let (res, _, _) = sign_in(&lax, &mut Browser::new(), "frank", "/", None).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let frank = lax.principal(&session_of(&res)).await;
+    assert!(!frank.email_verified);
+}
+
 // ------------------------------------------------------------------ our own signer
 
 /// A minimal provider whose token endpoint answers whatever ID token the test set.
@@ -801,7 +890,8 @@ impl Signer {
         json!({
             "iss": self.issuer, "aud": CLIENT_ID, "sub": "u-mallory", "nonce": nonce,
             "iat": now, "exp": now + 300,
-            "email": "mallory@example.com", "name": "Mallory", "groups": ["portcullis-admins"],
+            "email": "mallory@example.com", "email_verified": true, "name": "Mallory",
+            "groups": ["portcullis-admins"],
         })
     }
 
@@ -1064,8 +1154,8 @@ async fn claims_missing_from_the_id_token_are_read_from_userinfo() {
         s.rs256(&s.key, &c)
     };
     *signer.userinfo.lock().unwrap() = json!({
-        "sub": "u-mallory", "email": "mallory@example.com", "name": "Mallory From Userinfo",
-        "groups": ["engineering"], "manager": "bob@example.com"
+        "sub": "u-mallory", "email": "mallory@example.com", "email_verified": true,
+        "name": "Mallory From Userinfo", "groups": ["engineering"], "manager": "bob@example.com"
     });
     let res = callback_with(&portal, &signer, slim).await;
     assert_eq!(
@@ -1090,5 +1180,112 @@ async fn claims_missing_from_the_id_token_are_read_from_userinfo() {
     assert!(
         page.contains("did not send what Portcullis needs"),
         "{page}"
+    );
+}
+
+#[tokio::test]
+async fn unverified_emails_and_other_domains_are_refused() {
+    let signer = Signer::start().await;
+    let portal = start_portal(oidc_config(&signer.issuer)).await;
+    type Make = Box<dyn Fn(&Signer, &str) -> String>;
+    let cases: Vec<(&str, Make)> = vec![
+        (
+            "email_verified false",
+            Box::new(|s, n| {
+                let mut c = s.claims(n);
+                c["email_verified"] = json!(false);
+                s.rs256(&s.key, &c)
+            }),
+        ),
+        (
+            "email_verified absent",
+            Box::new(|s, n| {
+                let mut c = s.claims(n);
+                c.as_object_mut().unwrap().remove("email_verified");
+                s.rs256(&s.key, &c)
+            }),
+        ),
+        (
+            // The ID token vouches for an email it does not carry; the one from userinfo
+            // is not said to be verified.
+            "verified in the ID token, email from userinfo",
+            Box::new(|s, n| {
+                let mut c = s.claims(n);
+                c.as_object_mut().unwrap().remove("email");
+                *s.userinfo.lock().unwrap() =
+                    json!({"sub": "u-mallory", "email": "mallory@example.com"});
+                s.rs256(&s.key, &c)
+            }),
+        ),
+    ];
+    for (name, make) in &cases {
+        let res = callback_with(&portal, &signer, make).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{name}");
+        assert!(set_cookie(&res, "portcullis_session").is_none(), "{name}");
+        let page = body_text(res).await;
+        assert!(
+            page.contains("has not verified your email"),
+            "{name}: {page}"
+        );
+        assert!(page.contains("Try again"), "{name}: {page}");
+    }
+    assert!(portal.users().await.is_empty(), "nothing stored");
+    let failures = portal
+        .audit()
+        .await
+        .into_iter()
+        .filter(|(a, d)| a == "signin.failure" && d.contains("is not verified"))
+        .count();
+    assert_eq!(failures, cases.len());
+
+    // A verified email from userinfo is fine.
+    *signer.userinfo.lock().unwrap() =
+        json!({"sub": "u-mallory", "email": "mallory@example.com", "email_verified": true});
+    let res = callback_with(&portal, &signer, |s, n| {
+        let mut c = s.claims(n);
+        let o = c.as_object_mut().unwrap();
+        o.remove("email");
+        o.remove("email_verified");
+        s.rs256(&s.key, &c)
+    })
+    .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        body_text(res).await
+    );
+
+    // Domains: only those listed, exactly.
+    let corp = start_portal(OidcConfig {
+        allowed_email_domains: vec!["corp.example".into()],
+        ..oidc_config(&signer.issuer)
+    })
+    .await;
+    let res = callback_with(&corp, &signer, |s, n| s.rs256(&s.key, &s.claims(n))).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(set_cookie(&res, "portcullis_session").is_none());
+    let page = body_text(res).await;
+    assert!(
+        page.contains("not in a domain that may use Portcullis"),
+        "{page}"
+    );
+    assert!(corp.users().await.is_empty());
+    assert!(corp
+        .audit()
+        .await
+        .iter()
+        .any(|(a, d)| a == "signin.failure" && d.contains("allowed_email_domains")));
+    let example = start_portal(OidcConfig {
+        allowed_email_domains: vec!["corp.example".into(), "Example.COM".into()],
+        ..oidc_config(&signer.issuer)
+    })
+    .await;
+    let res = callback_with(&example, &signer, |s, n| s.rs256(&s.key, &s.claims(n))).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        body_text(res).await
     );
 }

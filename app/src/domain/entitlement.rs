@@ -102,6 +102,7 @@ mod tests {
         Principal {
             user_id: "iss|alice".into(),
             email: "alice@example.com".into(),
+            email_verified: true,
             display_name: "Alice".into(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
             manager: None,

@@ -12,6 +12,10 @@ pub struct Principal {
     /// Stable id: issuer and subject, never the email alone.
     pub user_id: String,
     pub email: String,
+    /// Whether the identity provider vouched for `email` (`email_verified`) at the last
+    /// sign-in. An unverified email never names anyone: see [`Principal::is_known_as`].
+    #[serde(default)]
+    pub email_verified: bool,
     pub display_name: String,
     pub groups: Vec<String>,
     /// The manager's email (or subject), from the identity provider.
@@ -26,10 +30,22 @@ impl Principal {
             .any(|g| self.groups.iter().any(|mine| mine == g))
     }
 
+    /// The identity rule, the one place a name in a policy (`eligible_users`,
+    /// `approvers.users`) or in someone's `manager` claim is matched to a person: the
+    /// user id (`iss|sub`) exactly, or the email (ignoring ASCII case) only when the
+    /// identity provider verified it. Emails are unique among users (the
+    /// `app_user_email_unique` index; a second account claiming one is refused at
+    /// sign-in), so a verified email names at most one person.
+    pub fn is_known_as(&self, name: &str) -> bool {
+        let name = name.trim();
+        name == self.user_id
+            || (self.email_verified
+                && !self.email.is_empty()
+                && name.eq_ignore_ascii_case(&self.email))
+    }
+
     fn is_named_in(&self, users: &[String]) -> bool {
-        users
-            .iter()
-            .any(|u| u.eq_ignore_ascii_case(&self.email) || *u == self.user_id)
+        users.iter().any(|u| self.is_known_as(u))
     }
 
     /// Whether `self` is `other`'s manager according to `other`'s claims.
@@ -37,7 +53,7 @@ impl Principal {
         other
             .manager
             .as_deref()
-            .is_some_and(|m| m.eq_ignore_ascii_case(&self.email) || m == self.user_id)
+            .is_some_and(|m| self.is_known_as(m))
     }
 }
 
@@ -216,6 +232,7 @@ mod tests {
         Principal {
             user_id: format!("demo|{name}"),
             email: format!("{name}@example.com"),
+            email_verified: true,
             display_name: name.into(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
             manager: manager.map(|m| format!("{m}@example.com")),
@@ -273,6 +290,40 @@ mod tests {
             no_manager.may_approve(&bob, &alice),
             Err(Denied::NotAnApprover)
         );
+    }
+
+    #[test]
+    fn names_match_the_user_id_or_a_verified_email_only() {
+        let p = policy();
+        let alice = person("alice", &["engineering"], Some("bob"));
+        let mut bob = person("bob", &["engineering-leads"], None);
+        assert!(bob.is_known_as("demo|bob"));
+        assert!(bob.is_known_as("Bob@Example.com"));
+        assert!(!bob.is_known_as("DEMO|BOB"), "user ids are exact");
+        // Someone whose email the provider did not verify is not named by that email:
+        // not as a manager, not in a list of approvers, not in a list of eligible users.
+        bob.email_verified = false;
+        assert!(!bob.is_known_as("bob@example.com"));
+        assert!(bob.is_known_as("demo|bob"));
+        assert_eq!(p.may_approve(&bob, &alice), Err(Denied::NotAnApprover));
+        let mut by_name = policy();
+        by_name.approvers.manager = false;
+        by_name.approvers.users = vec!["bob@example.com".into()];
+        assert_eq!(
+            by_name.may_approve(&bob, &alice),
+            Err(Denied::NotAnApprover)
+        );
+        by_name.approvers.users = vec!["demo|bob".into()];
+        assert_eq!(by_name.may_approve(&bob, &alice), Ok(()));
+        // A manager named by user id needs no email at all.
+        let managed_by_id = Principal {
+            manager: Some("demo|bob".into()),
+            ..alice.clone()
+        };
+        assert_eq!(p.may_approve(&bob, &managed_by_id), Ok(()));
+        let mut contractor = person("contractor", &[], None);
+        contractor.email_verified = false;
+        assert!(!p.is_eligible(&contractor));
     }
 
     #[test]

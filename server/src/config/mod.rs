@@ -159,6 +159,19 @@ pub struct OidcConfig {
     /// How long a started sign-in may take before its `state` expires.
     #[serde(default = "default_login_timeout")]
     pub login_timeout_secs: u64,
+    /// Refuse a sign-in unless the provider says the email is verified (the
+    /// `claims.email_verified` claim is `true`). On by default: an unverified email could
+    /// be anyone's, and emails name managers and approvers.
+    #[serde(default = "yes")]
+    pub require_verified_email: bool,
+    /// When not empty, only emails in these domains may sign in (exact domain, any case:
+    /// `example.com` admits `a@example.com`, not `a@eu.example.com`).
+    #[serde(default, deserialize_with = "string_list")]
+    pub allowed_email_domains: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_scopes() -> Vec<String> {
@@ -217,7 +230,32 @@ impl OidcConfig {
         if self.login_timeout_secs == 0 {
             bail!("PORTCULLIS_OIDC__LOGIN_TIMEOUT_SECS must be more than 0");
         }
+        for d in &self.allowed_email_domains {
+            if d.is_empty() || d.contains('@') || d.contains(char::is_whitespace) {
+                bail!(
+                    "PORTCULLIS_OIDC__ALLOWED_EMAIL_DOMAINS: {d:?} is not a domain (write example.com, without @)"
+                );
+            }
+        }
+        if self.claims.email_verified.trim().is_empty() {
+            bail!("PORTCULLIS_OIDC__CLAIMS__EMAIL_VERIFIED is empty: name the claim (usually email_verified)");
+        }
         Ok(())
+    }
+
+    /// Whether `email`'s domain may sign in: any when `allowed_email_domains` is empty.
+    pub fn email_domain_allowed(&self, email: &str) -> bool {
+        if self.allowed_email_domains.is_empty() {
+            return true;
+        }
+        let Some((local, domain)) = email.rsplit_once('@') else {
+            return false;
+        };
+        !local.is_empty()
+            && self
+                .allowed_email_domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(domain))
     }
 }
 
@@ -255,6 +293,8 @@ pub struct ClaimNames {
     pub groups: String,
     /// The manager's email or subject.
     pub manager: String,
+    /// Whether the provider verified the email (`true`, or the string `"true"`).
+    pub email_verified: String,
 }
 
 impl Default for ClaimNames {
@@ -265,6 +305,7 @@ impl Default for ClaimNames {
             name: "name".into(),
             groups: "groups".into(),
             manager: "manager".into(),
+            email_verified: "email_verified".into(),
         }
     }
 }
@@ -487,6 +528,16 @@ impl Config {
             .to_owned()
     }
 
+    /// `public_url`'s origin as a browser sends it in `Origin`: `scheme://host[:port]`,
+    /// lower case, without a default port or a path. `None` if it is not a URL.
+    pub fn public_origin(&self) -> Option<String> {
+        let url = url::Url::parse(&self.public_url()).ok()?;
+        match url.origin() {
+            origin @ url::Origin::Tuple(..) => Some(origin.ascii_serialization()),
+            url::Origin::Opaque(_) => None,
+        }
+    }
+
     /// Secure cookies unless the portal is plain http on loopback (tests, demo).
     pub fn secure_cookies(&self) -> bool {
         self.public_url().starts_with("https://")
@@ -501,6 +552,13 @@ impl Config {
                 bail!("[[entitlements]]: the id {:?} is used twice", e.id);
             }
         }
+        if self.public_origin().is_none() {
+            // The CSRF check compares `Origin` with it exactly.
+            bail!(
+                "PORTCULLIS_PUBLIC_URL is not an http(s) URL (it is {})",
+                self.public_url()
+            );
+        }
         match mode {
             Mode::Demo => {
                 if !self.listen.ip().is_loopback() {
@@ -508,6 +566,13 @@ impl Config {
                         "demo mode refuses to listen on {}: demo sign-in lets anyone act as anyone, \
                          so it only listens on a loopback address (127.0.0.1 or ::1)",
                         self.listen
+                    );
+                }
+                if self.oidc.is_some() {
+                    bail!(
+                        "demo mode refuses an [oidc] section (or PORTCULLIS_OIDC__* variables): \
+                         demo sign-in lets anyone act as anyone, so it never runs next to real \
+                         sign-in. Use `portcullis serve` with [oidc], or remove it for the demo"
                     );
                 }
             }
@@ -542,6 +607,7 @@ impl Config {
                          are Secure, and plain http is only for 127.0.0.1 in tests"
                     );
                 }
+
                 if let Some(oidc) = &self.oidc {
                     oidc.validate()?;
                 }

@@ -16,6 +16,80 @@ fn demo_refuses_non_loopback() {
 }
 
 #[test]
+fn demo_refuses_an_oidc_section() {
+    let mut c = serve_config();
+    c.public_url = None;
+    c.database_url = None;
+    let err = c.validate(Mode::Demo).unwrap_err().to_string();
+    assert!(err.contains("refuses an [oidc] section"), "{err}");
+    c.oidc = None;
+    assert!(c.validate(Mode::Demo).is_ok());
+}
+
+#[test]
+fn oidc_identity_settings() {
+    // On by default, whether from the file or not.
+    figment::Jail::expect_with(|jail| {
+        jail.create_file(
+            "p.toml",
+            r#"
+[oidc]
+issuer_url = "https://idp.example.com"
+client_id = "c"
+client_secret = "s"
+"#,
+        )?;
+        let c = Config::load(Some(Path::new("p.toml"))).unwrap();
+        let o = c.oidc.unwrap();
+        assert!(o.require_verified_email);
+        assert!(o.allowed_email_domains.is_empty());
+        assert_eq!(o.claims.email_verified, "email_verified");
+        jail.set_env("PORTCULLIS_OIDC__REQUIRE_VERIFIED_EMAIL", "false");
+        jail.set_env(
+            "PORTCULLIS_OIDC__ALLOWED_EMAIL_DOMAINS",
+            "example.com, Corp.example",
+        );
+        jail.set_env("PORTCULLIS_OIDC__CLAIMS__EMAIL_VERIFIED", "verified");
+        let o = Config::load(Some(Path::new("p.toml")))
+            .unwrap()
+            .oidc
+            .unwrap();
+        assert!(!o.require_verified_email);
+        assert_eq!(o.allowed_email_domains, ["example.com", "Corp.example"]);
+        assert_eq!(o.claims.email_verified, "verified");
+        assert!(o.email_domain_allowed("a@EXAMPLE.com"));
+        assert!(o.email_domain_allowed("b@corp.example"));
+        assert!(!o.email_domain_allowed("a@eu.example.com"), "no subdomains");
+        assert!(!o.email_domain_allowed("a@example.com.evil"));
+        assert!(!o.email_domain_allowed("example.com"));
+        assert!(!o.email_domain_allowed("@example.com"));
+        Ok(())
+    });
+    let mut c = serve_config();
+    c.oidc.as_mut().unwrap().allowed_email_domains = vec!["@example.com".into()];
+    let err = c.validate(Mode::Serve).unwrap_err().to_string();
+    assert!(err.contains("ALLOWED_EMAIL_DOMAINS"), "{err}");
+}
+
+#[test]
+fn public_origin_is_what_browsers_send() {
+    let mut c = Config::default();
+    assert_eq!(c.public_origin().as_deref(), Some("http://127.0.0.1:3000"));
+    c.public_url = Some("https://Access.Example.com:443/portal/".into());
+    assert_eq!(
+        c.public_origin().as_deref(),
+        Some("https://access.example.com")
+    );
+    c.public_url = Some("https://access.example.com:8443".into());
+    assert_eq!(
+        c.public_origin().as_deref(),
+        Some("https://access.example.com:8443")
+    );
+    c.public_url = Some("not a url".into());
+    assert_eq!(c.public_origin(), None);
+}
+
+#[test]
 fn serve_names_what_is_missing() {
     let err = Config::default()
         .validate(Mode::Serve)
@@ -39,6 +113,8 @@ fn serve_config() -> Config {
             admin_groups: vec![],
             signing_algs: default_signing_algs(),
             login_timeout_secs: 600,
+            require_verified_email: true,
+            allowed_email_domains: vec![],
         }),
         audit: AuditConfig {
             key: Some(Secret::new("0f".repeat(32))),

@@ -14,7 +14,7 @@ use demo::*;
 use export::*;
 use pages::*;
 use session::*;
-pub use session::{cross_site_reason, safe_return_to, start_session};
+pub use session::{cross_site_reason, is_demo_host, safe_return_to, start_session};
 use sign_in::*;
 
 use crate::audit::{self, Actor, Event};
@@ -116,6 +116,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(middleware::from_fn_with_state(state.clone(), csrf))
         .layer(middleware::from_fn_with_state(state.clone(), session))
+        .layer(middleware::from_fn_with_state(state.clone(), demo_host_only))
         .layer(middleware::from_fn(security_headers))
         // Server functions answer every error with 500, bad input included, so the trace
         // layer's failures are not worth an ERROR line: real internal errors are logged

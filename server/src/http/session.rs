@@ -21,6 +21,16 @@ pub(super) async fn session(
             Err(e) => Err(e),
         };
         match found {
+            // A session is accepted only by the mode that made it (invariant 11): `serve`
+            // never takes a demo session or a `demo|` persona, whatever the database holds.
+            Ok(Some((principal, demo)))
+                if demo != state.demo || principal.user_id.starts_with("demo|") != state.demo =>
+            {
+                tracing::warn!(
+                    user = %principal.user_id,
+                    "a session made by the other mode (demo or serve) was ignored"
+                );
+            }
             Ok(Some((principal, demo))) => {
                 req.extensions_mut().insert(Session { principal, demo });
             }
@@ -67,7 +77,8 @@ pub(super) async fn csrf(State(state): State<AppState>, req: Request, next: Next
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(req).await;
     }
-    if let Some(reason) = cross_site_reason(req.headers(), &state.config.public_url()) {
+    let origin = state.config.public_origin().unwrap_or_default();
+    if let Some(reason) = cross_site_reason(req.headers(), &origin) {
         let who = req
             .extensions()
             .get::<Session>()
@@ -95,22 +106,68 @@ pub(super) async fn csrf(State(state): State<AppState>, req: Request, next: Next
 
 /// Why a request looks cross-site, if it does. Browsers send `Sec-Fetch-Site` and `Origin`
 /// on every state-changing request; clients that send neither are not browsers, and a
-/// cross-site attacker cannot make a browser omit them.
-pub fn cross_site_reason(headers: &HeaderMap, public_url: &str) -> Option<String> {
+/// cross-site attacker cannot make a browser omit them. `Origin` must be exactly
+/// `public_origin` (`Config::public_origin`): the `Host` header proves nothing, since a
+/// rebound DNS name or a misrouted proxy makes it whatever the attacker's page is served as.
+pub fn cross_site_reason(headers: &HeaderMap, public_origin: &str) -> Option<String> {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = get("sec-fetch-site") {
         if site != "same-origin" && site != "none" {
             return Some(format!("Sec-Fetch-Site is {site}"));
         }
     }
-    if let Some(origin) = get("origin") {
-        let host = get("host").unwrap_or("");
-        let same_host = origin == format!("http://{host}") || origin == format!("https://{host}");
-        if !(same_host || origin == public_url) {
-            return Some(format!("Origin {origin} is not this site"));
+    if let Some(origin) = headers.get("origin") {
+        let origin = origin.to_str().unwrap_or("(not text)");
+        if public_origin.is_empty() || origin != public_origin {
+            return Some(format!(
+                "Origin {} is not this site ({public_origin})",
+                origin.chars().take(200).collect::<String>()
+            ));
         }
     }
     None
+}
+
+/// Demo mode answers only to the loopback names of its own port: `127.0.0.1:PORT`,
+/// `localhost:PORT`, `[::1]:PORT` (invariant 10). A page on another name that a DNS
+/// rebinding points at 127.0.0.1 reaches the demo with its own name in `Host`, and is
+/// refused before any session, sign-in or page.
+pub(super) async fn demo_host_only(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if !state.demo {
+        return next.run(req).await;
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .map(|v| v.to_str().unwrap_or("").to_owned())
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))
+        .unwrap_or_default();
+    if is_demo_host(&host, state.config.listen.port()) {
+        return next.run(req).await;
+    }
+    tracing::warn!(
+        host = %host.chars().take(100).collect::<String>(),
+        "demo request for another host refused"
+    );
+    (
+        StatusCode::MISDIRECTED_REQUEST,
+        "The Portcullis demo answers only at 127.0.0.1, localhost or [::1] on its own port.\n",
+    )
+        .into_response()
+}
+
+/// `127.0.0.1:PORT`, `localhost:PORT` (any case) or `[::1]:PORT`, and nothing else.
+pub fn is_demo_host(host: &str, port: u16) -> bool {
+    let Some((name, p)) = host.rsplit_once(':') else {
+        return false;
+    };
+    p.parse::<u16>().ok() == Some(port)
+        && !p.starts_with('0')
+        && (name == "127.0.0.1" || name == "[::1]" || name.eq_ignore_ascii_case("localhost"))
 }
 
 /// Only same-origin relative paths: anything else falls back to `/`.
@@ -229,14 +286,6 @@ mod tests {
         );
         assert!(cross_site_reason(
             &headers(&[
-                ("origin", "http://127.0.0.1:3000"),
-                ("host", "127.0.0.1:3000")
-            ]),
-            url
-        )
-        .is_none());
-        assert!(cross_site_reason(
-            &headers(&[
                 ("origin", "https://evil.com"),
                 ("host", "portal.example.com")
             ]),
@@ -244,5 +293,65 @@ mod tests {
         )
         .is_some());
         assert!(cross_site_reason(&headers(&[("origin", "null")]), url).is_some());
+        // Same-origin by Sec-Fetch-Site, but from another origin: a rebound name.
+        assert!(cross_site_reason(
+            &headers(&[
+                ("origin", "http://rebound.example:3000"),
+                ("sec-fetch-site", "same-origin")
+            ]),
+            "http://127.0.0.1:3000"
+        )
+        .is_some());
+        // Exactly the origin: not a prefix, another port or scheme.
+        for near in [
+            "https://portal.example.com:8443",
+            "http://portal.example.com",
+            "https://portal.example.com.evil",
+            "https://portal.example.com/",
+        ] {
+            let h = HeaderMap::from_iter([(header::ORIGIN, HeaderValue::from_str(near).unwrap())]);
+            assert!(cross_site_reason(&h, url).is_some(), "{near}");
+        }
+        // No configured origin refuses every browser request.
+        assert!(
+            cross_site_reason(&headers(&[("origin", "https://portal.example.com")]), "").is_some()
+        );
+    }
+
+    #[test]
+    fn an_origin_equal_to_the_host_but_not_to_public_url_is_refused() {
+        // Before: a match on the Host header was enough.
+        let h = headers(&[
+            ("origin", "http://127.0.0.1:3000"),
+            ("host", "127.0.0.1:3000"),
+        ]);
+        assert!(cross_site_reason(&h, "https://portal.example.com").is_some());
+        assert!(cross_site_reason(&h, "http://127.0.0.1:3000").is_none());
+    }
+
+    #[test]
+    fn demo_hosts_are_loopback_names_on_its_port() {
+        for ok in [
+            "127.0.0.1:3100",
+            "localhost:3100",
+            "LocalHost:3100",
+            "[::1]:3100",
+        ] {
+            assert!(is_demo_host(ok, 3100), "{ok}");
+        }
+        for bad in [
+            "127.0.0.1:3000",
+            "127.0.0.1",
+            "localhost",
+            "evil.example:3100",
+            "127.0.0.2:3100",
+            "localhost.evil.example:3100",
+            "[::1]:03100",
+            "127.0.0.1:3100:3100",
+            "",
+            ":3100",
+        ] {
+            assert!(!is_demo_host(bad, 3100), "{bad}");
+        }
     }
 }

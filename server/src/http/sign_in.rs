@@ -228,10 +228,29 @@ pub(super) async fn verify_callback(
     let Some(code) = q.code.as_deref().filter(|c| !c.is_empty()) else {
         return fail(SignInError::MissingCode, back);
     };
-    match oidc.finish(code, &flow.nonce, &flow.pkce_verifier).await {
-        Ok(p) => Ok((p, flow.return_to.clone())),
-        Err(e) => fail(e, back),
+    let p = match oidc.finish(code, &flow.nonce, &flow.pkce_verifier).await {
+        Ok(p) => p,
+        Err(e) => return fail(e, back),
+    };
+    // Emails are unique: one that another account has never signs a second person in
+    // (the `app_user_email_unique` index refuses it anyway; this says so clearly).
+    let owner = async {
+        let mut conn = state.store.conn().await?;
+        store::email_owner(&mut conn, &p.email).await
     }
+    .await
+    .map_err(CallbackFailure::Internal)?;
+    if let Some(owner) = owner.filter(|o| *o != p.user_id) {
+        return fail(
+            SignInError::EmailConflict {
+                user: p.user_id,
+                email: p.email,
+                owner,
+            },
+            back,
+        );
+    }
+    Ok((p, flow.return_to.clone()))
 }
 
 pub(super) fn retry_link(return_to: &str) -> String {
@@ -242,9 +261,14 @@ pub(super) fn retry_link(return_to: &str) -> String {
 pub(super) async fn sign_in_failed(state: &AppState, e: SignInError, return_to: &str) -> Response {
     tracing::warn!(reason = %e, "sign-in failed");
     let reason = e.to_string().chars().take(500).collect::<String>();
+    // An email conflict concerns the account that has the email.
+    let concerns = match &e {
+        SignInError::EmailConflict { owner, .. } => Some(owner.as_str()),
+        _ => None,
+    };
     let event = Event {
-        action: "signin.failure",
-        person_id: None,
+        action: e.audit_action(),
+        person_id: concerns,
         subject_kind: "session",
         subject_id: "anonymous",
         entitlement_id: None,

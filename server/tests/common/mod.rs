@@ -115,6 +115,7 @@ pub fn extra_person(name: &str, groups: &[&str]) -> Principal {
     Principal {
         user_id: format!("test|{name}"),
         email: format!("{name}@example.com"),
+        email_verified: true,
         display_name: format!("{name} Extra"),
         groups: groups.iter().map(|g| g.to_string()).collect(),
         manager: None,
@@ -263,6 +264,15 @@ pub async fn fresh_database(backend: Backend) -> (String, Option<tempfile::TempD
             (with_database(&admin, &db), None)
         }
     }
+}
+
+/// A fresh, empty database (not migrated) and a store on it.
+pub async fn fresh_store(backend: Backend) -> (Store, Option<tempfile::TempDir>) {
+    let (url, dir) = fresh_database(backend).await;
+    let store = Store::connect(&DatabaseUrl::new(url), audit_key())
+        .await
+        .expect("connect");
+    (store, dir)
 }
 
 impl TestEnv {

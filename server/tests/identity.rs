@@ -1,0 +1,249 @@
+//! Identity binding, in the store and the use cases: emails are unique (ignoring case), an
+//! email names someone only when it is verified, the migration's answer to emails that
+//! already collide, and the database's mode (demo or serve). Every test runs on SQLite and
+//! on PostgreSQL. Sign-in itself is in `oidc.rs`, the HTTP side in `http.rs`.
+
+mod common;
+
+use app::domain::Principal;
+use app::error::AppError;
+use app::ssr::Portal;
+use common::*;
+use portcullis::config::Mode;
+use portcullis::store::{self, PortalMode};
+use portcullis::{claim_database, notify, seed};
+use sqlx::Row;
+
+both!(
+    emails_are_unique_ignoring_case,
+    an_approver_is_matched_by_id_not_by_an_unverified_email,
+    colliding_emails_are_resolved_by_the_migration,
+    demo_and_serve_never_share_a_database,
+);
+
+async fn emails_are_unique_ignoring_case(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let mut impostor = extra_person("impostor", &["cloud-approvers"]);
+    impostor.email = "BOB@example.com".into();
+    let before = env.count("app_user").await;
+    let refused = store::upsert_user(&mut *env.conn().await, &impostor, env.now()).await;
+    assert!(refused.is_err(), "a second user with Bob's email");
+    assert_eq!(env.count("app_user").await, before);
+    let owner = store::email_owner(&mut *env.conn().await, "Bob@Example.COM")
+        .await
+        .unwrap();
+    assert_eq!(owner.as_deref(), Some("demo|bob"));
+    // The owner may change the case of his own email.
+    let bob = Principal {
+        email: "Bob@Example.com".into(),
+        ..person("bob")
+    };
+    env.upsert_user(&bob).await;
+    assert_eq!(env.count("app_user").await, before);
+}
+
+async fn an_approver_is_matched_by_id_not_by_an_unverified_email(b: Backend) {
+    let env = TestEnv::new(b).await;
+    // Alice's manager claim is bob@example.com; Bob's provider did not verify that email.
+    let alice = person("alice");
+    assert_eq!(alice.manager.as_deref(), Some("bob@example.com"));
+    let bob = Principal {
+        email_verified: false,
+        ..person("bob")
+    };
+    env.upsert_user(&bob).await;
+    let policy = seed::entitlements()
+        .into_iter()
+        .find(|e| e.id == "prod-readonly")
+        .unwrap()
+        .policy;
+    assert!(policy.approvers.manager && policy.approvers.users.is_empty());
+    let rid = env.ask(&alice, "prod-readonly", "1h").await;
+
+    let approvers = notify::approvers_of(&mut *env.conn().await, &policy, &alice)
+        .await
+        .unwrap();
+    assert!(
+        approvers.iter().all(|p| p.user_id != "demo|bob"),
+        "not told by an unverified email: {approvers:?}"
+    );
+    let err = env.portal.decide(&bob, &rid, true, "").await.unwrap_err();
+    assert!(matches!(err, AppError::Forbidden(_)), "{err:?}");
+    assert_eq!(env.audit_with("denied.decide").await.len(), 1);
+    assert_eq!(env.request_status(&rid).await, "pending");
+
+    // Named by user id, the same Bob is her manager.
+    let alice = Principal {
+        manager: Some("demo|bob".into()),
+        ..alice
+    };
+    env.upsert_user(&alice).await;
+    let approvers = notify::approvers_of(&mut *env.conn().await, &policy, &alice)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = approvers.iter().map(|p| p.user_id.as_str()).collect();
+    assert_eq!(ids, ["demo|bob"]);
+    env.portal.decide(&bob, &rid, true, "ok").await.unwrap();
+    assert_eq!(env.request_status(&rid).await, "approved");
+    env.check_invariants().await;
+}
+
+/// Runs the migrations older than the identity one, as a database from before it has.
+async fn migrate_to_before_identity(store: &store::Store) -> tempfile::TempDir {
+    let old = tempfile::TempDir::new().unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+    for entry in std::fs::read_dir(src).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.as_str() < "20261201000003" {
+            std::fs::copy(&path, old.path().join(name)).unwrap();
+        }
+    }
+    sqlx::migrate::Migrator::new(old.path())
+        .await
+        .unwrap()
+        .run(store.pool())
+        .await
+        .unwrap();
+    old
+}
+
+async fn add_old_user(store: &store::Store, id: &str, email: &str, created_at: i64) {
+    sqlx::query(
+        "INSERT INTO app_user (user_id, email, display_name, groups_json, manager, is_admin, created_at, updated_at)
+         VALUES ($1, $2, $1, '[]', NULL, 0, $3, $3)",
+    )
+    .bind(id)
+    .bind(email)
+    .bind(created_at)
+    .execute(store.pool())
+    .await
+    .unwrap();
+}
+
+async fn colliding_emails_are_resolved_by_the_migration(b: Backend) {
+    let (store, _dir) = fresh_store(b).await;
+    let _old = migrate_to_before_identity(&store).await;
+    add_old_user(&store, "https://idp|u-later", "pat@example.com", 2_000).await;
+    add_old_user(&store, "https://idp|u-first", "Pat@Example.com", 1_000).await;
+    add_old_user(&store, "https://idp|u-third", "PAT@EXAMPLE.COM", 3_000).await;
+    add_old_user(&store, "https://idp|u-solo", "solo@example.com", 500).await;
+    let mut conn = store.conn().await.unwrap();
+    for (token, user) in [
+        ("s-later", "https://idp|u-later"),
+        ("s-first", "https://idp|u-first"),
+    ] {
+        store::create_session(
+            &mut conn,
+            token,
+            user,
+            false,
+            T0,
+            T0.plus(std::time::Duration::from_secs(3600)),
+        )
+        .await
+        .unwrap();
+    }
+    drop(conn);
+
+    store.migrate().await.unwrap();
+
+    let rows = sqlx::query("SELECT user_id, email, email_verified FROM app_user ORDER BY user_id")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    let got: Vec<(String, String, i64)> = rows
+        .iter()
+        .map(|r| (r.get("user_id"), r.get("email"), r.get("email_verified")))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("https://idp|u-first".into(), "Pat@Example.com".into(), 0),
+            (
+                "https://idp|u-later".into(),
+                "(email conflict) https://idp|u-later".into(),
+                0
+            ),
+            ("https://idp|u-solo".into(), "solo@example.com".into(), 0),
+            (
+                "https://idp|u-third".into(),
+                "(email conflict) https://idp|u-third".into(),
+                0
+            ),
+        ],
+        "the first account keeps the email; the later ones get a placeholder"
+    );
+    let sessions: Vec<String> = sqlx::query_scalar("SELECT user_id FROM web_session")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        sessions,
+        ["https://idp|u-first"],
+        "the later ones signed out"
+    );
+    let mut conn = store.conn().await.unwrap();
+    assert_eq!(
+        store::portal_mode(&mut conn).await.unwrap(),
+        Some(PortalMode::Serve),
+        "real users: a serve database"
+    );
+    // From now on the index holds.
+    let mut p = extra_person("pat", &[]);
+    p.email = "pat@EXAMPLE.com".into();
+    assert!(store::upsert_user(&mut conn, &p, T0).await.is_err());
+    drop(conn);
+
+    // A demo database from before: its personas make it a demo one.
+    let (demo, _dir2) = fresh_store(b).await;
+    let _old2 = migrate_to_before_identity(&demo).await;
+    add_old_user(&demo, "demo|alice", "alice@example.com", 1_000).await;
+    demo.migrate().await.unwrap();
+    let mut conn = demo.conn().await.unwrap();
+    assert_eq!(
+        store::portal_mode(&mut conn).await.unwrap(),
+        Some(PortalMode::Demo)
+    );
+    drop(conn);
+    let err = claim_database(&demo, Mode::Serve, T0).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("`portcullis serve` refuses this database"),
+        "{err}"
+    );
+}
+
+async fn demo_and_serve_never_share_a_database(b: Backend) {
+    // A new database has no mode until the first start claims one.
+    let env = TestEnv::new(b).await;
+    assert_eq!(
+        store::portal_mode(&mut *env.conn().await).await.unwrap(),
+        None
+    );
+    claim_database(&env.store, Mode::Demo, T0).await.unwrap();
+    claim_database(&env.store, Mode::Demo, T0).await.unwrap();
+    let err = claim_database(&env.store, Mode::Serve, T0)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("`portcullis serve` refuses this database"),
+        "{err}"
+    );
+    assert_eq!(
+        store::portal_mode(&mut *env.conn().await).await.unwrap(),
+        Some(PortalMode::Demo)
+    );
+
+    let env = TestEnv::new(b).await;
+    claim_database(&env.store, Mode::Serve, T0).await.unwrap();
+    let err = claim_database(&env.store, Mode::Demo, T0)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("demo mode refuses this database"),
+        "{err}"
+    );
+    claim_database(&env.store, Mode::Serve, T0).await.unwrap();
+}
