@@ -197,56 +197,37 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
         .build();
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    // One worker as every lane has it; each lane then says what it takes.
+    let new_worker = |lane: store::Lane| {
+        worker::Worker::new(
+            store.clone(),
+            provisioner.clone(),
+            mailer.clone(),
+            clock.clone(),
+            wake.clone(),
+            config.worker.clone(),
+            public_url.clone(),
+        )
+        .with_mail(config.mail.clone())
+        .with_upkeep(config.upkeep())
+        .in_lane(lane)
+    };
     // Several grant workers at once, revocations first (`claim_job_in`): AWS's budget,
     // not one job at a time, limits a burst.
     let grant_workers: Vec<worker::Worker> = (0..config.worker.concurrency.max(1))
         .map(|n| {
-            worker::Worker::new(
-                store.clone(),
-                provisioner.clone(),
-                mailer.clone(),
-                clock.clone(),
-                wake.clone(),
-                config.worker.clone(),
-                public_url.clone(),
-            )
-            .with_mail(config.mail.clone())
-            .with_upkeep(config.upkeep())
-            .in_lane(store::Lane::Grants)
-            .instance(n)
-            .passing_wakes_to(mail_wake.clone())
+            new_worker(store::Lane::Grants)
+                .instance(n)
+                .passing_wakes_to(mail_wake.clone())
         })
         .collect();
     let worker_heartbeat = Some(grant_workers[0].heartbeat());
     // Mail delivery in a lane of its own: a slow SMTP server never holds up a grant or a
     // revocation. The grants worker passes its wake-ups on.
-    let mail_worker = worker::Worker::new(
-        store.clone(),
-        provisioner.clone(),
-        mailer.clone(),
-        clock.clone(),
-        wake.clone(),
-        config.worker.clone(),
-        public_url.clone(),
-    )
-    .with_mail(config.mail.clone())
-    .in_lane(store::Lane::Mail)
-    .woken_by(mail_wake);
+    let mail_worker = new_worker(store::Lane::Mail).woken_by(mail_wake);
     // Catalog sync and reconciliation in a lane of their own, so their paced AWS calls
     // never hold up a revocation. It wakes the grants worker when it re-queues a grant.
-    let upkeep = worker::Worker::new(
-        store.clone(),
-        provisioner,
-        mailer,
-        clock.clone(),
-        wake.clone(),
-        config.worker.clone(),
-        public_url.clone(),
-    )
-    .with_mail(config.mail.clone())
-    .with_upkeep(config.upkeep())
-    .in_lane(store::Lane::Maintenance)
-    .woken_by(upkeep_wake);
+    let upkeep = new_worker(store::Lane::Maintenance).woken_by(upkeep_wake);
     // A restarted replica takes its own jobs back at once rather than after their leases
     // lapse (the release takes new tokens: a run of the old process could finish nothing).
     {

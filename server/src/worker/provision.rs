@@ -39,15 +39,11 @@ impl Worker {
         grant: GrantRow,
         now: Timestamp,
     ) -> Result<Outcome> {
-        let id = grant.access_grant_id.clone();
-        let mut tx = self.store.begin().await?;
-        store::lock_assignment(&mut tx, &grant).await?;
-        let Some(mut grant) = store::get_grant(&mut tx, &id).await? else {
-            return Ok(Outcome::Done);
+        let Some((mut tx, mut grant)) = self.locked(&grant, GrantStatus::Scheduled).await? else {
+            // Moved on since it was read: nothing is deleted on that account; the job
+            // runs again at once and the grant's current status decides (fencing rule 5).
+            return Ok(Outcome::Again(now));
         };
-        if grant.status != GrantStatus::Scheduled {
-            return Ok(Outcome::Done);
-        }
         if now >= grant.ends_at {
             self.settle(
                 &mut tx,
@@ -123,17 +119,8 @@ impl Worker {
             return Ok(self.poll_again(now));
         }
         // Claim the creation before calling AWS, so a crash after the call resumes it.
-        let next = GrantStatus::Scheduled.apply(GrantEvent::ProvisionStarted)?;
-        store::update_grant(
-            &mut tx,
-            &id,
-            GrantStatus::Scheduled,
-            GrantUpdate::in_flight(next, None, now),
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        grant.status = next;
+        self.start_operation(tx, &mut grant, GrantEvent::ProvisionStarted, now)
+            .await?;
         self.create_assignment(grant, now).await
     }
 
@@ -385,5 +372,45 @@ impl Worker {
         .await?;
         tx.commit().await?;
         Ok(Outcome::Done)
+    }
+
+    /// Moves the grant into the AWS operation `event` starts (provisioning or
+    /// deprovisioning, no operation id yet) and commits, before AWS is asked: a crash
+    /// after the call then resumes the operation instead of forgetting it.
+    pub(super) async fn start_operation(
+        &self,
+        mut tx: store::Tx,
+        grant: &mut GrantRow,
+        event: GrantEvent,
+        now: Timestamp,
+    ) -> Result<()> {
+        let next = grant.status.apply(event)?;
+        store::update_grant(
+            &mut tx,
+            &grant.access_grant_id,
+            grant.status,
+            GrantUpdate::in_flight(next, None, now),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        grant.status = next;
+        Ok(())
+    }
+
+    /// Locks every grant of `grant`'s assignment for the rest of a transaction and reads
+    /// `grant` again under that lock: `None` (and no transaction) when it is no longer in
+    /// `expected`, so that only one worker decides what happens to an assignment.
+    pub(super) async fn locked(
+        &self,
+        grant: &GrantRow,
+        expected: GrantStatus,
+    ) -> Result<Option<(store::Tx, GrantRow)>> {
+        let mut tx = self.store.begin().await?;
+        store::lock_assignment(&mut tx, grant).await?;
+        Ok(store::get_grant(&mut tx, &grant.access_grant_id)
+            .await?
+            .filter(|g| g.status == expected)
+            .map(|g| (tx, g)))
     }
 }

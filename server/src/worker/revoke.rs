@@ -43,15 +43,11 @@ impl Worker {
         grant: GrantRow,
         now: Timestamp,
     ) -> Result<Outcome> {
-        let id = grant.access_grant_id.clone();
-        let mut tx = self.store.begin().await?;
-        store::lock_assignment(&mut tx, &grant).await?;
-        let Some(mut grant) = store::get_grant(&mut tx, &id).await? else {
-            return Ok(Outcome::Done);
+        let Some((mut tx, mut grant)) = self.locked(&grant, GrantStatus::Active).await? else {
+            // Moved on since it was read: nothing is deleted on that account; the job
+            // runs again at once and the grant's current status decides (fencing rule 5).
+            return Ok(Outcome::Again(now));
         };
-        if grant.status != GrantStatus::Active {
-            return Ok(Outcome::Done);
-        }
         // Invariant 3: keep the assignment while another live grant covers it.
         let others = store::other_live_covering(&mut tx, &grant, now).await?;
         if !others.is_empty() {
@@ -94,17 +90,8 @@ impl Worker {
             tx.commit().await?;
             return Ok(Outcome::Done);
         }
-        let next = GrantStatus::Active.apply(GrantEvent::DeprovisionStarted)?;
-        store::update_grant(
-            &mut tx,
-            &id,
-            GrantStatus::Active,
-            GrantUpdate::in_flight(next, None, now),
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        grant.status = next;
+        self.start_operation(tx, &mut grant, GrantEvent::DeprovisionStarted, now)
+            .await?;
         self.delete_assignment(grant, now).await
     }
 
@@ -116,23 +103,8 @@ impl Worker {
         let a = self.assignment_for(&grant).await?;
         match self.provisioner.start_delete(&a).await? {
             DeleteStart::AlreadyGone => {
-                let mut tx = self.store.begin().await?;
-                store::forget_assignment(&mut tx, grant.key()).await?;
-                self.settle(
-                    &mut tx,
-                    &grant,
-                    GrantEvent::DeletionSucceeded,
-                    "grant.revoked",
-                    format!(
-                        "{}; the assignment was already gone from AWS",
-                        self.end_reason(&grant)
-                    ),
-                    None,
-                    now,
-                )
-                .await?;
-                tx.commit().await?;
-                Ok(Outcome::Done)
+                self.revoked(&grant, "the assignment was already gone from AWS", now)
+                    .await
             }
             DeleteStart::Started(op) => {
                 self.record_started(
@@ -157,23 +129,8 @@ impl Worker {
                 Ok(self.poll_again(now))
             }
             OperationStatus::Succeeded => {
-                let mut tx = self.store.begin().await?;
-                store::forget_assignment(&mut tx, grant.key()).await?;
-                self.settle(
-                    &mut tx,
-                    &grant,
-                    GrantEvent::DeletionSucceeded,
-                    "grant.revoked",
-                    format!(
-                        "{}; AWS reported the deletion SUCCEEDED (request {op})",
-                        self.end_reason(&grant)
-                    ),
-                    None,
-                    now,
-                )
-                .await?;
-                tx.commit().await?;
-                Ok(Outcome::Done)
+                let how = format!("AWS reported the deletion SUCCEEDED (request {op})");
+                self.revoked(&grant, &how, now).await
             }
             OperationStatus::Failed(reason) => {
                 // Invariant 4: never give up. Forget the failed operation and start over.
@@ -190,5 +147,30 @@ impl Worker {
                 anyhow::bail!("AWS reported the deletion FAILED: {reason}")
             }
         }
+    }
+
+    /// The assignment is gone from AWS (`how` says how the worker knows): the grant is
+    /// revoked and the portal forgets the assignment, in one transaction.
+    pub(super) async fn revoked(
+        &self,
+        grant: &GrantRow,
+        how: &str,
+        now: Timestamp,
+    ) -> Result<Outcome> {
+        let mut tx = self.store.begin().await?;
+        store::forget_assignment(&mut tx, grant.key()).await?;
+        let detail = format!("{}; {how}", self.end_reason(grant));
+        self.settle(
+            &mut tx,
+            grant,
+            GrantEvent::DeletionSucceeded,
+            "grant.revoked",
+            detail,
+            None,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Outcome::Done)
     }
 }
