@@ -1,9 +1,10 @@
-//! Benchmark: N grants (default 1,000) that all end in the same second, revoked by one
-//! worker through the IAM Identity Center provisioner against moto (behind the fault layer
-//! with a simulated latency on every call), with the client-side budget at 10 calls/s.
+//! Benchmark: N grants (default 1,000) that all end in the same second, revoked by the
+//! grant workers (`BENCH_WORKERS`, default 4 as `worker.concurrency`) through the IAM
+//! Identity Center provisioner against moto (behind the fault layer with a simulated
+//! latency on every call), with the client-side budget at 10 calls/s.
 //!
 //!   .ci/bench-revocation            # or: cargo run -p portcullis --example bench_revocation
-//!   BENCH_GRANTS=200 BENCH_LATENCY_MS=50 BENCH_RATE=10 .ci/bench-revocation
+//!   BENCH_GRANTS=200 BENCH_LATENCY_MS=50 BENCH_RATE=10 BENCH_WORKERS=4 .ci/bench-revocation
 //!
 //! Prints the time until every grant is revoked, its ratio to the budget's lower bound
 //! (the AWS calls the revocations needed, at the budget's rate), and the p50/p99 delay
@@ -39,6 +40,7 @@ async fn main() -> Result<()> {
     let n = env_or("BENCH_GRANTS", 1000) as usize;
     let latency_ms = env_or("BENCH_LATENCY_MS", 50);
     let rate = env_or("BENCH_RATE", 10) as u32;
+    let workers = env_or("BENCH_WORKERS", 4).max(1) as u32;
     std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
     std::env::set_var("AWS_REGION", "us-east-1");
@@ -62,13 +64,13 @@ async fn main() -> Result<()> {
         .stderr(Stdio::null())
         .spawn()
         .context("starting moto")?;
-    let result = run(n, latency_ms, rate, port).await;
+    let result = run(n, latency_ms, rate, workers, port).await;
     let _ = moto.kill();
     let _ = moto.wait();
     result
 }
 
-async fn run(n: usize, latency_ms: u64, rate: u32, port: u16) -> Result<()> {
+async fn run(n: usize, latency_ms: u64, rate: u32, workers: u32, port: u16) -> Result<()> {
     let url = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let started = Instant::now();
@@ -239,16 +241,23 @@ async fn run(n: usize, latency_ms: u64, rate: u32, port: u16) -> Result<()> {
     }
     http.post(format!("{url}/_fault/clear_log")).send().await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let worker = Worker::new(
-        store.clone(),
-        provisioner.clone(),
-        Arc::new(OutboxOnly),
-        clock.clone(),
-        wake.clone(),
-        settings,
-        "http://127.0.0.1:3000".into(),
-    );
-    let task = tokio::spawn(worker.run(stopped));
+    // As the server runs them: `worker.concurrency` grant workers sharing the budget.
+    let tasks: Vec<_> = (0..workers)
+        .map(|i| {
+            let worker = Worker::new(
+                store.clone(),
+                provisioner.clone(),
+                Arc::new(OutboxOnly),
+                clock.clone(),
+                wake.clone(),
+                settings.clone(),
+                "http://127.0.0.1:3000".into(),
+            )
+            .in_lane(portcullis::store::Lane::Grants)
+            .instance(i);
+            tokio::spawn(worker.run(stopped.clone()))
+        })
+        .collect();
     let done_at = loop {
         if count(&store, "status = 'revoked'").await? == n as i64 {
             break clock.now().millis();
@@ -257,7 +266,9 @@ async fn run(n: usize, latency_ms: u64, rate: u32, port: u16) -> Result<()> {
     };
     let _ = stop.send(true);
     wake.notify_waiters();
-    let _ = task.await;
+    for task in tasks {
+        let _ = task.await;
+    }
 
     // --- numbers -------------------------------------------------------------------
     let log: Value = http
@@ -286,7 +297,7 @@ async fn run(n: usize, latency_ms: u64, rate: u32, port: u16) -> Result<()> {
     let total = (done_at - ends_at) as f64 / 1000.0;
     let bound = calls as f64 / f64::from(rate);
     let ideal = (2 * n) as f64 / f64::from(rate);
-    println!("grants: {n}, latency per AWS call: {latency_ms} ms, budget: {rate} calls/s");
+    println!("grants: {n}, latency per AWS call: {latency_ms} ms, budget: {rate} calls/s, workers: {workers}");
     println!(
         "AWS calls during revocation: {calls} ({:.1} per grant; Delete + its status = 2 at least)",
         calls as f64 / n as f64
