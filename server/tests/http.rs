@@ -381,6 +381,53 @@ async fn secure_cookie_behind_https() {
     assert!(set_cookie.contains("Path=/"), "{set_cookie}");
 }
 
+/// Pages, server functions and exports are never cached; the compiled site's files may
+/// be. Every answer carries the browser-feature lock-down, and HSTS only behind https.
+#[tokio::test]
+async fn pages_are_never_cached_and_hsts_only_behind_https() {
+    let _serial = serial().await;
+    let app = app().await;
+    let (set_cookie, _) = app.sign_in("alice", "/", None).await;
+    let pair = cookie_pair(&set_cookie);
+    for path in ["/requests", "/demo/login", "/readyz"] {
+        let res = app.get(path, Some(&pair)).await;
+        let h = res.headers();
+        assert_eq!(h.get(header::CACHE_CONTROL).unwrap(), "no-store", "{path}");
+        assert!(
+            h.get("permissions-policy")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .contains("camera=()"),
+            "{path}"
+        );
+        assert!(
+            h.get(header::STRICT_TRANSPORT_SECURITY).is_none(),
+            "plain http: {path}"
+        );
+    }
+    let res = app.get("/pkg/portcullis.css", None).await;
+    assert!(
+        res.headers().get(header::CACHE_CONTROL).is_none(),
+        "static files may be cached"
+    );
+    let https = app_with(
+        Config {
+            public_url: Some("https://access.example.com".into()),
+            ..Config::default()
+        },
+        true,
+    )
+    .await;
+    let res = https.get("/healthz", None).await;
+    assert_eq!(
+        res.headers()
+            .get(header::STRICT_TRANSPORT_SECURITY)
+            .unwrap(),
+        "max-age=31536000; includeSubDomains"
+    );
+}
+
 #[tokio::test]
 async fn return_to_never_leaves_the_site() {
     let _serial = serial().await;
