@@ -320,6 +320,7 @@ async fn the_sweep_restores_a_lost_revocation_job(b: Backend) {
     assert_eq!(w.sweep().await.unwrap(), 1, "one job restored");
     assert_eq!(w.sweep().await.unwrap(), 0, "nothing more");
     assert_eq!(env.alerts("job_restored").await.len(), 1);
+    assert_eq!(env.audit_with("job.restored").await.len(), 1, "audited");
     let job = env
         .job(&g.access_grant_id, "deprovision")
         .await

@@ -278,17 +278,21 @@ impl Worker {
         for (grant_id, kind, at) in &missing {
             let at = (*at).max(now);
             store::insert_job(&mut tx, *kind, grant_id, at, now).await?;
-            store::raise_alert(
-                &mut tx,
-                AlertKind::JobRestored,
-                grant_id,
-                &format!(
-                    "live grant {grant_id} had no {kind} job; the worker put it back (due {})",
-                    at.format_utc()
-                ),
-                now,
-            )
-            .await?;
+            let what = format!(
+                "live grant {grant_id} had no {kind} job; the worker put it back (due {})",
+                at.format_utc()
+            );
+            store::raise_alert(&mut tx, AlertKind::JobRestored, grant_id, &what, now).await?;
+            // A repair is a state change like any other: on the audit trail too.
+            let event = Event {
+                action: "job.restored",
+                person_id: None,
+                subject_kind: "grant",
+                subject_id: grant_id,
+                entitlement_id: None,
+                detail: what,
+            };
+            audit::audit(&mut tx, &Actor::system(), event, now).await?;
             tracing::error!(grant = %grant_id, %kind, "live grant without its job: restored");
         }
         tx.commit().await?;
