@@ -18,6 +18,12 @@ pub enum AppError {
     Invalid(Vec<FieldError>),
     #[error("{0}")]
     Conflict(String),
+    /// Too many attempts in a short time; the message says when to try again.
+    #[error("{0}")]
+    RateLimited(String),
+    /// The request itself was malformed (missing or unreadable arguments).
+    #[error("{0}")]
+    BadRequest(String),
     #[error(
         "Something went wrong on our side. If it persists, give the admins this reference: {0}."
     )]
@@ -41,6 +47,20 @@ impl AppError {
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
         AppError::Invalid(vec![FieldError::new(field, message)])
     }
+
+    /// The HTTP status a server function answers with for this error: a refusal is never
+    /// a 500.
+    pub fn status(&self) -> u16 {
+        match self {
+            AppError::Unauthenticated => 401,
+            AppError::Forbidden(_) => 403,
+            AppError::NotFound(_) => 404,
+            AppError::Invalid(_) | AppError::BadRequest(_) => 400,
+            AppError::Conflict(_) => 409,
+            AppError::RateLimited(_) => 429,
+            AppError::Internal(_) | AppError::Transport(_) => 500,
+        }
+    }
 }
 
 impl FromServerFnError for AppError {
@@ -48,15 +68,20 @@ impl FromServerFnError for AppError {
 
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
         // These describe transport or argument problems, never server internals.
-        let message = match value {
-            ServerFnErrorErr::Args(_) | ServerFnErrorErr::MissingArg(_) => {
+        match value {
+            ServerFnErrorErr::Args(_)
+            | ServerFnErrorErr::MissingArg(_)
+            | ServerFnErrorErr::Deserialization(_)
+            | ServerFnErrorErr::UnsupportedRequestMethod(_) => AppError::BadRequest(
                 "The form was incomplete or malformed; please reload the page and try again."
-            }
-            ServerFnErrorErr::Request(_) | ServerFnErrorErr::Response(_) => {
-                "Could not reach Portcullis. Check your connection and try again."
-            }
-            _ => "The server could not handle that request; please reload the page.",
-        };
-        AppError::Transport(message.to_owned())
+                    .to_owned(),
+            ),
+            ServerFnErrorErr::Request(_) | ServerFnErrorErr::Response(_) => AppError::Transport(
+                "Could not reach Portcullis. Check your connection and try again.".to_owned(),
+            ),
+            _ => AppError::Transport(
+                "The server could not handle that request; please reload the page.".to_owned(),
+            ),
+        }
     }
 }

@@ -59,10 +59,18 @@ export const QUICK = { timeout: 1_500 };
 // example a reload during hydration) are not application bugs.
 const BENIGN_PAGE_ERRORS = [/abort/i, /Failed to fetch/i, /NetworkError/i, /Load failed/i];
 
+/** Chromium's console report of something the Content-Security-Policy refused. */
+export const CSP_VIOLATION = /Content Security Policy/i;
+
 function watchPage(page: Page, errors: string[]): void {
   page.on('pageerror', (err) => {
     const text = `${page.url()}: ${err.name}: ${err.message}`;
     if (!BENIGN_PAGE_ERRORS.some((re) => re.test(text))) errors.push(text);
+  });
+  // The portal runs with its Content-Security-Policy on: anything it refuses (a script
+  // without the page's nonce, a style, a form target) is a bug in the page.
+  page.on('console', (msg) => {
+    if (CSP_VIOLATION.test(msg.text())) errors.push(`${page.url()}: CSP violation: ${msg.text()}`);
   });
   // Should an action ask for confirmation with window.confirm, say yes
   // (Playwright would otherwise dismiss it and the action would not happen).
@@ -84,7 +92,7 @@ export const test = base.extend<Fixtures>({
     async ({}, use) => {
       const errors: string[] = [];
       await use(errors);
-      expect(errors, 'uncaught errors in the page (a panic in the hydrated app?)').toEqual([]);
+      expect(errors, 'uncaught errors or CSP violations in the page').toEqual([]);
     },
     { auto: true },
   ],

@@ -35,8 +35,9 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
+use leptos::nonce::Nonce;
 use leptos::prelude::{provide_context, LeptosOptions};
-use leptos_axum::{generate_route_list, handle_server_fns_with_context, LeptosRoutes};
+use leptos_axum::{generate_route_list, LeptosRoutes};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,6 +94,10 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let portal: SharedPortal = state.portal.clone();
+    let page_context = move || {
+        provide_context(portal.clone());
+        provide_request_nonce();
+    };
     let options = state.leptos_options.clone();
     let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -102,18 +107,20 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/callback", get(oidc_callback))
         .route("/auth/signed-out", get(signed_out))
         .route("/admin/audit.csv", get(audit_export))
-        .route("/api/{*fn_name}", get(server_fn).post(server_fn));
+        .route("/api/{*fn_name}", get(no_server_fn).post(no_server_fn));
     if state.demo {
         router = router.route("/demo/login", get(demo_login_page).post(demo_login));
     }
     router
-        .leptos_routes_with_context(
-            &state,
-            routes,
-            move || provide_context(portal.clone()),
-            move || shell(options.clone()),
-        )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .leptos_routes_with_context(&state, routes, page_context.clone(), move || {
+            shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(
+            page_context,
+            shell,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), server_fn_edge))
+        .layer(middleware::from_fn_with_state(state.clone(), url_errors))
         .layer(middleware::from_fn_with_state(state.clone(), csrf))
         .layer(middleware::from_fn_with_state(state.clone(), session))
         .layer(middleware::from_fn_with_state(state.clone(), demo_host_only))
@@ -134,9 +141,175 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn server_fn(State(state): State<AppState>, req: Request) -> impl IntoResponse {
-    let portal: SharedPortal = state.portal.clone();
-    handle_server_fns_with_context(move || provide_context(portal.clone()), req).await
+/// Server functions (Leptos routes each to its handler), with two things added at the
+/// edge: an error answers with the status its kind calls for (400, 401, 403, 404, 409, 429;
+/// 500 only for an internal error), and an error sent back in the URL (a form posted
+/// without JavaScript) is signed for the caller's session, so a page shows only error
+/// messages the portal wrote for that person (see [`url_errors`]).
+async fn server_fn_edge(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if !req.uri().path().starts_with("/api/") {
+        return next.run(req).await;
+    }
+    let session_token = cookie_value(req.headers(), state.cookie_name());
+    let res = next.run(req).await;
+    if res.status().is_redirection() {
+        return sign_url_error(res, session_token.as_deref());
+    }
+    if res.status() != StatusCode::INTERNAL_SERVER_ERROR
+        || !res.headers().contains_key("serverfnerror")
+    {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let bytes = match axum::body::to_bytes(body, 256 * 1024).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read a server function's error answer");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    if let Ok(error) = serde_json::from_slice::<app::error::AppError>(&bytes) {
+        parts.status =
+            StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// The query parameters that carry a server function's error back to a page.
+const URL_ERROR_PARAMS: [&str; 3] = ["__path", "__err", "__sig"];
+
+/// The tag that binds an error in a URL to the session it was written for: an HMAC keyed
+/// with the session token, which only that browser holds.
+fn url_error_tag(session_token: &str, path: &str, err: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(session_token.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(b"portcullis url error\n");
+    mac.update(path.as_bytes());
+    mac.update(b"\n");
+    mac.update(err.as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
+/// Adds the session's tag to the error a redirect carries back to the form's page; without
+/// a session the error is dropped from the URL.
+fn sign_url_error(mut res: Response, session_token: Option<&str>) -> Response {
+    let Some(location) = res
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+    else {
+        return res;
+    };
+    let Ok(mut url) = url::Url::parse(location) else {
+        return res;
+    };
+    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    let find = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let (Some(path), Some(err)) = (find("__path"), find("__err")) else {
+        return res;
+    };
+    {
+        let mut query = url.query_pairs_mut();
+        query.clear();
+        for (k, v) in pairs
+            .iter()
+            .filter(|(k, _)| !URL_ERROR_PARAMS.contains(&k.as_str()))
+        {
+            query.append_pair(k, v);
+        }
+        if let Some(token) = session_token {
+            query.append_pair("__path", &path);
+            query.append_pair("__err", &err);
+            query.append_pair("__sig", &url_error_tag(token, &path, &err));
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(url.as_str()) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
+}
+
+/// A page shows a server function's error from its URL only when the portal signed it for
+/// this session ([`sign_url_error`]); anything else in `__path`/`__err` (a crafted link) is
+/// taken out of the address (a redirect to the same page without it), so no text from a
+/// URL ever shows as one of the portal's messages.
+pub(super) async fn url_errors(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let Some(query) = req.uri().query() else {
+        return next.run(req).await;
+    };
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    if !pairs
+        .iter()
+        .any(|(k, _)| URL_ERROR_PARAMS.contains(&k.as_str()))
+    {
+        return next.run(req).await;
+    }
+    let find = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let genuine = match (
+        cookie_value(req.headers(), state.cookie_name()),
+        find("__path"),
+        find("__err"),
+        find("__sig"),
+    ) {
+        (Some(token), Some(path), Some(err), Some(sig)) => {
+            let expected = url_error_tag(&token, path, err);
+            expected.len() == sig.len()
+                && expected
+                    .bytes()
+                    .zip(sig.bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+        }
+        _ => false,
+    };
+    if genuine {
+        return next.run(req).await;
+    }
+    tracing::debug!(path = %req.uri().path(), "an error in the URL that the portal did not write for this session was dropped");
+    let kept: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(
+            pairs
+                .iter()
+                .filter(|(k, _)| !URL_ERROR_PARAMS.contains(&k.as_str())),
+        )
+        .finish();
+    let path = req.uri().path().to_owned();
+    let target = if kept.is_empty() {
+        path
+    } else {
+        format!("{path}?{kept}")
+    };
+    // Sent on to the same page without it, so that neither the server's rendering nor the
+    // browser's (hydration reads the address bar) ever sees it.
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        return Redirect::to(&target).into_response();
+    }
+    if let Ok(uri) = target.parse() {
+        *req.uri_mut() = uri;
+    }
+    next.run(req).await
+}
+
+/// A path under `/api/` that names no server function.
+async fn no_server_fn() -> Response {
+    (StatusCode::NOT_FOUND, "There is no such server function.").into_response()
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -198,12 +371,51 @@ async fn readyz(State(state): State<AppState>) -> Response {
     (StatusCode::OK, "ready").into_response()
 }
 
-async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// The nonce the security headers layer made for this request, given to Leptos so that its
+/// hydration scripts carry the one the Content-Security-Policy allows.
+fn provide_request_nonce() {
+    let nonce = leptos::prelude::use_context::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Nonce>().cloned());
+    if let Some(nonce) = nonce {
+        provide_context(nonce);
+    }
+}
+
+/// The Content-Security-Policy of every answer: scripts only from the portal itself or
+/// carrying this request's nonce (Leptos' hydration scripts), WebAssembly compiled by the
+/// browser, no plugins, no framing, no `<base>`, and forms that post only to the portal
+/// (or to the provider's sign-out, where sign-out sends the browser).
+fn content_security_policy(config: &Config, nonce: &Nonce) -> String {
+    let provider = config
+        .oidc
+        .as_ref()
+        .and_then(|o| url::Url::parse(&o.issuer_url).ok())
+        .map(|u| format!(" {}", u.origin().ascii_serialization()))
+        .unwrap_or_default();
+    format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; \
+         object-src 'none'; base-uri 'none'; frame-ancestors 'none'; \
+         form-action 'self'{provider}"
+    )
+}
+
+async fn security_headers(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     // Pages, server functions and exports carry who may do what: never kept by a browser
     // or a proxy. The compiled site's static files may be cached.
     let cacheable = req.uri().path().starts_with("/pkg/") || req.uri().path() == "/favicon.ico";
+    let nonce = Nonce::new();
+    req.extensions_mut().insert(nonce.clone());
     let mut res = next.run(req).await;
     let h = res.headers_mut();
+    // Fails closed: a policy that cannot be written as a header is replaced by one that
+    // allows no script at all.
+    let csp = HeaderValue::from_str(&content_security_policy(&state.config, &nonce))
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot write the Content-Security-Policy header");
+            HeaderValue::from_static("default-src 'self'; script-src 'none'; object-src 'none'")
+        });
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert(
         "x-content-type-options",

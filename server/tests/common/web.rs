@@ -1,14 +1,21 @@
 //! The portal's HTTP router for tests, wired as `portcullis::run` wires it: the simulated
-//! provisioner (10 ms per operation), the system clock, `target/site` for assets.
+//! provisioner (10 ms per operation), the system clock, `target/site` for assets; and
+//! [`App`], a demo-mode portal on a fresh SQLite database driven request by request.
 
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
 use portcullis::clock::{Clock, SystemClock};
 use portcullis::config::Config;
 use portcullis::oidc::Oidc;
 use portcullis::portal::PortalService;
 use portcullis::provisioner::simulated::SimulatedProvisioner;
+use portcullis::seed;
 use portcullis::store::Store;
+use portcullis::store::{self, DatabaseUrl};
 use std::sync::Arc;
 use std::time::Duration;
+use tower::ServiceExt;
 
 pub fn router(
     store: &Store,
@@ -57,4 +64,132 @@ pub fn router_with_worker(
         worker_heartbeat,
     });
     (router, portal)
+}
+
+pub struct App {
+    pub router: Router,
+    pub store: Store,
+    /// The Origin a browser on the portal's public URL sends.
+    pub origin: String,
+    pub _dir: tempfile::TempDir,
+}
+
+/// The tests in this file run one at a time. Each `#[tokio::test]` owns a runtime and an
+/// app; when several rendered pages at once, about one run in twenty left a page render
+/// waiting forever inside Leptos as another test's runtime shut down (a CI run hung for 80
+/// minutes). Production has one runtime and one app: `concurrent_page_renders_all_complete`
+/// covers many renders at once there.
+pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
+}
+
+pub async fn app_with(config: Config, migrate: bool) -> App {
+    if std::env::var("TEST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("TEST_LOG"))
+            .with_thread_names(true)
+            .try_init();
+    }
+    let dir = tempfile::TempDir::new().unwrap();
+    let url = DatabaseUrl::new(format!("sqlite://{}/h.db?mode=rwc", dir.path().display()));
+    let store = Store::connect(&url, super::audit_key()).await.unwrap();
+    if migrate {
+        store.migrate().await.unwrap();
+        seed::seed_demo(&store, SystemClock.now()).await.unwrap();
+    }
+    let origin = config.public_origin().unwrap();
+    let (router, _) = router(&store, config, true, None);
+    App {
+        router,
+        store,
+        origin,
+        _dir: dir,
+    }
+}
+
+pub async fn app() -> App {
+    app_with(Config::default(), true).await
+}
+
+pub const HOST: &str = "127.0.0.1:3000";
+pub const ORIGIN: &str = "http://127.0.0.1:3000";
+
+impl App {
+    pub async fn send(&self, req: Request<Body>) -> axum::response::Response {
+        self.router.clone().oneshot(req).await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str, cookie: Option<&str>) -> axum::response::Response {
+        let mut req = Request::get(path).header(header::HOST, HOST);
+        if let Some(c) = cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        self.send(req.body(Body::empty()).unwrap()).await
+    }
+
+    /// Signs a persona in through the demo form; returns the Set-Cookie header and Location.
+    pub async fn sign_in(
+        &self,
+        persona: &str,
+        return_to: &str,
+        cookie: Option<&str>,
+    ) -> (String, String) {
+        let mut req = Request::post("/demo/login")
+            .header(header::HOST, HOST)
+            .header(header::ORIGIN, &self.origin)
+            .header("sec-fetch-site", "same-origin")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(c) = cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        let body = format!("persona={persona}&return_to={}", urlencode(return_to));
+        let res = self.send(req.body(Body::from(body)).unwrap()).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::SEE_OTHER,
+            "sign-in should redirect"
+        );
+        let set_cookie = header_str(&res, header::SET_COOKIE.as_str());
+        let location = header_str(&res, header::LOCATION.as_str());
+        (set_cookie, location)
+    }
+
+    pub async fn audit_actions(&self) -> Vec<String> {
+        let mut conn = self.store.conn().await.unwrap();
+        store::query_audit(
+            &mut conn,
+            &store::AuditQuery {
+                limit: 1000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.action)
+        .collect()
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub fn header_str(res: &axum::response::Response, name: &str) -> String {
+    res.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+/// `name=value` from a Set-Cookie header, for sending back.
+pub fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().trim().to_owned()
 }
