@@ -174,6 +174,7 @@ async fn run(n: usize, latency_ms: u64, rate: u32, workers: u32, port: u16) -> R
             wake: wake.clone(),
             upkeep_wake: Default::default(),
             min_duration: Duration::from_secs(60),
+            new_requests_per_hour: 10_000,
             public_url: "http://127.0.0.1:3000".into(),
         };
         for p in &people {

@@ -179,6 +179,7 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
         wake: wake.clone(),
         upkeep_wake: upkeep_wake.clone(),
         min_duration: config.min_duration()?,
+        new_requests_per_hour: config.http.new_requests_per_hour,
         public_url: public_url.clone(),
     });
     let site_root = config
@@ -262,6 +263,7 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
         store,
         clock,
         portal,
+        limits: Arc::new(http::Limits::new(&config.http)),
         config: Arc::new(config.clone()),
         demo,
         oidc,
@@ -272,24 +274,22 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
         "Portcullis {} listening on {public_url}",
         if demo { "demo" } else { "server" }
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let ctrl_c = tokio::signal::ctrl_c();
-            #[cfg(unix)]
-            let term = async {
-                if let Ok(mut s) =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                {
-                    s.recv().await;
-                }
-            };
-            #[cfg(not(unix))]
-            let term = std::future::pending::<()>();
-            tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-            tracing::info!("shutting down");
-        })
-        .await
-        .context("server error")?;
+    let shutdown = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            if let Ok(mut s) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            {
+                s.recv().await;
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+        tracing::info!("shutting down");
+    };
+    http::serve(listener, app, config.http.header_timeout(), shutdown).await;
     let _ = stop_tx.send(true);
     for task in worker_tasks {
         let _ = task.await;

@@ -164,6 +164,21 @@ impl SignInError {
         }
     }
 
+    /// Whether the refusal came after the provider vouched for someone (a verified ID
+    /// token): those are audited. The others (a made-up or replayed callback, an error in
+    /// the callback's URL, a code the provider will not exchange, the provider down) can
+    /// be caused by anyone at will, so they are counted, not audited one row each.
+    pub fn is_attributable(&self) -> bool {
+        matches!(
+            self,
+            SignInError::BadIdToken(_)
+                | SignInError::Claims(_)
+                | SignInError::UnverifiedEmail(_)
+                | SignInError::DomainNotAllowed(_)
+                | SignInError::EmailConflict { .. }
+        )
+    }
+
     /// The audit action of the refusal.
     pub fn audit_action(&self) -> &'static str {
         match self {

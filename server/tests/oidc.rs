@@ -12,6 +12,8 @@
 
 mod common;
 
+use portcullis::http::refusals::{total, Refusal};
+
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::response::IntoResponse;
@@ -511,6 +513,7 @@ async fn signs_in_with_groups_and_manager_from_claims() {
 
 #[tokio::test]
 async fn state_is_single_use_and_bound_to_the_browser() {
+    let refused_before = total(Refusal::SignIn);
     let idp = Provider::start().await;
     let portal = start_portal(oidc_config(&idp.issuer)).await;
     let mut browser = Browser::new();
@@ -549,26 +552,16 @@ async fn state_is_single_use_and_bound_to_the_browser() {
         .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
 
-    let reasons: Vec<String> = portal
+    // Anyone can send such callbacks at will: they are counted and logged, not audited
+    // one row each (the audit log must not be floodable by anonymous traffic).
+    let rows: Vec<_> = portal
         .audit()
         .await
         .into_iter()
-        .filter(|(a, _)| a == "signin.failure")
-        .map(|(_, d)| d)
+        .filter(|(a, _)| a.starts_with("signin."))
         .collect();
-    assert_eq!(reasons.len(), 4, "{reasons:?}");
-    assert!(
-        reasons.iter().any(|r| r.contains("already used")),
-        "{reasons:?}"
-    );
-    assert!(
-        reasons.iter().any(|r| r.contains("another browser")),
-        "{reasons:?}"
-    );
-    assert!(
-        reasons.iter().any(|r| r.contains("no state")),
-        "{reasons:?}"
-    );
+    assert!(rows.iter().all(|(a, _)| a == "signin.success"), "{rows:?}");
+    assert!(total(Refusal::SignIn) >= refused_before + 4);
 }
 
 #[tokio::test]
@@ -618,6 +611,7 @@ async fn signing_in_rotates_the_session_and_signing_out_ends_it() {
 
 #[tokio::test]
 async fn a_denied_consent_and_a_provider_that_is_down_get_clear_pages() {
+    let refused_before = total(Refusal::SignIn);
     let idp = Provider::start().await;
     let portal = start_portal(oidc_config(&idp.issuer)).await;
     let (authorize, login_cookie) = portal.begin("/approvals").await;
@@ -634,13 +628,14 @@ async fn a_denied_consent_and_a_provider_that_is_down_get_clear_pages() {
     let page = body_text(res).await;
     assert!(page.contains("did not sign you in"), "{page}");
     assert!(page.contains("/auth/login?return_to=/approvals"), "{page}");
+    // An error in the callback's URL is anyone's to send: counted, not audited.
     let audit = portal.audit().await;
     assert!(
-        audit
-            .iter()
-            .any(|(a, d)| a == "signin.failure" && d.contains("access_denied")),
+        !audit.iter().any(|(a, _)| a == "signin.failure"),
         "{audit:?}"
     );
+    assert!(total(Refusal::SignIn) > refused_before);
+    let refused_before = total(Refusal::SignIn);
 
     // Nothing listens here.
     let down = start_portal(oidc_config(&format!("http://127.0.0.1:{}", free_port()))).await;
@@ -658,11 +653,10 @@ async fn a_denied_consent_and_a_provider_that_is_down_get_clear_pages() {
     );
     let audit = down.audit().await;
     assert!(
-        audit
-            .iter()
-            .any(|(a, d)| a == "signin.failure" && d.contains("cannot be reached")),
+        !audit.iter().any(|(a, _)| a == "signin.failure"),
         "{audit:?}"
     );
+    assert!(total(Refusal::SignIn) > refused_before);
 }
 
 #[tokio::test]

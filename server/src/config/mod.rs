@@ -12,11 +12,13 @@ use std::path::Path;
 use std::time::Duration;
 
 mod audit;
+mod http;
 mod jobs;
 #[cfg(test)]
 mod tests;
 
 pub use audit::{AuditConfig, AuditKey};
+pub use http::HttpSettings;
 pub use jobs::{MailSettings, Upkeep, WorkerSettings};
 
 #[derive(Clone, Debug, Deserialize)]
@@ -34,6 +36,8 @@ pub struct Config {
     pub demo: DemoConfig,
     pub worker: WorkerSettings,
     pub session: SessionConfig,
+    /// The HTTP edge: timeouts, body limit, rate limits (`[http]`).
+    pub http: HttpSettings,
     pub oidc: Option<OidcConfig>,
     /// Which AWS the portal grants access in.
     pub aws: AwsConfig,
@@ -58,6 +62,7 @@ impl Default for Config {
             demo: DemoConfig::default(),
             worker: WorkerSettings::default(),
             session: SessionConfig::default(),
+            http: HttpSettings::default(),
             oidc: None,
             aws: AwsConfig::default(),
             smtp: None,

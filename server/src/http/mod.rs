@@ -6,13 +6,19 @@
 
 mod demo;
 mod export;
+mod limits;
 mod pages;
+pub mod refusals;
+mod serve;
 mod session;
 mod sign_in;
 
 use demo::*;
 use export::*;
+use limits::rate_limit;
+pub use limits::Limits;
 use pages::*;
+pub use serve::serve;
 use session::*;
 pub use session::{cross_site_reason, is_demo_host, safe_return_to, start_session};
 use sign_in::*;
@@ -56,6 +62,8 @@ pub struct AppState {
     /// The grants worker's heartbeat (`Worker::heartbeat`); `None` where no worker runs
     /// in this process (tests of the router alone).
     pub worker_heartbeat: Option<Arc<std::sync::atomic::AtomicI64>>,
+    /// Rate limits per client address (`[http]`).
+    pub limits: Arc<Limits>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -124,6 +132,16 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), csrf))
         .layer(middleware::from_fn_with_state(state.clone(), session))
         .layer(middleware::from_fn_with_state(state.clone(), demo_host_only))
+        .layer(middleware::from_fn_with_state(state.clone(), rate_limit))
+        // Bodies beyond the limit are refused (413) before anything reads them, and a
+        // request that takes too long, its body included, is answered 408.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            state.config.http.body_limit_bytes,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.config.http.request_timeout(),
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), security_headers))
         // Server functions answer every error with 500, bad input included, so the trace
         // layer's failures are not worth an ERROR line: real internal errors are logged
@@ -282,7 +300,13 @@ pub(super) async fn url_errors(
     if genuine {
         return next.run(req).await;
     }
-    tracing::debug!(path = %req.uri().path(), "an error in the URL that the portal did not write for this session was dropped");
+    refusals::count(
+        refusals::Refusal::UrlError,
+        &format!(
+            "an error in the URL of {} that the portal did not write for this session",
+            req.uri().path()
+        ),
+    );
     let kept: String = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(
             pairs

@@ -83,22 +83,27 @@ pub(super) async fn csrf(State(state): State<AppState>, req: Request, next: Next
             .extensions()
             .get::<Session>()
             .map(|s| s.principal.clone());
-        let path = req.uri().path().to_owned();
-        let now = state.clock.now();
-        let actor = who.as_ref().map(Actor::of).unwrap_or_else(Actor::anonymous);
+        let path = refusals::capped(req.uri().path());
+        // Someone's session was used from another site: that person's audit trail shows it.
+        // Without a session, anyone can send these at will: counted, not audited.
+        let Some(who) = who else {
+            refusals::count(refusals::Refusal::CrossSite, &format!("{path}: {reason}"));
+            return (StatusCode::FORBIDDEN, "Cross-site request refused.").into_response();
+        };
         let event = Event {
             action: "denied.csrf",
-            person_id: who.as_ref().map(|p| p.user_id.as_str()),
+            person_id: Some(&who.user_id),
             subject_kind: "http",
             subject_id: &path,
             entitlement_id: None,
             detail: reason.clone(),
         };
-        let audit = audit::audit_alone(&state.store, &actor, event, now).await;
+        let audit =
+            audit::audit_alone(&state.store, &Actor::of(&who), event, state.clock.now()).await;
         if let Err(e) = audit {
             let _ = internal(e);
         }
-        tracing::warn!(path, reason, "cross-site request refused");
+        tracing::warn!(path, reason, user = %who.user_id, "cross-site request refused");
         return (StatusCode::FORBIDDEN, "Cross-site request refused.").into_response();
     }
     next.run(req).await
@@ -149,10 +154,7 @@ pub(super) async fn demo_host_only(
     if is_demo_host(&host, state.config.listen.port()) {
         return next.run(req).await;
     }
-    tracing::warn!(
-        host = %host.chars().take(100).collect::<String>(),
-        "demo request for another host refused"
-    );
+    refusals::count(refusals::Refusal::ForeignHost, &format!("Host {host}"));
     (
         StatusCode::MISDIRECTED_REQUEST,
         "The Portcullis demo answers only at 127.0.0.1, localhost or [::1] on its own port.\n",

@@ -257,27 +257,32 @@ pub(super) fn retry_link(return_to: &str) -> String {
     format!("/auth/login?return_to={}", urlencode(return_to))
 }
 
-/// Audits and logs a failed sign-in, and shows a page that says what to do.
+/// Audits (or, when anyone could have caused it, counts) a failed sign-in, and shows a page
+/// that says what to do.
 pub(super) async fn sign_in_failed(state: &AppState, e: SignInError, return_to: &str) -> Response {
-    tracing::warn!(reason = %e, "sign-in failed");
-    let reason = e.to_string().chars().take(500).collect::<String>();
-    // An email conflict concerns the account that has the email.
-    let concerns = match &e {
-        SignInError::EmailConflict { owner, .. } => Some(owner.as_str()),
-        _ => None,
-    };
-    let event = Event {
-        action: e.audit_action(),
-        person_id: concerns,
-        subject_kind: "session",
-        subject_id: "anonymous",
-        entitlement_id: None,
-        detail: reason,
-    };
-    if let Err(err) =
-        audit::audit_alone(&state.store, &Actor::anonymous(), event, state.clock.now()).await
-    {
-        let _ = internal(err);
+    let reason = refusals::capped(&e.to_string());
+    if e.is_attributable() {
+        tracing::warn!(reason = %reason, "sign-in failed");
+        // An email conflict concerns the account that has the email.
+        let concerns = match &e {
+            SignInError::EmailConflict { owner, .. } => Some(owner.as_str()),
+            _ => None,
+        };
+        let event = Event {
+            action: e.audit_action(),
+            person_id: concerns,
+            subject_kind: "session",
+            subject_id: "anonymous",
+            entitlement_id: None,
+            detail: reason,
+        };
+        if let Err(err) =
+            audit::audit_alone(&state.store, &Actor::anonymous(), event, state.clock.now()).await
+        {
+            let _ = internal(err);
+        }
+    } else {
+        refusals::count(refusals::Refusal::SignIn, &reason);
     }
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
     let mut res = error_page(status, e.user_message(), &retry_link(return_to));

@@ -37,6 +37,8 @@ pub struct PortalService {
     pub upkeep_wake: Arc<Notify>,
     pub min_duration: Duration,
     pub public_url: String,
+    /// New requests one person may make in an hour (`[http] new_requests_per_hour`).
+    pub new_requests_per_hour: u32,
 }
 
 /// Logs an internal error with its cause chain and a reference; the browser sees only the reference.

@@ -2,6 +2,8 @@
 
 use super::*;
 
+const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+
 impl PortalService {
     pub(super) async fn eligible_entitlements(
         &self,
@@ -77,6 +79,17 @@ impl PortalService {
         // Before the transaction: no AWS call while holding the database.
         self.known_to_aws(who, &id).await?;
         let mut tx = self.store.begin().await.or_internal()?;
+        let made = store::requests_made_since(&mut tx, &who.user_id, now.minus(HOUR))
+            .await
+            .or_internal()?;
+        if made >= i64::from(self.new_requests_per_hour) {
+            drop(tx);
+            tracing::warn!(user = %who.user_id, made, "new request refused: over the hourly limit");
+            return Err(AppError::RateLimited(format!(
+                "You have made {made} requests in the last hour, the most Portcullis takes; \
+                 try again later."
+            )));
+        }
         let Some(entitlement) = store::get_entitlement(&mut tx, id.as_str())
             .await
             .or_internal()?

@@ -88,6 +88,23 @@ pub async fn requests_by_requester(
     .await?)
 }
 
+/// How many requests this person has made since `since` (the per-person limit on new
+/// requests; counted here so that it holds across replicas).
+pub async fn requests_made_since(
+    conn: &mut AnyConnection,
+    requester_id: &str,
+    since: Timestamp,
+) -> Result<i64> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM access_request WHERE requester_id = $1 AND created_at > $2",
+    )
+    .bind(requester_id)
+    .bind(since)
+    .fetch_one(conn)
+    .await?;
+    Ok(n)
+}
+
 pub async fn requests_with_status(
     conn: &mut AnyConnection,
     status: RequestStatus,

@@ -297,6 +297,7 @@ impl TestEnv {
             wake: wake.clone(),
             upkeep_wake: Default::default(),
             min_duration: Duration::from_secs(60),
+            new_requests_per_hour: 10_000,
             public_url: PUBLIC_URL.into(),
         };
         Self {

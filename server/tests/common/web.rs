@@ -46,6 +46,7 @@ pub fn router_with_worker(
         wake: Arc::new(tokio::sync::Notify::new()),
         upkeep_wake: Default::default(),
         min_duration: Duration::from_secs(60),
+        new_requests_per_hour: config.http.new_requests_per_hour,
         public_url: config.public_url(),
     });
     let leptos_options = leptos::prelude::LeptosOptions::builder()
@@ -58,6 +59,7 @@ pub fn router_with_worker(
         store: store.clone(),
         clock,
         portal: portal.clone(),
+        limits: Arc::new(portcullis::http::Limits::new(&config.http)),
         config: Arc::new(config),
         demo,
         oidc,
@@ -154,6 +156,15 @@ impl App {
         let set_cookie = header_str(&res, header::SET_COOKIE.as_str());
         let location = header_str(&res, header::LOCATION.as_str());
         (set_cookie, location)
+    }
+
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        let mut conn = self.store.conn().await.unwrap();
+        let (n,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        n
     }
 
     pub async fn audit_actions(&self) -> Vec<String> {
