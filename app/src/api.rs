@@ -14,7 +14,7 @@ use crate::views::{
 use leptos::prelude::*;
 
 #[cfg(feature = "ssr")]
-use crate::ssr::{caller, portal};
+use crate::ssr::{caller, portal, recently_signed_in_caller};
 
 #[server]
 pub async fn whoami() -> Result<Option<Me>, AppError> {
@@ -77,7 +77,12 @@ pub async fn decide(request_id: String, verdict: String, comment: String) -> Res
         _ => return Err(AppError::invalid("verdict", "choose approve or reject")),
     };
     portal()?
-        .decide(&caller()?, &request_id, approve, &comment)
+        .decide(
+            &recently_signed_in_caller()?,
+            &request_id,
+            approve,
+            &comment,
+        )
         .await
 }
 
@@ -88,7 +93,9 @@ pub async fn load_admin_overview() -> Result<AdminOverview, AppError> {
 
 #[server]
 pub async fn revoke_grant(grant_id: String) -> Result<(), AppError> {
-    portal()?.revoke_grant(&caller()?, &grant_id).await
+    portal()?
+        .revoke_grant(&recently_signed_in_caller()?, &grant_id)
+        .await
 }
 
 #[server]

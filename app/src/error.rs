@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 pub enum AppError {
     #[error("Please sign in again: your session has ended.")]
     Unauthenticated,
+    /// The action needs a recent sign-in; the page offers one (`/auth/reauth`).
+    #[error("For this action Portcullis needs you to confirm who you are: sign in again, then repeat it.")]
+    ReauthRequired,
     #[error("Not allowed: {0}.")]
     Forbidden(String),
     #[error("{0} was not found.")]
@@ -52,7 +55,7 @@ impl AppError {
     /// a 500.
     pub fn status(&self) -> u16 {
         match self {
-            AppError::Unauthenticated => 401,
+            AppError::Unauthenticated | AppError::ReauthRequired => 401,
             AppError::Forbidden(_) => 403,
             AppError::NotFound(_) => 404,
             AppError::Invalid(_) | AppError::BadRequest(_) => 400,

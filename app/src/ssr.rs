@@ -15,6 +15,9 @@ use std::sync::Arc;
 pub struct Session {
     pub principal: Principal,
     pub demo: bool,
+    /// Whether the person proved who they are recently enough for the actions that need
+    /// it (deciding a request, revoking a grant): `[session] reauth_after_secs`.
+    pub recent_sign_in: bool,
 }
 
 /// The use cases the pages need. Every method checks the caller's rights itself.
@@ -77,4 +80,14 @@ pub fn caller() -> Result<Principal, AppError> {
     session()
         .map(|s| s.principal)
         .ok_or(AppError::Unauthenticated)
+}
+
+/// The caller, for an action that needs a recent sign-in: someone whose last sign-in is
+/// older is asked to sign in again (and is refused before anything is checked or changed).
+pub fn recently_signed_in_caller() -> Result<Principal, AppError> {
+    let s = session().ok_or(AppError::Unauthenticated)?;
+    if !s.recent_sign_in {
+        return Err(AppError::ReauthRequired);
+    }
+    Ok(s.principal)
 }

@@ -8,7 +8,7 @@
 //! the portal, and rotated keys are picked up.
 
 use crate::config::{ClaimNames, OidcConfig};
-use app::domain::Principal;
+use app::domain::{Principal, Timestamp};
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreClaimName, CoreClaimType,
     CoreClientAuthMethod, CoreErrorResponseType, CoreGenderClaim, CoreGrantType, CoreJsonWebKey,
@@ -281,7 +281,9 @@ impl Oidc {
     }
 
     /// Starts a sign-in: a fresh `state`, `nonce` and PKCE verifier, and the provider URL.
-    pub async fn start(&self) -> Result<Started, SignInError> {
+    /// With `max_age`, the provider must have authenticated the person at most that long
+    /// ago (`Duration::ZERO`: now), asking them again if not.
+    pub async fn start(&self, max_age: Option<Duration>) -> Result<Started, SignInError> {
         let m = self.metadata().await?;
         let client = self.client(&m);
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -293,6 +295,9 @@ impl Oidc {
         for scope in self.config.scopes.iter().filter(|s| *s != "openid") {
             req = req.add_scope(Scope::new(scope.clone()));
         }
+        if let Some(age) = max_age {
+            req = req.set_max_age(age);
+        }
         let (url, state, nonce) = req.set_pkce_challenge(challenge).url();
         Ok(Started {
             authorize_url: url.to_string(),
@@ -303,13 +308,14 @@ impl Oidc {
     }
 
     /// Exchanges the code, validates the ID token against `nonce`, reads missing claims
-    /// from userinfo, and maps the claims to a [`Principal`].
+    /// from userinfo, and maps the claims to a [`Principal`]; with the ID token's
+    /// `auth_time` (when the provider last authenticated the person), if it has one.
     pub async fn finish(
         &self,
         code: &str,
         nonce: &str,
         pkce_verifier: &str,
-    ) -> Result<Principal, SignInError> {
+    ) -> Result<(Principal, Option<Timestamp>), SignInError> {
         let m = self.metadata().await?;
         let client = self.client(&m);
         let tokens = client
@@ -343,6 +349,9 @@ impl Oidc {
                 ));
             }
         }
+        let auth_time = claims
+            .auth_time()
+            .map(|t| Timestamp::from_millis(t.timestamp_millis()));
         let mut all = match serde_json::to_value(claims) {
             Ok(Value::Object(map)) => map,
             _ => {
@@ -382,7 +391,7 @@ impl Oidc {
         }
         let p = principal_from_claims(self.issuer(), names, &self.config.admin_groups, &all)?;
         admit(&self.config, &p)?;
-        Ok(p)
+        Ok((p, auth_time))
     }
 
     async fn userinfo(

@@ -1283,3 +1283,46 @@ async fn unverified_emails_and_other_domains_are_refused() {
         body_text(res).await
     );
 }
+
+/// `/auth/reauth` asks the provider for a fresh authentication (`max_age=0`); the session
+/// that comes back records the provider's `auth_time`, which deciding and revoking check
+/// (`rights.rs`).
+#[tokio::test]
+async fn a_fresh_sign_in_is_asked_of_the_provider_with_max_age() {
+    let idp = Provider::start().await;
+    let portal = start_portal(oidc_config(&idp.issuer)).await;
+    let mut browser = Browser::new();
+    let (res, _, _) = sign_in(&portal, &mut browser, "alice", "/", None).await;
+    let first = session_of(&res);
+
+    let res = portal.get("/auth/reauth?return_to=/approvals", &[]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let authorize = location(&res);
+    assert_eq!(query_param(&authorize, "max_age"), "0");
+    let login_cookie = pair(&set_cookie(&res, "portcullis_login").expect("a login cookie"));
+    let callback = browser
+        .follow_to_portal(authorize, "alice", "alice-pw")
+        .await;
+    let res = portal.get(&callback, &[&login_cookie, &first]).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        body_text(res).await
+    );
+    assert_eq!(location(&res), "/approvals");
+    let second = session_of(&res);
+    let token = second.split_once('=').unwrap().1;
+    let mut conn = portal.store.conn().await.unwrap();
+    let found = store::find_session_full(
+        &mut conn,
+        token,
+        SystemClock.now(),
+        Duration::from_secs(3600),
+    )
+    .await
+    .unwrap()
+    .expect("a live session");
+    let age = found.authenticated_at.until(SystemClock.now());
+    assert!(age < Duration::from_secs(60), "auth_time {age:?} ago");
+}

@@ -47,6 +47,16 @@ pub(super) fn Header(me: Resource<Result<Option<Me>, AppError>>) -> impl IntoVie
                                             "Sign out"
                                         </button>
                                     </form>
+                                    <form method="post" action="/auth/logout-everywhere">
+                                        <button
+                                            type="submit"
+                                            class="link"
+                                            data-testid="sign-out-everywhere"
+                                            title="End my sessions in every browser"
+                                        >
+                                            "End all my sessions"
+                                        </button>
+                                    </form>
                                 </div>
                             }
                                 .into_any()

@@ -11,11 +11,37 @@ use serde::de::DeserializeOwned;
 #[component]
 pub(super) fn ErrorBox(error: AppError) -> impl IntoView {
     let forbidden = matches!(error, AppError::Forbidden(_));
+    // A sign-in that is too old for this action: a fresh one, back to this page.
+    let reauth = (error == AppError::ReauthRequired).then(|| {
+        let here = leptos_router::hooks::use_location()
+            .pathname
+            .get_untracked();
+        let href = format!("/auth/reauth?return_to={}", js_escape(&here));
+        view! {
+            " "
+            <a href=href data-testid="reauth">
+                "Sign in again"
+            </a>
+        }
+    });
     view! {
         <p class="error" role="alert" data-testid=if forbidden { "forbidden" } else { "error" }>
             {error.to_string()}
+            {reauth}
         </p>
     }
+}
+
+/// Percent-encodes a path for a query parameter (letters, digits, `/-_.~` stay).
+fn js_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// A resource on the page: "Loading…", then `render(value)`, or the error.

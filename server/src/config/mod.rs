@@ -108,6 +108,11 @@ impl Default for DemoConfig {
 pub struct SessionConfig {
     pub idle_timeout_secs: u64,
     pub absolute_lifetime_secs: u64,
+    /// Admins' sessions end sooner: their rights come from the last sign-in.
+    pub admin_absolute_lifetime_secs: u64,
+    /// Deciding a request or revoking a grant needs a sign-in at most this old; an older
+    /// one is asked to sign in again (OpenID Connect `max_age`).
+    pub reauth_after_secs: u64,
 }
 
 impl Default for SessionConfig {
@@ -115,7 +120,25 @@ impl Default for SessionConfig {
         Self {
             idle_timeout_secs: 8 * 3600,
             absolute_lifetime_secs: 24 * 3600,
+            admin_absolute_lifetime_secs: 8 * 3600,
+            reauth_after_secs: 3600,
         }
+    }
+}
+
+impl SessionConfig {
+    /// How long a new session lasts at most, for an admin or anyone else.
+    pub fn lifetime(&self, admin: bool) -> Duration {
+        let all = self.absolute_lifetime_secs;
+        Duration::from_secs(if admin {
+            all.min(self.admin_absolute_lifetime_secs)
+        } else {
+            all
+        })
+    }
+
+    pub fn reauth_after(&self) -> Duration {
+        Duration::from_secs(self.reauth_after_secs)
     }
 }
 

@@ -45,7 +45,7 @@ pub(super) async fn demo_login(
         )
             .into_response();
     };
-    match start_session(&state, &headers, &principal, true).await {
+    match start_session(&state, &headers, &principal, true, None).await {
         Ok(cookie) => {
             let mut res = Redirect::to(&safe_return_to(form.return_to.as_deref())).into_response();
             if let Ok(v) = HeaderValue::from_str(&cookie) {

@@ -17,22 +17,30 @@ pub(super) async fn session(
     if let Some(token) = cookie_value(req.headers(), state.cookie_name()) {
         let idle = Duration::from_secs(state.config.session.idle_timeout_secs);
         let found = match state.store.conn().await {
-            Ok(mut conn) => store::find_session(&mut conn, &token, state.clock.now(), idle).await,
+            Ok(mut conn) => {
+                store::find_session_full(&mut conn, &token, state.clock.now(), idle).await
+            }
             Err(e) => Err(e),
         };
         match found {
             // A session is accepted only by the mode that made it (invariant 11): `serve`
             // never takes a demo session or a `demo|` persona, whatever the database holds.
-            Ok(Some((principal, demo)))
-                if demo != state.demo || principal.user_id.starts_with("demo|") != state.demo =>
+            Ok(Some(found))
+                if found.demo != state.demo
+                    || found.principal.user_id.starts_with("demo|") != state.demo =>
             {
                 tracing::warn!(
-                    user = %principal.user_id,
+                    user = %found.principal.user_id,
                     "a session made by the other mode (demo or serve) was ignored"
                 );
             }
-            Ok(Some((principal, demo))) => {
-                req.extensions_mut().insert(Session { principal, demo });
+            Ok(Some(found)) => {
+                let age = found.authenticated_at.until(state.clock.now());
+                req.extensions_mut().insert(Session {
+                    principal: found.principal,
+                    demo: found.demo,
+                    recent_sign_in: age <= state.config.session.reauth_after(),
+                });
             }
             Ok(None) => {}
             Err(e) => {
@@ -207,22 +215,24 @@ pub async fn start_session(
     headers: &HeaderMap,
     principal: &app::domain::Principal,
     demo: bool,
+    authenticated_at: Option<Timestamp>,
 ) -> anyhow::Result<String> {
     let now = state.clock.now();
     let token = hex::encode(rand::random::<[u8; 32]>());
-    let lifetime = Duration::from_secs(state.config.session.absolute_lifetime_secs);
+    let lifetime = state.config.session.lifetime(principal.is_admin);
     let mut tx = state.store.begin().await?;
     if let Some(old) = cookie_value(headers, state.cookie_name()) {
         store::delete_session(&mut tx, &old).await?;
     }
     store::upsert_user(&mut tx, principal, now).await?;
-    store::create_session(
+    store::create_session_authenticated(
         &mut tx,
         &token,
         &principal.user_id,
         demo,
         now,
         now.plus(lifetime),
+        authenticated_at.unwrap_or(now),
     )
     .await?;
     audit::audit(

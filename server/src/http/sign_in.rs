@@ -8,6 +8,18 @@ pub(super) struct ReturnTo {
 }
 
 pub(super) async fn logout(State(state): State<AppState>, req: Request<Body>) -> Response {
+    sign_out(state, req, false).await
+}
+
+/// "End all my sessions": every session of the caller, in every browser, ends now.
+pub(super) async fn logout_everywhere(
+    State(state): State<AppState>,
+    req: Request<Body>,
+) -> Response {
+    sign_out(state, req, true).await
+}
+
+async fn sign_out(state: AppState, req: Request<Body>, everywhere: bool) -> Response {
     let now = state.clock.now();
     if let Some(token) = cookie_value(req.headers(), state.cookie_name()) {
         let who = req
@@ -16,18 +28,32 @@ pub(super) async fn logout(State(state): State<AppState>, req: Request<Body>) ->
             .map(|s| s.principal.clone());
         let result: anyhow::Result<()> = async {
             let mut tx = state.store.begin().await?;
-            store::delete_session(&mut tx, &token).await?;
+            let mut ended = 1;
+            match &who {
+                Some(p) if everywhere => {
+                    ended = store::delete_sessions_of(&mut tx, &p.user_id).await?;
+                }
+                _ => store::delete_session(&mut tx, &token).await?,
+            }
             if let Some(p) = &who {
                 audit::audit(
                     &mut tx,
                     &Actor::of(p),
                     Event {
-                        action: "signout",
+                        action: if everywhere {
+                            "signout.everywhere"
+                        } else {
+                            "signout"
+                        },
                         person_id: Some(&p.user_id),
                         subject_kind: "session",
                         subject_id: &p.user_id,
                         entitlement_id: None,
-                        detail: String::new(),
+                        detail: if everywhere {
+                            format!("{ended} session(s) ended")
+                        } else {
+                            String::new()
+                        },
                     },
                     now,
                 )
@@ -74,16 +100,28 @@ pub(super) fn login_cookie(state: &AppState, value: &str, max_age: u64) -> Heade
 }
 
 /// `GET /auth/login?return_to=/path`: starts sign-in with the OpenID provider.
-pub(super) async fn oidc_login(
+pub(super) async fn oidc_login(state: State<AppState>, q: Query<ReturnTo>) -> Response {
+    begin_sign_in(state, q, None).await
+}
+
+/// `GET /auth/reauth?return_to=/path`: a sign-in in which the provider must authenticate
+/// the person again (`max_age=0`), for the actions that need a recent one.
+pub(super) async fn oidc_reauth(state: State<AppState>, q: Query<ReturnTo>) -> Response {
+    begin_sign_in(state, q, Some(Duration::ZERO)).await
+}
+
+async fn begin_sign_in(
     State(state): State<AppState>,
     Query(q): Query<ReturnTo>,
+    max_age: Option<Duration>,
 ) -> Response {
     let return_to = safe_return_to(q.return_to.as_deref());
+    // Demo mode: picking a persona again is a fresh sign-in.
     let Some(oidc) = state.oidc.clone() else {
         return Redirect::to(&format!("/demo/login?return_to={}", urlencode(&return_to)))
             .into_response();
     };
-    let started = match oidc.start().await {
+    let started = match oidc.start(max_age).await {
         Ok(s) => s,
         Err(e) => return sign_in_failed(&state, e, &return_to).await,
     };
@@ -143,7 +181,11 @@ pub(super) async fn oidc_callback(
     let Some(oidc) = state.oidc.clone() else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let (principal, return_to) = match verify_callback(&state, &oidc, &headers, &q).await {
+    let SignedIn {
+        principal,
+        auth_time,
+        return_to,
+    } = match verify_callback(&state, &oidc, &headers, &q).await {
         Ok(found) => found,
         Err(CallbackFailure::SignIn(e, back)) => return sign_in_failed(&state, e, &back).await,
         Err(CallbackFailure::Internal(e)) => {
@@ -154,7 +196,7 @@ pub(super) async fn oidc_callback(
             )
         }
     };
-    match start_session(&state, &headers, &principal, false).await {
+    match start_session(&state, &headers, &principal, false, auth_time).await {
         Ok(cookie) => {
             tracing::info!(user = %principal.user_id, "signed in");
             let mut res = Redirect::to(&return_to).into_response();
@@ -173,6 +215,13 @@ pub(super) async fn oidc_callback(
     }
 }
 
+/// Who the provider vouched for, when it last authenticated them, and where they go next.
+pub(super) struct SignedIn {
+    principal: app::domain::Principal,
+    auth_time: Option<Timestamp>,
+    return_to: String,
+}
+
 /// Checks the callback against the sign-in it claims to finish, then has the provider
 /// vouch for the person: their principal, and where they were going.
 pub(super) async fn verify_callback(
@@ -180,7 +229,7 @@ pub(super) async fn verify_callback(
     oidc: &Oidc,
     headers: &HeaderMap,
     q: &Callback,
-) -> Result<(app::domain::Principal, String), CallbackFailure> {
+) -> Result<SignedIn, CallbackFailure> {
     let fail = |e: SignInError, back: &str| Err(CallbackFailure::SignIn(e, back.to_owned()));
     let Some(st) = q
         .state
@@ -228,8 +277,8 @@ pub(super) async fn verify_callback(
     let Some(code) = q.code.as_deref().filter(|c| !c.is_empty()) else {
         return fail(SignInError::MissingCode, back);
     };
-    let p = match oidc.finish(code, &flow.nonce, &flow.pkce_verifier).await {
-        Ok(p) => p,
+    let (p, auth_time) = match oidc.finish(code, &flow.nonce, &flow.pkce_verifier).await {
+        Ok(found) => found,
         Err(e) => return fail(e, back),
     };
     // Emails are unique: one that another account has never signs a second person in
@@ -250,7 +299,11 @@ pub(super) async fn verify_callback(
             back,
         );
     }
-    Ok((p, flow.return_to.clone()))
+    Ok(SignedIn {
+        principal: p,
+        auth_time,
+        return_to: flow.return_to.clone(),
+    })
 }
 
 pub(super) fn retry_link(return_to: &str) -> String {

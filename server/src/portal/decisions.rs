@@ -166,11 +166,25 @@ impl PortalService {
             ));
         }
         let from = request.status;
-        let approvals = decisions
-            .iter()
-            .filter(|d| d.verdict == Verdict::Approved)
-            .count() as u32
-            + u32::from(approve);
+        // Approvals are counted again now, against each approver's current rights: one
+        // who has since lost them (a group removed at their last sign-in, no longer the
+        // requester's manager) no longer counts towards completion.
+        let mut approvals = u32::from(approve);
+        for d in decisions.iter().filter(|d| d.verdict == Verdict::Approved) {
+            let approver = store::get_user(conn, &d.approver_id).await.or_internal()?;
+            let still = approver
+                .as_ref()
+                .is_some_and(|a| entitlement.policy.may_approve(a, requester).is_ok());
+            if still {
+                approvals += 1;
+            } else {
+                tracing::info!(
+                    request = %request.access_request_id,
+                    approver = %d.approver_id,
+                    "an earlier approval no longer counts: the approver has lost the right"
+                );
+            }
+        }
         let complete = approve && entitlement.policy.approvals_complete(approvals);
         let event = if approve {
             RequestEvent::Approval { complete }

@@ -64,6 +64,7 @@ pub async fn take_login_flow(conn: &mut AnyConnection, state: &str) -> Result<Op
     .transpose()
 }
 
+/// A new session of someone who proved who they are just now.
 pub async fn create_session(
     conn: &mut AnyConnection,
     token: &str,
@@ -72,18 +73,42 @@ pub async fn create_session(
     now: Timestamp,
     expires_at: Timestamp,
 ) -> Result<()> {
+    create_session_authenticated(conn, token, user_id, demo, now, expires_at, now).await
+}
+
+/// A new session, with when the person last proved who they are (the provider's
+/// `auth_time`, which can be older than the sign-in when the provider remembered them).
+pub async fn create_session_authenticated(
+    conn: &mut AnyConnection,
+    token: &str,
+    user_id: &str,
+    demo: bool,
+    now: Timestamp,
+    expires_at: Timestamp,
+    authenticated_at: Timestamp,
+) -> Result<()> {
     sqlx::query(
-        "INSERT INTO web_session (session_hash, user_id, demo, created_at, last_seen_at, expires_at)
-         VALUES ($1, $2, $3, $4, $4, $5)",
+        "INSERT INTO web_session (session_hash, user_id, demo, created_at, last_seen_at, expires_at, authenticated_at)
+         VALUES ($1, $2, $3, $4, $4, $5, $6)",
     )
     .bind(hash_token(token))
     .bind(user_id)
     .bind(i64::from(demo))
     .bind(now.millis())
     .bind(expires_at.millis())
+    .bind(authenticated_at.min(now).millis())
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// A session found by its token.
+#[derive(Clone, Debug)]
+pub struct FoundSession {
+    pub principal: Principal,
+    pub demo: bool,
+    /// When the person last proved who they are.
+    pub authenticated_at: Timestamp,
 }
 
 /// The session's user, if the session exists, has not expired and has not been idle too long.
@@ -94,9 +119,22 @@ pub async fn find_session(
     now: Timestamp,
     idle: Duration,
 ) -> Result<Option<(Principal, bool)>> {
+    Ok(find_session_full(conn, token, now, idle)
+        .await?
+        .map(|s| (s.principal, s.demo)))
+}
+
+/// [`find_session`], with when the person last proved who they are.
+pub async fn find_session_full(
+    conn: &mut AnyConnection,
+    token: &str,
+    now: Timestamp,
+    idle: Duration,
+) -> Result<Option<FoundSession>> {
     let hash = hash_token(token);
     let row = sqlx::query(
-        "SELECT s.demo, s.last_seen_at, u.* FROM web_session s JOIN app_user u ON u.user_id = s.user_id
+        "SELECT s.demo, s.last_seen_at, COALESCE(s.authenticated_at, s.created_at) AS authenticated_at, u.*
+         FROM web_session s JOIN app_user u ON u.user_id = s.user_id
          WHERE s.session_hash = $1 AND s.expires_at > $2 AND s.last_seen_at > $3",
     )
     .bind(&hash)
@@ -113,10 +151,20 @@ pub async fn find_session(
             .execute(&mut *conn)
             .await?;
     }
-    Ok(Some((
-        principal_from_row(&row)?,
-        row.try_get::<i64, _>("demo")? != 0,
-    )))
+    Ok(Some(FoundSession {
+        principal: principal_from_row(&row)?,
+        demo: row.try_get::<i64, _>("demo")? != 0,
+        authenticated_at: Timestamp::from_millis(row.try_get("authenticated_at")?),
+    }))
+}
+
+/// Ends every session of one person ("End all my sessions"); returns how many there were.
+pub async fn delete_sessions_of(conn: &mut AnyConnection, user_id: &str) -> Result<u64> {
+    Ok(sqlx::query("DELETE FROM web_session WHERE user_id = $1")
+        .bind(user_id)
+        .execute(conn)
+        .await?
+        .rows_affected())
 }
 
 pub async fn delete_session(conn: &mut AnyConnection, token: &str) -> Result<()> {
