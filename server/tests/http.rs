@@ -104,7 +104,7 @@ async fn readiness_reports_overdue_revocations_and_a_stopped_worker() {
     let beat = Arc::new(std::sync::atomic::AtomicI64::new(
         now.minus(Duration::from_secs(600)).millis(),
     ));
-    let (router, _) = common::web::router_with_worker(
+    let (router, portal) = common::web::router_with_worker(
         &app.store,
         Config::default(),
         true,
@@ -113,6 +113,7 @@ async fn readiness_reports_overdue_revocations_and_a_stopped_worker() {
     );
     let stalled = App {
         router,
+        portal,
         store: app.store.clone(),
         origin: app.origin.clone(),
         _dir: tempfile::TempDir::new().unwrap(),

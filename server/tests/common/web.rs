@@ -70,6 +70,8 @@ pub fn router_with_worker(
 
 pub struct App {
     pub router: Router,
+    /// The use cases behind the router (for setting up what a test needs).
+    pub portal: Arc<PortalService>,
     pub store: Store,
     /// The Origin a browser on the portal's public URL sends.
     pub origin: String,
@@ -102,9 +104,10 @@ pub async fn app_with(config: Config, migrate: bool) -> App {
         seed::seed_demo(&store, SystemClock.now()).await.unwrap();
     }
     let origin = config.public_origin().unwrap();
-    let (router, _) = router(&store, config, true, None);
+    let (router, portal) = router(&store, config, true, None);
     App {
         router,
+        portal,
         store,
         origin,
         _dir: dir,
