@@ -69,7 +69,7 @@ impl PortalService {
     ) -> Result<Vec<AuditView>, AppError> {
         let Admin(_) = self.admin(who, "audit_log").await?;
         let mut conn = self.store.conn().await.or_internal()?;
-        let q = store::AuditQuery::filter(filter.person, filter.entitlement, filter.action);
+        let q = audit_query(filter)?;
         let rows = store::query_audit(&mut conn, &q).await.or_internal()?;
         Ok(rows
             .into_iter()
@@ -94,7 +94,7 @@ impl PortalService {
         format: export::Format,
     ) -> Result<export::Chunks, AppError> {
         let Admin(_) = self.admin(who, "audit_export").await?;
-        let q = store::AuditQuery::filter(filter.person, filter.entitlement, filter.action);
+        let q = audit_query(filter)?;
         Ok(export::chunks(self.store.clone(), q, format))
     }
 
@@ -250,4 +250,32 @@ impl PortalService {
         self.upkeep_wake.notify_one();
         Ok(())
     }
+}
+
+/// The longest filter text the audit log takes (a name, an id or an action).
+const MAX_FILTER_CHARS: usize = 200;
+
+/// The audit query for a filter, refusing filter text too long to be a real one (the
+/// database would refuse a huge LIKE pattern as an error of its own).
+fn audit_query(filter: AuditFilter) -> Result<store::AuditQuery, AppError> {
+    for (field, value) in [
+        ("person", &filter.person),
+        ("entitlement", &filter.entitlement),
+        ("action", &filter.action),
+    ] {
+        if value
+            .as_deref()
+            .is_some_and(|v| v.chars().count() > MAX_FILTER_CHARS)
+        {
+            return Err(AppError::invalid(
+                field,
+                format!("at most {MAX_FILTER_CHARS} characters"),
+            ));
+        }
+    }
+    Ok(store::AuditQuery::filter(
+        filter.person,
+        filter.entitlement,
+        filter.action,
+    ))
 }
