@@ -1,0 +1,184 @@
+//! What the benchmarks share: moto behind the fault layer on a free loopback port (killed
+//! on drop), AWS SDK clients for it, people in Identity Store and in the portal, and the
+//! fault layer's call log.
+
+#![allow(dead_code)]
+
+use anyhow::{Context, Result};
+use app::domain::Principal;
+use portcullis::clock::Clock;
+use portcullis::store::Store;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// moto behind the fault layer; the process is killed when this is dropped.
+pub struct Moto {
+    child: Child,
+    pub url: String,
+    pub http: reqwest::Client,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    pub async fn start() -> Result<Self> {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+        std::env::set_var("AWS_REGION", "us-east-1");
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let venv = Command::new("bash")
+            .arg(root.join(".ci/moto/venv"))
+            .output()
+            .context("bash")?;
+        anyhow::ensure!(venv.status.success(), "cannot set up the moto venv");
+        let python = PathBuf::from(String::from_utf8(venv.stdout)?.trim()).join("bin/python");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new(python)
+            .arg(root.join(".ci/moto/fault_server.py"))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting moto")?;
+        let moto = Moto {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        let started = Instant::now();
+        while moto
+            .http
+            .get(format!("{}/_fault/", moto.url))
+            .send()
+            .await
+            .is_err()
+        {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(30),
+                "moto did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(moto)
+    }
+
+    pub async fn sdk(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&self.url)
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .load()
+            .await
+    }
+
+    /// `delay_ms` on every AWS call from now on.
+    pub async fn latency(&self, delay_ms: u64) -> Result<()> {
+        self.http
+            .post(format!("{}/_fault/arm", self.url))
+            .json(&serde_json::json!({"operation": "*", "always": true, "delay_ms": delay_ms}))
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    pub async fn clear_log(&self) -> Result<()> {
+        self.http
+            .post(format!("{}/_fault/clear_log", self.url))
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// The AWS calls the fault layer has seen (moto's own API left out).
+    pub async fn calls(&self) -> Result<Vec<Value>> {
+        let log: Value = self
+            .http
+            .get(format!("{}/_fault/log", self.url))
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(log
+            .as_array()
+            .or_else(|| log["entries"].as_array())
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e["operation"].as_str().is_some())
+            .collect())
+    }
+}
+
+/// `n` people in engineering, `bench|{prefix}{i}`, in Identity Store and in the portal.
+pub async fn people(
+    identity: &aws_sdk_identitystore::Client,
+    identity_store_id: &str,
+    store: &Store,
+    clock: &dyn Clock,
+    prefix: &str,
+    n: usize,
+) -> Result<Vec<Principal>> {
+    let people: Vec<Principal> = (0..n)
+        .map(|i| Principal {
+            user_id: format!("bench|{prefix}{i}"),
+            email: format!("{prefix}{i}@example.com"),
+            email_verified: true,
+            display_name: format!("User {prefix}{i}"),
+            groups: vec!["engineering".into()],
+            manager: None,
+            is_admin: false,
+        })
+        .collect();
+    let mut conn = store.conn().await?;
+    for p in &people {
+        identity
+            .create_user()
+            .identity_store_id(identity_store_id)
+            .user_name(&p.email)
+            .display_name(&p.display_name)
+            .name(
+                aws_sdk_identitystore::types::Name::builder()
+                    .given_name("User")
+                    .family_name(&p.display_name)
+                    .build(),
+            )
+            .send()
+            .await?;
+        portcullis::store::upsert_user(&mut conn, p, clock.now()).await?;
+    }
+    Ok(people)
+}
+
+pub async fn count_grants(store: &Store, filter: &str) -> Result<i64> {
+    let mut conn = store.conn().await?;
+    Ok(
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM access_grant WHERE {filter}"))
+            .fetch_one(&mut *conn)
+            .await?,
+    )
+}
+
+/// The value at fraction `p` (0..=1) of sorted `xs`.
+pub fn pct(xs: &[f64], p: f64) -> f64 {
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    xs[((xs.len() as f64 - 1.0) * p).round() as usize]
+}
