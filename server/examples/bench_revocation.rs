@@ -10,7 +10,9 @@
 //! (the AWS calls the revocations needed, at the budget's rate), and the p50/p99 delay
 //! from `ends_at` to the DeleteAccountAssignment call (from the fault layer's log).
 
-use anyhow::{Context, Result};
+mod support;
+
+use anyhow::Result;
 use app::domain::{Principal, RequestDraft};
 use app::ssr::Portal as _;
 use portcullis::clock::{Clock, SystemClock};
@@ -23,17 +25,9 @@ use portcullis::store::{DatabaseUrl, Store};
 use portcullis::worker::Worker;
 use serde_json::{json, Value};
 use sqlx::Executor;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use support::*;
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -41,54 +35,17 @@ async fn main() -> Result<()> {
     let latency_ms = env_or("BENCH_LATENCY_MS", 50);
     let rate = env_or("BENCH_RATE", 10) as u32;
     let workers = env_or("BENCH_WORKERS", 4).max(1) as u32;
-    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    std::env::set_var("AWS_REGION", "us-east-1");
-
     // moto behind the fault layer, on a free loopback port; killed at the end.
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let venv = Command::new("bash")
-        .arg(root.join(".ci/moto/venv"))
-        .output()
-        .context("bash")?;
-    anyhow::ensure!(venv.status.success(), "cannot set up the moto venv");
-    let python = PathBuf::from(String::from_utf8(venv.stdout)?.trim()).join("bin/python");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut moto = Command::new(python)
-        .arg(root.join(".ci/moto/fault_server.py"))
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting moto")?;
-    let result = run(n, latency_ms, rate, workers, port).await;
-    let _ = moto.kill();
-    let _ = moto.wait();
-    result
+    let moto = Moto::start().await?;
+    run(n, latency_ms, rate, workers, &moto).await
 }
 
-async fn run(n: usize, latency_ms: u64, rate: u32, workers: u32, port: u16) -> Result<()> {
-    let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let started = Instant::now();
-    while http.get(format!("{url}/_fault/")).send().await.is_err() {
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(30),
-            "moto did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+async fn run(n: usize, latency_ms: u64, rate: u32, workers: u32, moto: &Moto) -> Result<()> {
+    let url = moto.url.clone();
+    let http = moto.http.clone();
 
     // --- the world: N people in Identity Store and in the portal ---------------
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(&url)
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .load()
-        .await;
+    let sdk = moto.sdk().await;
     let sso = aws_sdk_ssoadmin::Client::new(&sdk);
     let identity = aws_sdk_identitystore::Client::new(&sdk);
     let instances = sso.list_instances().send().await?;
@@ -108,36 +65,8 @@ async fn run(n: usize, latency_ms: u64, rate: u32, workers: u32, port: u16) -> R
     store.migrate().await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     portcullis::seed::seed_demo(&store, clock.now()).await?;
-    let people: Vec<Principal> = (0..n)
-        .map(|i| Principal {
-            user_id: format!("bench|{i}"),
-            email: format!("user{i}@example.com"),
-            email_verified: true,
-            display_name: format!("User {i}"),
-            groups: vec!["engineering".into()],
-            manager: None,
-            is_admin: false,
-        })
-        .collect();
-    {
-        let mut conn = store.conn().await?;
-        for p in &people {
-            identity
-                .create_user()
-                .identity_store_id(&store_id)
-                .user_name(&p.email)
-                .display_name(&p.display_name)
-                .name(
-                    aws_sdk_identitystore::types::Name::builder()
-                        .given_name("User")
-                        .family_name(&p.display_name)
-                        .build(),
-                )
-                .send()
-                .await?;
-            portcullis::store::upsert_user(&mut conn, p, clock.now()).await?;
-        }
-    }
+    let people: Vec<Principal> =
+        people(&identity, &store_id, &store, clock.as_ref(), "user", n).await?;
     let config = AwsConfig {
         provisioner: ProvisionerKind::SsoAdmin,
         region: Some("us-east-1".into()),
@@ -202,7 +131,7 @@ async fn run(n: usize, latency_ms: u64, rate: u32, workers: u32, port: u16) -> R
         );
         loop {
             worker.drain().await?;
-            if count(&store, "status = 'active'").await? == n as i64 {
+            if count_grants(&store, "status = 'active'").await? == n as i64 {
                 break;
             }
             anyhow::ensure!(
@@ -260,7 +189,7 @@ async fn run(n: usize, latency_ms: u64, rate: u32, workers: u32, port: u16) -> R
         })
         .collect();
     let done_at = loop {
-        if count(&store, "status = 'revoked'").await? == n as i64 {
+        if count_grants(&store, "status = 'revoked'").await? == n as i64 {
             break clock.now().millis();
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -294,7 +223,7 @@ async fn run(n: usize, latency_ms: u64, rate: u32, workers: u32, port: u16) -> R
         .map(|t| t - ends_at as f64 / 1000.0)
         .collect();
     delays.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let pct = |p: f64| delays[((delays.len() as f64 - 1.0) * p).round() as usize];
+    let pct = |p: f64| pct(&delays, p);
     let total = (done_at - ends_at) as f64 / 1000.0;
     let bound = calls as f64 / f64::from(rate);
     let ideal = (2 * n) as f64 / f64::from(rate);
@@ -320,13 +249,4 @@ async fn run(n: usize, latency_ms: u64, rate: u32, workers: u32, port: u16) -> R
         delays.len()
     );
     Ok(())
-}
-
-async fn count(store: &Store, filter: &str) -> Result<i64> {
-    let mut conn = store.conn().await?;
-    Ok(
-        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM access_grant WHERE {filter}"))
-            .fetch_one(&mut *conn)
-            .await?,
-    )
 }
