@@ -21,3 +21,16 @@ test('every persona can sign in and out', async ({ page }) => {
     await waitForPath(page, '/demo/login');
   }
 });
+
+test('"End all my sessions" signs alice out in every browser', async ({ page, as }) => {
+  await signIn(page, 'alice');
+  const other = await as('alice');
+  const bob = await as('bob');
+  await page.getByTestId('sign-out-everywhere').click();
+  await waitForPath(page, '/demo/login');
+  // Her other browser is signed out too; bob is not.
+  await open(other, '/requests');
+  await waitForPath(other, '/demo/login');
+  await open(bob, '/requests');
+  await expect(bob.getByTestId('whoami')).toContainText(PERSONAS.bob.displayName);
+});
