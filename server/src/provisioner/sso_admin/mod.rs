@@ -76,43 +76,58 @@ impl SsoAdminProvisioner {
         let sso = aws_sdk_ssoadmin::Client::new(&sdk);
         let identity = aws_sdk_identitystore::Client::new(&sdk);
         let orgs = aws_sdk_organizations::Client::new(&sdk);
-        let (instance_arn, identity_store_id) =
-            match (&config.instance_arn, &config.identity_store_id) {
-                (Some(i), Some(s)) => (i.clone(), s.clone()),
-                _ => {
-                    let out = sso.list_instances().send().await.map_err(|e| {
-                        anyhow::anyhow!(
-                            "cannot list IAM Identity Center instances (set aws.instance_arn and \
-                         aws.identity_store_id, or allow sso:ListInstances): {}",
-                            DisplayErrorContext(&e)
-                        )
-                    })?;
-                    let found = out.instances().iter().find(|i| {
+        let (instance_arn, identity_store_id) = match (
+            &config.instance_arn,
+            &config.identity_store_id,
+        ) {
+            (Some(i), Some(s)) => (i.clone(), s.clone()),
+            _ => {
+                // Throttling, conflicts, 5xx and timeouts at start are waited out
+                // (logged, 1 s doubling to 30 s), as the database is: a replica started
+                // while AWS throttles must not exit. Refusals still stop it.
+                let mut pause = Duration::from_secs(1);
+                let out = loop {
+                    match sso.list_instances().send().await {
+                            Ok(out) => break out,
+                            Err(e) => match classify("ListInstances", e) {
+                                ProvisionError::Permanent(message) => anyhow::bail!(
+                                    "cannot list IAM Identity Center instances (set aws.instance_arn \
+                                     and aws.identity_store_id, or allow sso:ListInstances): {message}"
+                                ),
+                                err => {
+                                    tracing::warn!(error = %err, retry_in_ms = pause.as_millis() as u64, "cannot reach IAM Identity Center yet; waiting");
+                                    tokio::time::sleep(pause).await;
+                                    pause = (pause * 2).min(Duration::from_secs(30));
+                                }
+                            },
+                        }
+                };
+                let found = out.instances().iter().find(|i| {
+                    config
+                        .instance_arn
+                        .as_deref()
+                        .is_none_or(|want| i.instance_arn() == Some(want))
+                });
+                let Some(found) = found else {
+                    anyhow::bail!(
+                        "no IAM Identity Center instance found{}",
                         config
                             .instance_arn
                             .as_deref()
-                            .is_none_or(|want| i.instance_arn() == Some(want))
-                    });
-                    let Some(found) = found else {
-                        anyhow::bail!(
-                            "no IAM Identity Center instance found{}",
-                            config
-                                .instance_arn
-                                .as_deref()
-                                .map(|a| format!(" with ARN {a}"))
-                                .unwrap_or_default()
-                        );
-                    };
-                    (
-                        found.instance_arn().unwrap_or_default().to_owned(),
-                        config
-                            .identity_store_id
-                            .clone()
-                            .or_else(|| found.identity_store_id().map(String::from))
-                            .unwrap_or_default(),
-                    )
-                }
-            };
+                            .map(|a| format!(" with ARN {a}"))
+                            .unwrap_or_default()
+                    );
+                };
+                (
+                    found.instance_arn().unwrap_or_default().to_owned(),
+                    config
+                        .identity_store_id
+                        .clone()
+                        .or_else(|| found.identity_store_id().map(String::from))
+                        .unwrap_or_default(),
+                )
+            }
+        };
         anyhow::ensure!(
             !instance_arn.is_empty() && !identity_store_id.is_empty(),
             "the IAM Identity Center instance has no ARN or identity store id"
