@@ -139,7 +139,13 @@ impl Worker {
                 .await;
         }
         // No slot for one more creation in flight: try again later, without asking AWS.
-        self.provisioner.creation_slot_free()?;
+        // The count is the deployment's, from the database: a creation this replica
+        // started and another polled to its end no longer holds a slot here.
+        let in_flight = {
+            let mut conn = self.store.conn().await?;
+            store::creations_in_flight(&mut conn, &grant.access_grant_id).await?
+        };
+        self.provisioner.creation_slot_free(in_flight)?;
         // The principal is resolved once and kept on the grant: the revocation deletes
         // this very principal's assignment, without a lookup by email.
         if a.principal_id.is_none() {
