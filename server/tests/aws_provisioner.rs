@@ -389,6 +389,50 @@ fn portcullis_policy_auto() -> app::domain::Policy {
     }
 }
 
+/// The reply to CreateAccountAssignment is lost (the call timed out, and AWS made the
+/// assignment all the same), and the worker comes back only after the grant's end (it was
+/// killed, the database was away): the assignment is deleted and the grant ends revoked.
+/// It used to fail as "never provisioned", forgetting the assignment: the access stayed.
+async fn a_creation_whose_reply_was_lost_is_deleted_after_the_end(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let (moto, provisioner, sso) = moto_for().await;
+    // Longer than the call timeout (2 s): the SDK gives up, then moto makes it.
+    moto.fault(
+        "arm",
+        json!({"operation": "CreateAccountAssignment", "count": 1, "delay_ms": 3000}),
+    )
+    .await;
+    let (g, w) = alice_asks(&env, &provisioner).await;
+    w.drain().await.unwrap();
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "provisioning"
+    );
+    for _ in 0..50 {
+        if in_moto(&sso, &provisioner, &g).await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(in_moto(&sso, &provisioner, &g).await, 1, "AWS made it");
+    env.set_time(g.ends_at.millis() + 1_000);
+    env.settle(&w).await;
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "revoked"
+    );
+    assert_eq!(
+        in_moto(&sso, &provisioner, &g).await,
+        0,
+        "nothing left in AWS"
+    );
+    assert_eq!(
+        moto.calls("CreateAccountAssignment").await,
+        1,
+        "nothing created after the end"
+    );
+}
+
 /// AWS refuses the creation with a reason: the grant fails, the requester is told and
 /// admins are alerted with AWS's words.
 async fn a_failed_creation_fails_the_grant_with_the_reason(b: Backend) {
@@ -489,4 +533,5 @@ both!(
     a_failed_creation_fails_the_grant_with_the_reason,
     throttling_is_retried_by_the_worker,
     a_creation_settled_by_another_replica_frees_its_slot,
+    a_creation_whose_reply_was_lost_is_deleted_after_the_end,
 );

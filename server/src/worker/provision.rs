@@ -133,6 +133,11 @@ impl Worker {
         let mut a = self.assignment_for(&grant).await?;
         // AWS may have been down while the job waited: never create after the end.
         if now >= grant.ends_at {
+            // The principal is kept on the grant before any creation call: with it set,
+            // an earlier attempt may have asked AWS and lost the reply.
+            if grant.aws_principal_id.is_some() {
+                return self.withdraw_creation(grant, now).await;
+            }
             let why = "its time was over before AWS could be asked to create the assignment";
             return self
                 .fail_for_good(&grant, "grant.expired_unprovisioned", why, now)
@@ -229,6 +234,51 @@ impl Worker {
             now,
         )
         .await
+    }
+
+    /// The time of a grant in `provisioning` ran out while an earlier attempt may have
+    /// asked AWS for its creation and lost the reply (a kill, a crash or a database outage
+    /// between the call and its record). AWS is asked to delete it: when there was nothing,
+    /// the grant fails as one whose time was over; when there was, the deletion goes on as
+    /// a revocation does and the grant ends revoked. (Failing it at once, as this did,
+    /// forgot an assignment that existed and left the access in place: the chaos harness
+    /// found one left in AWS.) A live grant covering the same assignment keeps it
+    /// (invariant 3).
+    async fn withdraw_creation(&self, grant: GrantRow, now: Timestamp) -> Result<Outcome> {
+        let why = "its time was over before AWS could be asked to create the assignment";
+        let Some((mut tx, grant)) = self.locked(&grant, GrantStatus::Provisioning).await? else {
+            return Ok(Outcome::Again(now));
+        };
+        let others = store::other_live_covering(&mut tx, &grant, now).await?;
+        drop(tx);
+        if !others.is_empty() {
+            return self
+                .fail_for_good(&grant, "grant.expired_unprovisioned", why, now)
+                .await;
+        }
+        let a = self.assignment_for(&grant).await?;
+        match self.provisioner.start_delete(&a).await? {
+            DeleteStart::AlreadyGone => {
+                self.fail_for_good(&grant, "grant.expired_unprovisioned", why, now)
+                    .await
+            }
+            DeleteStart::Started(op) => {
+                let Some((tx, mut grant)) = self.locked(&grant, GrantStatus::Provisioning).await?
+                else {
+                    return Ok(Outcome::Again(now));
+                };
+                self.start_operation(tx, &mut grant, GrantEvent::DeprovisionStarted, now)
+                    .await?;
+                self.record_started(
+                    &grant,
+                    GrantStatus::Deprovisioning,
+                    "DeleteAccountAssignment",
+                    &op,
+                    now,
+                )
+                .await
+            }
+        }
     }
 
     /// Records the AWS request id of an operation just started, so that a worker that
