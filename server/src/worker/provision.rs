@@ -133,15 +133,7 @@ impl Worker {
         let mut a = self.assignment_for(&grant).await?;
         // AWS may have been down while the job waited: never create after the end.
         if now >= grant.ends_at {
-            // The principal is kept on the grant before any creation call: with it set,
-            // an earlier attempt may have asked AWS and lost the reply.
-            if grant.aws_principal_id.is_some() {
-                return self.withdraw_creation(grant, now).await;
-            }
-            let why = "its time was over before AWS could be asked to create the assignment";
-            return self
-                .fail_for_good(&grant, "grant.expired_unprovisioned", why, now)
-                .await;
+            return self.time_over(grant, now).await;
         }
         // No slot for one more creation in flight: try again later, without asking AWS.
         // The count is the deployment's, from the database: a creation this replica
@@ -217,6 +209,13 @@ impl Worker {
             let mut conn = self.store.conn().await?;
             store::set_assignment_origin(&mut conn, &grant, store::Origin::Portal, now).await?;
         }
+        // The calls above take time (the budget, AWS's latency, retries): the end is
+        // checked again on the clock right before the creation is asked for. (With the
+        // step's start time only, the chaos harness saw a creation 1.5 s after the end.)
+        let now = self.clock.now();
+        if now >= grant.ends_at {
+            return self.time_over(grant, now).await;
+        }
         let op = match self.provisioner.start_create(&a).await {
             Ok(op) => op,
             // Refused for good (access denied, unknown principal or permission set):
@@ -234,6 +233,18 @@ impl Worker {
             now,
         )
         .await
+    }
+
+    /// The grant's time is over before its creation was asked for in this attempt. The
+    /// principal is kept on the grant before any creation call: with it set (as read at
+    /// the start of this step), an earlier attempt may have asked AWS and lost the reply.
+    async fn time_over(&self, grant: GrantRow, now: Timestamp) -> Result<Outcome> {
+        if grant.aws_principal_id.is_some() {
+            return self.withdraw_creation(grant, now).await;
+        }
+        let why = "its time was over before AWS could be asked to create the assignment";
+        self.fail_for_good(&grant, "grant.expired_unprovisioned", why, now)
+            .await
     }
 
     /// The time of a grant in `provisioning` ran out while an earlier attempt may have
