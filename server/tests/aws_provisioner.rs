@@ -191,8 +191,8 @@ async fn a_creation_that_fails_leaves_nothing_behind() {
 
 /// No more than `aws.max_outstanding_creations` creations in flight: those the whole
 /// deployment asked for and has not seen settled (the database's count, which the worker
-/// passes in) and this process's calls still under way. The next one is a transient
-/// refusal (the worker tries again later).
+/// passes in) and this process's calls still under way. The next one is told to wait like
+/// a throttled call (the worker tries again after a poll interval, counting no failure).
 #[tokio::test]
 async fn outstanding_creations_are_capped() {
     let moto = Moto::start().await;
@@ -202,7 +202,7 @@ async fn outstanding_creations_are_capped() {
     w.provisioner = SsoAdminProvisioner::connect(&config).await.unwrap();
     w.provisioner.creation_slot_free(1).unwrap();
     let err = w.provisioner.creation_slot_free(2).unwrap_err();
-    assert!(matches!(err, ProvisionError::Transient(_)), "{err}");
+    assert!(matches!(err, ProvisionError::Throttled(_)), "{err}");
     assert!(err.to_string().contains("in flight"), "{err}");
     // A creation call under way holds a slot until AWS answers (its grant has no request
     // id in the database yet), even when the step that made it is dropped half way.

@@ -369,8 +369,10 @@ impl Assignments for SsoAdminProvisioner {
     /// default) stays below AWS's 10 for that.
     fn creation_slot_free(&self, in_flight: usize) -> Result<(), ProvisionError> {
         let n = in_flight + self.creating.load(Ordering::SeqCst);
+        // A pace, not a failure: the worker tries again after a poll interval, without
+        // counting an attempt (counted, its backoff grew to minutes under load).
         if n >= self.max_creations {
-            return Err(ProvisionError::Transient(format!(
+            return Err(ProvisionError::Throttled(format!(
                 "{n} assignment creations are in flight already (aws.max_outstanding_creations)"
             )));
         }
