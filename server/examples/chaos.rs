@@ -1041,8 +1041,13 @@ default_duration_secs = 60
         lives.iter().filter(|l| !l.auto && l.request_id.is_some()).count(),
     );
     println!(
-        "  grants         {} revoked, {} failed ({} because their time was over before AWS could be asked)",
-        report.revoked, report.failed, report.time_over
+        "  grants         {} revoked, {} failed ({} because their time was over before AWS could be asked); \
+         {} never created in AWS; {} ended while PostgreSQL was down",
+        report.revoked,
+        report.failed,
+        report.time_over,
+        report.never_created,
+        report.ended_in_outage
     );
     println!(
         "  kills          {} SIGKILLs, {} starts, {} unexpected exits",
@@ -1138,6 +1143,10 @@ struct Report {
     faults: usize,
     throttled: usize,
     conflicts: usize,
+    /// Grants whose assignment was never created (their time ran out first).
+    never_created: usize,
+    /// Grants whose `ends_at` fell while PostgreSQL was down.
+    ended_in_outage: usize,
 }
 
 /// An assignment: (Identity Store principal, account, permission set).
@@ -1285,6 +1294,12 @@ async fn check(
 
     // Replay each assignment's calls against its grants' times.
     let mut lateness = Vec::new();
+    let mut never_created = 0;
+    let ended_in_outage = by_triple
+        .values()
+        .flatten()
+        .filter(|(_, until, _)| outage.is_some_and(|(a, b)| (a..b).contains(until)))
+        .count();
     let empty = Vec::new();
     let keys: HashSet<_> = by_triple
         .keys()
@@ -1374,7 +1389,7 @@ async fn check(
                     "{who}: assignment of grant(s) {:?} never deleted",
                     e.grants
                 )),
-                _ => {}
+                (false, _) => never_created += e.grants.len(),
             }
         }
     }
@@ -1405,5 +1420,7 @@ async fn check(
         faults,
         throttled,
         conflicts,
+        never_created,
+        ended_in_outage,
     })
 }
