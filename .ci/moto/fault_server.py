@@ -18,6 +18,7 @@ import argparse
 import io
 import json
 import os
+import random
 import signal
 import sys
 import threading
@@ -103,7 +104,7 @@ def _json_response(start_response: Any, status: int, payload: Any) -> list[bytes
 class FaultInjector:
     """WSGI middleware: the /_fault/ admin API plus fault application."""
 
-    def __init__(self, inner: Any):
+    def __init__(self, inner: Any, seed: int | None = None):
         self.inner = inner
         self.lock = threading.Lock()
         self.rules: list[dict[str, Any]] = []
@@ -113,6 +114,10 @@ class FaultInjector:
         # request id -> FAILED status body: AWS keeps answering FAILED for a
         # request id, while moto (after the revert below) would not know it.
         self.sticky: dict[str, tuple[str, dict[str, Any]]] = {}
+        # Draws for rules with a `probability`: seeded (--seed, $FAULT_SEED or
+        # POST /_fault/seed) so that a run can be replayed call for call.
+        self.rng = random.Random(seed)
+        self.seed = seed
 
     # ------------------------------------------------------------------ admin
     def _admin(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -154,6 +159,14 @@ class FaultInjector:
                     self.log.clear()
                     self.sticky.clear()
                 return _json_response(start_response, 200, {"reset": True})
+            elif path == "seed":
+                seed = body.get("seed")
+                if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+                    raise BadRequest('"seed" must be an integer (or null for an unseeded generator)')
+                with self.lock:
+                    self.rng = random.Random(seed)
+                    self.seed = seed
+                return _json_response(start_response, 200, {"seed": seed})
             elif path == "clear_log":
                 with self.lock:
                     self.log.clear()
@@ -192,11 +205,19 @@ class FaultInjector:
         delay_ms = body.get("delay_ms", 0)
         if not isinstance(delay_ms, (int, float)) or isinstance(delay_ms, bool) or delay_ms < 0:
             raise BadRequest('"delay_ms" must be a number >= 0')
+        probability = body.get("probability", 1)
+        if (
+            not isinstance(probability, (int, float))
+            or isinstance(probability, bool)
+            or not 0 < probability <= 1
+        ):
+            raise BadRequest('"probability" must be a number in (0, 1]')
         rule: dict[str, Any] = {
             "operation": op,
             "remaining": None if always else count,
             "always": always,
             "delay_ms": delay_ms,
+            "probability": float(probability),
             "hits": 0,
         }
         if endpoint == "arm":
@@ -228,24 +249,39 @@ class FaultInjector:
 
     # -------------------------------------------------------------- matching
     def _pick(self, op: str | None) -> tuple[float, dict[str, Any] | None]:
-        """Returns (background latency ms, the rule that acts on this call)."""
+        """Returns (background latency ms, the rule that acts on this call).
+
+        A rule with a `probability` below 1 fires only on some calls. All such rules
+        that could act on a call share one draw `u` in [0, 1), each owning its own
+        band of it in the order below: throttling at 0.3 then a conflict at 0.1 give
+        [0, 0.3) and [0.3, 0.4), so exactly 30 % and 10 % of the calls, never both.
+        A rule that does not fire is not consumed. Background latency rules with a
+        probability draw on their own.
+        """
         if op is None:
             return 0.0, None
         with self.lock:
             matching = [r for r in self.rules if r["operation"] in (op, "*")]
             # op-specific rules before wildcard ones, each in arming order
             matching.sort(key=lambda r: (r["operation"] == "*", r["id"]))
-            background = sum(r["delay_ms"] for r in matching if r["always"] and r["kind"] == "delay")
-            chosen = None
+            background = 0.0
             for r in matching:
-                if not r["always"] and r["remaining"] > 0:
+                if r["always"] and r["kind"] == "delay":
+                    if r["probability"] >= 1 or self.rng.random() < r["probability"]:
+                        background += r["delay_ms"]
+            candidates = [r for r in matching if not r["always"] and r["remaining"] > 0]
+            candidates += [r for r in matching if r["always"] and r["kind"] != "delay"]
+            u = self.rng.random() if any(r["probability"] < 1 for r in candidates) else 0.0
+            band = 0.0
+            chosen = None
+            for r in candidates:
+                if r["probability"] >= 1:
                     chosen = r
                     break
-            if chosen is None:
-                for r in matching:
-                    if r["always"] and r["kind"] != "delay":
-                        chosen = r
-                        break
+                if band <= u < band + r["probability"]:
+                    chosen = r
+                    break
+                band += r["probability"]
             if chosen is not None:
                 chosen["hits"] += 1
                 if not chosen["always"]:
@@ -419,12 +455,12 @@ class FaultInjector:
         return json.dumps(doc).encode()
 
 
-def build_app() -> FaultInjector:
+def build_app(seed: int | None = None) -> FaultInjector:
     from moto.server import DomainDispatcherApplication, create_backend_app
 
     main_app = DomainDispatcherApplication(create_backend_app)
     main_app.debug = True  # type: ignore[attr-defined]  # as moto_server does
-    return FaultInjector(main_app)
+    return FaultInjector(main_app, seed)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -435,6 +471,12 @@ def main(argv: list[str] | None = None) -> None:
         "--port",
         type=int,
         default=int(os.environ.get("FAULT_SERVER_PORT") or os.environ.get("MOTO_PORT") or 5000),
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=int(os.environ["FAULT_SEED"]) if os.environ.get("FAULT_SEED") else None,
+        help="seed of the generator behind `probability` rules (or $FAULT_SEED)",
     )
     args = parser.parse_args(argv)
     if not 0 < args.port < 65536:
@@ -452,7 +494,7 @@ def main(argv: list[str] | None = None) -> None:
     run_simple(
         args.host,
         args.port,
-        build_app(),
+        build_app(args.seed),
         threaded=True,
         request_handler=MotoRequestHandler,
     )

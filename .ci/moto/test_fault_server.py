@@ -306,6 +306,75 @@ def test_always_error_until_disarmed(endpoint, sso):
     sso.list_permission_sets(InstanceArn=inst)
 
 
+def _error_codes(sso, calls: int) -> list:
+    """Calls ListInstances `calls` times; the injected error code of each (None: no fault)."""
+    codes = []
+    for _ in range(calls):
+        try:
+            sso.list_instances()
+            codes.append(None)
+        except ClientError as e:
+            codes.append(e.response["Error"]["Code"])
+    return codes
+
+
+def test_probabilistic_faults_share_one_draw_and_replay_with_a_seed(endpoint, sso):
+    def run() -> list:
+        admin(endpoint, "seed", seed=7)
+        admin(endpoint, "arm", operation="*", always=True, probability=0.3, code="ThrottlingException")
+        admin(endpoint, "arm", operation="*", always=True, probability=0.1, code="ConflictException")
+        codes = _error_codes(sso, 400)
+        admin(endpoint, "reset")
+        return codes
+
+    first = run()
+    throttled, conflicts = first.count("ThrottlingException"), first.count("ConflictException")
+    # 400 calls at 30 % and 10 %: far outside these only if the bands were wrong
+    # (e.g. two independent draws would give ~7 % conflicts).
+    assert 90 <= throttled <= 150, throttled
+    assert 22 <= conflicts <= 60, conflicts
+    assert throttled + conflicts + first.count(None) == 400
+    # The same seed and the same calls: the same faults, call for call.
+    assert run() == first
+    # Another seed: another sequence.
+    admin(endpoint, "seed", seed=8)
+    admin(endpoint, "arm", operation="*", always=True, probability=0.3, code="ThrottlingException")
+    assert _error_codes(sso, 100) != [c if c == "ThrottlingException" else None for c in first[:100]]
+
+
+def test_probabilistic_counted_rule_is_consumed_only_when_it_fires(endpoint, sso):
+    admin(endpoint, "seed", seed=1)
+    armed = admin(endpoint, "arm", operation="ListInstances", count=3, probability=0.5, code="ThrottlingException")
+    assert armed["armed"]["probability"] == 0.5
+    codes = _error_codes(sso, 40)
+    assert codes.count("ThrottlingException") == 3
+    # Calls it did not fire on went through to moto and left the rule armed.
+    assert codes[:3] != ["ThrottlingException"] * 3
+    assert requests.get(f"{endpoint}/_fault/rules").json() == []
+    log = fault_log(endpoint, operation="ListInstances")
+    assert [e["fault"] for e in log].count("error") == 3
+
+
+def test_probabilistic_latency(endpoint, sso):
+    admin(endpoint, "seed", seed=3)
+    admin(endpoint, "arm", operation="ListInstances", always=True, probability=0.5, delay_ms=30)
+    _error_codes(sso, 40)
+    slow = [e for e in fault_log(endpoint, operation="ListInstances") if e["duration_ms"] >= 30]
+    assert 8 <= len(slow) <= 32, len(slow)
+
+
+def test_probability_must_be_in_range(endpoint):
+    for bad in (0, -0.1, 1.5, "half", True):
+        r = requests.post(
+            f"{endpoint}/_fault/arm",
+            json={"operation": "X", "always": True, "probability": bad, "code": "ThrottlingException"},
+        )
+        assert r.status_code == 400, bad
+    assert requests.post(f"{endpoint}/_fault/seed", json={"seed": "x"}).status_code == 400
+    assert admin(endpoint, "seed", seed=None) == {"seed": None}
+    assert requests.get(f"{endpoint}/_fault/rules").json() == []
+
+
 def test_concurrent_calls_consume_exactly_n(endpoint, sso):
     admin(endpoint, "arm", operation="ListInstances", count=5, code="ThrottlingException")
     outcomes: list[str] = []

@@ -85,11 +85,15 @@ impl DatabaseClock {
 
     /// Reads the database's time and sets the offset from the local clock to it.
     pub async fn sync(&self, store: &crate::store::Store) -> anyhow::Result<()> {
-        let before = self.local.now();
         let db = store.database_time().await?;
         let after = self.local.now();
-        let local_mid = before.millis() + (after.millis() - before.millis()) / 2;
-        let offset = db.millis() - local_mid;
+        // The database read its clock somewhere between the call and `after`. Taking
+        // `after` keeps this replica's estimate at or behind the database's time, never
+        // ahead: a job is never due early, and no revocation starts before `ends_at` (a
+        // midpoint ran ahead by up to half a round trip, tens of milliseconds when the
+        // read opened a connection: the chaos harness saw a delete a few milliseconds
+        // before the end). The price is lateness of at most one round trip.
+        let offset = db.millis() - after.millis();
         let old = self.offset_ms.swap(offset, Ordering::SeqCst);
         if (offset - old).abs() > 1_000 {
             tracing::info!(

@@ -87,6 +87,54 @@ pub async fn connect_waiting(url: &DatabaseUrl, key: config::AuditKey) -> Store 
     }
 }
 
+/// Whether an error is the database being away (down, restarting, unreachable), which
+/// start-up waits out, rather than a refusal (another mode's database, a bad setting).
+fn database_away(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|cause| match cause.downcast_ref::<sqlx::Error>() {
+            Some(
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            // connection_exception, and operator intervention (shutting down, starting up).
+            Some(sqlx::Error::Database(db)) => db
+                .code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+            _ => false,
+        })
+}
+
+/// Runs a start-up step on the database again while the database is away (logged, 1 s
+/// doubling to [`DATABASE_RETRY_CAP`]), as [`connect_waiting`] waits for the first
+/// connection: a replica restarted as its database goes down (the chaos harness does
+/// this) comes up with the database instead of exiting half way through its start.
+async fn waiting_for_database<T, F, Fut>(what: &str, mut step: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut wait = Duration::from_secs(1);
+    loop {
+        match step().await {
+            Err(e) if database_away(&e) => {
+                tracing::warn!(
+                    step = what,
+                    error = format!("{e:#}"),
+                    retry_in_secs = wait.as_secs(),
+                    "waiting for the database"
+                );
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(DATABASE_RETRY_CAP);
+            }
+            done => return done,
+        }
+    }
+}
+
 pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
     config.validate(mode)?;
     let demo = mode == Mode::Demo;
@@ -104,14 +152,20 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
 
     // Due times and leases are compared against the database's clock (invariant 8), so
     // replicas whose own clocks drift still agree on when access ends.
-    let clock: Arc<dyn Clock> = clock::DatabaseClock::start(store.clone(), Arc::new(SystemClock))
-        .await
-        .context("reading the database's clock")?;
-    claim_database(&store, mode, clock.now()).await?;
-    if demo {
-        seed::seed_demo(&store, clock.now())
+    let clock: Arc<dyn Clock> = waiting_for_database("clock", || async {
+        clock::DatabaseClock::start(store.clone(), Arc::new(SystemClock))
             .await
-            .context("seeding the demo catalog")?;
+            .context("reading the database's clock")
+    })
+    .await?;
+    waiting_for_database("claim", || claim_database(&store, mode, clock.now())).await?;
+    if demo {
+        waiting_for_database("seed", || async {
+            seed::seed_demo(&store, clock.now())
+                .await
+                .context("seeding the demo catalog")
+        })
+        .await?;
     }
     let simulated = demo || config.aws.provisioner == config::ProvisionerKind::Simulated;
     let provisioner: Arc<dyn provisioner::Provisioner> = if simulated {
@@ -136,9 +190,12 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
                 .context("connecting to IAM Identity Center")?,
         )
     };
-    portal::apply_configured_entitlements(&store, &config.entitlements, clock.now())
-        .await
-        .context("the [[entitlements]] of the configuration")?;
+    waiting_for_database("entitlements", || async {
+        portal::apply_configured_entitlements(&store, &config.entitlements, clock.now())
+            .await
+            .context("the [[entitlements]] of the configuration")
+    })
+    .await?;
     let mailer: Arc<dyn mailer::Mailer> = match &config.smtp {
         Some(smtp) => {
             let m = mailer::SmtpMailer::new(smtp).context("SMTP settings")?;
@@ -153,16 +210,18 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
     let wake = Arc::new(Notify::new());
     let upkeep_wake = Arc::new(Notify::new());
     let mail_wake = Arc::new(Notify::new());
-    {
-        // Sync the catalog and verify the audit chain now, and reconcile once the catalog
-        // has had time to land.
+    // Sync the catalog and verify the audit chain now, and reconcile once the catalog has
+    // had time to land.
+    waiting_for_database("upkeep jobs", || async {
         let mut conn = store.conn().await?;
         let now = clock.now();
         store::schedule_singleton(&mut conn, store::JobKind::SyncCatalog, now, now).await?;
         store::schedule_singleton(&mut conn, store::JobKind::VerifyAudit, now, now).await?;
         let first = now.plus(Duration::from_secs(60));
         store::schedule_singleton(&mut conn, store::JobKind::Reconcile, first, now).await?;
-    }
+        anyhow::Ok(())
+    })
+    .await?;
     let public_url = config.public_url();
     let oidc = match (&config.oidc, demo) {
         (Some(o), false) => {
@@ -232,19 +291,25 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
     // A restarted replica takes its own jobs back at once rather than after their leases
     // lapse (the release takes new tokens: a run of the old process could finish nothing).
     {
-        let mut conn = store.conn().await?;
         let mut own: Vec<&str> = grant_workers.iter().map(|w| w.id()).collect();
         own.extend([mail_worker.id(), upkeep.id()]);
-        let released = store::release_leases_of(&mut conn, &own).await?;
+        let released = waiting_for_database("release leases", || async {
+            let mut conn = store.conn().await?;
+            store::release_leases_of(&mut conn, &own).await
+        })
+        .await?;
         if released > 0 {
             tracing::info!(released, replica = %config.worker.replica(), "released this replica's leases from its previous run");
         }
     }
     // On PostgreSQL, a job written by another replica wakes this one's workers at once.
     if store.dialect() == store::Dialect::Postgres {
-        store::listen_for_jobs(&url, wake.clone())
-            .await
-            .context("listening for jobs from other replicas")?;
+        waiting_for_database("listen", || async {
+            store::listen_for_jobs(&url, wake.clone())
+                .await
+                .context("listening for jobs from other replicas")
+        })
+        .await?;
     }
     let worker_tasks: Vec<_> = grant_workers
         .into_iter()

@@ -189,8 +189,10 @@ async fn a_creation_that_fails_leaves_nothing_behind() {
     assert!(!w.provisioner.assignment_exists(&w.alice()).await.unwrap());
 }
 
-/// No more than `aws.max_outstanding_creations` creations in flight: the next one is a
-/// transient refusal (the worker tries again later) until one settles.
+/// No more than `aws.max_outstanding_creations` creations in flight: those the whole
+/// deployment asked for and has not seen settled (the database's count, which the worker
+/// passes in) and this process's calls still under way. The next one is told to wait like
+/// a throttled call (the worker tries again after a poll interval, counting no failure).
 #[tokio::test]
 async fn outstanding_creations_are_capped() {
     let moto = Moto::start().await;
@@ -198,38 +200,33 @@ async fn outstanding_creations_are_capped() {
     let mut config = aws_config(&w.moto);
     config.max_outstanding_creations = 2;
     w.provisioner = SsoAdminProvisioner::connect(&config).await.unwrap();
+    w.provisioner.creation_slot_free(1).unwrap();
+    let err = w.provisioner.creation_slot_free(2).unwrap_err();
+    assert!(matches!(err, ProvisionError::Throttled(_)), "{err}");
+    assert!(err.to_string().contains("in flight"), "{err}");
+    // A creation call under way holds a slot until AWS answers (its grant has no request
+    // id in the database yet), even when the step that made it is dropped half way.
     w.moto
         .fault(
-            "in_progress",
-            json!({"operation": "DescribeAccountAssignmentCreationStatus", "count": 1}),
+            "arm",
+            json!({"operation": "CreateAccountAssignment", "count": 2, "delay_ms": 500}),
         )
         .await;
-    let mut a = w.alice();
-    let first = w.provisioner.start_create(&a).await.unwrap();
-    a.account_id = "222222222222".into();
-    let _second = w.provisioner.start_create(&a).await.unwrap();
-    a.account_id = "333333333333".into();
-    let before = w.moto.calls("CreateAccountAssignment").await;
-    let err = w.provisioner.start_create(&a).await.unwrap_err();
-    assert!(matches!(err, ProvisionError::Transient(_)), "{err}");
-    assert!(err.to_string().contains("in flight"), "{err}");
-    assert_eq!(
-        w.moto.calls("CreateAccountAssignment").await,
-        before,
-        "not sent to AWS"
+    let a = w.alice();
+    let meanwhile = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        w.provisioner.creation_slot_free(1).is_err()
+    };
+    let (created, refused) = tokio::join!(w.provisioner.start_create(&a), meanwhile);
+    created.unwrap();
+    assert!(refused, "a call under way counts");
+    w.provisioner.creation_slot_free(1).unwrap();
+    let dropped = tokio::time::timeout(Duration::from_millis(100), w.provisioner.start_create(&a));
+    assert!(
+        dropped.await.is_err(),
+        "dropped while the call was under way"
     );
-    // Still in progress: still counted.
-    assert_eq!(
-        w.provisioner.creation_status(&first).await.unwrap(),
-        OperationStatus::InProgress
-    );
-    assert!(w.provisioner.start_create(&a).await.is_err());
-    // Settled: a slot is free.
-    assert_eq!(
-        w.provisioner.creation_status(&first).await.unwrap(),
-        OperationStatus::Succeeded
-    );
-    w.provisioner.start_create(&a).await.unwrap();
+    w.provisioner.creation_slot_free(1).unwrap();
 }
 
 #[tokio::test]
@@ -326,6 +323,113 @@ async fn a_restarted_worker_resumes_polling_the_same_request(b: Backend) {
         ids.len(),
         1,
         "every poll asked about the same request: {ids:?}"
+    );
+}
+
+/// Replica one asks AWS for a creation, replica two polls it to its end (the job went
+/// back to the queue between the two). The creation no longer counts against replica
+/// one's cap: with a cap of 1, replica one creates the next assignment at once. (Each
+/// replica used to count the creations it started until it saw them settle itself, or
+/// for 10 minutes: in the chaos harness every replica was soon "full" and grants expired
+/// unprovisioned.)
+async fn a_creation_settled_by_another_replica_frees_its_slot(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let (moto, _, sso) = moto_for().await;
+    let mut config = aws_config(&moto);
+    config.max_outstanding_creations = 1;
+    let one = std::sync::Arc::new(SsoAdminProvisioner::connect(&config).await.unwrap());
+    let two = std::sync::Arc::new(SsoAdminProvisioner::connect(&config).await.unwrap());
+    let w1 = env.worker_with(one.clone(), common::settings());
+    let w2 = env.worker_with(two.clone(), common::settings());
+    let rid = env.ask(&person("alice"), "sandbox-admin", "1h").await;
+    let first = env.only_grant(&rid).await;
+    w1.drain().await.unwrap();
+    assert_eq!(
+        env.grant(&first.access_grant_id).await.status.as_str(),
+        "provisioning",
+        "replica one asked AWS and left the poll for later"
+    );
+    env.settle(&w2).await;
+    assert_eq!(
+        env.grant(&first.access_grant_id).await.status.as_str(),
+        "active",
+        "replica two saw it settle"
+    );
+    // Another account, same person and permission set.
+    let policy = portcullis_policy_auto();
+    env.add_entitlement(&common::entitlement(
+        "sandbox-two",
+        "222222222222",
+        &first.permission_set_arn,
+        policy,
+    ))
+    .await;
+    let rid = env.ask(&person("alice"), "sandbox-two", "1h").await;
+    let second = env.only_grant(&rid).await;
+    w1.drain().await.unwrap();
+    env.settle(&w1).await;
+    assert_eq!(
+        env.grant(&second.access_grant_id).await.status.as_str(),
+        "active"
+    );
+    assert_eq!(moto.calls("CreateAccountAssignment").await, 2);
+    assert!(
+        env.job(&second.access_grant_id, "provision")
+            .await
+            .is_none(),
+        "no retries left over"
+    );
+    assert_eq!(in_moto(&sso, &one, &second).await, 1);
+}
+
+fn portcullis_policy_auto() -> app::domain::Policy {
+    app::domain::Policy {
+        auto_approve: true,
+        ..common::policy()
+    }
+}
+
+/// The reply to CreateAccountAssignment is lost (the call timed out, and AWS made the
+/// assignment all the same), and the worker comes back only after the grant's end (it was
+/// killed, the database was away): the assignment is deleted and the grant ends revoked.
+/// It used to fail as "never provisioned", forgetting the assignment: the access stayed.
+async fn a_creation_whose_reply_was_lost_is_deleted_after_the_end(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let (moto, provisioner, sso) = moto_for().await;
+    // Longer than the call timeout (2 s): the SDK gives up, then moto makes it.
+    moto.fault(
+        "arm",
+        json!({"operation": "CreateAccountAssignment", "count": 1, "delay_ms": 3000}),
+    )
+    .await;
+    let (g, w) = alice_asks(&env, &provisioner).await;
+    w.drain().await.unwrap();
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "provisioning"
+    );
+    for _ in 0..50 {
+        if in_moto(&sso, &provisioner, &g).await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(in_moto(&sso, &provisioner, &g).await, 1, "AWS made it");
+    env.set_time(g.ends_at.millis() + 1_000);
+    env.settle(&w).await;
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "revoked"
+    );
+    assert_eq!(
+        in_moto(&sso, &provisioner, &g).await,
+        0,
+        "nothing left in AWS"
+    );
+    assert_eq!(
+        moto.calls("CreateAccountAssignment").await,
+        1,
+        "nothing created after the end"
     );
 }
 
@@ -429,4 +533,6 @@ both!(
     a_restarted_worker_resumes_polling_the_same_request,
     a_failed_creation_fails_the_grant_with_the_reason,
     throttling_is_retried_by_the_worker,
+    a_creation_settled_by_another_replica_frees_its_slot,
+    a_creation_whose_reply_was_lost_is_deleted_after_the_end,
 );

@@ -450,6 +450,90 @@ async fn a_job_written_by_one_replica_wakes_the_other() {
     listener.abort();
 }
 
+/// The database goes away while a step runs (an outage, a failover): the worker records
+/// the step's outcome as soon as the database is back, instead of leaving the job leased
+/// to itself, alive, until the lease lapses. (In the chaos harness a revocation waited
+/// out the rest of its 60 s lease after a 20 s outage.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_outcome_is_recorded_once_the_database_is_back() {
+    use sqlx::{Connection, Executor};
+    if !common::postgres_or_skip() {
+        return;
+    }
+    let env = TestEnv::new(Backend::Postgres).await;
+    let flaky = env.flaky();
+    let w = env.worker_with(flaky.clone(), settings());
+    let rid = env.ask(&person("alice"), "sandbox-admin", "1h").await;
+    env.settle(&w).await;
+    let g = env.only_grant(&rid).await;
+    env.set_time(g.ends_at.millis() - 1);
+    w.drain().await.unwrap();
+    // The revocation is inside DeleteAccountAssignment...
+    let hold = Arc::new(tokio::sync::Notify::new());
+    *flaky.hold_next_delete.lock().unwrap() = Some(hold.clone());
+    env.set_time(g.ends_at.millis());
+    let wa = env.worker_with(flaky.clone(), settings());
+    let a = tokio::spawn(async move { wa.step().await });
+    for _ in 0..500 {
+        if flaky.delete_calls.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(flaky.delete_calls.load(Ordering::SeqCst), 1);
+    // ...when the database goes away: every connection cut, new ones refused.
+    let db = env.url.expose().rsplit('/').next().unwrap();
+    let db = db.split('?').next().unwrap().to_owned();
+    let mut admin = sqlx::AnyConnection::connect(&common::postgres_admin_url())
+        .await
+        .unwrap();
+    admin
+        .execute(format!("ALTER DATABASE {db} ALLOW_CONNECTIONS false").as_str())
+        .await
+        .unwrap();
+    admin
+        .execute(
+            format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+            )
+            .as_str(),
+        )
+        .await
+        .unwrap();
+    hold.notify_one();
+    // Back 2 s later, long before the lease (60 s) would lapse.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    admin
+        .execute(format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true").as_str())
+        .await
+        .unwrap();
+    let stepped = tokio::time::timeout(Duration::from_secs(30), a)
+        .await
+        .expect("the step ends")
+        .expect("no panic");
+    assert!(stepped.is_ok(), "{stepped:?}");
+    let job = env
+        .job(&g.access_grant_id, "deprovision")
+        .await
+        .expect("the revocation job is still there");
+    let (owner,): (Option<String>,) =
+        sqlx::query_as("SELECT lease_owner FROM job WHERE job_id = $1")
+            .bind(&job.job_id)
+            .fetch_one(&mut *env.conn().await)
+            .await
+            .unwrap();
+    assert_eq!(
+        owner, None,
+        "the outcome was recorded and the job released, not held until its lease lapses"
+    );
+    env.settle(&w).await;
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "revoked"
+    );
+    assert!(!env.assignment_exists(&g).await);
+}
+
 /// Two replicas whose own clocks are a day apart read the same time through the
 /// database's clock (invariant 8): the one leases lapse and grants end by.
 async fn replicas_with_drifting_clocks_agree_on_the_database_time(b: Backend) {

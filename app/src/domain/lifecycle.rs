@@ -164,6 +164,9 @@ impl GrantStatus {
             (S::Provisioning, E::CreationSucceeded) => S::Active,
             (S::Provisioning, E::CreationFailed) => S::Failed,
             (S::Active, E::DeprovisionStarted) => S::Deprovisioning,
+            // Its time ran out while an earlier attempt may have asked AWS for the
+            // creation and lost the reply: whatever it made is deleted.
+            (S::Provisioning, E::DeprovisionStarted) => S::Deprovisioning,
             (S::Active, E::AssignmentMissing) => S::Scheduled,
             // Another live grant covers the same assignment: it stays, this grant ends.
             (S::Active, E::DeletionSucceeded) => S::Revoked,
@@ -360,6 +363,7 @@ mod tests {
             (GS::Provisioning, GE::CreationSucceeded) => GS::Active,
             (GS::Provisioning, GE::CreationFailed) => GS::Failed,
             (GS::Active, GE::DeprovisionStarted) => GS::Deprovisioning,
+            (GS::Provisioning, GE::DeprovisionStarted) => GS::Deprovisioning,
             (GS::Active, GE::AssignmentMissing) => GS::Scheduled,
             (GS::Active, GE::DeletionSucceeded) => GS::Revoked,
             (GS::Deprovisioning, GE::DeletionSucceeded) => GS::Revoked,
@@ -382,7 +386,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(allowed, 10);
+        assert_eq!(allowed, 11);
     }
 
     #[test]

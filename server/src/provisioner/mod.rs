@@ -137,8 +137,11 @@ pub trait Assignments: Send + Sync + 'static {
     async fn creation_status(&self, request_id: &str) -> Result<OperationStatus, ProvisionError>;
     async fn start_delete(&self, a: &Assignment) -> Result<DeleteStart, ProvisionError>;
     async fn deletion_status(&self, request_id: &str) -> Result<OperationStatus, ProvisionError>;
-    /// A transient error when as many creations are in flight as allowed.
-    fn creation_slot_free(&self) -> Result<(), ProvisionError> {
+    /// A transient error when as many creations are in flight as allowed. `in_flight`:
+    /// the creations the whole deployment has asked for and not seen settled, as the
+    /// database knows them (`store::creations_in_flight`).
+    fn creation_slot_free(&self, in_flight: usize) -> Result<(), ProvisionError> {
+        let _ = in_flight;
         Ok(())
     }
 }

@@ -240,6 +240,21 @@ pub async fn lock_assignment(conn: &mut AnyConnection, g: &GrantRow) -> Result<(
     Ok(())
 }
 
+/// Assignment creations the whole deployment has asked AWS for and not yet seen settled
+/// (grants in `provisioning` with an AWS request id), other than `except`'s: the creation
+/// cap (`aws.max_outstanding_creations`) counts these, whichever replica started or polls
+/// them.
+pub async fn creations_in_flight(conn: &mut AnyConnection, except: &str) -> Result<usize> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM access_grant
+         WHERE status = 'provisioning' AND operation_id IS NOT NULL AND access_grant_id <> $1",
+    )
+    .bind(except)
+    .fetch_one(conn)
+    .await?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
 /// Grants of the same assignment in the given statuses, other than `g`.
 pub async fn siblings_in(
     conn: &mut AnyConnection,

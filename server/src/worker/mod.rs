@@ -180,10 +180,40 @@ impl Worker {
                 return Ok(true);
             }
         };
+        // Record the outcome. A database that went away during the step (an outage, a
+        // failover) must not leave the job leased to this live worker until the lease
+        // lapses: it is recorded as soon as the database answers again. Every write is
+        // fenced by the job's token, so a late record can never undo another worker's.
+        let mut pause = Duration::from_millis(250);
+        let give_up = std::time::Instant::now() + lease;
+        let ours = loop {
+            match self.record(&job, &outcome, now).await {
+                Ok(ours) => break ours,
+                Err(e) if std::time::Instant::now() < give_up => {
+                    tracing::warn!(job = %job.job_id, error = format!("{e:#}"), "cannot record the step's outcome yet; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if !ours {
+            tracing::warn!(job = %job.job_id, "lease taken over before the step finished; its new owner decides");
+        }
+        Ok(true)
+    }
+
+    /// Writes what a step came to; returns whether the job was still this worker's.
+    async fn record(
+        &self,
+        job: &JobRow,
+        outcome: &Result<Outcome>,
+        now: Timestamp,
+    ) -> Result<bool> {
         let mut conn = self.store.conn().await?;
-        let ours = match outcome {
+        Ok(match outcome {
             Ok(Outcome::Done) => {
-                let ours = store::job_done(&mut conn, &job).await?;
+                let ours = store::job_done(&mut conn, job).await?;
                 // It went through in the end: the alert about its failures is over.
                 if ours && job.alerted == 1 {
                     let kind = AlertKind::JobFailing(job.kind);
@@ -192,20 +222,16 @@ impl Worker {
                 ours
             }
             Ok(Outcome::Finished) => true,
-            Ok(Outcome::Again(at)) => store::job_again(&mut conn, &job, at).await?,
+            Ok(Outcome::Again(at)) => store::job_again(&mut conn, job, *at).await?,
             // AWS asked to slow down: the provisioner has slowed its pace already; this
             // is not a failure of the job (no attempt counted, no alert), it runs again
             // after a poll interval.
-            Err(e) if is_throttled(&e) => {
+            Err(e) if is_throttled(e) => {
                 tracing::info!(job = %job.job_id, error = format!("{e:#}"), "throttled; trying again soon");
-                store::job_again(&mut conn, &job, self.poll_again_at(now)).await?
+                store::job_again(&mut conn, job, self.poll_again_at(now)).await?
             }
-            Err(e) => self.failed(&mut conn, &job, e, now).await?,
-        };
-        if !ours {
-            tracing::warn!(job = %job.job_id, "lease taken over before the step finished; its new owner decides");
-        }
-        Ok(true)
+            Err(e) => self.failed(&mut conn, job, e, now).await?,
+        })
     }
 
     /// Renews the lease of a running job every third of its length; returns only once
@@ -233,7 +259,7 @@ impl Worker {
         &self,
         conn: &mut sqlx::AnyConnection,
         job: &JobRow,
-        e: anyhow::Error,
+        e: &anyhow::Error,
         now: Timestamp,
     ) -> Result<bool> {
         let attempt = u32::try_from(job.attempts + 1).unwrap_or(u32::MAX);

@@ -133,13 +133,16 @@ impl Worker {
         let mut a = self.assignment_for(&grant).await?;
         // AWS may have been down while the job waited: never create after the end.
         if now >= grant.ends_at {
-            let why = "its time was over before AWS could be asked to create the assignment";
-            return self
-                .fail_for_good(&grant, "grant.expired_unprovisioned", why, now)
-                .await;
+            return self.time_over(grant, now).await;
         }
         // No slot for one more creation in flight: try again later, without asking AWS.
-        self.provisioner.creation_slot_free()?;
+        // The count is the deployment's, from the database: a creation this replica
+        // started and another polled to its end no longer holds a slot here.
+        let in_flight = {
+            let mut conn = self.store.conn().await?;
+            store::creations_in_flight(&mut conn, &grant.access_grant_id).await?
+        };
+        self.provisioner.creation_slot_free(in_flight)?;
         // The principal is resolved once and kept on the grant: the revocation deletes
         // this very principal's assignment, without a lookup by email.
         if a.principal_id.is_none() {
@@ -206,6 +209,13 @@ impl Worker {
             let mut conn = self.store.conn().await?;
             store::set_assignment_origin(&mut conn, &grant, store::Origin::Portal, now).await?;
         }
+        // The calls above take time (the budget, AWS's latency, retries): the end is
+        // checked again on the clock right before the creation is asked for. (With the
+        // step's start time only, the chaos harness saw a creation 1.5 s after the end.)
+        let now = self.clock.now();
+        if now >= grant.ends_at {
+            return self.time_over(grant, now).await;
+        }
         let op = match self.provisioner.start_create(&a).await {
             Ok(op) => op,
             // Refused for good (access denied, unknown principal or permission set):
@@ -223,6 +233,63 @@ impl Worker {
             now,
         )
         .await
+    }
+
+    /// The grant's time is over before its creation was asked for in this attempt. The
+    /// principal is kept on the grant before any creation call: with it set (as read at
+    /// the start of this step), an earlier attempt may have asked AWS and lost the reply.
+    async fn time_over(&self, grant: GrantRow, now: Timestamp) -> Result<Outcome> {
+        if grant.aws_principal_id.is_some() {
+            return self.withdraw_creation(grant, now).await;
+        }
+        let why = "its time was over before AWS could be asked to create the assignment";
+        self.fail_for_good(&grant, "grant.expired_unprovisioned", why, now)
+            .await
+    }
+
+    /// The time of a grant in `provisioning` ran out while an earlier attempt may have
+    /// asked AWS for its creation and lost the reply (a kill, a crash or a database outage
+    /// between the call and its record). AWS is asked to delete it: when there was nothing,
+    /// the grant fails as one whose time was over; when there was, the deletion goes on as
+    /// a revocation does and the grant ends revoked. (Failing it at once, as this did,
+    /// forgot an assignment that existed and left the access in place: the chaos harness
+    /// found one left in AWS.) A live grant covering the same assignment keeps it
+    /// (invariant 3).
+    async fn withdraw_creation(&self, grant: GrantRow, now: Timestamp) -> Result<Outcome> {
+        let why = "its time was over before AWS could be asked to create the assignment";
+        let Some((mut tx, grant)) = self.locked(&grant, GrantStatus::Provisioning).await? else {
+            return Ok(Outcome::Again(now));
+        };
+        let others = store::other_live_covering(&mut tx, &grant, now).await?;
+        drop(tx);
+        if !others.is_empty() {
+            return self
+                .fail_for_good(&grant, "grant.expired_unprovisioned", why, now)
+                .await;
+        }
+        let a = self.assignment_for(&grant).await?;
+        match self.provisioner.start_delete(&a).await? {
+            DeleteStart::AlreadyGone => {
+                self.fail_for_good(&grant, "grant.expired_unprovisioned", why, now)
+                    .await
+            }
+            DeleteStart::Started(op) => {
+                let Some((tx, mut grant)) = self.locked(&grant, GrantStatus::Provisioning).await?
+                else {
+                    return Ok(Outcome::Again(now));
+                };
+                self.start_operation(tx, &mut grant, GrantEvent::DeprovisionStarted, now)
+                    .await?;
+                self.record_started(
+                    &grant,
+                    GrantStatus::Deprovisioning,
+                    "DeleteAccountAssignment",
+                    &op,
+                    now,
+                )
+                .await
+            }
+        }
     }
 
     /// Records the AWS request id of an operation just started, so that a worker that

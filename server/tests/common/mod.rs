@@ -220,7 +220,7 @@ fn postgres_missing() -> String {
     )
 }
 
-fn postgres_admin_url() -> String {
+pub fn postgres_admin_url() -> String {
     postgres_test_url().unwrap_or_else(|| panic!("{}", postgres_missing()))
 }
 

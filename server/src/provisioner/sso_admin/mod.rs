@@ -26,9 +26,9 @@ use aws_sdk_ssoadmin::types::{
     AccountAssignmentOperationStatus, PrincipalType, StatusValues, TargetType,
 };
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::time::Instant;
 
 pub struct SsoAdminProvisioner {
     sso: aws_sdk_ssoadmin::Client,
@@ -42,14 +42,28 @@ pub struct SsoAdminProvisioner {
     orgs_budget: Budget,
     /// Identity Store user ids by user name, and back.
     users: Mutex<HashMap<String, String>>,
-    /// Creations started and not yet seen settled, by request id, with when they started.
-    creations: Mutex<HashMap<String, Instant>>,
+    /// CreateAccountAssignment calls of this process still waiting for their answer
+    /// (their grants have no request id in the database yet).
+    creating: Arc<AtomicUsize>,
     max_creations: usize,
 }
 
-/// A creation not seen settled after this long no longer counts as outstanding (its grant
-/// was cancelled, or a worker died before polling it).
-const OUTSTANDING_FOR_AT_MOST: Duration = Duration::from_secs(600);
+/// One CreateAccountAssignment call of this process in progress; counted until dropped,
+/// also when the step that made the call is dropped half way.
+struct Creating(Arc<AtomicUsize>);
+
+impl Creating {
+    fn new(n: &Arc<AtomicUsize>) -> Self {
+        n.fetch_add(1, Ordering::SeqCst);
+        Self(n.clone())
+    }
+}
+
+impl Drop for Creating {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// Calls a second to AWS Organizations while reading the catalog.
 const ORGANIZATIONS_PER_SECOND: u32 = 5;
@@ -76,43 +90,58 @@ impl SsoAdminProvisioner {
         let sso = aws_sdk_ssoadmin::Client::new(&sdk);
         let identity = aws_sdk_identitystore::Client::new(&sdk);
         let orgs = aws_sdk_organizations::Client::new(&sdk);
-        let (instance_arn, identity_store_id) =
-            match (&config.instance_arn, &config.identity_store_id) {
-                (Some(i), Some(s)) => (i.clone(), s.clone()),
-                _ => {
-                    let out = sso.list_instances().send().await.map_err(|e| {
-                        anyhow::anyhow!(
-                            "cannot list IAM Identity Center instances (set aws.instance_arn and \
-                         aws.identity_store_id, or allow sso:ListInstances): {}",
-                            DisplayErrorContext(&e)
-                        )
-                    })?;
-                    let found = out.instances().iter().find(|i| {
+        let (instance_arn, identity_store_id) = match (
+            &config.instance_arn,
+            &config.identity_store_id,
+        ) {
+            (Some(i), Some(s)) => (i.clone(), s.clone()),
+            _ => {
+                // Throttling, conflicts, 5xx and timeouts at start are waited out
+                // (logged, 1 s doubling to 30 s), as the database is: a replica started
+                // while AWS throttles must not exit. Refusals still stop it.
+                let mut pause = Duration::from_secs(1);
+                let out = loop {
+                    match sso.list_instances().send().await {
+                            Ok(out) => break out,
+                            Err(e) => match classify("ListInstances", e) {
+                                ProvisionError::Permanent(message) => anyhow::bail!(
+                                    "cannot list IAM Identity Center instances (set aws.instance_arn \
+                                     and aws.identity_store_id, or allow sso:ListInstances): {message}"
+                                ),
+                                err => {
+                                    tracing::warn!(error = %err, retry_in_ms = pause.as_millis() as u64, "cannot reach IAM Identity Center yet; waiting");
+                                    tokio::time::sleep(pause).await;
+                                    pause = (pause * 2).min(Duration::from_secs(30));
+                                }
+                            },
+                        }
+                };
+                let found = out.instances().iter().find(|i| {
+                    config
+                        .instance_arn
+                        .as_deref()
+                        .is_none_or(|want| i.instance_arn() == Some(want))
+                });
+                let Some(found) = found else {
+                    anyhow::bail!(
+                        "no IAM Identity Center instance found{}",
                         config
                             .instance_arn
                             .as_deref()
-                            .is_none_or(|want| i.instance_arn() == Some(want))
-                    });
-                    let Some(found) = found else {
-                        anyhow::bail!(
-                            "no IAM Identity Center instance found{}",
-                            config
-                                .instance_arn
-                                .as_deref()
-                                .map(|a| format!(" with ARN {a}"))
-                                .unwrap_or_default()
-                        );
-                    };
-                    (
-                        found.instance_arn().unwrap_or_default().to_owned(),
-                        config
-                            .identity_store_id
-                            .clone()
-                            .or_else(|| found.identity_store_id().map(String::from))
-                            .unwrap_or_default(),
-                    )
-                }
-            };
+                            .map(|a| format!(" with ARN {a}"))
+                            .unwrap_or_default()
+                    );
+                };
+                (
+                    found.instance_arn().unwrap_or_default().to_owned(),
+                    config
+                        .identity_store_id
+                        .clone()
+                        .or_else(|| found.identity_store_id().map(String::from))
+                        .unwrap_or_default(),
+                )
+            }
+        };
         anyhow::ensure!(
             !instance_arn.is_empty() && !identity_store_id.is_empty(),
             "the IAM Identity Center instance has no ARN or identity store id"
@@ -128,21 +157,9 @@ impl SsoAdminProvisioner {
             budget: Budget::per_second(config.requests_per_second),
             orgs_budget: Budget::per_second(ORGANIZATIONS_PER_SECOND),
             users: Mutex::new(HashMap::new()),
-            creations: Mutex::new(HashMap::new()),
+            creating: Arc::new(AtomicUsize::new(0)),
             max_creations: config.max_outstanding_creations.max(1) as usize,
         })
-    }
-
-    /// A transient error when `max` creations are in flight (forgetting stale ones).
-    fn full(creations: &mut HashMap<String, Instant>, max: usize) -> Result<(), ProvisionError> {
-        creations.retain(|_, at| at.elapsed() < OUTSTANDING_FOR_AT_MOST);
-        if creations.len() >= max {
-            return Err(ProvisionError::Transient(format!(
-                "{} assignment creations are in flight already (aws.max_outstanding_creations)",
-                creations.len()
-            )));
-        }
-        Ok(())
     }
 
     /// Changes the call budget (benchmarks: warm the user cache fast, then measure).
@@ -275,17 +292,9 @@ impl Assignments for SsoAdminProvisioner {
 
     async fn start_create(&self, a: &Assignment) -> Result<String, ProvisionError> {
         let user = self.principal(a).await?;
-        // A slot among the outstanding creations, or try again later: never wait here, the
-        // worker that would settle the outstanding ones may be this one.
-        let slot = format!(
-            "starting:{}",
-            app::domain::RecordId::from_random(rand::random())
-        );
-        {
-            let mut creations = self.creations.lock().expect("creations lock");
-            Self::full(&mut creations, self.max_creations)?;
-            creations.insert(slot.clone(), Instant::now()); // held while the call runs
-        }
+        // Counted by `creation_slot_free` until AWS answers (then the grant's request id
+        // in the database counts it).
+        let _creating = Creating::new(&self.creating);
         self.budget.take().await;
         let out = self
             .sso
@@ -298,12 +307,8 @@ impl Assignments for SsoAdminProvisioner {
             .principal_id(user)
             .send()
             .await
-            .map_err(|e| self.classify_on("CreateAccountAssignment", e));
-        let mut creations = self.creations.lock().expect("creations lock");
-        creations.remove(&slot);
-        let id = request_id(out?.account_assignment_creation_status())?;
-        creations.insert(id.clone(), Instant::now());
-        Ok(id)
+            .map_err(|e| self.classify_on("CreateAccountAssignment", e))?;
+        request_id(out.account_assignment_creation_status())
     }
 
     async fn creation_status(&self, request_id: &str) -> Result<OperationStatus, ProvisionError> {
@@ -316,14 +321,7 @@ impl Assignments for SsoAdminProvisioner {
             .send()
             .await
             .map_err(|e| self.classify_on("DescribeAccountAssignmentCreationStatus", e))?;
-        let settled = status(out.account_assignment_creation_status())?;
-        if settled != OperationStatus::InProgress {
-            self.creations
-                .lock()
-                .expect("creations lock")
-                .remove(request_id);
-        }
-        Ok(settled)
+        status(out.account_assignment_creation_status())
     }
 
     /// Deletes straight away (no existence check first: a listing may lag a fresh
@@ -365,9 +363,20 @@ impl Assignments for SsoAdminProvisioner {
         status(out.account_assignment_deletion_status())
     }
 
-    fn creation_slot_free(&self) -> Result<(), ProvisionError> {
-        let mut creations = self.creations.lock().expect("creations lock");
-        Self::full(&mut creations, self.max_creations)
+    /// The deployment's creations in flight (the database's count) and this process's
+    /// calls still under way, against `aws.max_outstanding_creations`. Creations started
+    /// at the same moment on other replicas may each see a free slot: the cap (5 by
+    /// default) stays below AWS's 10 for that.
+    fn creation_slot_free(&self, in_flight: usize) -> Result<(), ProvisionError> {
+        let n = in_flight + self.creating.load(Ordering::SeqCst);
+        // A pace, not a failure: the worker tries again after a poll interval, without
+        // counting an attempt (counted, its backoff grew to minutes under load).
+        if n >= self.max_creations {
+            return Err(ProvisionError::Throttled(format!(
+                "{n} assignment creations are in flight already (aws.max_outstanding_creations)"
+            )));
+        }
+        Ok(())
     }
 }
 
