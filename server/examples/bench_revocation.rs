@@ -5,6 +5,7 @@
 //!
 //!   .ci/bench-revocation            # or: cargo run -p portcullis --example bench_revocation
 //!   BENCH_GRANTS=200 BENCH_LATENCY_MS=50 BENCH_RATE=10 BENCH_WORKERS=4 .ci/bench-revocation
+//!   BENCH_REPLICAS=2 .ci/bench-revocation   # two replicas sharing the budget
 //!
 //! Prints the time until every grant is revoked, its ratio to the budget's lower bound
 //! (the AWS calls the revocations needed, at the budget's rate), and the p50/p99 delay
@@ -35,12 +36,20 @@ async fn main() -> Result<()> {
     let latency_ms = env_or("BENCH_LATENCY_MS", 50);
     let rate = env_or("BENCH_RATE", 10) as u32;
     let workers = env_or("BENCH_WORKERS", 4).max(1) as u32;
+    let replicas = env_or("BENCH_REPLICAS", 1).max(1) as u32;
     // moto behind the fault layer, on a free loopback port; killed at the end.
     let moto = Moto::start().await?;
-    run(n, latency_ms, rate, workers, &moto).await
+    run(n, latency_ms, rate, workers, replicas, &moto).await
 }
 
-async fn run(n: usize, latency_ms: u64, rate: u32, workers: u32, moto: &Moto) -> Result<()> {
+async fn run(
+    n: usize,
+    latency_ms: u64,
+    rate: u32,
+    workers: u32,
+    replicas: u32,
+    moto: &Moto,
+) -> Result<()> {
     let url = moto.url.clone();
     let http = moto.http.clone();
 
@@ -150,7 +159,17 @@ async fn run(n: usize, latency_ms: u64, rate: u32, workers: u32, moto: &Moto) ->
     let mut provisioner = Arc::try_unwrap(provisioner_arc)
         .map_err(|_| anyhow::anyhow!("the provisioner is still shared"))?;
     provisioner.set_requests_per_second(rate);
-    let provisioner = Arc::new(provisioner);
+    // `BENCH_REPLICAS` replicas, each with its own provisioner taking its share of the
+    // budget (as their heartbeats make them do in `serve`) and its own grant workers.
+    let mut provisioners = vec![Arc::new(provisioner)];
+    for _ in 1..replicas {
+        let mut p = SsoAdminProvisioner::connect(&config).await?;
+        p.set_requests_per_second(rate);
+        provisioners.push(Arc::new(p));
+    }
+    for p in &provisioners {
+        portcullis::provisioner::Assignments::share_budget(p.as_ref(), replicas);
+    }
     let ends_at = clock.now().millis() + 3_000;
     {
         let mut conn = store.conn().await?;
@@ -172,11 +191,11 @@ async fn run(n: usize, latency_ms: u64, rate: u32, workers: u32, moto: &Moto) ->
     http.post(format!("{url}/_fault/clear_log")).send().await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     // As the server runs them: `worker.concurrency` grant workers sharing the budget.
-    let tasks: Vec<_> = (0..workers)
+    let tasks: Vec<_> = (0..workers * replicas)
         .map(|i| {
             let worker = Worker::new(
                 store.clone(),
-                provisioner.clone(),
+                provisioners[(i / workers) as usize].clone(),
                 Arc::new(OutboxOnly),
                 clock.clone(),
                 wake.clone(),
@@ -227,7 +246,7 @@ async fn run(n: usize, latency_ms: u64, rate: u32, workers: u32, moto: &Moto) ->
     let total = (done_at - ends_at) as f64 / 1000.0;
     let bound = calls as f64 / f64::from(rate);
     let ideal = (2 * n) as f64 / f64::from(rate);
-    println!("grants: {n}, latency per AWS call: {latency_ms} ms, budget: {rate} calls/s, workers: {workers}");
+    println!("grants: {n}, latency per AWS call: {latency_ms} ms, budget: {rate} calls/s shared by {replicas} replica(s), workers: {workers} per replica");
     println!(
         "AWS calls during revocation: {calls} ({:.1} per grant; Delete + its status = 2 at least)",
         calls as f64 / n as f64

@@ -316,6 +316,13 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
         .map(|w| tokio::spawn(w.run(stop_rx.clone())))
         .collect();
     let mail_task = tokio::spawn(mail_worker.run(stop_rx.clone()));
+    let replica_task = tokio::spawn(replica_heartbeats(
+        store.clone(),
+        clock.clone(),
+        provisioner.clone(),
+        config.worker.replica(),
+        stop_rx.clone(),
+    ));
     let upkeep_task = tokio::spawn(upkeep.run(stop_rx));
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -361,7 +368,52 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
     }
     let _ = mail_task.await;
     let _ = upkeep_task.await;
+    let _ = replica_task.await;
     Ok(())
+}
+
+/// How often a replica says it is alive; one silent for three beats no longer counts.
+const REPLICA_BEAT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Keeps this replica's heartbeat in the database and its share of the AWS call budget
+/// (the configured rate divided among the live replicas) up to date, until `stop`; then
+/// leaves the count, so the others take its share at once. While the database is away,
+/// the last share holds.
+async fn replica_heartbeats(
+    store: Store,
+    clock: Arc<dyn Clock>,
+    provisioner: Arc<dyn provisioner::Provisioner>,
+    replica: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut last = 0;
+    loop {
+        let beat = async {
+            let mut conn = store.conn().await?;
+            store::replica_heartbeat(&mut conn, &replica, clock.now(), 3 * REPLICA_BEAT).await
+        }
+        .await;
+        match beat {
+            Ok(live) => {
+                if live != last {
+                    tracing::info!(replicas = live, replica = %replica, "the AWS call budget is shared among {live} replica(s)");
+                    last = live;
+                }
+                provisioner.share_budget(live);
+            }
+            Err(e) => tracing::warn!(
+                error = format!("{e:#}"),
+                "replica heartbeat failed; keeping the last budget share"
+            ),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(REPLICA_BEAT) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    if let Ok(mut conn) = store.conn().await {
+        let _ = store::replica_gone(&mut conn, &replica).await;
+    }
 }
 
 /// Demo and production never share a database (invariant 11): the first start records its

@@ -535,4 +535,67 @@ both!(
     throttling_is_retried_by_the_worker,
     a_creation_settled_by_another_replica_frees_its_slot,
     a_creation_whose_reply_was_lost_is_deleted_after_the_end,
+    replicas_share_the_call_budget,
 );
+
+/// Two replicas on one database share the AWS call budget: each heartbeat counts the live
+/// replicas, each takes 1/N of the configured rate, and together they keep to it (20
+/// calls at a budget of 10/s take at least 1.8 s, whichever replica makes them). A
+/// replica that stops leaves the count, and the other takes the whole rate again.
+async fn replicas_share_the_call_budget(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let (moto, _, _) = moto_for().await;
+    let mut config = aws_config(&moto);
+    config.requests_per_second = 10;
+    let one = std::sync::Arc::new(SsoAdminProvisioner::connect(&config).await.unwrap());
+    let two = std::sync::Arc::new(SsoAdminProvisioner::connect(&config).await.unwrap());
+    let alive = Duration::from_secs(15);
+    let beat = |id: &'static str| {
+        let env = &env;
+        async move {
+            let mut conn = env.conn().await;
+            portcullis::store::replica_heartbeat(&mut conn, id, env.now(), alive)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(beat("one").await, 1);
+    one.share_budget(1);
+    assert_eq!(one.budget_interval(), Duration::from_millis(100));
+    assert_eq!(beat("two").await, 2);
+    let live = beat("one").await;
+    assert_eq!(live, 2);
+    one.share_budget(live);
+    two.share_budget(live);
+    assert_eq!(one.budget_interval(), Duration::from_millis(200));
+    assert_eq!(two.budget_interval(), Duration::from_millis(200));
+
+    // Ten calls each, at once: the pair keeps to 10 calls/s.
+    let before = moto.calls("DescribeAccountAssignmentCreationStatus").await;
+    let started = std::time::Instant::now();
+    let calls = |p: std::sync::Arc<SsoAdminProvisioner>| async move {
+        for _ in 0..10 {
+            let _ = p.creation_status("no-such-request").await;
+        }
+    };
+    tokio::join!(calls(one.clone()), calls(two.clone()));
+    let took = started.elapsed();
+    assert_eq!(
+        moto.calls("DescribeAccountAssignmentCreationStatus").await - before,
+        20
+    );
+    assert!(took >= Duration::from_millis(1_700), "20 calls in {took:?}");
+
+    // Replica two stops: one has the whole budget again at its next heartbeat.
+    portcullis::store::replica_gone(&mut *env.conn().await, "two")
+        .await
+        .unwrap();
+    let live = beat("one").await;
+    assert_eq!(live, 1);
+    one.share_budget(live);
+    assert_eq!(one.budget_interval(), Duration::from_millis(100));
+    // A replica silent for longer than `alive` no longer counts either.
+    assert_eq!(beat("two").await, 2);
+    env.advance(Duration::from_secs(20));
+    assert_eq!(beat("one").await, 1);
+}

@@ -133,14 +133,16 @@ async fn colliding_emails_are_resolved_by_the_migration(b: Backend) {
         ("s-later", "https://idp|u-later"),
         ("s-first", "https://idp|u-first"),
     ] {
-        store::create_session(
-            &mut conn,
-            token,
-            user,
-            false,
-            T0,
-            T0.plus(std::time::Duration::from_secs(3600)),
+        // The sessions table as it was then (no `authenticated_at` yet).
+        sqlx::query(
+            "INSERT INTO web_session (session_hash, user_id, demo, created_at, last_seen_at, expires_at)
+             VALUES ($1, $2, 0, $3, $3, $4)",
         )
+        .bind(store::hash_token(token))
+        .bind(user)
+        .bind(T0.millis())
+        .bind(T0.plus(std::time::Duration::from_secs(3600)).millis())
+        .execute(&mut *conn)
         .await
         .unwrap();
     }

@@ -144,6 +144,11 @@ pub trait Assignments: Send + Sync + 'static {
         let _ = in_flight;
         Ok(())
     }
+    /// `replicas` replicas are alive (their heartbeats in the database): each takes that
+    /// share of the AWS call budget, so that together they keep to it.
+    fn share_budget(&self, replicas: u32) {
+        let _ = replicas;
+    }
 }
 
 /// What AWS holds, whoever made it: the edge of reconciliation and of the AWS page.

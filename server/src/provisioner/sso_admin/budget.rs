@@ -29,8 +29,10 @@ const RECOVERY_PER_SEC: f64 = 0.25;
 
 /// At most `rate` calls a second, spread evenly: each call takes the next free slot.
 pub struct Budget {
-    /// The configured rate, calls per second.
-    rate: f64,
+    /// The configured rate for the whole deployment, calls per second.
+    configured: f64,
+    /// The live replicas it is divided among ([`Budget::share_among`]).
+    replicas: std::sync::atomic::AtomicU32,
     pace: Mutex<Pace>,
     next: tokio::sync::Mutex<Instant>,
 }
@@ -45,7 +47,8 @@ struct Pace {
 impl Budget {
     pub fn per_second(rate: u32) -> Self {
         Self {
-            rate: f64::from(rate.max(1)),
+            configured: f64::from(rate.max(1)),
+            replicas: std::sync::atomic::AtomicU32::new(1),
             pace: Mutex::new(Pace {
                 cut_to: 0.0,
                 cut_at: None,
@@ -54,13 +57,30 @@ impl Budget {
         }
     }
 
+    /// This replica's rate: its share of the configured rate.
+    fn rate(&self) -> f64 {
+        let n = self
+            .replicas
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(1);
+        self.configured / f64::from(n)
+    }
+
+    /// Divides the configured rate among `replicas` live replicas (from their heartbeats
+    /// in the database): together they stay within the deployment's budget.
+    pub fn share_among(&self, replicas: u32) {
+        self.replicas
+            .store(replicas.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn rate_at(&self, pace: Pace, now: Instant) -> f64 {
         let slowest = 1.0 / SLOWEST.as_secs_f64();
         match pace.cut_at {
-            None => self.rate,
+            None => self.rate(),
             Some(at) => {
-                let regained = self.rate * RECOVERY_PER_SEC * now.duration_since(at).as_secs_f64();
-                (pace.cut_to + regained).clamp(slowest, self.rate)
+                let rate = self.rate();
+                let regained = rate * RECOVERY_PER_SEC * now.duration_since(at).as_secs_f64();
+                (pace.cut_to + regained).clamp(slowest.min(rate), rate)
             }
         }
     }
@@ -185,6 +205,22 @@ mod tests {
             (250..600).contains(&calls),
             "{calls} calls in a minute at 10/s with 30 % throttled"
         );
+    }
+
+    #[test]
+    fn replicas_share_the_configured_rate() {
+        let b = Budget::per_second(10);
+        let t0 = Instant::now();
+        b.share_among(2);
+        assert_eq!(b.interval_at(t0), 200 * MS);
+        b.share_among(4);
+        assert_eq!(b.interval_at(t0), 400 * MS);
+        // A throttle halves this replica's share; it recovers to the share, no further.
+        b.throttled_at(t0);
+        assert_eq!(b.interval_at(t0), 800 * MS);
+        assert_eq!(b.interval_at(t0 + 60_000 * MS), 400 * MS);
+        b.share_among(1);
+        assert_eq!(b.interval_at(t0 + 60_000 * MS), 100 * MS);
     }
 
     #[tokio::test]

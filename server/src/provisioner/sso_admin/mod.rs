@@ -258,6 +258,11 @@ impl Assignments for SsoAdminProvisioner {
         "iam-identity-center"
     }
 
+    fn share_budget(&self, replicas: u32) {
+        self.budget.share_among(replicas);
+        self.orgs_budget.share_among(replicas);
+    }
+
     /// Asks about this user in this account only (ListAccountAssignmentsForPrincipal):
     /// listing the permission set's assignments instead costs a page per 100 people who
     /// hold it, which the benchmark showed dominating mass revocations.
