@@ -188,7 +188,13 @@ async fn main() -> Result<()> {
                 "http://127.0.0.1:3000".into(),
             )
             .in_lane(portcullis::store::Lane::Grants)
-            .instance(i);
+            .instance(i)
+            // The portal owns its permission set, as recommended (`aws.owned_permission_sets`):
+            // a first creation is then 2 calls, without looking first.
+            .with_upkeep(portcullis::config::Upkeep {
+                owned_permission_sets: vec![PS_READONLY.into()],
+                ..Default::default()
+            });
             tokio::spawn(worker.run(stopped.clone()))
         })
         .collect();
