@@ -147,6 +147,23 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
     if audit_key.is_demo() {
         tracing::warn!("audit.key is not set: the audit chain is keyed with the public demo key");
     }
+    // The socket is bound first: while the process waits for the database or AWS, it
+    // answers `/healthz` 200 and `/readyz` 503 (saying what it waits for), not silence.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    // The port actually bound (`:0` picks one): demo mode answers only to it.
+    config.listen = listener.local_addr().context("the listening address")?;
+    let waiting_for = Arc::new(std::sync::Mutex::new("the database"));
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let starting = tokio::spawn(http::serve_starting(
+        listener,
+        config.http.header_timeout(),
+        waiting_for.clone(),
+        async {
+            let _ = started_rx.await;
+        },
+    ));
     let store = connect_waiting(&url, audit_key).await;
     tracing::info!(database = %url, "database ready");
 
@@ -184,12 +201,14 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
             Duration::from_millis(config.demo.provision_delay_ms),
         ))
     } else {
+        *waiting_for.lock().expect("starting lock") = "AWS IAM Identity Center";
         Arc::new(
             provisioner::sso_admin::SsoAdminProvisioner::connect(&config.aws)
                 .await
                 .context("connecting to IAM Identity Center")?,
         )
     };
+    *waiting_for.lock().expect("starting lock") = "the database (start-up steps)";
     waiting_for_database("entitlements", || async {
         portal::apply_configured_entitlements(&store, &config.entitlements, clock.now())
             .await
@@ -325,11 +344,8 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
     ));
     let upkeep_task = tokio::spawn(upkeep.run(stop_rx));
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    // The port actually bound (`:0` picks one): demo mode answers only to it.
-    config.listen = listener.local_addr().context("the listening address")?;
+    let _ = started_tx.send(());
+    let listener = starting.await.context("the start-up listener")?;
     let state = http::AppState {
         leptos_options,
         store,

@@ -180,6 +180,99 @@ async fn start_up_waits_for_the_database() {
     forwarder.abort();
 }
 
+/// The whole process, started while its database is away: the socket answers at once,
+/// `/healthz` 200 and `/readyz` 503 saying what it waits for, pages 503 with
+/// `Retry-After`; once the database answers, the portal is ready.
+#[tokio::test]
+async fn readiness_says_starting_while_the_database_is_away() {
+    let _serial = serial().await;
+    if !common::postgres_or_skip() {
+        return;
+    }
+    let (real, _) = common::fresh_database(common::Backend::Postgres).await;
+    let target = real
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("host:port in the test URL")
+        .to_owned();
+    let db_port = common::peers::free_port();
+    let port = common::peers::free_port();
+    let config = Config {
+        listen: format!("127.0.0.1:{port}").parse().unwrap(),
+        database_url: Some(DatabaseUrl::new(real.replacen(
+            &target,
+            &format!("127.0.0.1:{db_port}"),
+            1,
+        ))),
+        site_root: Some("target/site".into()),
+        ..Config::default()
+    };
+    let portal = tokio::spawn(portcullis::run(config, Mode::Demo));
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let get = |path: &'static str| {
+        let http = http.clone();
+        let url = format!("{base}{path}");
+        async move { http.get(url).send().await }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let res = loop {
+        match get("/readyz").await {
+            Ok(res) => break res,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("nothing answers on {base}: {e}"),
+        }
+    };
+    assert_eq!(res.status().as_u16(), 503);
+    assert_eq!(
+        res.text().await.unwrap(),
+        "starting: waiting for the database"
+    );
+    let res = get("/healthz").await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let res = get("/requests").await.unwrap();
+    assert_eq!(res.status().as_u16(), 503);
+    assert_eq!(res.headers()["retry-after"], "5");
+
+    // The database comes back (a forwarder to the real server on the port it was told).
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", db_port))
+        .await
+        .unwrap();
+    let forwarder = tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                return;
+            };
+            let target = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let res = get("/readyz").await;
+        if let Ok(res) = res {
+            if res.status().as_u16() == 200 {
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ready 90 s after the database came back"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(!portal.is_finished(), "the portal is still running");
+    portal.abort();
+    forwarder.abort();
+}
+
 #[tokio::test]
 async fn pages_need_a_session() {
     let _serial = serial().await;

@@ -18,7 +18,7 @@ use export::*;
 use limits::rate_limit;
 pub use limits::Limits;
 use pages::*;
-pub use serve::serve;
+pub use serve::{serve, serve_starting};
 use session::*;
 pub use session::{cross_site_reason, is_demo_host, safe_return_to, start_session};
 use sign_in::*;
