@@ -693,6 +693,14 @@ min_duration = "5s"
 [worker]
 poll_interval_ms = 500
 
+[http]
+# One client address (this harness) drives a whole company's load: the per-address and
+# per-person rate limits would refuse it.
+sign_in_per_minute = 1000000
+server_fn_per_second = 1000000
+server_fn_burst = 1000000
+new_requests_per_hour = 1000000
+
 [oidc]
 issuer_url = "{oidc}"
 client_id = "portcullis-chaos"
