@@ -149,6 +149,10 @@ async fn main() -> Result<()> {
         region: Some("us-east-1".into()),
         endpoint_url: Some(moto.url.clone()),
         requests_per_second: rate,
+        max_outstanding_creations: env_or(
+            "BENCH_CREATIONS",
+            AwsConfig::default().max_outstanding_creations as u64,
+        ) as u32,
         ..AwsConfig::default()
     };
     let provisioner = SsoAdminProvisioner::connect(&aws).await?;

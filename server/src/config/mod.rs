@@ -407,7 +407,7 @@ impl Default for AwsConfig {
             user_attribute: "userName".into(),
             requests_per_second: 10,
             call_timeout_secs: 30,
-            max_outstanding_creations: 5,
+            max_outstanding_creations: 10,
             catalog_sync_interval_secs: 3600,
             reconcile_interval_secs: 600,
             owned_permission_sets: Vec::new(),
