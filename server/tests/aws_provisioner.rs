@@ -536,51 +536,7 @@ both!(
     a_creation_settled_by_another_replica_frees_its_slot,
     a_creation_whose_reply_was_lost_is_deleted_after_the_end,
     replicas_share_the_call_budget,
-    a_first_creation_of_an_owned_permission_set_is_two_calls,
 );
-
-/// For a permission set the portal owns, the first creation of an assignment it has never
-/// seen is 2 calls (CreateAccountAssignment and its status), without looking first; for
-/// one it does not own, it looks first (an assignment made by hand must stay the
-/// owner's), and so does a later attempt of the same grant.
-async fn a_first_creation_of_an_owned_permission_set_is_two_calls(b: Backend) {
-    let env = TestEnv::new(b).await;
-    let (moto, provisioner, sso) = moto_for().await;
-    let rid = env.ask(&person("alice"), "sandbox-admin", "1h").await;
-    let g = env.only_grant(&rid).await;
-    let owned = portcullis::config::Upkeep {
-        owned_permission_sets: vec![g.permission_set_arn.clone()],
-        ..Default::default()
-    };
-    let w = env
-        .worker_with(provisioner.clone(), common::settings())
-        .with_upkeep(owned);
-    env.settle(&w).await;
-    assert_eq!(
-        env.grant(&g.access_grant_id).await.status.as_str(),
-        "active"
-    );
-    assert_eq!(in_moto(&sso, &provisioner, &g).await, 1);
-    assert_eq!(moto.calls("CreateAccountAssignment").await, 1);
-    assert_eq!(
-        moto.calls("DescribeAccountAssignmentCreationStatus").await,
-        1
-    );
-    assert_eq!(moto.calls("ListAccountAssignmentsForPrincipal").await, 0);
-
-    // Not owned (another AWS, another database): the look comes first.
-    let env = TestEnv::new(b).await;
-    let (moto, provisioner, _) = moto_for().await;
-    let rid = env.ask(&person("alice"), "sandbox-admin", "1h").await;
-    let g = env.only_grant(&rid).await;
-    let w = env.worker_with(provisioner.clone(), common::settings());
-    env.settle(&w).await;
-    assert_eq!(
-        env.grant(&g.access_grant_id).await.status.as_str(),
-        "active"
-    );
-    assert_eq!(moto.calls("ListAccountAssignmentsForPrincipal").await, 1);
-}
 
 /// Two replicas on one database share the AWS call budget: each heartbeat counts the live
 /// replicas, each takes 1/N of the configured rate, and together they keep to it (20

@@ -143,9 +143,6 @@ impl Worker {
             store::creations_in_flight(&mut conn, &grant.access_grant_id).await?
         };
         self.provisioner.creation_slot_free(in_flight)?;
-        // The principal is kept on the grant before the first creation call: without it,
-        // no earlier attempt of this grant can have asked AWS.
-        let first_attempt = a.principal_id.is_none();
         // The principal is resolved once and kept on the grant: the revocation deletes
         // this very principal's assignment, without a lookup by email.
         if a.principal_id.is_none() {
@@ -167,7 +164,6 @@ impl Worker {
             store::managed_assignment(&mut conn, grant.key()).await?
         };
         let origin = known.as_ref().map(store::ManagedRow::origin);
-        let seen_before = known.is_some();
         let deleting = known.and_then(|m| m.deleting_since);
         // Reconciliation is deleting this very assignment: wait until it is gone rather
         // than count on it (a flag older than the limit is from a run that died).
@@ -177,14 +173,10 @@ impl Worker {
             return Ok(self.poll_again(now));
         }
         // AWS may keep duplicates: never create what is already there (a crash between
-        // our create call and recording it lands here). The look costs a call, the third
-        // of a creation; it is skipped only when it cannot change anything: the first
-        // attempt of this grant, an assignment the portal has never seen, of a
-        // permission set the portal owns (whose assignments it deletes when the last
-        // grant ends, however they were made). Then a creation is 2 calls.
-        let may_exist =
-            !first_attempt || seen_before || !self.upkeep.owns(&grant.permission_set_arn);
-        if may_exist && self.provisioner.assignment_exists(&a).await? {
+        // our create call and recording it lands here, and so does an assignment made by
+        // hand). The look costs a call, the third of a creation. (Skipping it for owned
+        // permission sets left a hand-made duplicate behind in `aws_reconcile.rs`.)
+        if self.provisioner.assignment_exists(&a).await? {
             let mut tx = self.store.begin().await?;
             let detail = if origin == Some(store::Origin::Portal) {
                 "assignment already existed in AWS (the portal's own, from an earlier attempt)"
