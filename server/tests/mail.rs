@@ -646,7 +646,7 @@ async fn decisions_failures_break_glass_and_timeouts_reach_the_right_people(b: B
 /// still becomes active, and the mail arrives, once, after the server comes back.
 async fn smtp_down_while_approving_then_back(b: Backend) {
     let env = TestEnv::new(b).await;
-    let port = free_port();
+    let port = common::peers::free_port_for_restarts();
     let patient = WorkerSettings {
         mail_max_attempts: 1000,
         ..settings()
@@ -700,7 +700,7 @@ async fn smtp_down_while_approving_then_back(b: Backend) {
 /// admin) resends it from the admin page, audited, and it arrives.
 async fn parked_mail_resent_by_an_admin(b: Backend) {
     let env = TestEnv::new(b).await;
-    let port = free_port();
+    let port = common::peers::free_port_for_restarts();
     let w = smtp_worker(&env, port, quiet(), settings());
     let (alice, dana) = (person("alice"), person("dana"));
     let rid = ask_with(&env, &alice, "sandbox-admin", "Trying things", "1h").await;

@@ -11,6 +11,20 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A free port below Linux's ephemeral range (32768-60999), for a server a test stops and
+/// starts again on the same port: a port from [`free_port`] can meanwhile become the
+/// local end of some outgoing connection (a database client's, say), and the restart then
+/// finds it taken.
+pub fn free_port_for_restarts() -> u16 {
+    for _ in 0..200 {
+        let port = 20_000 + rand::random::<u16>() % 10_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    free_port()
+}
+
 /// A server process the test started; it is killed and reaped when this is dropped.
 pub struct Peer(Child);
 
