@@ -7,6 +7,7 @@ pub mod api;
 pub mod domain;
 pub mod error;
 pub mod ui;
+pub mod url;
 pub mod views;
 
 #[cfg(feature = "ssr")]

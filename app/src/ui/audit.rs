@@ -88,21 +88,10 @@ fn export_href(f: &AuditFilter, format: &str) -> String {
         ("action", &f.action),
     ] {
         if let Some(v) = value {
-            href.push_str(&format!("&{name}={}", query_escape(v)));
+            href.push_str(&format!("&{name}={}", crate::url::encode(v)));
         }
     }
     href
-}
-
-fn query_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]

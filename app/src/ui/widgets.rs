@@ -16,7 +16,7 @@ pub(super) fn ErrorBox(error: AppError) -> impl IntoView {
         let here = leptos_router::hooks::use_location()
             .pathname
             .get_untracked();
-        let href = format!("/auth/reauth?return_to={}", js_escape(&here));
+        let href = format!("/auth/reauth?return_to={}", crate::url::encode(&here));
         view! {
             " "
             <a href=href data-testid="reauth">
@@ -30,18 +30,6 @@ pub(super) fn ErrorBox(error: AppError) -> impl IntoView {
             {reauth}
         </p>
     }
-}
-
-/// Percent-encodes a path for a query parameter (letters, digits, `/-_.~` stay).
-fn js_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// A resource on the page: "Loading…", then `render(value)`, or the error.

@@ -2,6 +2,7 @@
 //! the same-origin check on every state-changing request, and safe return paths.
 
 use super::*;
+pub(super) use app::url::encode as urlencode;
 
 /// Resolves the session cookie into a [`Session`] in the request's extensions, and sends
 /// people without one to sign in.
@@ -67,17 +68,6 @@ pub(super) async fn session(
         return Redirect::to(&location).into_response();
     }
     next.run(req).await
-}
-
-pub(super) fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Refuses state-changing requests that a browser marks as coming from another site.
