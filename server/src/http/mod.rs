@@ -144,7 +144,10 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             state.config.http.request_timeout(),
         ))
-        .layer(middleware::from_fn_with_state(state.clone(), security_headers))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(SecurityHeaders::new(&state.config)),
+            security_headers,
+        ))
         // Server functions answer every error with 500, bad input included, so the trace
         // layer's failures are not worth an ERROR line: real internal errors are logged
         // with their cause and reference where they happen.
@@ -407,26 +410,49 @@ fn provide_request_nonce() {
     }
 }
 
-/// The Content-Security-Policy of every answer: scripts only from the portal itself or
-/// carrying this request's nonce (Leptos' hydration scripts), WebAssembly compiled by the
-/// browser, no plugins, no framing, no `<base>`, and forms that post only to the portal
-/// (or to the provider's sign-out, where sign-out sends the browser).
-fn content_security_policy(config: &Config, nonce: &Nonce) -> String {
-    let provider = config
-        .oidc
-        .as_ref()
-        .and_then(|o| url::Url::parse(&o.issuer_url).ok())
-        .map(|u| format!(" {}", u.origin().ascii_serialization()))
-        .unwrap_or_default();
-    format!(
-        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
-         style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; \
-         object-src 'none'; base-uri 'none'; frame-ancestors 'none'; \
-         form-action 'self'{provider}"
-    )
+/// The headers every answer carries, worked out once from the configuration.
+struct SecurityHeaders {
+    /// The Content-Security-Policy before and after the request's nonce.
+    csp: (String, String),
+    /// Behind https only: browsers then refuse plain http to the portal for a year.
+    hsts: bool,
 }
 
-async fn security_headers(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+impl SecurityHeaders {
+    /// The Content-Security-Policy of every answer: scripts only from the portal itself or
+    /// carrying this request's nonce (Leptos' hydration scripts), WebAssembly compiled by
+    /// the browser, no plugins, no framing, no `<base>`, and forms that post only to the
+    /// portal (or to the provider's sign-out, where sign-out sends the browser).
+    fn new(config: &Config) -> Self {
+        let provider = config
+            .oidc
+            .as_ref()
+            .and_then(|o| url::Url::parse(&o.issuer_url).ok())
+            .map(|u| format!(" {}", u.origin().ascii_serialization()))
+            .unwrap_or_default();
+        Self {
+            csp: (
+                "default-src 'self'; script-src 'self' 'nonce-".to_owned(),
+                format!(
+                    "' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; \
+                     connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; \
+                     frame-ancestors 'none'; form-action 'self'{provider}"
+                ),
+            ),
+            hsts: config.secure_cookies(),
+        }
+    }
+
+    fn content_security_policy(&self, nonce: &Nonce) -> String {
+        format!("{}{nonce}{}", self.csp.0, self.csp.1)
+    }
+}
+
+async fn security_headers(
+    State(headers): State<Arc<SecurityHeaders>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     // Pages, server functions and exports carry who may do what: never kept by a browser
     // or a proxy. The compiled site's static files may be cached.
     let cacheable = req.uri().path().starts_with("/pkg/") || req.uri().path() == "/favicon.ico";
@@ -436,11 +462,10 @@ async fn security_headers(State(state): State<AppState>, mut req: Request, next:
     let h = res.headers_mut();
     // Fails closed: a policy that cannot be written as a header is replaced by one that
     // allows no script at all.
-    let csp = HeaderValue::from_str(&content_security_policy(&state.config, &nonce))
-        .unwrap_or_else(|e| {
-            tracing::error!(error = %e, "cannot write the Content-Security-Policy header");
-            HeaderValue::from_static("default-src 'self'; script-src 'none'; object-src 'none'")
-        });
+    let csp = HeaderValue::from_str(&headers.content_security_policy(&nonce)).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot write the Content-Security-Policy header");
+        HeaderValue::from_static("default-src 'self'; script-src 'none'; object-src 'none'")
+    });
     h.insert(header::CONTENT_SECURITY_POLICY, csp);
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert(
@@ -457,8 +482,7 @@ async fn security_headers(State(state): State<AppState>, mut req: Request, next:
     if !cacheable {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    // Behind https only: browsers then refuse plain http to the portal for a year.
-    if state.config.secure_cookies() {
+    if headers.hsts {
         h.insert(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000; includeSubDomains"),
