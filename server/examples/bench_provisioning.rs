@@ -18,13 +18,12 @@ mod support;
 use anyhow::{Context, Result};
 use app::domain::{Entitlement, PermissionSetArn, Policy, RequestDraft, Target, TargetScope};
 use app::ssr::Portal as _;
-use portcullis::clock::{Clock, SystemClock};
 use portcullis::config::{AwsConfig, ProvisionerKind, WorkerSettings};
 use portcullis::mailer::OutboxOnly;
 use portcullis::portal::PortalService;
 use portcullis::provisioner::sso_admin::SsoAdminProvisioner;
 use portcullis::seed::{OU_WORKLOADS, PS_READONLY};
-use portcullis::store::{AccountRow, DatabaseUrl, Store};
+use portcullis::store::{AccountRow, Store};
 use portcullis::worker::Worker;
 use sqlx::Executor;
 use std::sync::Arc;
@@ -39,28 +38,9 @@ async fn main() -> Result<()> {
     let rate = env_or("BENCH_RATE", 10) as u32;
     let workers = env_or("BENCH_WORKERS", 4).max(1) as u32;
     let moto = Moto::start().await?;
-    let sdk = moto.sdk().await;
-    let sso = aws_sdk_ssoadmin::Client::new(&sdk);
-    let identity = aws_sdk_identitystore::Client::new(&sdk);
-    let instances = sso.list_instances().send().await?;
-    let identity_store_id = instances.instances()[0]
-        .identity_store_id()
-        .unwrap_or_default()
-        .to_owned();
-
     // --- the world: an OU of 10 accounts, people, an auto-approved OU entitlement ----
-    let dir = tempfile::TempDir::new()?;
-    let store = Store::connect(
-        &DatabaseUrl::new(format!(
-            "sqlite://{}/bench.db?mode=rwc",
-            dir.path().display()
-        )),
-        portcullis::config::AuditKey::demo(),
-    )
-    .await?;
-    store.migrate().await?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    portcullis::seed::seed_demo(&store, clock.now()).await?;
+    let world = World::new(&moto).await?;
+    let (store, clock) = (world.store.clone(), world.clock.clone());
     {
         let mut conn = store.conn().await?;
         let ou_path = format!("/r-demo/{OU_WORKLOADS}/");
@@ -125,24 +105,8 @@ async fn main() -> Result<()> {
             .await?;
         }
     }
-    let burst_people = people(
-        &identity,
-        &identity_store_id,
-        &store,
-        clock.as_ref(),
-        "b",
-        people_n,
-    )
-    .await?;
-    let idle_people = people(
-        &identity,
-        &identity_store_id,
-        &store,
-        clock.as_ref(),
-        "i",
-        samples,
-    )
-    .await?;
+    let burst_people = world.people("b", people_n).await?;
+    let idle_people = world.people("i", samples).await?;
 
     let aws = AwsConfig {
         provisioner: ProvisionerKind::SsoAdmin,
@@ -192,13 +156,7 @@ async fn main() -> Result<()> {
                 "http://127.0.0.1:3000".into(),
             )
             .in_lane(portcullis::store::Lane::Grants)
-            .instance(i)
-            // The portal owns its permission set, as recommended (`aws.owned_permission_sets`):
-            // a first creation is then 2 calls, without looking first.
-            .with_upkeep(portcullis::config::Upkeep {
-                owned_permission_sets: vec![PS_READONLY.into()],
-                ..Default::default()
-            });
+            .instance(i);
             tokio::spawn(worker.run(stopped.clone()))
         })
         .collect();

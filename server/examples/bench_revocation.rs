@@ -16,13 +16,11 @@ mod support;
 use anyhow::Result;
 use app::domain::{Principal, RequestDraft};
 use app::ssr::Portal as _;
-use portcullis::clock::{Clock, SystemClock};
 use portcullis::config::WorkerSettings;
 use portcullis::config::{AwsConfig, ProvisionerKind};
 use portcullis::mailer::OutboxOnly;
 use portcullis::portal::PortalService;
 use portcullis::provisioner::sso_admin::SsoAdminProvisioner;
-use portcullis::store::{DatabaseUrl, Store};
 use portcullis::worker::Worker;
 use serde_json::{json, Value};
 use sqlx::Executor;
@@ -54,28 +52,9 @@ async fn run(
     let http = moto.http.clone();
 
     // --- the world: N people in Identity Store and in the portal ---------------
-    let sdk = moto.sdk().await;
-    let sso = aws_sdk_ssoadmin::Client::new(&sdk);
-    let identity = aws_sdk_identitystore::Client::new(&sdk);
-    let instances = sso.list_instances().send().await?;
-    let store_id = instances.instances()[0]
-        .identity_store_id()
-        .unwrap_or_default()
-        .to_owned();
-    let dir = tempfile::TempDir::new()?;
-    let store = Store::connect(
-        &DatabaseUrl::new(format!(
-            "sqlite://{}/bench.db?mode=rwc",
-            dir.path().display()
-        )),
-        portcullis::config::AuditKey::demo(),
-    )
-    .await?;
-    store.migrate().await?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    portcullis::seed::seed_demo(&store, clock.now()).await?;
-    let people: Vec<Principal> =
-        people(&identity, &store_id, &store, clock.as_ref(), "user", n).await?;
+    let world = World::new(moto).await?;
+    let (store, clock) = (world.store.clone(), world.clock.clone());
+    let people: Vec<Principal> = world.people("user", n).await?;
     let config = AwsConfig {
         provisioner: ProvisionerKind::SsoAdmin,
         region: Some("us-east-1".into()),

@@ -126,6 +126,60 @@ impl Moto {
     }
 }
 
+/// What every benchmark starts from: Identity Store in moto, and a fresh SQLite portal
+/// database, migrated and seeded with the demo catalog, on the system clock.
+pub struct World {
+    pub identity: aws_sdk_identitystore::Client,
+    pub identity_store_id: String,
+    pub store: Store,
+    pub clock: std::sync::Arc<dyn Clock>,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    pub async fn new(moto: &Moto) -> Result<Self> {
+        let sdk = moto.sdk().await;
+        let sso = aws_sdk_ssoadmin::Client::new(&sdk);
+        let instances = sso.list_instances().send().await?;
+        let identity_store_id = instances.instances()[0]
+            .identity_store_id()
+            .unwrap_or_default()
+            .to_owned();
+        let dir = tempfile::TempDir::new()?;
+        let store = Store::connect(
+            &portcullis::store::DatabaseUrl::new(format!(
+                "sqlite://{}/bench.db?mode=rwc",
+                dir.path().display()
+            )),
+            portcullis::config::AuditKey::demo(),
+        )
+        .await?;
+        store.migrate().await?;
+        let clock: std::sync::Arc<dyn Clock> = std::sync::Arc::new(portcullis::clock::SystemClock);
+        portcullis::seed::seed_demo(&store, clock.now()).await?;
+        Ok(Self {
+            identity: aws_sdk_identitystore::Client::new(&sdk),
+            identity_store_id,
+            store,
+            clock,
+            _dir: dir,
+        })
+    }
+
+    /// `n` people in engineering, `bench|{prefix}{i}`, in Identity Store and the portal.
+    pub async fn people(&self, prefix: &str, n: usize) -> Result<Vec<Principal>> {
+        people(
+            &self.identity,
+            &self.identity_store_id,
+            &self.store,
+            self.clock.as_ref(),
+            prefix,
+            n,
+        )
+        .await
+    }
+}
+
 /// `n` people in engineering, `bench|{prefix}{i}`, in Identity Store and in the portal.
 pub async fn people(
     identity: &aws_sdk_identitystore::Client,
