@@ -125,6 +125,10 @@ pub enum ProvisionError {
     /// Not a failure of the job.
     #[error("throttled by AWS: {0}")]
     Throttled(String),
+    /// The deadline given with the call passed before it could be sent (the call budget's
+    /// next slot came after it): nothing was asked of AWS.
+    #[error("the deadline passed before AWS could be asked")]
+    TooLate,
 }
 
 /// Granting and revoking one assignment, the way SSO Admin does it: start an operation,
@@ -133,7 +137,15 @@ pub enum ProvisionError {
 pub trait Assignments: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     async fn assignment_exists(&self, a: &Assignment) -> Result<bool, ProvisionError>;
-    async fn start_create(&self, a: &Assignment) -> Result<String, ProvisionError>;
+    /// Asks for the creation, unless it cannot be sent before `not_after` (the grant's
+    /// end, on this process's monotonic clock): then [`ProvisionError::TooLate`] and
+    /// nothing was asked. Waits for the call budget count against it, so a creation is
+    /// never sent after the access it grants is over.
+    async fn start_create(
+        &self,
+        a: &Assignment,
+        not_after: tokio::time::Instant,
+    ) -> Result<String, ProvisionError>;
     async fn creation_status(&self, request_id: &str) -> Result<OperationStatus, ProvisionError>;
     async fn start_delete(&self, a: &Assignment) -> Result<DeleteStart, ProvisionError>;
     async fn deletion_status(&self, request_id: &str) -> Result<OperationStatus, ProvisionError>;

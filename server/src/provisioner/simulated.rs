@@ -155,7 +155,14 @@ impl Assignments for SimulatedProvisioner {
         Ok(n > 0)
     }
 
-    async fn start_create(&self, a: &Assignment) -> Result<String, ProvisionError> {
+    async fn start_create(
+        &self,
+        a: &Assignment,
+        not_after: tokio::time::Instant,
+    ) -> Result<String, ProvisionError> {
+        if tokio::time::Instant::now() >= not_after {
+            return Err(ProvisionError::TooLate);
+        }
         self.start("create", a).await
     }
 

@@ -218,8 +218,13 @@ impl Worker {
         if now >= grant.ends_at {
             return self.time_over(grant, now).await;
         }
-        let op = match self.provisioner.start_create(&a).await {
+        // The same end on this process's monotonic clock, for the provisioner to check
+        // again after its wait for a call slot.
+        let not_after = tokio::time::Instant::now() + now.until(grant.ends_at);
+        let op = match self.provisioner.start_create(&a, not_after).await {
             Ok(op) => op,
+            // The budget's next slot came after the end: nothing was asked.
+            Err(ProvisionError::TooLate) => return self.time_over(grant, self.clock.now()).await,
             // Refused for good (access denied, unknown principal or permission set):
             // retrying cannot help; the grant fails with AWS's reason.
             Err(ProvisionError::Permanent(why)) => {

@@ -63,7 +63,11 @@ impl Assignments for Flaky {
         self.inner.assignment_exists(a).await
     }
 
-    async fn start_create(&self, a: &Assignment) -> Result<String, ProvisionError> {
+    async fn start_create(
+        &self,
+        a: &Assignment,
+        not_after: tokio::time::Instant,
+    ) -> Result<String, ProvisionError> {
         self.create_calls.fetch_add(1, Ordering::SeqCst);
         if take(&self.fail_creates) {
             return Err(ProvisionError::Transient(
@@ -75,7 +79,7 @@ impl Assignments for Flaky {
                 "AccessDeniedException: not authorized to create this assignment (injected)".into(),
             ));
         }
-        let started = self.inner.start_create(a).await;
+        let started = self.inner.start_create(a, not_after).await;
         if take(&self.lose_create_replies) {
             return Err(ProvisionError::Transient(
                 "connection reset (injected)".into(),

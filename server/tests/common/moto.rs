@@ -245,8 +245,16 @@ impl World {
     }
 
     pub async fn create(&self) -> String {
-        self.provisioner.start_create(&self.alice()).await.unwrap()
+        self.provisioner
+            .start_create(&self.alice(), far_off())
+            .await
+            .unwrap()
     }
+}
+
+/// A deadline for a creation that no test reaches.
+pub fn far_off() -> tokio::time::Instant {
+    tokio::time::Instant::now() + std::time::Duration::from_secs(3600)
 }
 
 // ------------------------------------------------------------ with the worker

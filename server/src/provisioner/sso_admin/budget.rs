@@ -114,16 +114,28 @@ impl Budget {
     }
 
     pub async fn take(&self) {
+        self.take_before(None).await;
+    }
+
+    /// Waits for the next call slot, but only when it comes before `deadline`: a slot
+    /// after it is not taken (the budget is not spent) and the answer is false. A
+    /// creation asked for after its grant's end would hand out access that is already
+    /// over; the caller checks the end before waiting and this checks it again after.
+    pub async fn take_before(&self, deadline: Option<Instant>) -> bool {
         let wait = {
             let mut next = self.next.lock().await;
             let now = Instant::now();
             let slot = (*next).max(now);
+            if deadline.is_some_and(|d| slot >= d) {
+                return false;
+            }
             *next = slot + self.interval_at(slot);
             slot - now
         };
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
+        true
     }
 }
 
@@ -221,6 +233,21 @@ mod tests {
         assert_eq!(b.interval_at(t0 + 60_000 * MS), 400 * MS);
         b.share_among(1);
         assert_eq!(b.interval_at(t0 + 60_000 * MS), 100 * MS);
+    }
+
+    #[tokio::test]
+    async fn a_slot_after_the_deadline_is_not_taken() {
+        let b = Budget::per_second(10);
+        let t0 = Instant::now();
+        b.take().await;
+        // The next slot is 100 ms away: too late for a deadline 50 ms away, and refused
+        // at once rather than after waiting for it.
+        assert!(!b.take_before(Some(t0 + 50 * MS)).await);
+        assert!(t0.elapsed() < 50 * MS, "{:?}", t0.elapsed());
+        // Refusing spent nothing: the same slot is still the next one.
+        assert!(b.take_before(Some(t0 + 1_000 * MS)).await);
+        let at = t0.elapsed();
+        assert!((100 * MS..200 * MS).contains(&at), "{at:?}");
     }
 
     #[tokio::test]
