@@ -13,6 +13,7 @@ pub mod http;
 pub mod mailer;
 pub mod notify;
 pub mod oidc;
+pub mod operate;
 pub mod portal;
 pub mod provisioner;
 pub mod seed;

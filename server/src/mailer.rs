@@ -102,6 +102,16 @@ impl SmtpMailer {
         &self.server
     }
 
+    /// Opens a connection as a delivery would (TLS and login included) and says goodbye,
+    /// sending nothing: `portcullis check-config`.
+    pub async fn reach(&self) -> anyhow::Result<()> {
+        match self.transport.test_connection().await {
+            Ok(true) => Ok(()),
+            Ok(false) => anyhow::bail!("the server at {} did not answer NOOP", self.server),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("cannot talk to {}", self.server))),
+        }
+    }
+
     fn message(
         &self,
         to: &str,

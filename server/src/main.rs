@@ -18,6 +18,14 @@ Usage:
   portcullis audit export [--config FILE] [--format csv|jsonl]
                           [--person P] [--entitlement E] [--action A]
                                      Write every matching audit event to stdout, oldest first
+  portcullis check-config [--config FILE]
+                                     Check everything serve needs, reaching each for real: the
+                                     settings, the audit key, the database and its schema, the
+                                     OpenID provider, IAM Identity Center and the SMTP server.
+                                     Changes nothing; exits 0 when all pass, 1 when one fails
+  portcullis migrate [--config FILE] Bring the database to this build's schema (serve does it
+                                     at start too) and say where it stands
+  portcullis version                 Print the version and the schema this build expects
 
 Configuration: defaults, then the TOML file, then PORTCULLIS_* environment variables
 (nested keys joined with __, e.g. PORTCULLIS_WORKER__LEASE_SECS=30). See README.md.
@@ -27,6 +35,9 @@ enum Command {
     Run(Mode),
     AuditVerify,
     AuditExport(Format, AuditQuery),
+    CheckConfig,
+    Migrate,
+    Version,
 }
 
 fn parse_args() -> Result<(Command, Option<PathBuf>), String> {
@@ -40,6 +51,9 @@ fn parse_args() -> Result<(Command, Option<PathBuf>), String> {
             Some(other) => return Err(format!("unknown audit command {other:?}")),
             None => return Err("audit needs a command: verify or export".into()),
         },
+        Some("check-config") => Command::CheckConfig,
+        Some("migrate") => Command::Migrate,
+        Some("version" | "--version" | "-V") => Command::Version,
         Some("-h" | "--help" | "help") | None => return Err(String::new()),
         Some(other) => return Err(format!("unknown command {other:?}")),
     };
@@ -84,6 +98,15 @@ async fn main() -> ExitCode {
             };
         }
     };
+    if let Command::Version = command {
+        let schema = portcullis::store::MIGRATOR
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or_default();
+        println!("portcullis {} (schema {schema})", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into());
     let logs = tracing_subscriber::fmt().with_env_filter(filter);
@@ -112,6 +135,33 @@ async fn main() -> ExitCode {
         },
         Command::AuditVerify => audit_verify(&config).await,
         Command::AuditExport(format, q) => audit_export(&config, format, q).await,
+        Command::CheckConfig => check_config(&config).await,
+        Command::Migrate => match portcullis::operate::migrate(&config).await {
+            Ok(done) => {
+                println!("{done}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Version => unreachable!("answered before the configuration is read"),
+    }
+}
+
+async fn check_config(config: &Config) -> ExitCode {
+    let checks = portcullis::operate::check_config(config).await;
+    for c in &checks {
+        println!("{c}");
+    }
+    let failed = checks.iter().filter(|c| !c.passed()).count();
+    if failed == 0 {
+        println!("all {} checks passed", checks.len());
+        ExitCode::SUCCESS
+    } else {
+        println!("{failed} of {} checks failed", checks.len());
+        ExitCode::FAILURE
     }
 }
 

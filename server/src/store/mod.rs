@@ -51,6 +51,15 @@ impl std::ops::DerefMut for Tx {
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
+/// The database's schema against this build's migrations ([`Store::schema`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schema {
+    /// The latest migration applied; none on a database never migrated.
+    pub applied: Option<i64>,
+    /// This build's latest migration.
+    pub latest: i64,
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Dialect {
     Sqlite,
@@ -126,6 +135,24 @@ impl Store {
             .run(&self.pool)
             .await
             .context("database migration failed")
+    }
+
+    /// Where the database's schema stands against this build's migrations (the database
+    /// must answer; a database never migrated has no applied version).
+    pub async fn schema(&self) -> Result<Schema> {
+        sqlx::query_scalar::<_, i32>("SELECT 1")
+            .fetch_one(&self.pool)
+            .await
+            .context("the database does not answer")?;
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_one(&self.pool)
+                .await
+                .unwrap_or(None);
+        Ok(Schema {
+            applied,
+            latest: MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0),
+        })
     }
 
     /// Reachable and at the latest migration.

@@ -72,6 +72,16 @@ impl SsoAdminProvisioner {
     /// Connects with the standard credential chain and region (or the configured ones),
     /// and discovers the instance and identity store with ListInstances when not set.
     pub async fn connect(config: &AwsConfig) -> anyhow::Result<Self> {
+        Self::connect_with(config, true).await
+    }
+
+    /// As [`Self::connect`], but a transient answer to `ListInstances` (unreachable,
+    /// throttled) is an error at once instead of waited out: `portcullis check-config`.
+    pub async fn connect_once(config: &AwsConfig) -> anyhow::Result<Self> {
+        Self::connect_with(config, false).await
+    }
+
+    async fn connect_with(config: &AwsConfig, wait_out_transient: bool) -> anyhow::Result<Self> {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .retry_config(aws_config::retry::RetryConfig::disabled())
             .timeout_config(
@@ -107,6 +117,9 @@ impl SsoAdminProvisioner {
                                 ProvisionError::Permanent(message) => anyhow::bail!(
                                     "cannot list IAM Identity Center instances (set aws.instance_arn \
                                      and aws.identity_store_id, or allow sso:ListInstances): {message}"
+                                ),
+                                err if !wait_out_transient => anyhow::bail!(
+                                    "cannot reach IAM Identity Center (ListInstances): {err}"
                                 ),
                                 err => {
                                     tracing::warn!(error = %err, retry_in_ms = pause.as_millis() as u64, "cannot reach IAM Identity Center yet; waiting");
@@ -172,11 +185,29 @@ impl SsoAdminProvisioner {
         self.budget.interval()
     }
 
+    /// One cheap call with the configured credentials (the first page of permission
+    /// sets): `portcullis check-config` proves it can reach AWS and is allowed to read.
+    pub async fn probe(&self) -> Result<usize, ProvisionError> {
+        self.budget.take().await;
+        let out = self
+            .sso
+            .list_permission_sets()
+            .instance_arn(&self.instance_arn)
+            .max_results(10)
+            .send()
+            .await
+            .map_err(|e| self.classify_on("ListPermissionSets", e))?;
+        Ok(out.permission_sets().len())
+    }
+
     pub fn instance_arn(&self) -> &str {
         &self.instance_arn
     }
 
-    /// The Identity Store user id of `user_name`, looked up once.
+    pub fn identity_store_id(&self) -> &str {
+        &self.identity_store_id
+    }
+
     /// The Identity Store user id of an assignment: the one kept on its grant, or looked up.
     async fn principal(&self, a: &Assignment) -> Result<String, ProvisionError> {
         match &a.principal_id {
@@ -185,6 +216,7 @@ impl SsoAdminProvisioner {
         }
     }
 
+    /// The Identity Store user id of `user_name`, looked up once.
     pub async fn user_id(&self, user_name: &str) -> Result<String, ProvisionError> {
         if let Some(id) = self.users.lock().expect("users lock").get(user_name) {
             return Ok(id.clone());

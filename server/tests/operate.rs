@@ -1,0 +1,222 @@
+//! The operator commands, run as the built binary: `portcullis check-config` against the
+//! real peers (PostgreSQL or SQLite, oidc-provider, moto, maildev) and against peers that
+//! are not there, `portcullis migrate`, `portcullis version`.
+
+mod common;
+mod mail_peer;
+mod oidc_peer;
+
+use common::moto::Moto;
+use common::peers::free_port;
+use mail_peer::MailDev;
+use oidc_peer::Provider;
+
+const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+/// Runs the binary with only these variables (and moto's static credentials).
+fn portcullis(args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    cmd.args(args)
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// A production configuration, each peer at the given address.
+fn serve_env(db: &str, issuer: &str, aws: &str, smtp_port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("PORTCULLIS_DATABASE_URL", db.to_owned()),
+        ("PORTCULLIS_PUBLIC_URL", oidc_peer::PUBLIC.to_owned()),
+        ("PORTCULLIS_AUDIT__KEY", KEY.to_owned()),
+        ("PORTCULLIS_OIDC__ISSUER_URL", issuer.to_owned()),
+        (
+            "PORTCULLIS_OIDC__CLIENT_ID",
+            oidc_peer::CLIENT_ID.to_owned(),
+        ),
+        (
+            "PORTCULLIS_OIDC__CLIENT_SECRET",
+            oidc_peer::CLIENT_SECRET.to_owned(),
+        ),
+        ("PORTCULLIS_AWS__ENDPOINT_URL", aws.to_owned()),
+        ("PORTCULLIS_AWS__REGION", "us-east-1".to_owned()),
+        ("PORTCULLIS_AWS__CALL_TIMEOUT_SECS", "3".to_owned()),
+        ("PORTCULLIS_SMTP__HOST", "127.0.0.1".to_owned()),
+        ("PORTCULLIS_SMTP__PORT", smtp_port.to_string()),
+        ("PORTCULLIS_SMTP__TLS", "none".to_owned()),
+        ("PORTCULLIS_SMTP__FROM", "portcullis@example.com".to_owned()),
+    ]
+}
+
+fn line<'a>(out: &'a str, what: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.get(6..).is_some_and(|rest| rest.starts_with(what)))
+        .unwrap_or_else(|| panic!("no {what} line in:\n{out}"))
+}
+
+#[test]
+fn version_names_the_build_and_its_schema() {
+    let (code, out, _) = portcullis(&["version"], &[]);
+    assert_eq!(code, 0);
+    let latest = portcullis::store::MIGRATOR
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap();
+    assert_eq!(
+        out.trim(),
+        format!("portcullis {} (schema {latest})", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// Every peer there: each check says what it found, and the command passes. Then
+/// `migrate` creates the schema the check said was missing, and says so once.
+#[tokio::test]
+async fn check_config_reaches_every_peer_and_migrate_creates_the_schema() {
+    let (moto, provider, mail) = tokio::join!(Moto::start(), Provider::start(), MailDev::start());
+    let dir = tempfile::TempDir::new().unwrap();
+    let db = format!("sqlite://{}/p.db?mode=rwc", dir.path().display());
+    let env = serve_env(&db, &provider.issuer, &moto.url, mail.smtp_port);
+
+    let (code, out, err) = portcullis(&["check-config"], &env);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(line(&out, "configuration").starts_with("ok"), "{out}");
+    assert!(line(&out, "audit key").starts_with("ok"), "{out}");
+    let database = line(&out, "database");
+    assert!(database.contains("empty"), "{out}");
+    let openid = line(&out, "OpenID");
+    assert!(
+        openid.contains(&provider.issuer) && openid.contains("sign-in at http://127.0.0.1"),
+        "{out}"
+    );
+    let aws = line(&out, "AWS");
+    assert!(
+        aws.starts_with("ok") && aws.contains("instance arn:aws:sso:::instance/"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "SMTP").contains(&format!("127.0.0.1:{}", mail.smtp_port)),
+        "{out}"
+    );
+    assert!(out.contains("all 6 checks passed"), "{out}");
+    // Nothing was sent.
+    assert!(mail.emails().await.is_empty());
+    // The secrets are nowhere in what it printed.
+    assert!(!out.contains(KEY) && !err.contains(KEY));
+    assert!(!out.contains(oidc_peer::CLIENT_SECRET) && !err.contains(oidc_peer::CLIENT_SECRET));
+
+    let (code, out, err) = portcullis(&["migrate"], &env);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("schema created"), "{out}");
+    let (code, out, _) = portcullis(&["migrate"], &env);
+    assert_eq!(code, 0);
+    assert!(out.contains("nothing to do"), "{out}");
+    let (code, out, _) = portcullis(&["check-config"], &env);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        line(&out, "database").contains("at this build's schema"),
+        "{out}"
+    );
+}
+
+/// No peer there: every check that needs one fails with its cause, in bounded time, and
+/// the command exits 1.
+#[tokio::test]
+async fn check_config_fails_each_peer_that_is_not_there() {
+    let nothing = |_| format!("http://127.0.0.1:{}", free_port());
+    let db = format!(
+        "postgres://portcullis:secret-pw@127.0.0.1:{}/p",
+        free_port()
+    );
+    let env = serve_env(&db, &nothing(()), &nothing(()), free_port());
+    let started = std::time::Instant::now();
+    let (code, out, err) = portcullis(&["check-config"], &env);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(line(&out, "configuration").starts_with("ok"), "{out}");
+    for what in ["database", "OpenID", "AWS", "SMTP"] {
+        assert!(line(&out, what).starts_with("FAIL"), "{what}: {out}");
+    }
+    // Each says why, not only that it timed out.
+    assert!(
+        line(&out, "AWS").contains("cannot reach IAM Identity Center (ListInstances)"),
+        "{out}"
+    );
+    assert!(line(&out, "OpenID").contains("Connection refused"), "{out}");
+    // The database password is never printed.
+    assert!(
+        !out.contains("secret-pw") && !err.contains("secret-pw"),
+        "{out}\n{err}"
+    );
+    assert!(line(&out, "database").contains("portcullis:***@"), "{out}");
+    assert!(out.contains("4 of 6 checks failed"), "{out}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+
+    // An invalid configuration: said first, and nothing else is tried.
+    let mut bad = env.clone();
+    bad.retain(|(k, _)| *k != "PORTCULLIS_AUDIT__KEY");
+    let (code, out, _) = portcullis(&["check-config"], &bad);
+    assert_eq!(code, 1);
+    assert!(line(&out, "configuration").starts_with("FAIL"), "{out}");
+    assert!(out.contains("PORTCULLIS_AUDIT__KEY (audit.key"), "{out}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("FAIL") || l.starts_with("ok"))
+            .count(),
+        1
+    );
+}
+
+/// A database a newer build migrated: `check-config` says so and `migrate` refuses,
+/// changing nothing.
+#[tokio::test]
+async fn a_database_newer_than_the_build_is_refused() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let db = format!("sqlite://{}/p.db?mode=rwc", dir.path().display());
+    let env = vec![
+        ("PORTCULLIS_DATABASE_URL", db.clone()),
+        ("PORTCULLIS_AUDIT__KEY", KEY.to_owned()),
+    ];
+    let (code, out, err) = portcullis(&["migrate"], &env);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let store = portcullis::store::Store::connect(
+        &portcullis::store::DatabaseUrl::new(db),
+        portcullis::config::AuditKey::demo(),
+    )
+    .await
+    .unwrap();
+    let newer = portcullis::store::MIGRATOR
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap()
+        + 1;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time)
+         VALUES ($1, 'from a newer build', CURRENT_TIMESTAMP, TRUE, x'00', 1)",
+    )
+    .bind(newer)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let (code, out, err) = portcullis(&["migrate"], &env);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains(&format!("schema {newer}, newer than this build's")),
+        "{err}"
+    );
+    assert_eq!(
+        store.schema().await.unwrap().applied,
+        Some(newer),
+        "unchanged"
+    );
+}
