@@ -1,4 +1,4 @@
-use portcullis::config::{Config, Mode};
+use portcullis::config::{Config, LogConfig, LogFormat, Mode};
 use portcullis::export::Format;
 use portcullis::store::AuditQuery;
 use std::io::Write;
@@ -107,15 +107,12 @@ async fn main() -> ExitCode {
         println!("portcullis {} (schema {schema})", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into());
-    let logs = tracing_subscriber::fmt().with_env_filter(filter);
-    match command {
-        Command::Run(_) => logs.init(),
-        // stdout is the command's output: logs go to stderr.
-        _ => logs.with_writer(std::io::stderr).init(),
-    }
-    let config = match Config::load(file.as_deref()) {
+    let config = Config::load(file.as_deref()).and_then(|config| {
+        // stdout is the other commands' output: their logs go to stderr.
+        init_logs(&config.log, !matches!(command, Command::Run(_)))?;
+        Ok(config)
+    });
+    let config = match config {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -148,6 +145,34 @@ async fn main() -> ExitCode {
         },
         Command::Version => unreachable!("answered before the configuration is read"),
     }
+}
+
+/// Logs as `[log]` says: `RUST_LOG` (when set) or `log.level` filters, `log.format`
+/// picks text or one JSON object per line (with the request's span: id, method, path).
+fn init_logs(log: &LogConfig, to_stderr: bool) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match EnvFilter::try_from_default_env() {
+        Ok(filter) => filter,
+        Err(_) => EnvFilter::try_new(&log.level)
+            .map_err(|e| anyhow::anyhow!("log.level {:?} is not a log filter: {e}", log.level))?,
+    };
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match (log.format, to_stderr) {
+        (LogFormat::Text, false) => logs.init(),
+        (LogFormat::Text, true) => logs.with_writer(std::io::stderr).init(),
+        (LogFormat::Json, false) => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        (LogFormat::Json, true) => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .init(),
+    }
+    Ok(())
 }
 
 async fn check_config(config: &Config) -> ExitCode {

@@ -52,6 +52,55 @@ async fn health_and_readiness() {
     assert_eq!(bare.get("/readyz", None).await.status(), StatusCode::OK);
 }
 
+/// Every answer carries `X-Request-Id` (a load balancer's own when well-formed), and an
+/// internal error met while answering shows that id as its reference, so the reference a
+/// person reports finds the request's log lines.
+#[tokio::test]
+async fn every_answer_has_a_request_id_and_an_internal_error_names_it() {
+    let _serial = serial().await;
+    let app = app().await;
+    let first = header_str(&app.get("/healthz", None).await, "x-request-id");
+    let second = header_str(&app.get("/healthz", None).await, "x-request-id");
+    assert_eq!(first.len(), 16, "{first}");
+    assert_ne!(first, second);
+    let long = "x".repeat(65);
+    for (given, kept) in [
+        ("lb-1234.abc_Z", true),
+        ("two words", false),
+        ("<script>", false),
+        (long.as_str(), false),
+    ] {
+        let req = Request::get("/healthz")
+            .header(header::HOST, HOST)
+            .header("x-request-id", given)
+            .body(Body::empty())
+            .unwrap();
+        let id = header_str(&app.send(req).await, "x-request-id");
+        assert_eq!(id == given, kept, "{given:?} -> {id:?}");
+        assert!(!id.is_empty());
+    }
+    // A sign-in meets a database that lost its sessions table: a 500 whose reference is
+    // the request's id, and nothing of the cause.
+    sqlx::query("DROP TABLE web_session")
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    let req = Request::post("/demo/login")
+        .header(header::HOST, HOST)
+        .header(header::ORIGIN, &app.origin)
+        .header("sec-fetch-site", "same-origin")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("persona=alice&return_to=%2F"))
+        .unwrap();
+    let res = app.send(req).await;
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let id = header_str(&res, "x-request-id");
+    let body = axum::body::to_bytes(res.into_body(), 10_000).await.unwrap();
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains(&id), "{body} should name {id}");
+    assert!(!body.contains("web_session"), "{body}");
+}
+
 /// Access must end on time: a revocation overdue beyond `worker.overdue_after_secs`
 /// makes the replica not ready, and so does a worker that stopped coming round its loop.
 #[tokio::test]

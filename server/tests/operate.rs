@@ -220,3 +220,100 @@ async fn a_database_newer_than_the_build_is_refused() {
         "unchanged"
     );
 }
+
+/// `log.format = "json"`: every line the server writes is one JSON object, and the lines
+/// of a request carry its id (here a load balancer's), as does the reference of an
+/// internal error met while answering it.
+#[tokio::test]
+async fn json_logs_carry_the_request_id() {
+    use std::io::BufRead;
+    let dir = tempfile::TempDir::new().unwrap();
+    let db = dir.path().join("demo.db");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("demo")
+        .env_clear()
+        .env("PORTCULLIS_LISTEN", "127.0.0.1:0")
+        .env(
+            "PORTCULLIS_DATABASE_URL",
+            format!("sqlite://{}?mode=rwc", db.display()),
+        )
+        .env("PORTCULLIS_LOG__FORMAT", "json")
+        .env("PORTCULLIS_LOG__LEVEL", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _peer = common::peers::Peer::new(child);
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next = || {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("a log line");
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v["timestamp"].is_string() && v["level"].is_string(),
+            "{line}"
+        );
+        v
+    };
+    // Up: the line that says where.
+    let url = loop {
+        let v = next();
+        let message = v["fields"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if let Some(at) = message.find("listening on ") {
+            break message[at + "listening on ".len()..].trim().to_owned();
+        }
+    };
+    // The sessions table gone: the sign-in fails inside, and says so in the log.
+    let store = portcullis::store::Store::connect(
+        &portcullis::store::DatabaseUrl::new(format!("sqlite://{}", db.display())),
+        portcullis::config::AuditKey::demo(),
+    )
+    .await
+    .unwrap();
+    sqlx::query("DROP TABLE web_session")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let res = reqwest::Client::new()
+        .post(format!("{url}/demo/login"))
+        .header("origin", &url)
+        .header("sec-fetch-site", "same-origin")
+        .header("x-request-id", "lb-trace-42")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("persona=alice&return_to=%2F")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 500);
+    assert_eq!(res.headers()["x-request-id"], "lb-trace-42");
+    assert!(res.text().await.unwrap().contains("lb-trace-42"));
+    let error = loop {
+        let v = next();
+        if v["level"] == "ERROR" {
+            break v;
+        }
+    };
+    assert_eq!(error["span"]["id"], "lb-trace-42", "{error}");
+    assert_eq!(error["span"]["path"], "/demo/login", "{error}");
+    assert_eq!(error["fields"]["reference"], "lb-trace-42", "{error}");
+    assert!(
+        error["fields"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("web_session")),
+        "the cause is in the log: {error}"
+    );
+}

@@ -49,6 +49,36 @@ pub struct Config {
     /// Entitlements declared in the configuration file (`[[entitlements]]`), created or
     /// updated at start.
     pub entitlements: Vec<app::domain::Entitlement>,
+    /// What the process logs and how (`[log]`).
+    pub log: LogConfig,
+}
+
+/// How log lines are written.
+#[derive(Copy, Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event (the default).
+    #[default]
+    Text,
+    /// One JSON object per line, with the request's id and route in `span`.
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `debug,sqlx=warn`, ...); `RUST_LOG`, when set, wins.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info,sqlx=warn,tower_http=warn".into(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -69,6 +99,7 @@ impl Default for Config {
             mail: MailSettings::default(),
             audit: AuditConfig::default(),
             entitlements: Vec::new(),
+            log: LogConfig::default(),
         }
     }
 }

@@ -155,13 +155,46 @@ pub fn router(state: AppState) -> Router {
             tower_http::trace::TraceLayer::new_for_http()
                 // The path only: a query can carry an authorization code or a state.
                 .make_span_with(|req: &Request| {
-                    tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+                    let id = req.extensions().get::<RequestId>().map_or("", |r| r.0.as_str());
+                    tracing::info_span!("request", id, method = %req.method(), path = %req.uri().path())
                 })
                 .on_failure(
                     tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
                 ),
         )
+        // Outermost: the id is known to everything inside, the trace span included.
+        .layer(middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// The request's id (`X-Request-Id`), in the request's extensions.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// `X-Request-Id`: the caller's own when it is well-formed (a load balancer's, so its logs
+/// and ours line up), else a new one. Sent back on every answer, kept on the request's log
+/// lines (the `request` span), and the reference of an internal error met on the way.
+async fn request_id(mut req: Request, next: Next) -> Response {
+    const X_REQUEST_ID: &str = "x-request-id";
+    let given = req
+        .headers()
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=64).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        })
+        .map(str::to_owned);
+    let id = given.unwrap_or_else(|| store::new_id()[..16].to_owned());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut res = crate::portal::REQUEST_ID
+        .scope(id.clone(), next.run(req))
+        .await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(X_REQUEST_ID, v);
+    }
+    res
 }
 
 /// Server functions (Leptos routes each to its handler), with two things added at the

@@ -41,9 +41,19 @@ pub struct PortalService {
     pub new_requests_per_hour: u32,
 }
 
-/// Logs an internal error with its cause chain and a reference; the browser sees only the reference.
+tokio::task_local! {
+    /// The id of the HTTP request being answered (set by the HTTP edge, sent back as
+    /// `X-Request-Id` and kept on its log lines): an internal error met while answering it
+    /// takes it as its reference, so the reference a person reads finds the request's logs.
+    pub static REQUEST_ID: String;
+}
+
+/// Logs an internal error with its cause chain and a reference; the browser sees only the
+/// reference (the request's id when there is a request).
 pub fn internal(e: anyhow::Error) -> AppError {
-    let reference = store::new_id()[..12].to_string();
+    let reference = REQUEST_ID
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| store::new_id()[..12].to_string());
     tracing::error!(reference = %reference, error = format!("{e:#}"), "internal error");
     AppError::Internal(reference)
 }
