@@ -11,6 +11,7 @@ pub mod export;
 pub mod grants;
 pub mod http;
 pub mod mailer;
+pub mod metrics;
 pub mod notify;
 pub mod oidc;
 pub mod operate;
@@ -165,6 +166,8 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
             let _ = started_rx.await;
         },
     ));
+    let metrics_at = config.metrics.address()?;
+    let metrics = Arc::new(metrics::Metrics::default());
     let store = connect_waiting(&url, audit_key).await;
     tracing::info!(database = %url, "database ready");
 
@@ -206,7 +209,8 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
         Arc::new(
             provisioner::sso_admin::SsoAdminProvisioner::connect(&config.aws)
                 .await
-                .context("connecting to IAM Identity Center")?,
+                .context("connecting to IAM Identity Center")?
+                .with_metrics(metrics.clone()),
         )
     };
     *waiting_for.lock().expect("starting lock") = "the database (start-up steps)";
@@ -290,6 +294,7 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
         )
         .with_mail(config.mail.clone())
         .with_upkeep(config.upkeep())
+        .with_metrics(metrics.clone())
         .in_lane(lane)
     };
     // Several grant workers at once, revocations first (`claim_job_in`): AWS's budget,
@@ -343,8 +348,20 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
         config.worker.replica(),
         stop_rx.clone(),
     ));
-    let upkeep_task = tokio::spawn(upkeep.run(stop_rx));
+    let upkeep_task = tokio::spawn(upkeep.run(stop_rx.clone()));
 
+    let metrics_task = metrics_at.map(|at| {
+        tokio::spawn(serve_metrics(
+            at,
+            http::metrics_router(
+                store.clone(),
+                clock.clone(),
+                metrics.clone(),
+                Duration::from_secs(config.worker.overdue_after_secs),
+            ),
+            stop_rx.clone(),
+        ))
+    });
     let _ = started_tx.send(());
     let listener = starting.await.context("the start-up listener")?;
     let state = http::AppState {
@@ -357,6 +374,7 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
         demo,
         oidc,
         worker_heartbeat,
+        metrics,
     };
     let app = http::router(state);
     tracing::info!(
@@ -386,7 +404,40 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
     let _ = mail_task.await;
     let _ = upkeep_task.await;
     let _ = replica_task.await;
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
     Ok(())
+}
+
+/// Serves `/metrics` on its own address until `stop`. An address that cannot be bound is
+/// logged and metrics stay off: the portal itself (access ending on time) goes on.
+async fn serve_metrics(
+    at: std::net::SocketAddr,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) {
+    let listener = match tokio::net::TcpListener::bind(at).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(address = %at, error = %e, "cannot serve metrics there (metrics.listen); metrics are off");
+            return;
+        }
+    };
+    tracing::info!(address = %at, "metrics at /metrics");
+    let stopped = async move {
+        while !*stop.borrow() {
+            if stop.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    if let Err(e) = axum::serve(listener, router)
+        .with_graceful_shutdown(stopped)
+        .await
+    {
+        tracing::error!(error = %e, "the metrics server stopped");
+    }
 }
 
 /// How often a replica says it is alive; one silent for three beats no longer counts.

@@ -223,12 +223,13 @@ async fn a_database_newer_than_the_build_is_refused() {
 
 /// `log.format = "json"`: every line the server writes is one JSON object, and the lines
 /// of a request carry its id (here a load balancer's), as does the reference of an
-/// internal error met while answering it.
+/// internal error met while answering it. (And `/metrics` is served on its own address.)
 #[tokio::test]
 async fn json_logs_carry_the_request_id() {
     use std::io::BufRead;
     let dir = tempfile::TempDir::new().unwrap();
     let db = dir.path().join("demo.db");
+    let metrics_port = free_port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .arg("demo")
         .env_clear()
@@ -239,6 +240,10 @@ async fn json_logs_carry_the_request_id() {
         )
         .env("PORTCULLIS_LOG__FORMAT", "json")
         .env("PORTCULLIS_LOG__LEVEL", "info")
+        .env(
+            "PORTCULLIS_METRICS__LISTEN",
+            format!("127.0.0.1:{metrics_port}"),
+        )
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -277,6 +282,19 @@ async fn json_logs_carry_the_request_id() {
             break message[at + "listening on ".len()..].trim().to_owned();
         }
     };
+    // Metrics on their own address, not on the portal's.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("\nportcullis_database_up 1\n"), "{text}");
+    let on_portal = reqwest::get(format!("{url}/metrics")).await.unwrap();
+    assert!(!on_portal
+        .text()
+        .await
+        .unwrap()
+        .contains("portcullis_database_up"));
     // The sessions table gone: the sign-in fails inside, and says so in the log.
     let store = portcullis::store::Store::connect(
         &portcullis::store::DatabaseUrl::new(format!("sqlite://{}", db.display())),

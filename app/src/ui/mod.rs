@@ -48,6 +48,17 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
+/// An address no page answers: says so, and the server's answer is a 404 (not a page
+/// that looks found to a crawler, a monitor or a scraper pointed at the wrong port).
+#[component]
+fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
+        res.set_status(http::StatusCode::NOT_FOUND);
+    }
+    view! { <p class="empty">"This page does not exist."</p> }
+}
+
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
@@ -58,7 +69,7 @@ pub fn App() -> impl IntoView {
         <Router>
             <Header me />
             <main>
-                <Routes fallback=|| view! { <p class="empty">"This page does not exist."</p> }>
+                <Routes fallback=|| view! { <NotFound /> }>
                     <Route path=path!("/") view=RequestPage ssr=SsrMode::Async />
                     <Route path=path!("/requests") view=MyAccessPage ssr=SsrMode::Async />
                     <Route path=path!("/approvals") view=ApprovalsPage ssr=SsrMode::Async />

@@ -51,6 +51,37 @@ pub struct Config {
     pub entitlements: Vec<app::domain::Entitlement>,
     /// What the process logs and how (`[log]`).
     pub log: LogConfig,
+    /// Prometheus metrics (`[metrics]`).
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where `/metrics` is served, apart from the portal's own address (so that it can
+    /// stay on a private interface); empty turns metrics off.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9477".into(),
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// The address to serve metrics on; `None` when turned off.
+    pub fn address(&self) -> Result<Option<SocketAddr>> {
+        let listen = self.listen.trim();
+        if listen.is_empty() {
+            return Ok(None);
+        }
+        listen.parse().map(Some).with_context(|| {
+            format!("metrics.listen {listen:?} is not an address like 127.0.0.1:9477 (empty turns metrics off)")
+        })
+    }
 }
 
 /// How log lines are written.
@@ -100,6 +131,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             entitlements: Vec::new(),
             log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -674,6 +706,7 @@ impl Config {
         }
         // A configured key must be usable in either mode.
         self.audit.key(mode)?;
+        self.metrics.address()?;
         Ok(())
     }
 }

@@ -47,6 +47,7 @@ pub(super) async fn demo_login(
     };
     match start_session(&state, &headers, &principal, true, None).await {
         Ok(cookie) => {
+            state.metrics.sign_in("ok");
             let mut res = Redirect::to(&safe_return_to(form.return_to.as_deref())).into_response();
             if let Ok(v) = HeaderValue::from_str(&cookie) {
                 res.headers_mut().insert(header::SET_COOKIE, v);
@@ -54,6 +55,7 @@ pub(super) async fn demo_login(
             res
         }
         Err(e) => {
+            state.metrics.sign_in("error");
             let reference = internal(e);
             (
                 StatusCode::INTERNAL_SERVER_ERROR,

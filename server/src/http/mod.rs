@@ -64,6 +64,8 @@ pub struct AppState {
     pub worker_heartbeat: Option<Arc<std::sync::atomic::AtomicI64>>,
     /// Rate limits per client address (`[http]`).
     pub limits: Arc<Limits>,
+    /// Answers and sign-ins are counted here (`/metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -129,6 +131,7 @@ pub fn router(state: AppState) -> Router {
             page_context,
             shell,
         ))
+        .layer(middleware::from_fn_with_state(state.clone(), count_answers))
         .layer(middleware::from_fn_with_state(state.clone(), server_fn_edge))
         .layer(middleware::from_fn_with_state(state.clone(), url_errors))
         .layer(middleware::from_fn_with_state(state.clone(), csrf))
@@ -165,6 +168,67 @@ pub fn router(state: AppState) -> Router {
         // Outermost: the id is known to everything inside, the trace span included.
         .layer(middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// Counts each answer by the route that matched (`/metrics`): the route's pattern, never
+/// the path itself, so the labels stay few; what no route matched (files, 404s) is
+/// `unmatched`.
+async fn count_answers(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let res = next.run(req).await;
+    state.metrics.http(&route, res.status().as_u16());
+    res
+}
+
+/// `GET /metrics` on `metrics.listen`: this process's counters and the deployment's
+/// state from the database (`portcullis_database_up 0` and no gauges when it does not
+/// answer).
+pub fn metrics_router(
+    store: Store,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<crate::metrics::Metrics>,
+    overdue_after: std::time::Duration,
+) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let (store, clock, metrics) = (store.clone(), clock.clone(), metrics.clone());
+            async move {
+                let gauges = async {
+                    let mut conn = store.conn().await?;
+                    store::metric_gauges(&mut conn, clock.now(), overdue_after).await
+                }
+                .await;
+                let (up, gauges) = match gauges {
+                    Ok(g) => (1, g),
+                    Err(e) => {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "metrics: cannot read the database"
+                        );
+                        (0, Default::default())
+                    }
+                };
+                let mut text = metrics.render(&gauges);
+                text.push_str(&format!(
+                    "# HELP portcullis_database_up Whether the database answered this scrape.
+                     # TYPE portcullis_database_up gauge
+portcullis_database_up {up}
+"
+                ));
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    text,
+                )
+            }
+        }),
+    )
 }
 
 /// The request's id (`X-Request-Id`), in the request's extensions.

@@ -187,17 +187,22 @@ pub(super) async fn oidc_callback(
         return_to,
     } = match verify_callback(&state, &oidc, &headers, &q).await {
         Ok(found) => found,
-        Err(CallbackFailure::SignIn(e, back)) => return sign_in_failed(&state, e, &back).await,
+        Err(CallbackFailure::SignIn(e, back)) => {
+            state.metrics.sign_in("refused");
+            return sign_in_failed(&state, e, &back).await;
+        }
         Err(CallbackFailure::Internal(e)) => {
+            state.metrics.sign_in("error");
             return error_page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &internal(e).to_string(),
                 "/auth/login",
-            )
+            );
         }
     };
     match start_session(&state, &headers, &principal, false, auth_time).await {
         Ok(cookie) => {
+            state.metrics.sign_in("ok");
             tracing::info!(user = %principal.user_id, "signed in");
             let mut res = Redirect::to(&return_to).into_response();
             let h = res.headers_mut();
@@ -207,11 +212,14 @@ pub(super) async fn oidc_callback(
             h.append(header::SET_COOKIE, login_cookie(&state, "", 0));
             res
         }
-        Err(e) => error_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &internal(e).to_string(),
-            &retry_link(&return_to),
-        ),
+        Err(e) => {
+            state.metrics.sign_in("error");
+            error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &internal(e).to_string(),
+                &retry_link(&return_to),
+            )
+        }
     }
 }
 

@@ -493,6 +493,46 @@ pub async fn overdue_revocations(
     Ok((row.0, row.1.map(Timestamp)))
 }
 
+/// The deployment's state for `/metrics`: jobs by kind (due, overdue beyond
+/// `overdue_after`, failing), mail waiting, active grants, requests waiting for a decision.
+pub async fn metric_gauges(
+    conn: &mut AnyConnection,
+    now: Timestamp,
+    overdue_after: Duration,
+) -> Result<crate::metrics::Gauges> {
+    let mut g = crate::metrics::Gauges::default();
+    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT kind,
+                SUM(CASE WHEN run_at <= $1 THEN 1 ELSE 0 END),
+                SUM(CASE WHEN run_at < $2 THEN 1 ELSE 0 END),
+                SUM(CASE WHEN attempts > 0 THEN 1 ELSE 0 END)
+         FROM job GROUP BY kind",
+    )
+    .bind(now.millis())
+    .bind(now.minus(overdue_after).millis())
+    .fetch_all(&mut *conn)
+    .await?;
+    for (kind, due, overdue, failing) in rows {
+        g.jobs.insert(kind, (due, overdue, failing));
+    }
+    let (pending, oldest): (i64, Option<i64>) = sqlx::query_as(
+        "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE status IN ('pending', 'sending')",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    g.outbox_pending = pending;
+    g.outbox_oldest_secs = oldest.map_or(0.0, |t| (now.millis() - t).max(0) as f64 / 1000.0);
+    (g.active_grants,) =
+        sqlx::query_as("SELECT COUNT(*) FROM access_grant WHERE status = 'active'")
+            .fetch_one(&mut *conn)
+            .await?;
+    (g.pending_requests,) =
+        sqlx::query_as("SELECT COUNT(*) FROM access_request WHERE status = 'pending'")
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(g)
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct JobStats {
     pub queued: i64,

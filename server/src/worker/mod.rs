@@ -73,6 +73,7 @@ pub struct Worker {
     passes_wakes_to: Option<Arc<Notify>>,
     /// Whether this worker runs the sweep (one worker of the grants lane per replica).
     sweeps: bool,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Worker {
@@ -101,7 +102,14 @@ impl Worker {
             heartbeat: Arc::new(AtomicI64::new(0)),
             passes_wakes_to: None,
             sweeps: true,
+            metrics: Arc::new(crate::metrics::Metrics::default()),
         }
+    }
+
+    /// Where this worker counts revocation lateness and approval-to-grant latency.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// One of several workers of the same lane in this replica (`worker.concurrency`):

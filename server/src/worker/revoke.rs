@@ -101,7 +101,10 @@ impl Worker {
         now: Timestamp,
     ) -> Result<Outcome> {
         let a = self.assignment_for(&grant).await?;
-        match self.provisioner.start_delete(&a).await? {
+        let started = self.provisioner.start_delete(&a).await?;
+        let late = grant.ends_at.until(self.clock.now());
+        self.metrics.revocation_issued(late.as_secs_f64());
+        match started {
             DeleteStart::AlreadyGone => {
                 self.revoked(&grant, "the assignment was already gone from AWS", now)
                     .await

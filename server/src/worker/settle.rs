@@ -26,6 +26,10 @@ impl Worker {
     ) -> Result<()> {
         let from = grant.status;
         let to = from.apply(event)?;
+        if event == GrantEvent::CreationSucceeded {
+            let latency = grant.starts_at.until(now);
+            self.metrics.grant_active(latency.as_secs_f64());
+        }
         store::update_grant(
             tx,
             &grant.access_grant_id,

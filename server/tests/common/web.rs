@@ -34,6 +34,34 @@ pub fn router_with_worker(
     oidc: Option<Arc<Oidc>>,
     worker_heartbeat: Option<Arc<std::sync::atomic::AtomicI64>>,
 ) -> (axum::Router, Arc<PortalService>) {
+    wired(
+        store,
+        config,
+        demo,
+        oidc,
+        worker_heartbeat,
+        Default::default(),
+    )
+}
+
+/// [`router`] counting its answers and sign-ins in `metrics`.
+pub fn router_with_metrics(
+    store: &Store,
+    config: Config,
+    demo: bool,
+    metrics: Arc<portcullis::metrics::Metrics>,
+) -> (axum::Router, Arc<PortalService>) {
+    wired(store, config, demo, None, None, metrics)
+}
+
+fn wired(
+    store: &Store,
+    config: Config,
+    demo: bool,
+    oidc: Option<Arc<Oidc>>,
+    worker_heartbeat: Option<Arc<std::sync::atomic::AtomicI64>>,
+    metrics: Arc<portcullis::metrics::Metrics>,
+) -> (axum::Router, Arc<PortalService>) {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let portal = Arc::new(PortalService {
         store: store.clone(),
@@ -64,6 +92,7 @@ pub fn router_with_worker(
         demo,
         oidc,
         worker_heartbeat,
+        metrics,
     });
     (router, portal)
 }

@@ -18,7 +18,8 @@ impl SsoAdminProvisioner {
                 .set_next_token(next)
                 .send()
                 .await
-                .map_err(|e| self.classify_on("ListRoots", e))?;
+                .map_err(|e| self.classify_on("ListRoots", e))
+                .inspect(|_| self.answered("ListRoots"))?;
             let roots = out
                 .roots()
                 .iter()
@@ -47,7 +48,8 @@ impl SsoAdminProvisioner {
                     .set_next_token(next)
                     .send()
                     .await
-                    .map_err(|e| self.classify_on("ListAccountsForParent", e))?;
+                    .map_err(|e| self.classify_on("ListAccountsForParent", e))
+                    .inspect(|_| self.answered("ListAccountsForParent"))?;
                 let accounts = out
                     .accounts()
                     .iter()
@@ -74,7 +76,8 @@ impl SsoAdminProvisioner {
                     .set_next_token(next)
                     .send()
                     .await
-                    .map_err(|e| self.classify_on("ListOrganizationalUnitsForParent", e))?;
+                    .map_err(|e| self.classify_on("ListOrganizationalUnitsForParent", e))
+                    .inspect(|_| self.answered("ListOrganizationalUnitsForParent"))?;
                 let children = out.organizational_units().iter().filter_map(|ou| {
                     let id = ou.id()?;
                     Some(OrgUnit {
@@ -112,7 +115,8 @@ impl SsoAdminProvisioner {
                 .set_next_token(next)
                 .send()
                 .await
-                .map_err(|e| self.classify_on("ListPermissionSets", e))?;
+                .map_err(|e| self.classify_on("ListPermissionSets", e))
+                .inspect(|_| self.answered("ListPermissionSets"))?;
             Ok((out.permission_sets.unwrap_or_default(), out.next_token))
         })
         .await?;
@@ -125,7 +129,8 @@ impl SsoAdminProvisioner {
                 .permission_set_arn(&arn)
                 .send()
                 .await
-                .map_err(|e| self.classify_on("DescribePermissionSet", e))?;
+                .map_err(|e| self.classify_on("DescribePermissionSet", e))
+                .inspect(|_| self.answered("DescribePermissionSet"))?;
             let Some(ps) = out.permission_set() else {
                 continue;
             };

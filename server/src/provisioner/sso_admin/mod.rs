@@ -46,6 +46,7 @@ pub struct SsoAdminProvisioner {
     /// (their grants have no request id in the database yet).
     creating: Arc<AtomicUsize>,
     max_creations: usize,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// One CreateAccountAssignment call of this process in progress; counted until dropped,
@@ -171,11 +172,18 @@ impl SsoAdminProvisioner {
             orgs_budget: Budget::per_second(ORGANIZATIONS_PER_SECOND),
             users: Mutex::new(HashMap::new()),
             creating: Arc::new(AtomicUsize::new(0)),
+            metrics: Arc::new(crate::metrics::Metrics::default()),
             max_creations: config.max_outstanding_creations.max(1) as usize,
         })
     }
 
     /// Changes the call budget (benchmarks: warm the user cache fast, then measure).
+    /// Where calls are counted by API and outcome (`/metrics`).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     pub fn set_requests_per_second(&mut self, rate: u32) {
         self.budget = Budget::per_second(rate);
     }
@@ -196,7 +204,8 @@ impl SsoAdminProvisioner {
             .max_results(10)
             .send()
             .await
-            .map_err(|e| self.classify_on("ListPermissionSets", e))?;
+            .map_err(|e| self.classify_on("ListPermissionSets", e))
+            .inspect(|_| self.answered("ListPermissionSets"))?;
         Ok(out.permission_sets().len())
     }
 
@@ -238,6 +247,7 @@ impl SsoAdminProvisioner {
             .await
             .map_err(|e| {
                 if e.code() == Some("ResourceNotFoundException") {
+                    self.metrics.aws_call("GetUserId", "error");
                     ProvisionError::Permanent(format!(
                         "{user_name} is not a user in IAM Identity Center (looked up by {})",
                         self.user_attribute
@@ -246,6 +256,7 @@ impl SsoAdminProvisioner {
                     self.classify_on("GetUserId", e)
                 }
             })?;
+        self.answered("GetUserId");
         let id = out.user_id().to_owned();
         self.users
             .lock()
@@ -269,7 +280,8 @@ impl SsoAdminProvisioner {
                 .set_next_token(next)
                 .send()
                 .await
-                .map_err(|e| self.classify_on("ListAccountAssignments", e))?;
+                .map_err(|e| self.classify_on("ListAccountAssignments", e))
+                .inspect(|_| self.answered("ListAccountAssignments"))?;
             let found = out.account_assignments().iter().filter_map(|a| {
                 Some(LiveAssignment {
                     account_id: account_id.to_owned(),
@@ -315,7 +327,8 @@ impl Assignments for SsoAdminProvisioner {
                 .set_next_token(next)
                 .send()
                 .await
-                .map_err(|e| self.classify_on("ListAccountAssignmentsForPrincipal", e))?;
+                .map_err(|e| self.classify_on("ListAccountAssignmentsForPrincipal", e))
+                .inspect(|_| self.answered("ListAccountAssignmentsForPrincipal"))?;
             let sets = out
                 .account_assignments()
                 .iter()
@@ -353,7 +366,8 @@ impl Assignments for SsoAdminProvisioner {
             .principal_id(user)
             .send()
             .await
-            .map_err(|e| self.classify_on("CreateAccountAssignment", e))?;
+            .map_err(|e| self.classify_on("CreateAccountAssignment", e))
+            .inspect(|_| self.answered("CreateAccountAssignment"))?;
         request_id(out.account_assignment_creation_status())
     }
 
@@ -366,7 +380,8 @@ impl Assignments for SsoAdminProvisioner {
             .account_assignment_creation_request_id(request_id)
             .send()
             .await
-            .map_err(|e| self.classify_on("DescribeAccountAssignmentCreationStatus", e))?;
+            .map_err(|e| self.classify_on("DescribeAccountAssignmentCreationStatus", e))
+            .inspect(|_| self.answered("DescribeAccountAssignmentCreationStatus"))?;
         status(out.account_assignment_creation_status())
     }
 
@@ -388,10 +403,16 @@ impl Assignments for SsoAdminProvisioner {
             .send()
             .await;
         match out {
-            Ok(out) => Ok(DeleteStart::Started(request_id(
-                out.account_assignment_deletion_status(),
-            )?)),
-            Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(DeleteStart::AlreadyGone),
+            Ok(out) => {
+                self.answered("DeleteAccountAssignment");
+                Ok(DeleteStart::Started(request_id(
+                    out.account_assignment_deletion_status(),
+                )?))
+            }
+            Err(e) if e.code() == Some("ResourceNotFoundException") => {
+                self.answered("DeleteAccountAssignment");
+                Ok(DeleteStart::AlreadyGone)
+            }
             Err(e) => Err(self.classify_on("DeleteAccountAssignment", e)),
         }
     }
@@ -405,7 +426,8 @@ impl Assignments for SsoAdminProvisioner {
             .account_assignment_deletion_request_id(request_id)
             .send()
             .await
-            .map_err(|e| self.classify_on("DescribeAccountAssignmentDeletionStatus", e))?;
+            .map_err(|e| self.classify_on("DescribeAccountAssignmentDeletionStatus", e))
+            .inspect(|_| self.answered("DescribeAccountAssignmentDeletionStatus"))?;
         status(out.account_assignment_deletion_status())
     }
 
@@ -488,7 +510,8 @@ impl Inventory for SsoAdminProvisioner {
             .principal_id(&a.principal_id)
             .send()
             .await
-            .map_err(|e| self.classify_on("DeleteAccountAssignment", e))?;
+            .map_err(|e| self.classify_on("DeleteAccountAssignment", e))
+            .inspect(|_| self.answered("DeleteAccountAssignment"))?;
         request_id(out.account_assignment_deletion_status())
     }
 }
@@ -538,11 +561,22 @@ fn status(s: Option<&AccountAssignmentOperationStatus>) -> Result<OperationStatu
 /// retrying; anything else (access denied, validation, unknown resources) is not.
 impl SsoAdminProvisioner {
     /// [`classify`], and a throttle slows the pace of the API that answered it.
+    /// AWS answered this call (for `/metrics`; failures are counted by `classify_on`).
+    fn answered(&self, operation: &str) {
+        self.metrics.aws_call(operation, "ok");
+    }
+
     fn classify_on<E>(&self, operation: &str, e: SdkError<E, HttpResponse>) -> ProvisionError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let err = classify(operation, e);
+        let outcome = match &err {
+            ProvisionError::Throttled(_) => "throttled",
+            ProvisionError::Transient(m) if m.contains("ConflictException") => "conflict",
+            _ => "error",
+        };
+        self.metrics.aws_call(operation, outcome);
         if matches!(err, ProvisionError::Throttled(_)) {
             let organizations = matches!(
                 operation,
