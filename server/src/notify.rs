@@ -68,28 +68,30 @@ pub async fn approvers_of(
     policy: &Policy,
     requester: &Principal,
 ) -> Result<Vec<Principal>> {
-    Ok(store::all_users(conn)
-        .await?
+    // The candidates by index (group members, the people the rule or the manager claim
+    // names), never everyone; the policy has the last word on each.
+    let rule = &policy.approvers;
+    let mut candidates = store::members_of_groups(conn, &rule.groups).await?;
+    let mut names = rule.users.clone();
+    if rule.manager {
+        names.extend(requester.manager.clone());
+    }
+    candidates.extend(store::users_named(conn, &names).await?);
+    candidates.sort_by(|a, b| a.email.cmp(&b.email).then(a.user_id.cmp(&b.user_id)));
+    candidates.dedup_by(|a, b| a.user_id == b.user_id);
+    Ok(candidates
         .into_iter()
         .filter(|u| policy.may_approve(u, requester).is_ok())
         .collect())
 }
 
 pub async fn admins(conn: &mut AnyConnection) -> Result<Vec<Principal>> {
-    Ok(store::all_users(conn)
-        .await?
-        .into_iter()
-        .filter(|u| u.is_admin)
-        .collect())
+    store::admins(conn).await
 }
 
 /// Members of an IdP group, by the groups of their latest sign-in.
 pub async fn members_of(conn: &mut AnyConnection, group: &str) -> Result<Vec<Principal>> {
-    Ok(store::all_users(conn)
-        .await?
-        .into_iter()
-        .filter(|u| u.groups.iter().any(|g| g == group))
-        .collect())
+    store::members_of_groups(conn, &[group.to_owned()]).await
 }
 
 /// Drops a request's pending announcement, reminder and escalation: it was decided,

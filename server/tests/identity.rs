@@ -19,7 +19,108 @@ both!(
     an_approver_is_matched_by_id_not_by_an_unverified_email,
     colliding_emails_are_resolved_by_the_migration,
     demo_and_serve_never_share_a_database,
+    approvers_are_found_by_index_among_many,
+    group_rows_follow_the_latest_sign_in_and_are_filled_for_people_already_known,
 );
+
+/// Approvers come from indexed lookups (group rows, the names in the rule and the manager
+/// claim), and the policy still has the last word: among 2,000 people, exactly the group
+/// members, the named approver and the verified manager, never the requester.
+async fn approvers_are_found_by_index_among_many(b: Backend) {
+    let env = TestEnv::new(b).await;
+    {
+        let mut tx = env.store.begin().await.unwrap();
+        for i in 0..2_000 {
+            let groups: &[&str] = if i % 500 == 0 {
+                &["big-approvers"]
+            } else {
+                &["staff"]
+            };
+            store::upsert_user(&mut tx, &extra_person(&format!("p{i}"), groups), env.now())
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    let mut requester = extra_person("p7", &["staff", "big-approvers"]);
+    requester.manager = Some("P42@example.com".into());
+    env.upsert_user(&requester).await;
+    let mut policy = seed::entitlements()
+        .into_iter()
+        .find(|e| e.id == "prod-readonly")
+        .unwrap()
+        .policy;
+    policy.approvers.manager = true;
+    policy.approvers.groups = vec!["big-approvers".into()];
+    policy.approvers.users = vec![" test|p1999 ".into(), "nobody@example.com".into()];
+    let approvers = notify::approvers_of(&mut *env.conn().await, &policy, &requester)
+        .await
+        .unwrap();
+    let mut ids: Vec<&str> = approvers.iter().map(|p| p.user_id.as_str()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "test|p0",
+            "test|p1000",
+            "test|p1500",
+            "test|p1999",
+            "test|p42",
+            "test|p500"
+        ]
+    );
+    let members = notify::members_of(&mut *env.conn().await, "big-approvers")
+        .await
+        .unwrap();
+    assert_eq!(members.len(), 5, "four of the 2,000 and the requester");
+}
+
+/// `user_group` holds the groups of each person's latest sign-in, and people known from
+/// before the table are given their rows by the migration step.
+async fn group_rows_follow_the_latest_sign_in_and_are_filled_for_people_already_known(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let members = |g: &'static str| {
+        let env = &env;
+        async move {
+            let mut ids: Vec<String> = notify::members_of(&mut *env.conn().await, g)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|p| p.user_id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    env.upsert_user(&extra_person("zed", &["red", "blue", "red"]))
+        .await;
+    assert_eq!(members("red").await, ["test|zed"]);
+    assert_eq!(members("blue").await, ["test|zed"]);
+    // Signed in again with other groups: the old rows are gone.
+    env.upsert_user(&extra_person("zed", &["green"])).await;
+    assert!(members("red").await.is_empty());
+    assert_eq!(members("green").await, ["test|zed"]);
+    // Someone the table does not know yet (recorded before it existed).
+    let zed_rows = || async {
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM user_group WHERE user_id = 'test|zed'")
+                .fetch_one(&mut *env.conn().await)
+                .await
+                .unwrap();
+        n
+    };
+    sqlx::query("DELETE FROM user_group WHERE user_id = 'test|zed'")
+        .execute(&mut *env.conn().await)
+        .await
+        .unwrap();
+    assert!(members("green").await.is_empty());
+    env.store.migrate().await.unwrap();
+    assert_eq!(members("green").await, ["test|zed"]);
+    assert_eq!(zed_rows().await, 1);
+    // Run again, nothing more to do.
+    env.store.migrate().await.unwrap();
+    assert_eq!(zed_rows().await, 1);
+}
 
 async fn emails_are_unique_ignoring_case(b: Backend) {
     let env = TestEnv::new(b).await;

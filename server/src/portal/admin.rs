@@ -112,7 +112,10 @@ impl PortalService {
             .list_assignments(&pairs)
             .await
             .map_err(|e| internal(e.into()))?;
-        let users = self.users_by_id(&mut conn).await.or_internal()?;
+        let users = self
+            .users_by_id(&mut conn, records.iter().map(|r| r.principal.as_str()))
+            .await
+            .or_internal()?;
         let mut out = Vec::new();
         for r in records {
             let account = store::get_account(&mut conn, &r.account_id)

@@ -15,8 +15,11 @@ impl PortalService {
     pub(super) async fn approvals(&self, who: &Principal) -> Result<Approvals, AppError> {
         let mut conn = self.store.conn().await.or_internal()?;
         let ents = self.entitlements_by_id(&mut conn).await.or_internal()?;
-        let users = self.users_by_id(&mut conn).await.or_internal()?;
         let pending = store::requests_with_status(&mut conn, RequestStatus::Pending)
+            .await
+            .or_internal()?;
+        let users = self
+            .users_by_id(&mut conn, pending.iter().map(|r| r.requester_id.as_str()))
             .await
             .or_internal()?;
         let mine: Vec<String> = store::decisions_by_approver(&mut conn, &who.user_id)
@@ -38,12 +41,10 @@ impl PortalService {
             }
         }
         let pending = self.request_views(&mut conn, queue).await.or_internal()?;
-        let mut decided_requests = Vec::with_capacity(mine.len());
-        for id in &mine {
-            if let Some(r) = store::get_request(&mut conn, id).await.or_internal()? {
-                decided_requests.push(r);
-            }
-        }
+        let mut by_id = store::requests_by_ids(&mut conn, mine.iter().map(String::as_str))
+            .await
+            .or_internal()?;
+        let decided_requests: Vec<_> = mine.iter().filter_map(|id| by_id.remove(id)).collect();
         // One pass over the requests, keeping only this approver's decisions (by id:
         // display names are not unique).
         let decided = self

@@ -14,15 +14,13 @@ impl PortalService {
             .collect())
     }
 
-    pub(super) async fn users_by_id(
+    /// The people these rows name, and only them: a page never reads everyone.
+    pub(super) async fn users_by_id<'a>(
         &self,
         conn: &mut AnyConnection,
+        ids: impl IntoIterator<Item = &'a str>,
     ) -> anyhow::Result<HashMap<String, Principal>> {
-        Ok(store::all_users(conn)
-            .await?
-            .into_iter()
-            .map(|u| (u.user_id.clone(), u))
-            .collect())
+        store::users_by_ids(conn, ids).await
     }
 
     pub(super) async fn request_views(
@@ -31,10 +29,24 @@ impl PortalService {
         rows: Vec<RequestRow>,
     ) -> anyhow::Result<Vec<RequestView>> {
         let ents = self.entitlements_by_id(conn).await?;
-        let users = self.users_by_id(conn).await?;
+        // Two queries for the whole page: its decisions, then the people they and the
+        // rows name (a query per row took 70-90 ms a page at 100,000 requests).
+        let mut decisions_of =
+            store::decisions_for_requests(conn, rows.iter().map(|r| r.access_request_id.as_str()))
+                .await?;
+        let users = {
+            let requesters = rows.iter().map(|r| r.requester_id.as_str());
+            let approvers = decisions_of
+                .values()
+                .flatten()
+                .map(|d| d.approver_id.as_str());
+            self.users_by_id(conn, requesters.chain(approvers)).await?
+        };
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            let decisions = store::decisions_for_request(conn, &r.access_request_id).await?;
+            let decisions = decisions_of
+                .remove(&r.access_request_id)
+                .unwrap_or_default();
             let ent = ents.get(&r.entitlement_id);
             let requester = users.get(&r.requester_id);
             let requester_name = requester
@@ -116,13 +128,27 @@ impl PortalService {
     ) -> anyhow::Result<Vec<GrantView>> {
         let now = self.now();
         let ents = self.entitlements_by_id(conn).await?;
-        let users = self.users_by_id(conn).await?;
+        let users = self
+            .users_by_id(conn, rows.iter().map(|g| g.principal_id.as_str()))
+            .await?;
+        let requests =
+            store::requests_by_ids(conn, rows.iter().map(|g| g.access_request_id.as_str())).await?;
+        // Many grants share an account and permission set: each pair is looked up once.
+        let mut targets: HashMap<(String, String), (String, String, String)> = HashMap::new();
         let mut out = Vec::with_capacity(rows.len());
         for g in rows {
-            let request = store::get_request(conn, &g.access_request_id)
-                .await?
+            let request = requests
+                .get(&g.access_request_id)
                 .context("grant without request")?;
-            let (account_name, ps_name, tail) = store::describe_target(conn, &g).await?;
+            let key = (g.account_id.clone(), g.permission_set_arn.clone());
+            let (account_name, ps_name, tail) = match targets.get(&key) {
+                Some(t) => t.clone(),
+                None => {
+                    let t = store::describe_target(conn, &g).await?;
+                    targets.insert(key, t.clone());
+                    t
+                }
+            };
             let status = g.status;
             out.push(GrantView {
                 id: g.access_grant_id.clone(),

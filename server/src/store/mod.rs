@@ -51,6 +51,17 @@ impl std::ops::DerefMut for Tx {
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
+/// At most this many ids go in one `IN (...)`: well under every database's limit.
+pub(crate) const IDS_PER_QUERY: usize = 500;
+
+/// `$start, $start+1, ...`: `n` numbered parameters for an `IN (...)`.
+pub(crate) fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The database's schema against this build's migrations ([`Store::schema`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Schema {
@@ -134,7 +145,15 @@ impl Store {
         MIGRATOR
             .run(&self.pool)
             .await
-            .context("database migration failed")
+            .context("database migration failed")?;
+        let mut conn = self.conn().await?;
+        let filled = backfill_user_groups(&mut conn)
+            .await
+            .context("filling user_group from the people already known")?;
+        if filled > 0 {
+            tracing::info!(people = filled, "group memberships recorded as rows");
+        }
+        Ok(())
     }
 
     /// Where the database's schema stands against this build's migrations (the database

@@ -162,6 +162,54 @@ pub async fn decisions_for_request(conn: &mut AnyConnection, id: &str) -> Result
     .await?)
 }
 
+/// The decisions on each of these requests (for a page's rows), oldest first.
+pub async fn decisions_for_requests<'a>(
+    conn: &mut AnyConnection,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> Result<std::collections::HashMap<String, Vec<DecisionRow>>> {
+    let ids: Vec<&str> = ids.into_iter().collect();
+    let mut out: std::collections::HashMap<String, Vec<DecisionRow>> = Default::default();
+    for chunk in ids.chunks(IDS_PER_QUERY) {
+        let sql = format!(
+            "SELECT decision_id, access_request_id, approver_id, verdict, comment, created_at
+             FROM decision WHERE access_request_id IN ({}) ORDER BY created_at",
+            placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query_as::<_, DecisionRow>(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for d in q.fetch_all(&mut *conn).await? {
+            out.entry(d.access_request_id.clone()).or_default().push(d);
+        }
+    }
+    Ok(out)
+}
+
+/// These requests (those that exist), by id.
+pub async fn requests_by_ids<'a>(
+    conn: &mut AnyConnection,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> Result<std::collections::HashMap<String, RequestRow>> {
+    let ids: std::collections::BTreeSet<&str> = ids.into_iter().collect();
+    let ids: Vec<&str> = ids.into_iter().collect();
+    let mut out = std::collections::HashMap::new();
+    for chunk in ids.chunks(IDS_PER_QUERY) {
+        let sql = format!(
+            "SELECT {REQUEST_COLS} FROM access_request WHERE access_request_id IN ({})",
+            placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query_as::<_, RequestRow>(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            out.insert(r.access_request_id.clone(), r);
+        }
+    }
+    Ok(out)
+}
+
 pub async fn decisions_by_approver(
     conn: &mut AnyConnection,
     user_id: &str,

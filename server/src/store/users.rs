@@ -34,9 +34,128 @@ pub async fn upsert_user(conn: &mut AnyConnection, p: &Principal, now: Timestamp
     .bind(i64::from(p.is_admin))
     .bind(now.millis())
     .bind(i64::from(p.email_verified))
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    set_groups(conn, &p.user_id, &p.groups).await
+}
+
+/// The person's groups as rows of `user_group` (the claims of their latest sign-in).
+async fn set_groups(conn: &mut AnyConnection, user_id: &str, groups: &[String]) -> Result<()> {
+    sqlx::query("DELETE FROM user_group WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    let unique: std::collections::BTreeSet<&String> = groups.iter().collect();
+    for g in unique {
+        sqlx::query("INSERT INTO user_group (group_name, user_id) VALUES ($1, $2)")
+            .bind(g)
+            .bind(user_id)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(())
+}
+
+/// Fills `user_group` for people whose groups it does not hold yet (those known before
+/// the table existed). Run after every migration; finds nothing to do once done.
+pub async fn backfill_user_groups(conn: &mut AnyConnection) -> Result<usize> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT user_id, groups_json FROM app_user u
+         WHERE groups_json <> '[]'
+           AND NOT EXISTS (SELECT 1 FROM user_group g WHERE g.user_id = u.user_id)",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for (user_id, groups) in &rows {
+        let groups: Vec<String> = serde_json::from_str(groups).context("bad groups_json")?;
+        set_groups(conn, user_id, &groups).await?;
+    }
+    Ok(rows.len())
+}
+
+/// The people with these ids (those that exist), for a page's rows: never everyone.
+pub async fn users_by_ids<'a>(
+    conn: &mut AnyConnection,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> Result<std::collections::HashMap<String, Principal>> {
+    let ids: std::collections::BTreeSet<&str> = ids.into_iter().collect();
+    let ids: Vec<&str> = ids.into_iter().collect();
+    let mut out = std::collections::HashMap::new();
+    for chunk in ids.chunks(IDS_PER_QUERY) {
+        let sql = format!(
+            "SELECT * FROM app_user WHERE user_id IN ({})",
+            placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            let p = principal_from_row(&row)?;
+            out.insert(p.user_id.clone(), p);
+        }
+    }
+    Ok(out)
+}
+
+/// Members of any of these groups, by the groups of their latest sign-in (indexed).
+pub async fn members_of_groups(
+    conn: &mut AnyConnection,
+    groups: &[String],
+) -> Result<Vec<Principal>> {
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT * FROM app_user WHERE user_id IN
+           (SELECT user_id FROM user_group WHERE group_name IN ({}))
+         ORDER BY email",
+        placeholders(1, groups.len())
+    );
+    let mut q = sqlx::query(&sql);
+    for g in groups {
+        q = q.bind(g);
+    }
+    let rows = q.fetch_all(conn).await?;
+    rows.iter().map(principal_from_row).collect()
+}
+
+/// People named by user id or by email (ignoring case): the candidates for a manager
+/// claim or an approver list, which the policy then checks (indexed).
+pub async fn users_named(conn: &mut AnyConnection, names: &[String]) -> Result<Vec<Principal>> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    // As `Principal::is_known_as` matches: trimmed, the email ignoring ASCII case.
+    let names: Vec<String> = names.iter().map(|n| n.trim().to_owned()).collect();
+    let lower: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+    let mut out = Vec::new();
+    for (ids, emails) in names.chunks(IDS_PER_QUERY).zip(lower.chunks(IDS_PER_QUERY)) {
+        let n = ids.len();
+        let sql = format!(
+            "SELECT * FROM app_user WHERE user_id IN ({}) OR lower(email) IN ({})",
+            placeholders(1, n),
+            placeholders(n + 1, n)
+        );
+        let mut q = sqlx::query(&sql);
+        for id in ids.iter().chain(emails) {
+            q = q.bind(id);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            out.push(principal_from_row(&row)?);
+        }
+    }
+    out.sort_by(|a: &Principal, b| a.user_id.cmp(&b.user_id));
+    out.dedup_by(|a, b| a.user_id == b.user_id);
+    Ok(out)
+}
+
+/// The admins, by the claims of their latest sign-in (indexed).
+pub async fn admins(conn: &mut AnyConnection) -> Result<Vec<Principal>> {
+    let rows = sqlx::query("SELECT * FROM app_user WHERE is_admin = 1 ORDER BY email")
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(principal_from_row).collect()
 }
 
 /// Who has this email (ignoring case), if anyone: emails are unique among users.
