@@ -1,0 +1,193 @@
+//! Benchmark: the pages' use cases at a company's size. 10,000 people, 100,000 requests
+//! (each decided, each with a grant that ended) on SQLite; then, alternating, the "My
+//! access" use case (`Portal::my_access`) for a random person against a bare reference
+//! that runs only the two queries the page's rows come from (the person's requests and
+//! grants) and assembles nothing. Prints p50/p99 of each and their ratio, and what reading
+//! every person (what each page did before) costs on its own.
+//!
+//!   .ci/bench-pages          # or: cargo run -p portcullis --example bench_pages
+//!   BENCH_PEOPLE=10000 BENCH_REQUESTS=100000 BENCH_ROUNDS=300 .ci/bench-pages
+
+mod support;
+
+use anyhow::Result;
+use app::ssr::Portal as _;
+use portcullis::clock::{Clock, SystemClock};
+use portcullis::portal::PortalService;
+use portcullis::provisioner::simulated::SimulatedProvisioner;
+use portcullis::store::{self, DatabaseUrl, Store};
+use rand::{Rng, SeedableRng};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::*;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let people = env_or("BENCH_PEOPLE", 10_000) as usize;
+    let requests = env_or("BENCH_REQUESTS", 100_000) as usize;
+    let rounds = env_or("BENCH_ROUNDS", 300) as usize;
+    let dir = tempfile::TempDir::new()?;
+    let url = DatabaseUrl::new(format!(
+        "sqlite://{}/pages.db?mode=rwc",
+        dir.path().display()
+    ));
+    let store = Store::connect(&url, portcullis::config::AuditKey::demo()).await?;
+    store.migrate().await?;
+    let now = SystemClock.now();
+    portcullis::seed::seed_demo(&store, now).await?;
+
+    let loaded = Instant::now();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let entitlements: Vec<String> = portcullis::seed::entitlements()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let accounts: Vec<(String,)> = sqlx::query_as("SELECT account_id FROM account")
+        .fetch_all(store.pool())
+        .await?;
+    let (ps,): (String,) = sqlx::query_as("SELECT permission_set_arn FROM permission_set LIMIT 1")
+        .fetch_one(store.pool())
+        .await?;
+    let ids: Vec<String> = (0..people).map(|i| format!("bench|p{i}")).collect();
+    {
+        let mut tx = store.begin().await?;
+        for (i, id) in ids.iter().enumerate() {
+            let groups = if i % 100 == 0 {
+                vec!["cloud-approvers".to_owned()]
+            } else {
+                vec!["engineering".to_owned()]
+            };
+            let p = app::domain::Principal {
+                user_id: id.clone(),
+                email: format!("p{i}@bench.example.com"),
+                email_verified: true,
+                display_name: format!("Person {i}"),
+                groups,
+                manager: Some(format!("p{}@bench.example.com", i / 10)),
+                is_admin: false,
+            };
+            store::upsert_user(&mut tx, &p, now).await?;
+        }
+        for r in 0..requests {
+            let requester = &ids[rng.gen_range(0..people)];
+            let approver = &ids[rng.gen_range(0..people)];
+            let ent = &entitlements[rng.gen_range(0..entitlements.len())];
+            let (account,) = &accounts[rng.gen_range(0..accounts.len())];
+            let at = now.millis() - (requests - r) as i64 * 60_000;
+            let rid = format!("r{r:07}");
+            sqlx::query(
+                "INSERT INTO access_request (access_request_id, requester_id, entitlement_id,
+                     justification, ticket, duration_secs, starts_at, decision_due_at, status,
+                     created_at, updated_at)
+                 VALUES ($1, $2, $3, 'benchmark work', NULL, 3600, $4, $4, 'ended', $4, $4)",
+            )
+            .bind(&rid)
+            .bind(requester)
+            .bind(ent)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO decision (decision_id, access_request_id, approver_id, verdict,
+                     comment, created_at) VALUES ($1, $2, $3, 'approved', 'ok', $4)",
+            )
+            .bind(format!("d{r:07}"))
+            .bind(&rid)
+            .bind(approver)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO access_grant (access_grant_id, access_request_id, principal_id,
+                     account_id, permission_set_arn, starts_at, ends_at, status, created_at,
+                     updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'revoked', $6, $7)",
+            )
+            .bind(format!("g{r:07}"))
+            .bind(&rid)
+            .bind(requester)
+            .bind(account)
+            .bind(&ps)
+            .bind(at)
+            .bind(at + 3_600_000)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+    }
+    println!(
+        "bench-pages: {people} people, {requests} requests (each decided, each with a grant), \
+         loaded in {:.1} s",
+        loaded.elapsed().as_secs_f64()
+    );
+
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let portal = PortalService {
+        store: store.clone(),
+        clock: clock.clone(),
+        provisioner: Arc::new(SimulatedProvisioner::new(
+            store.clone(),
+            clock.clone(),
+            Duration::from_millis(10),
+        )),
+        wake: Default::default(),
+        upkeep_wake: Default::default(),
+        min_duration: Duration::from_secs(60),
+        new_requests_per_hour: 30,
+        public_url: "http://127.0.0.1:3000".into(),
+    };
+    let mut page = Vec::with_capacity(rounds);
+    let mut bare = Vec::with_capacity(rounds);
+    let mut rows = 0usize;
+    for _ in 0..rounds {
+        let i = rng.gen_range(0..people);
+        let who = store::get_user(&mut *store.conn().await?, &ids[i])
+            .await?
+            .expect("a person");
+        // Alternating, so the machine's noise falls on both alike.
+        let t = Instant::now();
+        let mine = portal
+            .my_access(&who)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        page.push(t.elapsed().as_secs_f64() * 1000.0);
+        rows += mine.requests.len() + mine.grants.len();
+        let t = Instant::now();
+        {
+            let mut conn = store.conn().await?;
+            let r = store::requests_by_requester(&mut conn, &who.user_id).await?;
+            let g = store::grants_for_principal(&mut conn, &who.user_id).await?;
+            std::hint::black_box((r, g));
+        }
+        bare.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    page.sort_by(f64::total_cmp);
+    bare.sort_by(f64::total_cmp);
+    let everyone = {
+        let t = Instant::now();
+        let n = store::all_users(&mut *store.conn().await?).await?.len();
+        (n, t.elapsed().as_secs_f64() * 1000.0)
+    };
+    println!(
+        "  My access    p50 {:.2} ms, p99 {:.2} ms ({:.0} rows a page on average)",
+        pct(&page, 0.5),
+        pct(&page, 0.99),
+        rows as f64 / rounds as f64
+    );
+    println!(
+        "  bare queries p50 {:.2} ms, p99 {:.2} ms",
+        pct(&bare, 0.5),
+        pct(&bare, 0.99)
+    );
+    println!(
+        "  ratio        {:.2}x at p50 (the page's assembly and its batched lookups over the \
+         bare reads), {} rounds alternating",
+        pct(&page, 0.5) / pct(&bare, 0.5),
+        rounds
+    );
+    println!(
+        "  for scale    reading every person once ({} people): {:.1} ms",
+        everyone.0, everyone.1
+    );
+    Ok(())
+}
