@@ -62,6 +62,28 @@ LOG_LIMIT = 200_000
 JSON_11 = "application/x-amz-json-1.1"
 
 
+
+# REST APIs name their operation by method and path, not by X-Amz-Target: EventBridge
+# Scheduler's, so that faults can be armed for "CreateSchedule" like for any other call.
+_REST_OPERATIONS = {
+    ("POST", "schedules"): "CreateSchedule",
+    ("PUT", "schedules"): "UpdateSchedule",
+    ("GET", "schedules"): "GetSchedule",
+    ("DELETE", "schedules"): "DeleteSchedule",
+    ("POST", "schedule-groups"): "CreateScheduleGroup",
+    ("GET", "schedule-groups"): "GetScheduleGroup",
+    ("DELETE", "schedule-groups"): "DeleteScheduleGroup",
+}
+
+
+def _rest_operation(method: str, path: str) -> str | None:
+    parts = [p for p in path.split("/") if p]
+    if len(parts) == 2:
+        return _REST_OPERATIONS.get((method, parts[0]))
+    if len(parts) == 1 and method == "GET":
+        return {"schedules": "ListSchedules", "schedule-groups": "ListScheduleGroups"}.get(parts[0])
+    return None
+
 class BadRequest(Exception):
     pass
 
@@ -353,6 +375,8 @@ class FaultInjector:
         t0 = time.monotonic()
         target = environ.get("HTTP_X_AMZ_TARGET")
         op = target.split(".", 1)[1] if target and "." in target else None
+        if op is None:
+            op = _rest_operation(environ.get("REQUEST_METHOD", ""), path)
         raw = _read_body(environ)
         request: Any = None
         if op is not None and raw and len(raw) < 65536:

@@ -609,3 +609,26 @@ def test_moto_api_passes_through(endpoint, sso):
     requests.post(f"{endpoint}/moto-api/seed?a=42")
     assert sso.list_instances()["Instances"][0]["InstanceArn"] == first
     assert requests.get(f"{endpoint}/moto-api/data.json").ok
+
+
+def test_rest_operations_are_named_so_faults_reach_them(endpoint):
+    # EventBridge Scheduler is a REST API (no X-Amz-Target): its calls are still named,
+    # logged and armable by operation.
+    sched = client(endpoint, "scheduler")
+    sched.create_schedule_group(Name="faults")
+    schedule = dict(
+        Name="s1", GroupName="faults", ScheduleExpression="at(2030-01-01T00:00:00)",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={"Arn": "arn:aws:scheduler:::aws-sdk:ssoadmin:deleteAccountAssignment",
+                "RoleArn": "arn:aws:iam::123456789012:role/backstop", "Input": "{}"},
+    )
+    admin(endpoint, "arm", operation="CreateSchedule", count=1, status=400,
+          code="ThrottlingException", message="Rate exceeded")
+    with pytest.raises(ClientError) as e:
+        sched.create_schedule(**schedule)
+    assert e.value.response["Error"]["Code"] == "ThrottlingException"
+    sched.create_schedule(**schedule)
+    assert sched.get_schedule(Name="s1", GroupName="faults")["Name"] == "s1"
+    sched.delete_schedule(Name="s1", GroupName="faults")
+    ops = [e["operation"] for e in fault_log(endpoint) if e["operation"] and "Schedule" in e["operation"]]
+    assert ops == ["CreateScheduleGroup", "CreateSchedule", "CreateSchedule", "GetSchedule", "DeleteSchedule"]

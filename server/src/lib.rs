@@ -189,6 +189,7 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
         .await?;
     }
     let simulated = demo || config.aws.provisioner == config::ProvisionerKind::Simulated;
+    let mut backstop: Option<Arc<dyn provisioner::Backstop>> = None;
     let provisioner: Arc<dyn provisioner::Provisioner> = if simulated {
         if !demo {
             tracing::warn!(
@@ -206,13 +207,35 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
         ))
     } else {
         *waiting_for.lock().expect("starting lock") = "AWS IAM Identity Center";
-        Arc::new(
-            provisioner::sso_admin::SsoAdminProvisioner::connect(&config.aws)
-                .await
-                .context("connecting to IAM Identity Center")?
-                .with_metrics(metrics.clone()),
-        )
+        let p = provisioner::sso_admin::SsoAdminProvisioner::connect(&config.aws)
+            .await
+            .context("connecting to IAM Identity Center")?
+            .with_metrics(metrics.clone());
+        if let Some(settings) = config.aws.backstop()? {
+            let b = provisioner::sso_admin::backstop::SchedulerBackstop::connect(
+                &config.aws,
+                settings,
+                p.instance_arn(),
+            )
+            .await;
+            match b.check_group().await {
+                Ok(()) => tracing::info!(
+                    group = b.group(),
+                    "AWS-side backstop on: a schedule per assignment in EventBridge Scheduler"
+                ),
+                Err(e) => {
+                    tracing::error!(group = b.group(), error = %e, "the backstop's schedule group cannot be read: schedules will fail and alert until it can")
+                }
+            }
+            backstop = Some(Arc::new(b));
+        }
+        Arc::new(p)
     };
+    if simulated && config.aws.backstop()?.is_some() {
+        tracing::warn!(
+            "aws.backstop is for IAM Identity Center: the simulated organization has none"
+        );
+    }
     *waiting_for.lock().expect("starting lock") = "the database (start-up steps)";
     waiting_for_database("entitlements", || async {
         portal::apply_configured_entitlements(&store, &config.entitlements, clock.now())
@@ -295,6 +318,7 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
         .with_mail(config.mail.clone())
         .with_upkeep(config.upkeep())
         .with_metrics(metrics.clone())
+        .with_backstop_if(backstop.clone(), config.aws.backstop_grace_secs)
         .in_lane(lane)
     };
     // Several grant workers at once, revocations first (`claim_job_in`): AWS's budget,

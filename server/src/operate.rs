@@ -155,6 +155,41 @@ pub async fn check_config(config: &Config) -> Vec<Check> {
         ))
     };
     checks.push(check("AWS", aws.await));
+    let backstop = async {
+        let Some(settings) = config.aws.backstop()? else {
+            return Ok("off (aws.backstop)".to_owned());
+        };
+        if config.aws.provisioner == ProvisionerKind::Simulated {
+            return Ok("on, but the simulated organization has no backstop".to_owned());
+        }
+        let p = within(
+            "IAM Identity Center",
+            crate::provisioner::sso_admin::SsoAdminProvisioner::connect_once(&config.aws),
+        )
+        .await?;
+        let role = settings.role_arn.clone();
+        let b = crate::provisioner::sso_admin::backstop::SchedulerBackstop::connect(
+            &config.aws,
+            settings,
+            p.instance_arn(),
+        )
+        .await;
+        within("EventBridge Scheduler", async {
+            b.check_group().await.map_err(|e| {
+                anyhow::anyhow!(
+                    "the schedule group {:?} cannot be read (create it, and allow \
+                     scheduler:GetScheduleGroup): {e}",
+                    b.group()
+                )
+            })
+        })
+        .await?;
+        Ok(format!(
+            "schedule group {} found; schedules run as {role} (not checked: the role itself)",
+            b.group()
+        ))
+    };
+    checks.push(check("backstop", backstop.await));
     let smtp = async {
         let Some(smtp) = &config.smtp else {
             return Ok("not configured: mail stays in the outbox page".to_owned());

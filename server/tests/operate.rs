@@ -108,12 +108,41 @@ async fn check_config_reaches_every_peer_and_migrate_creates_the_schema() {
         line(&out, "SMTP").contains(&format!("127.0.0.1:{}", mail.smtp_port)),
         "{out}"
     );
-    assert!(out.contains("all 6 checks passed"), "{out}");
+    assert!(out.contains("all 7 checks passed"), "{out}");
     // Nothing was sent.
     assert!(mail.emails().await.is_empty());
     // The secrets are nowhere in what it printed.
     assert!(!out.contains(KEY) && !err.contains(KEY));
     assert!(!out.contains(oidc_peer::CLIENT_SECRET) && !err.contains(oidc_peer::CLIENT_SECRET));
+
+    assert!(line(&out, "backstop").contains("off"), "{out}");
+    // The backstop on: its schedule group must exist.
+    let mut with_backstop = env.clone();
+    with_backstop.push(("PORTCULLIS_AWS__BACKSTOP", "scheduler".into()));
+    with_backstop.push((
+        "PORTCULLIS_AWS__BACKSTOP_ROLE_ARN",
+        "arn:aws:iam::123456789012:role/backstop".into(),
+    ));
+    let (code, out, _) = portcullis(&["check-config"], &with_backstop);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        line(&out, "backstop").starts_with("FAIL")
+            && line(&out, "backstop").contains("\"portcullis\" cannot be read"),
+        "{out}"
+    );
+    common::moto::set_test_credentials();
+    aws_sdk_scheduler::Client::new(&common::moto::sdk_for(&moto).await)
+        .create_schedule_group()
+        .name("portcullis")
+        .send()
+        .await
+        .unwrap();
+    let (code, out, _) = portcullis(&["check-config"], &with_backstop);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        line(&out, "backstop").contains("schedule group portcullis found"),
+        "{out}"
+    );
 
     let (code, out, err) = portcullis(&["migrate"], &env);
     assert_eq!(code, 0, "{out}\n{err}");
@@ -158,7 +187,7 @@ async fn check_config_fails_each_peer_that_is_not_there() {
         "{out}\n{err}"
     );
     assert!(line(&out, "database").contains("portcullis:***@"), "{out}");
-    assert!(out.contains("4 of 6 checks failed"), "{out}");
+    assert!(out.contains("4 of 7 checks failed"), "{out}");
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
 
     // An invalid configuration: said first, and nothing else is tried.

@@ -446,9 +446,48 @@ pub struct AwsConfig {
     /// Permission sets the portal owns outright: an assignment of one of these that no
     /// live grant covers is deleted even when it was made outside the portal.
     pub owned_permission_sets: Vec<String>,
+    /// The AWS-side backstop: `off` (the default) or `scheduler` (a one-time EventBridge
+    /// Scheduler schedule per assignment deletes it should the portal not).
+    pub backstop: BackstopKind,
+    /// The schedule group the backstop's schedules go in.
+    pub backstop_schedule_group: String,
+    /// The schedule fires this long after the latest end of the assignment's live grants.
+    pub backstop_grace_secs: u64,
+    /// The IAM role EventBridge Scheduler assumes to delete the assignment (required with
+    /// `backstop = "scheduler"`).
+    pub backstop_role_arn: Option<String>,
+}
+
+#[derive(Copy, Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackstopKind {
+    #[default]
+    Off,
+    Scheduler,
 }
 
 impl AwsConfig {
+    /// The backstop's settings when it is on; an error when it is on without a role.
+    pub fn backstop(&self) -> Result<Option<BackstopSettings>> {
+        match self.backstop {
+            BackstopKind::Off => Ok(None),
+            BackstopKind::Scheduler => {
+                let role = self.backstop_role_arn.clone().filter(|r| r.starts_with("arn:")).context(
+                    "aws.backstop = \"scheduler\" needs aws.backstop_role_arn (PORTCULLIS_AWS__BACKSTOP_ROLE_ARN): \
+                     the ARN of the IAM role EventBridge Scheduler assumes to delete assignments",
+                )?;
+                if self.backstop_schedule_group.trim().is_empty() {
+                    bail!("aws.backstop_schedule_group is empty");
+                }
+                Ok(Some(BackstopSettings {
+                    group: self.backstop_schedule_group.trim().to_owned(),
+                    grace: std::time::Duration::from_secs(self.backstop_grace_secs),
+                    role_arn: role,
+                }))
+            }
+        }
+    }
+
     pub fn upkeep(&self) -> Upkeep {
         Upkeep {
             verify_audit_every: Upkeep::default().verify_audit_every,
@@ -474,8 +513,20 @@ impl Default for AwsConfig {
             catalog_sync_interval_secs: 3600,
             reconcile_interval_secs: 600,
             owned_permission_sets: Vec::new(),
+            backstop: BackstopKind::Off,
+            backstop_schedule_group: "portcullis".into(),
+            backstop_grace_secs: 900,
+            backstop_role_arn: None,
         }
     }
+}
+
+/// The backstop as configured ([`AwsConfig::backstop`]).
+#[derive(Clone, Debug)]
+pub struct BackstopSettings {
+    pub group: String,
+    pub grace: std::time::Duration,
+    pub role_arn: String,
 }
 
 #[derive(Copy, Clone, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -707,6 +758,7 @@ impl Config {
         // A configured key must be usable in either mode.
         self.audit.key(mode)?;
         self.metrics.address()?;
+        self.aws.backstop()?;
         Ok(())
     }
 }

@@ -163,6 +163,21 @@ pub trait Assignments: Send + Sync + 'static {
     }
 }
 
+/// The AWS-side backstop: one one-time schedule per assignment, outside the portal, that
+/// deletes the assignment after the latest end of its live grants plus a grace, should
+/// the portal be down, wedged or gone by then. The worker keeps it in step
+/// (`worker::backstop`).
+#[async_trait]
+pub trait Backstop: Send + Sync + 'static {
+    /// The schedule's name for this assignment (its principal must be known).
+    fn schedule_name(&self, a: &Assignment) -> String;
+    /// Creates the schedule for `a`, or moves it, to fire at `at` (epoch ms). Doing it
+    /// twice is harmless.
+    async fn arm(&self, a: &Assignment, at: i64) -> Result<(), ProvisionError>;
+    /// Deletes the schedule for `a`; none there is fine.
+    async fn disarm(&self, a: &Assignment) -> Result<(), ProvisionError>;
+}
+
 /// What AWS holds, whoever made it: the edge of reconciliation and of the AWS page.
 #[async_trait]
 pub trait Inventory: Send + Sync + 'static {

@@ -45,6 +45,7 @@ impl AlertKind {
                 JobKind::SyncCatalog => "sync_catalog_failing",
                 JobKind::Reconcile => "reconcile_failing",
                 JobKind::VerifyAudit => "verify_audit_failing",
+                JobKind::SyncBackstop => "sync_backstop_failing",
             },
             Self::MailParked => "mail_parked",
             Self::OperationStuck => "operation_stuck",

@@ -21,6 +21,8 @@ pub enum JobKind {
     Reconcile,
     /// Verifies the whole audit chain with the key (one job, rescheduled each time).
     VerifyAudit,
+    /// Moves or deletes the AWS-side backstop schedule of a grant's assignment.
+    SyncBackstop,
 }
 
 impl JobKind {
@@ -37,6 +39,7 @@ impl JobKind {
             Self::SyncCatalog => "sync_catalog",
             Self::Reconcile => "reconcile",
             Self::VerifyAudit => "verify_audit",
+            Self::SyncBackstop => "sync_backstop",
         }
     }
 
@@ -53,6 +56,7 @@ impl JobKind {
             Self::SyncCatalog,
             Self::Reconcile,
             Self::VerifyAudit,
+            Self::SyncBackstop,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

@@ -8,6 +8,7 @@
 //! beside it: `grants` (provision, revoke, settle), `requests` (timeouts, announcements,
 //! reminders, ending soon) and `mail` (delivery). See ARCHITECTURE.md, "Jobs and lanes".
 
+mod backstop;
 mod mail;
 mod provision;
 mod requests;
@@ -74,6 +75,7 @@ pub struct Worker {
     /// Whether this worker runs the sweep (one worker of the grants lane per replica).
     sweeps: bool,
     metrics: Arc<crate::metrics::Metrics>,
+    backstop: Option<(Arc<dyn crate::provisioner::Backstop>, Duration)>,
 }
 
 impl Worker {
@@ -103,7 +105,31 @@ impl Worker {
             passes_wakes_to: None,
             sweeps: true,
             metrics: Arc::new(crate::metrics::Metrics::default()),
+            backstop: None,
         }
+    }
+
+    /// [`Worker::with_backstop`] when there is one.
+    pub fn with_backstop_if(
+        self,
+        backstop: Option<Arc<dyn crate::provisioner::Backstop>>,
+        grace_secs: u64,
+    ) -> Self {
+        match backstop {
+            Some(b) => self.with_backstop(b, Duration::from_secs(grace_secs)),
+            None => self,
+        }
+    }
+
+    /// Keeps an AWS-side backstop schedule per assignment (`aws.backstop`), firing `grace`
+    /// after the latest end of its live grants.
+    pub fn with_backstop(
+        mut self,
+        backstop: Arc<dyn crate::provisioner::Backstop>,
+        grace: Duration,
+    ) -> Self {
+        self.backstop = Some((backstop, grace));
+        self
     }
 
     /// Where this worker counts revocation lateness and approval-to-grant latency.
@@ -288,10 +314,18 @@ impl Worker {
                 &mut tx,
                 AlertKind::JobFailing(job.kind),
                 &job.subject_id,
-                &format!(
-                    "{} for {} failed {attempt} times; still retrying. Last error: {message}",
-                    job.kind, job.subject_id
-                ),
+                &if job.kind == JobKind::SyncBackstop {
+                    format!(
+                        "The AWS-side backstop is missing for grant {}: its schedule could not \
+                         be set after {attempt} tries; still retrying. Last error: {message}",
+                        job.subject_id
+                    )
+                } else {
+                    format!(
+                        "{} for {} failed {attempt} times; still retrying. Last error: {message}",
+                        job.kind, job.subject_id
+                    )
+                },
                 now,
             )
             .await?;
@@ -404,6 +438,7 @@ impl Worker {
     async fn run_job(&self, job: &JobRow, now: Timestamp) -> Result<Outcome> {
         match Some(job.kind) {
             Some(JobKind::Provision) => self.provision(&job.subject_id, now).await,
+            Some(JobKind::SyncBackstop) => self.sync_backstop(&job.subject_id, now).await,
             Some(JobKind::Deprovision) => self.deprovision(&job.subject_id, now).await,
             Some(JobKind::DecisionTimeout) => self.decision_timeout(&job.subject_id, now).await,
             Some(JobKind::DeliverMail) => self.deliver_mail(job, now).await,

@@ -38,6 +38,13 @@ impl Worker {
             now,
         )
         .await?;
+        // Active, or over: the assignment's backstop schedule follows (issue #15).
+        if matches!(
+            to,
+            GrantStatus::Active | GrantStatus::Revoked | GrantStatus::Failed
+        ) {
+            self.queue_backstop(tx, &grant.access_grant_id, now).await?;
+        }
         let request = store::get_request(tx, &grant.access_request_id)
             .await?
             .context("grant without request")?;

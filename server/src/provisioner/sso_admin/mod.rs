@@ -6,6 +6,7 @@
 //! classified as transient (throttling, conflicts, 5xx, timeouts) or permanent. A
 //! client-side budget keeps the portal under Identity Center's shared request rate.
 
+pub mod backstop;
 mod budget;
 mod catalog;
 
@@ -83,21 +84,7 @@ impl SsoAdminProvisioner {
     }
 
     async fn connect_with(config: &AwsConfig, wait_out_transient: bool) -> anyhow::Result<Self> {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .retry_config(aws_config::retry::RetryConfig::disabled())
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(config.call_timeout_secs))
-                    .build(),
-            );
-        if let Some(region) = &config.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
-        if let Some(url) = &config.endpoint_url {
-            loader = loader.endpoint_url(url.clone());
-        }
-        let sdk = loader.load().await;
+        let sdk = sdk_config(config).await;
         let sso = aws_sdk_ssoadmin::Client::new(&sdk);
         let identity = aws_sdk_identitystore::Client::new(&sdk);
         let orgs = aws_sdk_organizations::Client::new(&sdk);
@@ -597,7 +584,28 @@ impl SsoAdminProvisioner {
     }
 }
 
-fn classify<E>(operation: &str, e: SdkError<E, HttpResponse>) -> ProvisionError
+/// The SDK's configuration for every AWS client of the portal: the standard credential
+/// chain, the configured region and endpoint, no SDK retries (the worker retries), and the
+/// call timeout.
+pub(crate) async fn sdk_config(config: &AwsConfig) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(config.call_timeout_secs))
+                .build(),
+        );
+    if let Some(region) = &config.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(url) = &config.endpoint_url {
+        loader = loader.endpoint_url(url.clone());
+    }
+    loader.load().await
+}
+
+pub(crate) fn classify<E>(operation: &str, e: SdkError<E, HttpResponse>) -> ProvisionError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
