@@ -216,6 +216,9 @@ async fn audit_verify(config: &Config) -> ExitCode {
                      without this key ({} events before it verified)",
                     c.events
                 );
+                if let Some(hint) = c.unkeyed_hint() {
+                    eprintln!("{hint}");
+                }
                 ExitCode::FAILURE
             }
         },

@@ -23,6 +23,7 @@ both!(
     scheduled_verification_alerts_once_and_resolves,
     export_streams_every_matching_event_in_both_formats,
     export_is_for_admins_only,
+    keyed_events_rehashed_without_the_key_are_found,
 );
 
 fn other_key() -> AuditKey {
@@ -136,9 +137,9 @@ async fn append_unkeyed(store: &Store, seq_detail: &str, now: Timestamp) {
     tx.commit().await.unwrap();
 }
 
-/// A database from before the key: migrated up to 20261201000001, with events chained the
-/// old way; then the rest of the migrations, then keyed events on top.
-async fn events_before_the_key_still_verify_after_the_migration(b: Backend) {
+/// A database from before the key: migrated up to 20261201000001 with 4 events chained
+/// the old way, then the rest of the migrations, then 3 keyed events.
+async fn database_from_before_the_key(b: Backend) -> (Store, Option<tempfile::TempDir>) {
     let (url, _dir) = fresh_database(b).await;
     let store = Store::connect(&DatabaseUrl::new(url), audit_key())
         .await
@@ -160,28 +161,43 @@ async fn events_before_the_key_still_verify_after_the_migration(b: Backend) {
     store.migrate().await.unwrap();
     write_events(&store, 3, "test.keyed", "new", T0).await;
 
+    (store, _dir)
+}
+
+/// Events from before the key still verify after the migration, the unkeyed way, once
+/// the configuration says how many there are (`audit.unkeyed_events`); until then the
+/// check fails at event 1 and says what to set.
+async fn events_before_the_key_still_verify_after_the_migration(b: Backend) {
+    let (store, _dir) = database_from_before_the_key(b).await;
     let mut conn = store.conn().await.unwrap();
-    let check = store::verify_audit_chain(&mut conn, store.audit_key())
+    // The database says 4 events predate the key; the configuration must say so too.
+    let unpinned = store::verify_audit_chain(&mut conn, store.audit_key())
         .await
         .unwrap();
+    assert_eq!((unpinned.first_bad, unpinned.claimed_unkeyed), (Some(1), 4));
+    assert!(unpinned
+        .unkeyed_hint()
+        .is_some_and(|h| h.contains("audit.unkeyed_events = 4")));
+    let key = store.audit_key().clone().with_unkeyed_events(4);
+    let check = store::verify_audit_chain(&mut conn, &key).await.unwrap();
     assert_eq!(
         (check.events, check.keyed_from, check.first_bad),
         (7, 5, None)
     );
     // The keyed part needs the key; the unkeyed part before it does not.
-    let wrong = store::verify_audit_chain(&mut conn, &other_key())
+    let wrong = store::verify_audit_chain(&mut conn, &other_key().with_unkeyed_events(4))
         .await
         .unwrap();
     assert_eq!(wrong.first_bad, Some(5));
-    // Moving the marker to pass keyed events off as unkeyed ones is found...
+    // Moving the marker does not pass keyed events off as unkeyed ones: the configuration,
+    // not the marker, says where the key starts (rehashing them too is the next test)...
     sqlx::query("UPDATE audit_head SET keyed_from = 8")
         .execute(&mut *conn)
         .await
         .unwrap();
-    let moved = store::verify_audit_chain(&mut conn, store.audit_key())
-        .await
-        .unwrap();
-    assert_eq!(moved.first_bad, Some(5));
+    let moved = store::verify_audit_chain(&mut conn, &key).await.unwrap();
+    assert_eq!((moved.keyed_from, moved.claimed_unkeyed), (5, 7));
+    assert!(moved.is_intact());
     sqlx::query("UPDATE audit_head SET keyed_from = 5")
         .execute(&mut *conn)
         .await
@@ -191,9 +207,7 @@ async fn events_before_the_key_still_verify_after_the_migration(b: Backend) {
         .execute(&mut *conn)
         .await
         .unwrap();
-    let tampered = store::verify_audit_chain(&mut conn, store.audit_key())
-        .await
-        .unwrap();
+    let tampered = store::verify_audit_chain(&mut conn, &key).await.unwrap();
     assert_eq!(tampered.first_bad, Some(2));
 }
 
@@ -479,6 +493,12 @@ async fn export_is_for_admins_only(b: Backend) {
         assert!(!text(res).await.contains("test.event"));
     }
     assert_eq!(env.audit_with("denied.audit_export").await.len(), 2);
+    // An admin's filter that is too long: refused as bad input (400), not 500.
+    let dana = sign_in(&router, "dana").await;
+    let long = "x".repeat(201);
+    let res = get(&router, &format!("/admin/audit.csv?action={long}"), &dana).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(!text(res).await.contains("test.event"));
     // Without a session: no export either.
     let req = Request::get("/admin/audit.csv")
         .header(header::HOST, HOST)
@@ -635,4 +655,82 @@ async fn cli_export_writes_every_matching_event() {
     let (code, _, err) = portcullis(&["audit", "export", "--format", "xml"], &[]);
     assert_eq!(code, 2);
     assert!(err.contains("csv or jsonl"), "{err}");
+}
+
+/// An event's columns, as the chain hashes them.
+type EventColumns = (
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    String,
+);
+
+/// Someone who can write to the database but has no key moves `audit_head.keyed_from`
+/// past the head and rehashes every event the unkeyed way: the configuration
+/// (`audit.unkeyed_events`) says which events may be unkeyed, so the first keyed one that
+/// lost its key is found.
+async fn keyed_events_rehashed_without_the_key_are_found(b: Backend) {
+    let (store, _dir) = database_from_before_the_key(b).await;
+    let key = store.audit_key().clone().with_unkeyed_events(4);
+    let mut conn = store.conn().await.unwrap();
+    assert!(store::verify_audit_chain(&mut conn, &key)
+        .await
+        .unwrap()
+        .is_intact());
+    let rows: Vec<EventColumns> = sqlx::query_as(
+        "SELECT seq, at, actor_id, actor_name, action, person_id, subject_kind, subject_id,
+                    entitlement_id, detail FROM audit_event ORDER BY seq",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    let mut prev = "0".repeat(64);
+    for (seq, at, actor_id, actor_name, action, person, kind, subject, ent, detail) in &rows {
+        let actor = Actor {
+            id: actor_id.clone(),
+            name: actor_name.clone(),
+        };
+        let e = Event {
+            action,
+            person_id: person.as_deref(),
+            subject_kind: kind,
+            subject_id: subject,
+            entitlement_id: ent.as_deref(),
+            detail: detail.clone(),
+        };
+        let hash = store::legacy_chain_hash(&prev, *seq, *at, &actor, &e);
+        sqlx::query("UPDATE audit_event SET prev_hash = $1, hash = $2 WHERE seq = $3")
+            .bind(&prev)
+            .bind(&hash)
+            .bind(seq)
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        prev = hash;
+    }
+    sqlx::query("UPDATE audit_head SET hash = $1, keyed_from = 8")
+        .bind(&prev)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let downgraded = store::verify_audit_chain(&mut conn, &key).await.unwrap();
+    assert_eq!(
+        downgraded.first_bad,
+        Some(5),
+        "keyed events passed off as unkeyed"
+    );
+    let rewritten_unkeyed =
+        store::verify_audit_chain(&mut conn, &key.clone().with_unkeyed_events(7))
+            .await
+            .unwrap();
+    assert_eq!(
+        rewritten_unkeyed.first_bad, None,
+        "(with a configuration that allowed it, the same rewrite would pass)"
+    );
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::moto::{alice_asks, in_moto, moto_for};
+use common::moto::{alice_asks, in_moto, in_moto_principals, moto_for};
 use common::moto::{aws_config, far_off, world, world_on, Moto};
 use common::{person, Backend, TestEnv};
 use portcullis::provisioner::sso_admin::{Budget, SsoAdminProvisioner};
@@ -580,7 +580,44 @@ both!(
     a_creation_settled_by_another_replica_frees_its_slot,
     a_creation_whose_reply_was_lost_is_deleted_after_the_end,
     replicas_share_the_call_budget,
+    revocation_uses_the_principal_kept_on_the_grant,
 );
+
+/// The person's email changes after the grant (at the identity provider, then at their
+/// next sign-in): the revocation deletes the assignment of the Identity Center user it was
+/// made for, by the id kept on the grant, and looks nobody up by email again. (Looked up
+/// again, the new email names nobody in Identity Store, or someone else.)
+async fn revocation_uses_the_principal_kept_on_the_grant(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let (moto, provisioner, sso) = moto_for().await;
+    let (g, w) = alice_asks(&env, &provisioner).await;
+    env.settle(&w).await;
+    let g = env.grant(&g.access_grant_id).await;
+    assert_eq!(g.status.as_str(), "active");
+    let kept = g
+        .aws_principal_id
+        .clone()
+        .expect("the principal kept on the grant");
+    assert_eq!(in_moto_principals(&sso, &provisioner, &g).await, [kept]);
+    env.upsert_user(&app::domain::Principal {
+        email: "alice.renamed@example.com".into(),
+        ..person("alice")
+    })
+    .await;
+    let lookups = moto.calls("GetUserId").await;
+    env.set_time(g.ends_at.millis());
+    env.settle(&w).await;
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "revoked"
+    );
+    assert!(in_moto_principals(&sso, &provisioner, &g).await.is_empty());
+    assert_eq!(
+        moto.calls("GetUserId").await,
+        lookups,
+        "no lookup by email at revocation"
+    );
+}
 
 /// Two replicas on one database share the AWS call budget: each heartbeat counts the live
 /// replicas, each takes 1/N of the configured rate, and together they keep to it (20

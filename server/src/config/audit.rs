@@ -16,6 +16,12 @@ pub struct AuditConfig {
     pub key: Option<Secret>,
     /// How often the maintenance worker verifies the whole chain (and once at start).
     pub verify_interval_secs: u64,
+    /// How many of the chain's first events were written before the key existed (a
+    /// database upgraded from before it): only those are checked with the unkeyed rule.
+    /// 0 (the default) for every database created since. Kept here, outside the
+    /// database, so that someone who can write to the database cannot pass keyed events
+    /// off as unkeyed ones by moving `audit_head.keyed_from` and rehashing them.
+    pub unkeyed_events: u64,
 }
 
 impl Default for AuditConfig {
@@ -23,6 +29,7 @@ impl Default for AuditConfig {
         Self {
             key: None,
             verify_interval_secs: 3600,
+            unkeyed_events: 0,
         }
     }
 }
@@ -34,9 +41,10 @@ impl AuditConfig {
 
     /// The configured key, parsed; in demo mode the demo key when none is configured.
     pub fn key(&self, mode: Mode) -> Result<AuditKey> {
+        let unkeyed = i64::try_from(self.unkeyed_events).unwrap_or(i64::MAX);
         match (&self.key, mode) {
-            (Some(k), _) => AuditKey::from_hex(k.expose()),
-            (None, Mode::Demo) => Ok(AuditKey::demo()),
+            (Some(k), _) => AuditKey::from_hex(k.expose()).map(|k| k.with_unkeyed_events(unkeyed)),
+            (None, Mode::Demo) => Ok(AuditKey::demo().with_unkeyed_events(unkeyed)),
             (None, Mode::Serve) => bail!(
                 "PORTCULLIS_AUDIT__KEY (audit.key) is not set: the audit chain needs a key of at \
                  least 32 random bytes as hex, e.g. `openssl rand -hex 32`"
@@ -47,7 +55,11 @@ impl AuditConfig {
 
 /// The audit chain's HMAC key. `Debug` never shows it; it lives in memory only.
 #[derive(Clone, PartialEq, Eq)]
-pub struct AuditKey(Arc<[u8]>);
+pub struct AuditKey {
+    bytes: Arc<[u8]>,
+    /// `audit.unkeyed_events`: the chain's first events that predate the key.
+    unkeyed_events: i64,
+}
 
 /// The demo key: public, written here, so a demo database proves nothing to anyone.
 const DEMO_KEY: &[u8] = b"portcullis DEMO audit key - public, NOT A SECRET - never for serve";
@@ -74,21 +86,38 @@ impl AuditKey {
                 Self::MIN_LEN * 2
             );
         }
-        Ok(Self(bytes.into()))
+        Ok(Self {
+            bytes: bytes.into(),
+            unkeyed_events: 0,
+        })
+    }
+
+    /// The same key, with the chain's first `n` events known to predate it.
+    pub fn with_unkeyed_events(mut self, n: i64) -> Self {
+        self.unkeyed_events = n.max(0);
+        self
+    }
+
+    /// How many of the chain's first events predate the key (`audit.unkeyed_events`).
+    pub fn unkeyed_events(&self) -> i64 {
+        self.unkeyed_events
     }
 
     /// The fixed key `portcullis demo` uses when none is configured. It is public: a
     /// chain keyed with it proves nothing.
     pub fn demo() -> Self {
-        Self(DEMO_KEY.into())
+        Self {
+            bytes: DEMO_KEY.into(),
+            unkeyed_events: 0,
+        }
     }
 
     pub fn is_demo(&self) -> bool {
-        &*self.0 == DEMO_KEY
+        &*self.bytes == DEMO_KEY
     }
 
     pub fn expose(&self) -> &[u8] {
-        &self.0
+        &self.bytes
     }
 }
 

@@ -56,9 +56,12 @@ pub(super) async fn audit_export(
             )
                 .into_response()
         }
-        Err(e @ app::error::AppError::Forbidden(_)) => {
-            (StatusCode::FORBIDDEN, e.to_string()).into_response()
-        }
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        // Each refusal with its own status (a filter too long is 400, not 500); an
+        // internal error shows only its reference (`AppError`'s text).
+        Err(e) => (
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            e.to_string(),
+        )
+            .into_response(),
     }
 }

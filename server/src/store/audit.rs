@@ -263,8 +263,13 @@ pub async fn audit_page(
 pub struct ChainCheck {
     /// Events checked: the whole chain up to the head when it is intact.
     pub events: i64,
-    /// The first event chained with the key; those before it use the unkeyed rule.
+    /// The first event chained with the key; those before it use the unkeyed rule. The
+    /// database's own marker, never later than the configuration allows
+    /// (`audit.unkeyed_events` + 1).
     pub keyed_from: i64,
+    /// How many events the database says predate the key (`audit_head.keyed_from` - 1),
+    /// to tell an operator what `audit.unkeyed_events` an upgraded database needs.
+    pub claimed_unkeyed: i64,
     /// The sequence number of the first event that does not fit (one past the last event
     /// when events were cut off the end).
     pub first_bad: Option<i64>,
@@ -273,6 +278,22 @@ pub struct ChainCheck {
 impl ChainCheck {
     pub fn is_intact(&self) -> bool {
         self.first_bad.is_none()
+    }
+
+    /// When the break is among events the database says predate the key but the
+    /// configuration does not: what to do about it (an upgraded database needs
+    /// `audit.unkeyed_events`; any other database had its marker moved).
+    pub fn unkeyed_hint(&self) -> Option<String> {
+        let seq = self.first_bad?;
+        (seq <= self.claimed_unkeyed && self.keyed_from <= self.claimed_unkeyed).then(|| {
+            format!(
+                "The database says its first {n} events predate the audit key. If it was \
+                 upgraded from a version before the key, set audit.unkeyed_events = {n} \
+                 (PORTCULLIS_AUDIT__UNKEYED_EVENTS) and keep it; if not, its marker was moved \
+                 to hide keyed events.",
+                n = self.claimed_unkeyed
+            )
+        })
     }
 }
 
@@ -328,6 +349,7 @@ impl<'k> ChainVerifier<'k> {
         ChainCheck {
             events: self.checked,
             keyed_from: self.keyed_from,
+            claimed_unkeyed: self.keyed_from - 1,
             first_bad,
         }
     }
@@ -347,7 +369,9 @@ pub async fn verify_audit_chain(conn: &mut AnyConnection, key: &AuditKey) -> Res
         head.try_get("hash")?,
         head.try_get("keyed_from")?,
     );
-    let mut verifier = ChainVerifier::new(key, keyed_from);
+    // The database's marker counts only as far as the configuration allows: moved further
+    // (and the events rehashed without the key), the keyed events it hides fail.
+    let mut verifier = ChainVerifier::new(key, keyed_from.min(key.unkeyed_events() + 1));
     let mut after = 0;
     loop {
         let rows: Vec<AuditRow> = sqlx::query_as(
@@ -365,7 +389,10 @@ pub async fn verify_audit_chain(conn: &mut AnyConnection, key: &AuditKey) -> Res
             break;
         }
     }
-    Ok(verifier.finish(head_seq, &head_hash))
+    Ok(ChainCheck {
+        claimed_unkeyed: keyed_from - 1,
+        ..verifier.finish(head_seq, &head_hash)
+    })
 }
 
 #[cfg(test)]

@@ -46,11 +46,14 @@ pub async fn verify(store: &Store, clock: &dyn Clock) -> Result<ChainCheck> {
             );
             let open = store::open_alerts_of(&mut conn, &[AlertKind::AuditChainBroken]).await?;
             if open.is_empty() {
-                let message = format!(
+                let mut message = format!(
                     "The audit chain is broken at event {seq}: it was changed, removed or written \
                      without the audit key. Check with `portcullis audit verify` and compare with \
                      an earlier export or a backup."
                 );
+                if let Some(hint) = check.unkeyed_hint() {
+                    message = format!("{message} {hint}");
+                }
                 store::raise_alert(
                     &mut conn,
                     AlertKind::AuditChainBroken,
