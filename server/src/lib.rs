@@ -190,6 +190,7 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
     }
     let simulated = demo || config.aws.provisioner == config::ProvisionerKind::Simulated;
     let mut backstop: Option<Arc<dyn provisioner::Backstop>> = None;
+    let mut sim_backstop: Option<Arc<provisioner::simulated::SimulatedBackstop>> = None;
     let provisioner: Arc<dyn provisioner::Provisioner> = if simulated {
         if !demo {
             tracing::warn!(
@@ -199,6 +200,16 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
             seed::seed_catalog(&store, clock.now())
                 .await
                 .context("seeding the simulated catalog")?;
+        }
+        // The simulated backstop: always in the demo (to show it), else as configured.
+        if demo || config.aws.backstop != config::BackstopKind::Off {
+            let b = Arc::new(provisioner::simulated::SimulatedBackstop::new(
+                store.clone(),
+                clock.clone(),
+            ));
+            tracing::info!("AWS-side backstop on: a simulated schedule per assignment");
+            sim_backstop = Some(b.clone());
+            backstop = Some(b);
         }
         Arc::new(provisioner::simulated::SimulatedProvisioner::new(
             store.clone(),
@@ -227,15 +238,13 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
                     tracing::error!(group = b.group(), error = %e, "the backstop's schedule group cannot be read: schedules will fail and alert until it can")
                 }
             }
+            if let Err(e) = b.check_role().await {
+                tracing::error!(error = %e, "the role the backstop's schedules run as cannot be found: they would fail when they fire");
+            }
             backstop = Some(Arc::new(b));
         }
         Arc::new(p)
     };
-    if simulated && config.aws.backstop()?.is_some() {
-        tracing::warn!(
-            "aws.backstop is for IAM Identity Center: the simulated organization has none"
-        );
-    }
     *waiting_for.lock().expect("starting lock") = "the database (start-up steps)";
     waiting_for_database("entitlements", || async {
         portal::apply_configured_entitlements(&store, &config.entitlements, clock.now())
@@ -373,6 +382,9 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
         stop_rx.clone(),
     ));
     let upkeep_task = tokio::spawn(upkeep.run(stop_rx.clone()));
+    // The simulated Scheduler runs its due schedules, as EventBridge would.
+    let sim_backstop_task =
+        sim_backstop.map(|b| tokio::spawn(fire_simulated_schedules(b, stop_rx.clone())));
 
     let metrics_task = metrics_at.map(|at| {
         tokio::spawn(serve_metrics(
@@ -428,10 +440,26 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
     let _ = mail_task.await;
     let _ = upkeep_task.await;
     let _ = replica_task.await;
-    if let Some(task) = metrics_task {
+    for task in [metrics_task, sim_backstop_task].into_iter().flatten() {
         let _ = task.await;
     }
     Ok(())
+}
+
+/// Runs the simulated backstop's due schedules every few seconds until `stop`.
+async fn fire_simulated_schedules(
+    backstop: Arc<provisioner::simulated::SimulatedBackstop>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        if let Err(e) = backstop.fire_due().await {
+            tracing::warn!(error = %e, "the simulated backstop could not run its schedules");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = stop.changed() => break,
+        }
+    }
 }
 
 /// Serves `/metrics` on its own address until `stop`. An address that cannot be bound is

@@ -129,19 +129,27 @@ pub async fn check_config(config: &Config) -> Vec<Check> {
         ))
     };
     checks.push(check("OpenID", oidc.await));
+    // One connection to IAM Identity Center, for its own check and for the backstop's.
+    let connected = if config.aws.provisioner == ProvisionerKind::Simulated {
+        None
+    } else {
+        Some(
+            within(
+                "IAM Identity Center",
+                crate::provisioner::sso_admin::SsoAdminProvisioner::connect_once(&config.aws),
+            )
+            .await,
+        )
+    };
     let aws = async {
-        if config.aws.provisioner == ProvisionerKind::Simulated {
+        let Some(connected) = &connected else {
             return Ok(
                 "aws.provisioner = \"simulated\": grants go to the simulated organization, \
                  never to AWS"
                     .to_owned(),
             );
-        }
-        let p = within(
-            "IAM Identity Center",
-            crate::provisioner::sso_admin::SsoAdminProvisioner::connect_once(&config.aws),
-        )
-        .await?;
+        };
+        let p = connected.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let sets = within("IAM Identity Center", async {
             p.probe().await.map_err(anyhow::Error::new)
         })
@@ -159,14 +167,12 @@ pub async fn check_config(config: &Config) -> Vec<Check> {
         let Some(settings) = config.aws.backstop()? else {
             return Ok("off (aws.backstop)".to_owned());
         };
-        if config.aws.provisioner == ProvisionerKind::Simulated {
+        let Some(connected) = &connected else {
             return Ok("on, but the simulated organization has no backstop".to_owned());
-        }
-        let p = within(
-            "IAM Identity Center",
-            crate::provisioner::sso_admin::SsoAdminProvisioner::connect_once(&config.aws),
-        )
-        .await?;
+        };
+        let p = connected.as_ref().map_err(|e| {
+            anyhow::anyhow!("needs IAM Identity Center, which did not answer: {e:#}")
+        })?;
         let role = settings.role_arn.clone();
         let b = crate::provisioner::sso_admin::backstop::SchedulerBackstop::connect(
             &config.aws,
@@ -184,8 +190,18 @@ pub async fn check_config(config: &Config) -> Vec<Check> {
             })
         })
         .await?;
+        within("IAM", async {
+            b.check_role().await.map_err(|e| {
+                anyhow::anyhow!(
+                    "the schedule group {} is there, but the role schedules run as cannot be \
+                     found (create it, and allow the portal iam:GetRole on it): {e}",
+                    b.group()
+                )
+            })
+        })
+        .await?;
         Ok(format!(
-            "schedule group {} found; schedules run as {role} (not checked: the role itself)",
+            "schedule group {} found; schedules run as {role}, which exists",
             b.group()
         ))
     };

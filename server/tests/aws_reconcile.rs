@@ -213,6 +213,7 @@ async fn reconciliation_mends_and_reports_drift_both_ways(b: Backend) {
     let found = reconcile::run(
         &env.store,
         provisioner.as_ref(),
+        None,
         &*env.clock,
         &upkeep,
         &env.wake,
@@ -293,6 +294,7 @@ async fn reconciliation_mends_and_reports_drift_both_ways(b: Backend) {
     let found = reconcile::run(
         &env.store,
         provisioner.as_ref(),
+        None,
         &*env.clock,
         &owned,
         &env.wake,
@@ -307,6 +309,7 @@ async fn reconciliation_mends_and_reports_drift_both_ways(b: Backend) {
     let found = reconcile::run(
         &env.store,
         provisioner.as_ref(),
+        None,
         &*env.clock,
         &owned,
         &env.wake,
@@ -374,6 +377,7 @@ async fn reconciliation_revokes_the_portals_leftovers(b: Backend) {
     let found = reconcile(
         &env.store,
         provisioner.as_ref(),
+        None,
         &*env.clock,
         &upkeep,
         &env.wake,
@@ -403,6 +407,7 @@ async fn reconciliation_revokes_the_portals_leftovers(b: Backend) {
     let err = reconcile(
         &env.store,
         provisioner.as_ref(),
+        None,
         &*env.clock,
         &upkeep,
         &env.wake,
@@ -415,6 +420,7 @@ async fn reconciliation_revokes_the_portals_leftovers(b: Backend) {
     let found = reconcile(
         &env.store,
         provisioner.as_ref(),
+        None,
         &*env.clock,
         &upkeep,
         &env.wake,
@@ -433,6 +439,7 @@ async fn reconciliation_revokes_the_portals_leftovers(b: Backend) {
     reconcile(
         &env.store,
         provisioner.as_ref(),
+        None,
         &*env.clock,
         &upkeep,
         &env.wake,

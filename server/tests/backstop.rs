@@ -287,10 +287,128 @@ async fn a_schedule_that_cannot_be_made_alerts_and_is_retried(b: Backend) {
     assert!(env.alerts("sync_backstop_failing").await.is_empty());
 }
 
+/// Reconciliation holds the schedules against the live grants: the schedule of an active
+/// grant that went missing is set again (a sync queued, audited), one that protects no
+/// live grant is deleted (audited), a schedule in the group that the portal did not make
+/// is left alone, and a second run finds nothing to do.
+async fn reconciliation_repairs_missing_schedules_and_deletes_leftovers(b: Backend) {
+    use portcullis::upkeep::reconcile::{run as reconcile, ScheduleFindings};
+    let env = TestEnv::new(b).await;
+    let s = setup().await;
+    let (g, _) = alice_asks(&env, &s.provisioner).await;
+    let w = s.worker(&env);
+    env.settle(&w).await;
+    let g = env.grant(&g.access_grant_id).await;
+    assert_eq!(g.status.as_str(), "active");
+    assert!(s.schedule(&g).await.is_some());
+    assert_eq!(env.audit_with("backstop.set").await.len(), 1);
+    // Its schedule is lost; one for an assignment no grant holds is left over; someone
+    // else's schedule shares the group.
+    s.backstop.disarm(&s.assignment(&g)).await.unwrap();
+    let leftover = Assignment {
+        user_id: "https://idp|u-nobody".into(),
+        principal_id: Some("user-9".into()),
+        ..s.assignment(&g)
+    };
+    s.backstop.arm(&leftover, 1_900_000_000_000).await.unwrap();
+    let theirs = Assignment {
+        principal_id: Some("user-8".into()),
+        ..leftover.clone()
+    };
+    let window = aws_sdk_scheduler::types::FlexibleTimeWindow::builder()
+        .mode(aws_sdk_scheduler::types::FlexibleTimeWindowMode::Off)
+        .build()
+        .unwrap();
+    s.scheduler
+        .create_schedule()
+        .name("someone-elses")
+        .group_name("portcullis")
+        .schedule_expression("at(2030-01-01T00:00:00)")
+        .flexible_time_window(window)
+        .target(
+            aws_sdk_scheduler::types::Target::builder()
+                .arn(DELETE_TARGET)
+                .role_arn(ROLE)
+                .input(s.backstop.input(&theirs).unwrap())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(s.schedules().await, 2);
+
+    let upkeep = portcullis::config::Upkeep::default();
+    let run = || async {
+        reconcile(
+            &env.store,
+            s.provisioner.as_ref(),
+            Some(s.backstop.as_ref() as &dyn Backstop),
+            &*env.clock,
+            &upkeep,
+            &env.wake,
+        )
+        .await
+        .unwrap()
+    };
+    let found = run().await;
+    assert_eq!(
+        found.backstop,
+        Some(ScheduleFindings {
+            schedules: 1,
+            repaired: 1,
+            removed: 1
+        }),
+        "{found}"
+    );
+    assert!(
+        found
+            .to_string()
+            .contains("1 missing for live grants set again"),
+        "{found}"
+    );
+    assert_eq!(env.audit_with("reconcile.backstop_missing").await.len(), 1);
+    assert_eq!(env.audit_with("reconcile.backstop_orphan").await.len(), 1);
+    // The leftover is gone, someone else's stays; the worker sets the missing one.
+    env.settle(&w).await;
+    assert!(s.schedule(&g).await.is_some());
+    assert_eq!(s.schedules().await, 2, "the grant's, and someone else's");
+    // In step now.
+    let found = run().await;
+    assert_eq!(
+        found.backstop,
+        Some(ScheduleFindings {
+            schedules: 1,
+            repaired: 0,
+            removed: 0
+        })
+    );
+    // A repair already on its way is not queued twice.
+    s.backstop.disarm(&s.assignment(&g)).await.unwrap();
+    let found = run().await;
+    assert_eq!(found.backstop.as_ref().map(|b| b.repaired), Some(1));
+    let found = run().await;
+    assert_eq!(
+        found.backstop.as_ref().map(|b| b.repaired),
+        Some(0),
+        "its sync is waiting"
+    );
+    assert_eq!(
+        env.jobs(&g.access_grant_id)
+            .await
+            .iter()
+            .filter(|j| j.kind.as_str() == "sync_backstop")
+            .count(),
+        1
+    );
+}
+
 both!(
     a_grant_gets_its_schedule_and_loses_it_at_revocation,
     overlapping_grants_share_one_schedule_at_the_latest_end,
     a_schedule_that_cannot_be_made_alerts_and_is_retried,
+    reconciliation_repairs_missing_schedules_and_deletes_leftovers,
+    the_simulated_backstop_protects_the_demo,
 );
 
 /// Made twice (a worker that died between the call and its record, then ran again):
@@ -330,4 +448,88 @@ async fn arming_twice_and_disarming_twice_are_harmless() {
         ..a.clone()
     };
     assert_ne!(s.backstop.schedule_name(&a), s.backstop.schedule_name(&b));
+}
+
+/// The demo's simulated backstop behaves as Scheduler would: one schedule per live
+/// assignment at its end plus the grace; if the portal is not there when it fires, the
+/// assignment is deleted all the same (and the schedule with it); reconciliation repairs
+/// a lost one; the normal revocation of a later grant removes its schedule.
+async fn the_simulated_backstop_protects_the_demo(b: Backend) {
+    use portcullis::provisioner::simulated::SimulatedBackstop;
+    use portcullis::upkeep::reconcile::run as reconcile;
+    let env = TestEnv::new(b).await;
+    let backstop = Arc::new(SimulatedBackstop::new(env.store.clone(), env.clock.clone()));
+    let w = env.worker().with_backstop(backstop.clone(), GRACE);
+    let rid = env.ask(&person("alice"), "sandbox-admin", "1h").await;
+    env.settle(&w).await;
+    let g = env.only_grant(&rid).await;
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "active"
+    );
+    let schedules = backstop.schedules().await.unwrap();
+    assert_eq!(schedules.len(), 1);
+    assert_eq!(
+        schedules[0].fire_at,
+        g.ends_at.millis() + GRACE.as_millis() as i64
+    );
+    assert_eq!(
+        (
+            schedules[0].account_id.as_str(),
+            schedules[0].permission_set_arn.as_str()
+        ),
+        (g.account_id.as_str(), g.permission_set_arn.as_str())
+    );
+    // Not due yet: nothing happens.
+    assert_eq!(backstop.fire_due().await.unwrap(), 0);
+    assert!(env.assignment_exists(&g).await);
+
+    // Lost, then found by reconciliation and set again.
+    sqlx::query("DELETE FROM sim_schedule")
+        .execute(&mut *env.conn().await)
+        .await
+        .unwrap();
+    let upkeep = portcullis::config::Upkeep::default();
+    let found = reconcile(
+        &env.store,
+        env.sim.as_ref(),
+        Some(backstop.as_ref() as &dyn Backstop),
+        &*env.clock,
+        &upkeep,
+        &env.wake,
+    )
+    .await
+    .unwrap();
+    assert_eq!(found.backstop.map(|b| b.repaired), Some(1));
+    env.settle(&w).await;
+    assert_eq!(backstop.schedules().await.unwrap().len(), 1);
+
+    // The portal is down past the end and the grace: the schedule fires and the
+    // assignment goes, with the schedule.
+    env.set_time(g.ends_at.millis() + GRACE.as_millis() as i64);
+    assert_eq!(backstop.fire_due().await.unwrap(), 1);
+    assert!(!env.assignment_exists(&g).await);
+    assert!(backstop.schedules().await.unwrap().is_empty());
+    // The portal comes back: the grant ends as revoked, nothing is left.
+    env.settle(&w).await;
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "revoked"
+    );
+    assert!(backstop.schedules().await.unwrap().is_empty());
+
+    // A normal lifecycle: the revocation removes the schedule, and says so.
+    let rid = env.ask(&person("alice"), "sandbox-admin", "1h").await;
+    env.settle(&w).await;
+    let g = env.only_grant(&rid).await;
+    assert_eq!(backstop.schedules().await.unwrap().len(), 1);
+    env.set_time(g.ends_at.millis());
+    env.settle(&w).await;
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.status.as_str(),
+        "revoked"
+    );
+    assert!(backstop.schedules().await.unwrap().is_empty());
+    assert!(!env.audit_with("backstop.removed").await.is_empty());
+    env.check_invariants().await;
 }

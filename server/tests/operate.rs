@@ -137,10 +137,29 @@ async fn check_config_reaches_every_peer_and_migrate_creates_the_schema() {
         .send()
         .await
         .unwrap();
+    // The group is there, the role is not.
+    let (code, out, _) = portcullis(&["check-config"], &with_backstop);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        line(&out, "backstop").starts_with("FAIL")
+            && line(&out, "backstop")
+                .contains("the role arn:aws:iam::123456789012:role/backstop does not exist"),
+        "{out}"
+    );
+    aws_sdk_iam::Client::new(&common::moto::sdk_for(&moto).await)
+        .create_role()
+        .role_name("backstop")
+        .assume_role_policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"scheduler.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
     let (code, out, _) = portcullis(&["check-config"], &with_backstop);
     assert_eq!(code, 0, "{out}");
     assert!(
-        line(&out, "backstop").contains("schedule group portcullis found"),
+        line(&out, "backstop").contains("schedule group portcullis found")
+            && line(&out, "backstop").contains("role/backstop, which exists"),
         "{out}"
     );
 
@@ -300,17 +319,20 @@ async fn json_logs_carry_the_request_id() {
         );
         v
     };
-    // Up: the line that says where.
+    // Up: the line that says where. The demo's simulated backstop is on before.
+    let mut backstop_on = false;
     let url = loop {
         let v = next();
         let message = v["fields"]["message"]
             .as_str()
             .unwrap_or_default()
             .to_owned();
+        backstop_on |= message.contains("AWS-side backstop on: a simulated schedule");
         if let Some(at) = message.find("listening on ") {
             break message[at + "listening on ".len()..].trim().to_owned();
         }
     };
+    assert!(backstop_on, "demo mode always runs the simulated backstop");
     // Metrics on their own address, not on the portal's.
     let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
         .await

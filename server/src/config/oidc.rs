@@ -44,13 +44,13 @@ fn yes() -> bool {
     true
 }
 
-fn default_scopes() -> Vec<String> {
+pub(super) fn default_scopes() -> Vec<String> {
     ["openid", "email", "profile", "groups"]
         .map(String::from)
         .to_vec()
 }
 
-fn default_signing_algs() -> Vec<String> {
+pub(super) fn default_signing_algs() -> Vec<String> {
     [
         "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
     ]

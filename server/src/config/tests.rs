@@ -2,6 +2,7 @@
 
 //! Configuration: loading, validation, and what each setting turns into.
 
+use super::oidc::{default_scopes, default_signing_algs};
 use super::*;
 
 #[test]

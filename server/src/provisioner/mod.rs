@@ -163,19 +163,41 @@ pub trait Assignments: Send + Sync + 'static {
     }
 }
 
+/// Every backstop schedule the portal makes is named this, then 40 hex digits.
+pub const SCHEDULE_PREFIX: &str = "portcullis-";
+
+/// The backstop schedule's name for an assignment (see [`Backstop::schedule_name`]).
+pub fn schedule_name(account_id: &str, permission_set_arn: &str, user_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let key = format!("{account_id}|{permission_set_arn}|{user_id}");
+    let digest = Sha256::digest(key.as_bytes());
+    format!("{SCHEDULE_PREFIX}{}", &hex::encode(digest)[..40])
+}
+
 /// The AWS-side backstop: one one-time schedule per assignment, outside the portal, that
 /// deletes the assignment after the latest end of its live grants plus a grace, should
 /// the portal be down, wedged or gone by then. The worker keeps it in step
 /// (`worker::backstop`).
 #[async_trait]
 pub trait Backstop: Send + Sync + 'static {
-    /// The schedule's name for this assignment (its principal must be known).
-    fn schedule_name(&self, a: &Assignment) -> String;
+    /// The schedule's name for this assignment: [`SCHEDULE_PREFIX`] and 40 hex digits of
+    /// a digest of its account, permission set and the portal's own user id (always
+    /// known: a grant that shared the assignment never learned the AWS principal), so
+    /// that every grant of the assignment names the same.
+    fn schedule_name(&self, a: &Assignment) -> String {
+        schedule_name(&a.account_id, &a.permission_set_arn, &a.user_id)
+    }
     /// Creates the schedule for `a`, or moves it, to fire at `at` (epoch ms). Doing it
     /// twice is harmless.
     async fn arm(&self, a: &Assignment, at: i64) -> Result<(), ProvisionError>;
     /// Deletes the schedule for `a`; none there is fine.
-    async fn disarm(&self, a: &Assignment) -> Result<(), ProvisionError>;
+    async fn disarm(&self, a: &Assignment) -> Result<(), ProvisionError> {
+        self.remove(&self.schedule_name(a)).await
+    }
+    /// Deletes the schedule of this name; none there is fine.
+    async fn remove(&self, name: &str) -> Result<(), ProvisionError>;
+    /// The names of every schedule the portal made (reconciliation).
+    async fn schedule_names(&self) -> Result<Vec<String>, ProvisionError>;
 }
 
 /// What AWS holds, whoever made it: the edge of reconciliation and of the AWS page.

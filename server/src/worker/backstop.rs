@@ -45,14 +45,56 @@ impl Worker {
         a.principal_id = a
             .principal_id
             .or_else(|| live.iter().find_map(|g| g.aws_principal_id.clone()));
-        match live.iter().map(|g| g.ends_at).max() {
+        let (action, detail) = match live.iter().map(|g| g.ends_at).max() {
             // Nothing was created in AWS yet (none of them learned the principal): nothing
             // to protect; the grant that creates it queues this again when it is active.
-            Some(_) if a.principal_id.is_none() => {}
-            Some(end) => backstop.arm(&a, end.plus(*grace).millis()).await?,
-            None => backstop.disarm(&a).await?,
-        }
-        let _ = now;
+            Some(_) if a.principal_id.is_none() => return Ok(Outcome::Done),
+            Some(end) => {
+                let at = end.plus(*grace);
+                backstop.arm(&a, at.millis()).await?;
+                (
+                    "backstop.set",
+                    format!(
+                        "backstop schedule {} set to delete the assignment of {} in {} at {} \
+                         (the latest end among its {} live grant(s), plus the grace)",
+                        backstop.schedule_name(&a),
+                        a.permission_set_arn,
+                        a.account_id,
+                        at.format_utc(),
+                        live.len()
+                    ),
+                )
+            }
+            None => {
+                backstop.disarm(&a).await?;
+                (
+                    "backstop.removed",
+                    format!(
+                        "backstop schedule {} removed: no live grant holds the assignment of \
+                         {} in {}",
+                        backstop.schedule_name(&a),
+                        a.permission_set_arn,
+                        a.account_id
+                    ),
+                )
+            }
+        };
+        let mut tx = self.store.begin().await?;
+        audit::audit(
+            &mut tx,
+            &Actor::system(),
+            Event {
+                action,
+                person_id: Some(&grant.principal_id),
+                subject_kind: "grant",
+                subject_id: &grant.access_grant_id,
+                entitlement_id: None,
+                detail,
+            },
+            now,
+        )
+        .await?;
+        tx.commit().await?;
         Ok(Outcome::Done)
     }
 }

@@ -470,6 +470,7 @@ impl Worker {
                 let result = crate::upkeep::reconcile::run(
                     &self.store,
                     self.provisioner.as_ref(),
+                    self.backstop.as_ref().map(|(b, _)| b.as_ref()),
                     &*self.clock,
                     &self.upkeep,
                     &self.wake,

@@ -10,19 +10,19 @@
 
 use super::{classify, sdk_config};
 use crate::config::{AwsConfig, BackstopSettings};
-use crate::provisioner::{Assignment, Backstop, ProvisionError};
+use crate::provisioner::{Assignment, Backstop, ProvisionError, SCHEDULE_PREFIX as NAME_PREFIX};
 use async_trait::async_trait;
 use aws_sdk_scheduler::error::ProvideErrorMetadata;
 use aws_sdk_scheduler::types::{
     ActionAfterCompletion, FlexibleTimeWindow, FlexibleTimeWindowMode, ScheduleState, Target,
 };
-use sha2::{Digest, Sha256};
 
 /// The universal target that deletes an account assignment.
 pub const DELETE_TARGET: &str = "arn:aws:scheduler:::aws-sdk:ssoadmin:deleteAccountAssignment";
 
 pub struct SchedulerBackstop {
     client: aws_sdk_scheduler::Client,
+    iam: aws_sdk_iam::Client,
     instance_arn: String,
     settings: BackstopSettings,
 }
@@ -33,8 +33,10 @@ impl SchedulerBackstop {
         settings: BackstopSettings,
         instance_arn: &str,
     ) -> Self {
+        let sdk = sdk_config(config).await;
         Self {
-            client: aws_sdk_scheduler::Client::new(&sdk_config(config).await),
+            client: aws_sdk_scheduler::Client::new(&sdk),
+            iam: aws_sdk_iam::Client::new(&sdk),
             instance_arn: instance_arn.to_owned(),
             settings,
         }
@@ -53,6 +55,62 @@ impl SchedulerBackstop {
             .await
             .map(|_| ())
             .map_err(|e| classify("GetScheduleGroup", e))
+    }
+
+    /// The role schedules run as exists (`portcullis check-config`): Scheduler itself
+    /// accepts any well-formed ARN, and a schedule run as a missing role fails only when it
+    /// fires, which is when it matters.
+    pub async fn check_role(&self) -> Result<(), ProvisionError> {
+        let arn = &self.settings.role_arn;
+        let name = arn
+            .split_once(":role/")
+            .and_then(|(_, path)| path.rsplit('/').next())
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| {
+                ProvisionError::Permanent(format!(
+                    "{arn:?} is not a role ARN (arn:aws:iam::<account>:role/<name>)"
+                ))
+            })?;
+        match self.iam.get_role().role_name(name).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("NoSuchEntity") => Err(ProvisionError::Permanent(format!(
+                "the role {arn} does not exist"
+            ))),
+            Err(e) => Err(classify("GetRole", e)),
+        }
+    }
+
+    /// The names of the portal's schedules in the group (reconciliation).
+    async fn list_names(&self) -> Result<Vec<String>, ProvisionError> {
+        let mut names = Vec::new();
+        let mut next: Option<String> = None;
+        // Bounded: 1,000 pages of 100 schedules.
+        for _ in 0..1000 {
+            let page = self
+                .client
+                .list_schedules()
+                .group_name(&self.settings.group)
+                .name_prefix(NAME_PREFIX)
+                .max_results(100)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| classify("ListSchedules", e))?;
+            names.extend(
+                page.schedules()
+                    .iter()
+                    .filter_map(|s| s.name())
+                    .filter(|n| n.starts_with(NAME_PREFIX))
+                    .map(str::to_owned),
+            );
+            match page.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+                _ => return Ok(names),
+            }
+        }
+        Err(ProvisionError::Permanent(
+            "more than 100,000 schedules in the group".into(),
+        ))
     }
 
     /// What the schedule asks SSO Admin to do, as the JSON input of its target.
@@ -93,14 +151,6 @@ pub fn at_expression(epoch_ms: i64) -> String {
 
 #[async_trait]
 impl Backstop for SchedulerBackstop {
-    fn schedule_name(&self, a: &Assignment) -> String {
-        // The portal's own user id, always known (a grant that shared the assignment
-        // never learned the AWS principal): every grant of the assignment names the same.
-        let key = format!("{}|{}|{}", a.account_id, a.permission_set_arn, a.user_id);
-        let digest = Sha256::digest(key.as_bytes());
-        format!("portcullis-{}", &hex::encode(digest)[..40])
-    }
-
     async fn arm(&self, a: &Assignment, at: i64) -> Result<(), ProvisionError> {
         let name = self.schedule_name(a);
         let window = FlexibleTimeWindow::builder()
@@ -111,49 +161,42 @@ impl Backstop for SchedulerBackstop {
             "Portcullis backstop: deletes {} in {} after its grants end",
             a.permission_set_arn, a.account_id
         );
-        let created = self
-            .client
-            .create_schedule()
-            .name(&name)
-            .group_name(&self.settings.group)
-            .schedule_expression(at_expression(at))
-            .schedule_expression_timezone("UTC")
-            .flexible_time_window(window.clone())
-            .target(self.target(a)?)
-            .action_after_completion(ActionAfterCompletion::Delete)
-            .state(ScheduleState::Enabled)
-            .description(&description)
-            .send()
-            .await;
-        match created {
+        let target = self.target(a)?;
+        // The whole definition, the same for a new schedule and for one moved.
+        macro_rules! definition {
+            ($call:expr) => {
+                $call
+                    .name(&name)
+                    .group_name(&self.settings.group)
+                    .schedule_expression(at_expression(at))
+                    .schedule_expression_timezone("UTC")
+                    .flexible_time_window(window.clone())
+                    .target(target.clone())
+                    .action_after_completion(ActionAfterCompletion::Delete)
+                    .state(ScheduleState::Enabled)
+                    .description(&description)
+                    .send()
+                    .await
+            };
+        }
+        match definition!(self.client.create_schedule()) {
             Ok(_) => Ok(()),
             // There already (an earlier attempt, or another grant on the assignment): moved
             // to this time, the whole definition again.
-            Err(e) if e.code() == Some("ConflictException") => self
-                .client
-                .update_schedule()
-                .name(&name)
-                .group_name(&self.settings.group)
-                .schedule_expression(at_expression(at))
-                .schedule_expression_timezone("UTC")
-                .flexible_time_window(window)
-                .target(self.target(a)?)
-                .action_after_completion(ActionAfterCompletion::Delete)
-                .state(ScheduleState::Enabled)
-                .description(description)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| classify("UpdateSchedule", e)),
+            Err(e) if e.code() == Some("ConflictException") => {
+                definition!(self.client.update_schedule())
+                    .map(|_| ())
+                    .map_err(|e| classify("UpdateSchedule", e))
+            }
             Err(e) => Err(classify("CreateSchedule", e)),
         }
     }
 
-    async fn disarm(&self, a: &Assignment) -> Result<(), ProvisionError> {
+    async fn remove(&self, name: &str) -> Result<(), ProvisionError> {
         match self
             .client
             .delete_schedule()
-            .name(self.schedule_name(a))
+            .name(name)
             .group_name(&self.settings.group)
             .send()
             .await
@@ -162,6 +205,10 @@ impl Backstop for SchedulerBackstop {
             Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(()),
             Err(e) => Err(classify("DeleteSchedule", e)),
         }
+    }
+
+    async fn schedule_names(&self) -> Result<Vec<String>, ProvisionError> {
+        self.list_names().await
     }
 }
 

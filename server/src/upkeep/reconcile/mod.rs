@@ -19,7 +19,7 @@ use crate::audit::{self, Actor, Event};
 use crate::clock::Clock;
 use crate::config::Upkeep;
 use crate::grants;
-use crate::provisioner::{Assignment, LiveAssignment, OperationStatus, Provisioner};
+use crate::provisioner::{Assignment, Backstop, LiveAssignment, OperationStatus, Provisioner};
 use crate::store::DELETING_FOR_AT_MOST;
 use crate::store::{self, AlertKind, GrantRow, JobKind, Origin, Store};
 use anyhow::{Context, Result};
@@ -30,6 +30,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 mod drift;
+mod schedules;
+
+pub use schedules::ScheduleFindings;
 
 /// The alert kinds reconciliation raises (the drift report on the admin page).
 const DRIFT_EXTERNAL: AlertKind = AlertKind::DriftExternal;
@@ -60,6 +63,8 @@ pub struct Findings {
     pub deletions_held: usize,
     /// What went wrong with single assignments (the run goes on).
     pub errors: Vec<String>,
+    /// The backstop's schedules against the live grants, when the backstop is on.
+    pub backstop: Option<ScheduleFindings>,
 }
 
 impl std::fmt::Display for Findings {
@@ -84,6 +89,9 @@ impl std::fmt::Display for Findings {
                 self.deletions_held
             )?;
         }
+        if let Some(b) = &self.backstop {
+            write!(f, "; {b}")?;
+        }
         if !self.errors.is_empty() {
             write!(
                 f,
@@ -101,6 +109,7 @@ impl std::fmt::Display for Findings {
 pub async fn run(
     store: &Store,
     provisioner: &dyn Provisioner,
+    backstop: Option<&dyn Backstop>,
     clock: &dyn Clock,
     upkeep: &Upkeep,
     wake: &Arc<Notify>,
@@ -119,7 +128,7 @@ pub async fn run(
         touched: HashSet::new(),
         reported: HashSet::new(),
     }
-    .reconcile()
+    .reconcile(backstop)
     .await;
     let now = clock.now();
     let (ok, summary) = match &outcome {
@@ -132,7 +141,8 @@ pub async fn run(
         "reconcile.failed"
     };
     audit::finish_run(store, &run_id, action, ok, &summary, now).await?;
-    if matches!(&outcome, Ok(f) if f.missing > 0) {
+    if matches!(&outcome, Ok(f) if f.missing > 0 || f.backstop.as_ref().is_some_and(|b| b.repaired > 0))
+    {
         wake.notify_one();
     }
     match outcome {
@@ -192,7 +202,7 @@ enum Why {
 }
 
 impl Run<'_> {
-    async fn reconcile(mut self) -> Result<Findings> {
+    async fn reconcile(mut self, backstop: Option<&dyn Backstop>) -> Result<Findings> {
         let now = self.clock.now();
         let mut conn = self.store.conn().await?;
         let grants = store::live_grants(&mut conn, None).await?;
@@ -345,6 +355,9 @@ impl Run<'_> {
         }
 
         self.find_missing(&principal_of, &live, listed_at).await?;
+        if let Some(b) = backstop {
+            self.schedules(b).await?;
+        }
         self.resolve_untouched().await?;
         Ok(self.findings)
     }

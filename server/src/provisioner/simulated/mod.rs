@@ -13,6 +13,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod backstop;
+pub use backstop::{SimSchedule, SimulatedBackstop};
+
 pub struct SimulatedProvisioner {
     store: Store,
     clock: Arc<dyn Clock>,
