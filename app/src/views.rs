@@ -28,6 +28,8 @@ pub struct EntitlementCard {
     pub max_duration: String,
     pub default_duration: String,
     pub require_ticket: bool,
+    /// A ticket of the entitlement's format, when it has one (shown on the form).
+    pub ticket_example: Option<String>,
     pub auto_approve: bool,
     pub break_glass: bool,
     pub approval: String,

@@ -55,6 +55,19 @@ test('invalid requests show field errors and create nothing', async ({ page }) =
   await expect(adminCard.getByTestId('error-ticket')).toBeVisible();
   await expect(adminCard.getByTestId('request-created')).toHaveCount(0);
 
+  // ... of its own format (change or incident tickets), shown as an example on the form.
+  await expect(adminCard.getByTestId('ticket-format')).toHaveText('Format: like CHG-10234');
+  await requestAccess(page, 'prod-admin', {
+    justification: justification('wrong ticket format'),
+    duration: '1h',
+    ticket: 'JIRA-4411',
+    skipBrowserValidation: true,
+  });
+  await expect(adminCard.getByTestId('error-ticket')).toHaveText(
+    'this entitlement needs a ticket like CHG-10234',
+  );
+  await expect(adminCard.getByTestId('request-created')).toHaveCount(0);
+
   // None of that created a request.
   await open(page, '/requests');
   await expect(requestRows(page, { entitlement: 'prod-readonly' })).toHaveCount(readonlyBefore);

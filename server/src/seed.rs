@@ -89,6 +89,8 @@ pub fn entitlements() -> Vec<Entitlement> {
         max_duration_secs: max_h * 3600,
         default_duration_secs: 3600,
         require_ticket: false,
+        ticket_pattern: None,
+        ticket_example: None,
         auto_approve: false,
         break_glass: false,
         decision_timeout_secs: 24 * 3600,
@@ -138,6 +140,8 @@ pub fn entitlements() -> Vec<Entitlement> {
                     ..Default::default()
                 },
                 require_ticket: true,
+                ticket_pattern: Some(r"(CHG|INC)-\d{4,8}".into()),
+                ticket_example: Some("CHG-10234".into()),
                 ..policy(2)
             },
         },

@@ -77,7 +77,38 @@ impl Entitlement {
         if p.approvals_required < 1 {
             return fail("policy.approvals_required must be at least 1".into());
         }
+        if let Some(why) = ticket_format_problem(p) {
+            return fail(why);
+        }
         Ok(())
+    }
+}
+
+/// What is wrong with the policy's ticket format, if anything: a pattern needs an example
+/// that it matches (the form shows it), and must compile within its limits.
+fn ticket_format_problem(p: &super::Policy) -> Option<String> {
+    match (&p.ticket_pattern, &p.ticket_example) {
+        (None, _) => None,
+        (Some(_), None) => Some(
+            "policy.ticket_pattern needs policy.ticket_example, a ticket that matches it \
+             (the form shows it)"
+                .into(),
+        ),
+        #[cfg(feature = "ssr")]
+        (Some(pattern), Some(example)) => match super::ticket::TicketFormat::compile(pattern) {
+            Err(why) => Some(why),
+            Ok(_) if super::TicketId::parse(example).is_err() => Some(format!(
+                "policy.ticket_example {example:?} is not a ticket reference (letters, digits \
+                 and - _ . : / #, at most 64)"
+            )),
+            Ok(f) if !f.matches(example) => Some(format!(
+                "policy.ticket_example {example:?} does not match policy.ticket_pattern {:?}",
+                f.pattern()
+            )),
+            Ok(_) => None,
+        },
+        #[cfg(not(feature = "ssr"))]
+        (Some(_), Some(_)) => None,
     }
 }
 
@@ -132,6 +163,10 @@ mod tests {
                 "nobody can approve",
             ),
             (|e| e.policy.approvals_required = 0, "at least 1"),
+            (
+                |e| e.policy.ticket_pattern = Some(r"CHG-\d+".into()),
+                "needs policy.ticket_example",
+            ),
         ];
         for (spoil, why) in cases {
             let mut e = entitlement();
@@ -139,6 +174,26 @@ mod tests {
             let err = e.check().expect_err(why).to_string();
             assert!(err.contains(why), "{err} should say {why:?}");
         }
+    }
+
+    #[cfg(feature = "ssr")]
+    #[test]
+    fn a_ticket_format_needs_a_valid_pattern_and_an_example_it_matches() {
+        let with = |pattern: &str, example: &str| {
+            let mut e = entitlement();
+            e.policy.ticket_pattern = Some(pattern.into());
+            e.policy.ticket_example = Some(example.into());
+            e.check().map_err(|e| e.to_string())
+        };
+        assert_eq!(with(r"CHG-\d{4}", "CHG-1234"), Ok(()));
+        let err = with(r"CHG-\d{4}", "CHG-12").unwrap_err();
+        assert!(err.contains("does not match"), "{err}");
+        let err = with("CHG-(", "CHG-1").unwrap_err();
+        assert!(err.contains("not a valid regular expression"), "{err}");
+        let err = with(r"(a)\1", "aa").unwrap_err();
+        assert!(err.contains("not a valid regular expression"), "{err}");
+        let err = with(".*", "<script>").unwrap_err();
+        assert!(err.contains("is not a ticket reference"), "{err}");
     }
 
     #[test]

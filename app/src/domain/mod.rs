@@ -8,6 +8,7 @@ pub mod lifecycle;
 pub mod policy;
 #[cfg(feature = "ssr")]
 mod sql;
+pub mod ticket;
 pub mod time;
 pub mod types;
 

@@ -87,6 +87,13 @@ pub struct Policy {
     pub default_duration_secs: u64,
     #[serde(default)]
     pub require_ticket: bool,
+    /// The format a ticket must have: a regular expression the whole reference must match
+    /// (see `domain::ticket`). `None`: any well-formed reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_pattern: Option<String>,
+    /// A ticket reference that has the format, shown on the form (required with a pattern).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_example: Option<String>,
     #[serde(default)]
     pub auto_approve: bool,
     /// Emergency access: granted at once, and every use alerts the admins.
@@ -213,6 +220,20 @@ impl Policy {
                 .map_err(|m| errors.push(FieldError::new("ticket", m)))
                 .ok()
         };
+        #[cfg(feature = "ssr")]
+        if let (Some(t), Some(pattern)) = (&ticket, &self.ticket_pattern) {
+            // The pattern was checked when the entitlement was configured; one that no
+            // longer compiles admits nothing.
+            let fits = super::ticket::TicketFormat::compile(pattern)
+                .map(|f| f.matches(t.as_str()))
+                .unwrap_or(false);
+            if !fits {
+                errors.push(FieldError::new(
+                    "ticket",
+                    super::ticket::mismatch_message(self.ticket_example.as_deref()),
+                ));
+            }
+        }
         match (justification, duration) {
             (Some(justification), Some(duration)) if errors.is_empty() => Ok(ValidRequest {
                 justification,
@@ -253,6 +274,8 @@ mod tests {
             max_duration_secs: 4 * 3600,
             default_duration_secs: 3600,
             require_ticket: false,
+            ticket_pattern: None,
+            ticket_example: None,
             auto_approve: false,
             break_glass: false,
             decision_timeout_secs: 3600,
@@ -383,6 +406,38 @@ mod tests {
         assert_eq!(fields(p.validate(&draft("x", "1h", " "), min)), ["ticket"]);
         let ok = p.validate(&draft("x", "1h", "CHG-1"), min).unwrap();
         assert_eq!(ok.ticket.unwrap().as_str(), "CHG-1");
+    }
+
+    #[cfg(feature = "ssr")]
+    #[test]
+    fn a_ticket_must_have_the_entitlements_format() {
+        let mut p = policy();
+        p.require_ticket = true;
+        p.ticket_pattern = Some(r"(CHG|INC)-\d{4,6}".into());
+        p.ticket_example = Some("CHG-10234".into());
+        let min = Duration::from_secs(60);
+        let ok = p.validate(&draft("x", "1h", "INC-0042"), min).unwrap();
+        assert_eq!(ok.ticket.unwrap().as_str(), "INC-0042");
+        let err = p.validate(&draft("x", "1h", "JIRA-42"), min).unwrap_err();
+        assert_eq!(err.len(), 1);
+        assert_eq!(err[0].field, "ticket");
+        assert_eq!(
+            err[0].message,
+            "this entitlement needs a ticket like CHG-10234"
+        );
+        // Optional but given: the format still applies; left out: fine.
+        p.require_ticket = false;
+        assert_eq!(
+            fields(p.validate(&draft("x", "1h", "CHG-1"), min)),
+            ["ticket"]
+        );
+        assert_eq!(p.validate(&draft("x", "1h", ""), min).unwrap().ticket, None);
+        // A pattern that no longer compiles admits nothing.
+        p.ticket_pattern = Some("(".into());
+        assert_eq!(
+            fields(p.validate(&draft("x", "1h", "CHG-1234"), min)),
+            ["ticket"]
+        );
     }
 
     #[test]

@@ -99,18 +99,31 @@ fn EntitlementForm(card: EntitlementCard) -> impl IntoView {
                         />
                         {field_error(value, "duration")}
                     </div>
-                    {card
-                        .require_ticket
+                    {(card.require_ticket || card.ticket_example.is_some())
                         .then(|| {
+                            let example = card.ticket_example.clone();
+                            let hint_id = format!("{ticket_id}-hint");
                             view! {
                                 <div>
-                                    <label for=ticket_id.clone()>"Ticket"</label>
+                                    <label for=ticket_id.clone()>
+                                        {if card.require_ticket { "Ticket" } else { "Ticket (optional)" }}
+                                    </label>
                                     <input
                                         id=ticket_id.clone()
                                         name="ticket"
                                         type="text"
-                                        placeholder="CHG-1234"
+                                        maxlength="64"
+                                        placeholder=example.clone().unwrap_or_else(|| "CHG-1234".into())
+                                        aria-describedby=example.as_ref().map(|_| hint_id.clone())
                                     />
+                                    {example
+                                        .map(|e| {
+                                            view! {
+                                                <p class="muted hint" id=hint_id data-testid="ticket-format">
+                                                    "Format: like " <code>{e}</code>
+                                                </p>
+                                            }
+                                        })}
                                     {field_error(value, "ticket")}
                                 </div>
                             }

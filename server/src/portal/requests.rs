@@ -59,6 +59,11 @@ impl PortalService {
                 max_duration: format_duration(e.policy.max_duration()),
                 default_duration: format_duration(e.policy.default_duration()).replace(' ', ""),
                 require_ticket: e.policy.require_ticket,
+                ticket_example: e
+                    .policy
+                    .ticket_pattern
+                    .as_ref()
+                    .and(e.policy.ticket_example.clone()),
                 auto_approve: e.policy.auto_approve,
                 break_glass: e.policy.break_glass,
                 approval: self.describe_policy(e),

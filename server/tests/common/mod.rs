@@ -163,6 +163,8 @@ pub fn policy() -> Policy {
         max_duration_secs: 4 * 3600,
         default_duration_secs: 3600,
         require_ticket: false,
+        ticket_pattern: None,
+        ticket_example: None,
         auto_approve: false,
         break_glass: false,
         decision_timeout_secs: 24 * 3600,
