@@ -6,6 +6,7 @@ mod common;
 mod mail_peer;
 mod oidc_peer;
 
+use common::cli::*;
 use common::moto::Moto;
 use common::peers::free_port;
 use mail_peer::MailDev;
@@ -15,21 +16,16 @@ const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccdde
 
 /// Runs the binary with only these variables (and moto's static credentials).
 fn portcullis(args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"));
-    cmd.args(args)
-        .env_clear()
-        .env("RUST_LOG", "warn")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
+    let aws = [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    run_portcullis(
+        args,
+        aws.iter()
+            .map(|(k, v)| (*k, v.to_string()))
+            .chain(env.iter().map(|(k, v)| (*k, v.clone()))),
     )
 }
 

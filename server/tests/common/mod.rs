@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+pub mod cli;
 mod database;
 mod flaky;
 pub mod moto;
