@@ -62,6 +62,25 @@ pub(crate) fn placeholders(start: usize, n: usize) -> String {
         .join(", ")
 }
 
+/// The rows `sql` selects for these ids, [`IDS_PER_QUERY`] ids a query: `sql` is given
+/// the placeholders to put in its `IN (...)`.
+pub(crate) async fn rows_for_ids(
+    conn: &mut AnyConnection,
+    ids: &[&str],
+    sql: impl Fn(&str) -> String,
+) -> Result<Vec<sqlx::any::AnyRow>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(IDS_PER_QUERY) {
+        let sql = sql(&placeholders(1, chunk.len()));
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        out.extend(q.fetch_all(&mut *conn).await?);
+    }
+    Ok(out)
+}
+
 /// The database's schema against this build's migrations ([`Store::schema`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Schema {

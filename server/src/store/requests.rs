@@ -1,6 +1,7 @@
 //! Requests and the decisions made on them.
 
 use super::*;
+use sqlx::FromRow;
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct RequestRow {
@@ -169,19 +170,16 @@ pub async fn decisions_for_requests<'a>(
 ) -> Result<std::collections::HashMap<String, Vec<DecisionRow>>> {
     let ids: Vec<&str> = ids.into_iter().collect();
     let mut out: std::collections::HashMap<String, Vec<DecisionRow>> = Default::default();
-    for chunk in ids.chunks(IDS_PER_QUERY) {
-        let sql = format!(
+    let rows = rows_for_ids(conn, &ids, |ph| {
+        format!(
             "SELECT decision_id, access_request_id, approver_id, verdict, comment, created_at
-             FROM decision WHERE access_request_id IN ({}) ORDER BY created_at",
-            placeholders(1, chunk.len())
-        );
-        let mut q = sqlx::query_as::<_, DecisionRow>(&sql);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        for d in q.fetch_all(&mut *conn).await? {
-            out.entry(d.access_request_id.clone()).or_default().push(d);
-        }
+             FROM decision WHERE access_request_id IN ({ph}) ORDER BY created_at"
+        )
+    })
+    .await?;
+    for row in &rows {
+        let d = DecisionRow::from_row(row)?;
+        out.entry(d.access_request_id.clone()).or_default().push(d);
     }
     Ok(out)
 }
@@ -193,21 +191,16 @@ pub async fn requests_by_ids<'a>(
 ) -> Result<std::collections::HashMap<String, RequestRow>> {
     let ids: std::collections::BTreeSet<&str> = ids.into_iter().collect();
     let ids: Vec<&str> = ids.into_iter().collect();
-    let mut out = std::collections::HashMap::new();
-    for chunk in ids.chunks(IDS_PER_QUERY) {
-        let sql = format!(
-            "SELECT {REQUEST_COLS} FROM access_request WHERE access_request_id IN ({})",
-            placeholders(1, chunk.len())
-        );
-        let mut q = sqlx::query_as::<_, RequestRow>(&sql);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        for r in q.fetch_all(&mut *conn).await? {
-            out.insert(r.access_request_id.clone(), r);
-        }
-    }
-    Ok(out)
+    let rows = rows_for_ids(conn, &ids, |ph| {
+        format!("SELECT {REQUEST_COLS} FROM access_request WHERE access_request_id IN ({ph})")
+    })
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let r = RequestRow::from_row(row)?;
+            Ok((r.access_request_id.clone(), r))
+        })
+        .collect()
 }
 
 pub async fn decisions_by_approver(

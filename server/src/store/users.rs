@@ -80,22 +80,13 @@ pub async fn users_by_ids<'a>(
 ) -> Result<std::collections::HashMap<String, Principal>> {
     let ids: std::collections::BTreeSet<&str> = ids.into_iter().collect();
     let ids: Vec<&str> = ids.into_iter().collect();
-    let mut out = std::collections::HashMap::new();
-    for chunk in ids.chunks(IDS_PER_QUERY) {
-        let sql = format!(
-            "SELECT * FROM app_user WHERE user_id IN ({})",
-            placeholders(1, chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        for row in q.fetch_all(&mut *conn).await? {
-            let p = principal_from_row(&row)?;
-            out.insert(p.user_id.clone(), p);
-        }
-    }
-    Ok(out)
+    let rows = rows_for_ids(conn, &ids, |ph| {
+        format!("SELECT * FROM app_user WHERE user_id IN ({ph})")
+    })
+    .await?;
+    rows.iter()
+        .map(|row| principal_from_row(row).map(|p| (p.user_id.clone(), p)))
+        .collect()
 }
 
 /// Members of any of these groups, by the groups of their latest sign-in (indexed).
