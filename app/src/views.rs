@@ -126,6 +126,19 @@ pub struct AdminOverview {
     pub parked_mail: Vec<ParkedMailView>,
     /// The latest verification of the audit chain; `None` before the first.
     pub audit_chain: Option<AuditChainView>,
+    /// Every entitlement, live ones first.
+    pub entitlements: Vec<EntitlementStatusView>,
+}
+
+/// An entitlement on the admin page: live, or retired since when.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EntitlementStatusView {
+    pub id: String,
+    pub name: String,
+    pub approval: String,
+    pub max_duration: String,
+    /// When it was retired (no longer in the configuration); `None` while live.
+    pub retired_at: Option<String>,
 }
 
 /// The outcome of the latest audit chain verification (invariant 6).

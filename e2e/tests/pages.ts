@@ -28,6 +28,8 @@ export const PERSONAS: Record<Persona, { displayName: string; email: string }> =
 };
 
 export type EntitlementId = 'sandbox-admin' | 'prod-readonly' | 'prod-admin' | 'security-audit';
+/** The demo's retired entitlement: listed on the admin page, never requestable. */
+export type RetiredEntitlementId = 'legacy-warehouse';
 
 export type RequestStatus =
   | 'pending'
@@ -239,8 +241,13 @@ export function rowsWith(page: Page, testId: string, attrs: Record<string, strin
 }
 
 /** `/`: the request card of one entitlement. */
-export function entitlementCard(page: Page, entitlement: EntitlementId): Locator {
+export function entitlementCard(page: Page, entitlement: EntitlementId | RetiredEntitlementId): Locator {
   return page.getByTestId(`entitlement-${entitlement}`);
+}
+
+/** `/admin`: the entitlements table, one row per entitlement (`live` or `retired`). */
+export function adminEntitlementRow(page: Page, entitlement: EntitlementId | RetiredEntitlementId): Locator {
+  return page.locator(`[data-testid="entitlement-row"][data-entitlement="${entitlement}"]`);
 }
 
 /** `/requests`: my requests. */

@@ -247,7 +247,13 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
     };
     *waiting_for.lock().expect("starting lock") = "the database (start-up steps)";
     waiting_for_database("entitlements", || async {
-        portal::apply_configured_entitlements(&store, &config.entitlements, clock.now())
+        // The simulated organization's catalog is seeded at every start, not configured.
+        let seeded: Vec<String> = if simulated {
+            seed::entitlements().into_iter().map(|e| e.id).collect()
+        } else {
+            Vec::new()
+        };
+        portal::apply_configured_entitlements(&store, &config.entitlements, &seeded, clock.now())
             .await
             .context("the [[entitlements]] of the configuration")
     })

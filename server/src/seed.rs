@@ -247,6 +247,26 @@ pub async fn seed_catalog(store: &Store, now: Timestamp) -> Result<()> {
     for e in entitlements() {
         store::upsert_entitlement(&mut tx, &e, now).await?;
     }
+    // Shown retired (the admin page lists it; nobody can ask for it any more).
+    let legacy = retired_entitlement();
+    let was_retired = store::entitlement_retired_at(&mut tx, &legacy.id).await?;
+    store::upsert_entitlement(&mut tx, &legacy, now).await?;
+    let keep = entitlements().into_iter().map(|e| e.id).collect();
+    store::retire_entitlements_except(&mut tx, &keep, was_retired.unwrap_or(now)).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// The demo's retired entitlement: the warehouse the company moved off.
+pub fn retired_entitlement() -> Entitlement {
+    let mut e = entitlements()
+        .into_iter()
+        .find(|e| e.id == "prod-readonly")
+        .expect("the demo has prod-readonly");
+    e.id = "legacy-warehouse".into();
+    e.name = "Legacy data warehouse".into();
+    e.description = "Read-only access to the old warehouse account (retired: moved to the \
+                     new platform)."
+        .into();
+    e
 }

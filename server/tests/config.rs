@@ -21,20 +21,20 @@ async fn entitlements_from_the_configuration(b: Backend) {
         portcullis_policy_auto(),
     );
     assert_eq!(
-        apply(&env.store, std::slice::from_ref(&e), env.now())
+        apply(&env.store, std::slice::from_ref(&e), &seeded(), env.now())
             .await
             .unwrap(),
         1
     );
     assert_eq!(
-        apply(&env.store, std::slice::from_ref(&e), env.now())
+        apply(&env.store, std::slice::from_ref(&e), &seeded(), env.now())
             .await
             .unwrap(),
         0
     );
     e.name = "Sandbox read-only (renamed)".into();
     assert_eq!(
-        apply(&env.store, std::slice::from_ref(&e), env.now())
+        apply(&env.store, std::slice::from_ref(&e), &seeded(), env.now())
             .await
             .unwrap(),
         1
@@ -54,6 +54,14 @@ async fn entitlements_from_the_configuration(b: Backend) {
     );
     let rid = env.ask(&person("alice"), "config-readonly", "1h").await;
     assert_eq!(env.request_status(&rid).await, "approved");
+}
+
+/// The demo catalog's entitlements, seeded in every test database: kept, not retired.
+fn seeded() -> Vec<String> {
+    portcullis::seed::entitlements()
+        .into_iter()
+        .map(|e| e.id)
+        .collect()
 }
 
 fn portcullis_policy_auto() -> app::domain::Policy {

@@ -1,14 +1,20 @@
 //! Approval workflows (issue #12): what an entitlement's policy asks of a request beyond
-//! the simple case. So far: the ticket format per entitlement. Every test runs on SQLite
-//! and on PostgreSQL.
+//! the simple case. So far: the ticket format per entitlement, and retired entitlements.
+//! Every test runs on SQLite and on PostgreSQL.
 
 mod common;
 
+use app::domain::ApproverRule;
 use app::error::AppError;
 use app::ssr::Portal;
 use common::*;
+use portcullis::portal::apply_configured_entitlements as apply;
+use portcullis::seed::{PS_READONLY, SANDBOX};
 
-both!(a_ticket_must_have_its_entitlements_format);
+both!(
+    a_ticket_must_have_its_entitlements_format,
+    an_entitlement_no_longer_configured_is_retired,
+);
 
 /// The demo's "Production administrator" takes change or incident tickets only
 /// (`(CHG|INC)-\d{4,8}`): the form shows the example, a ticket of another format is
@@ -57,4 +63,166 @@ async fn a_ticket_must_have_its_entitlements_format(b: Backend) {
         .await
         .unwrap();
     assert_eq!(env.request(&rid).await.ticket.as_deref(), Some("INC-20931"));
+}
+
+/// The demo catalog's entitlements, seeded in every test database: kept, not retired.
+fn seeded() -> Vec<String> {
+    portcullis::seed::entitlements()
+        .into_iter()
+        .map(|e| e.id)
+        .collect()
+}
+
+/// An entitlement dropped from the configuration is retired at the next start: audited,
+/// gone from the request page, refused with a clear message if asked for anyway, its
+/// pending requests can be turned down but not approved, and its live grant runs to its
+/// end and is revoked on time. The admin page lists it as retired. Declared again, it is
+/// live again.
+async fn an_entitlement_no_longer_configured_is_retired(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let (alice, bob, dana) = (person("alice"), person("bob"), person("dana"));
+    let auto = entitlement(
+        "config-auto",
+        SANDBOX,
+        PS_READONLY,
+        app::domain::Policy {
+            auto_approve: true,
+            ..policy()
+        },
+    );
+    let by_manager = entitlement(
+        "config-manager",
+        SANDBOX,
+        PS_READONLY,
+        app::domain::Policy {
+            approvers: ApproverRule {
+                manager: true,
+                ..Default::default()
+            },
+            ..policy()
+        },
+    );
+    let both = [auto.clone(), by_manager.clone()];
+    assert_eq!(
+        apply(&env.store, &both, &seeded(), env.now())
+            .await
+            .unwrap(),
+        2
+    );
+    let w = env.worker();
+    let active = env.ask(&alice, "config-auto", "1h").await;
+    env.settle(&w).await;
+    let grant = env.only_grant(&active).await;
+    assert_eq!(
+        env.grant(&grant.access_grant_id).await.status.as_str(),
+        "active"
+    );
+    let pending = env.ask(&alice, "config-manager", "1h").await;
+    let pending_too = env.ask(&alice, "config-manager", "2h").await;
+    assert_eq!(env.request_status(&pending).await, "pending");
+
+    // The next start declares neither.
+    assert_eq!(
+        apply(&env.store, &[], &seeded(), env.now()).await.unwrap(),
+        2
+    );
+    let retired = env.audit_with("entitlement.retired").await;
+    assert_eq!(retired.len(), 2);
+    assert!(
+        retired
+            .iter()
+            .any(|e| e.detail.contains("its 1 live grant(s) run to their end")),
+        "{retired:?}"
+    );
+    // Applying the same configuration again changes nothing.
+    assert_eq!(
+        apply(&env.store, &[], &seeded(), env.now()).await.unwrap(),
+        0
+    );
+
+    let cards = env.portal.eligible_entitlements(&alice).await.unwrap();
+    assert!(
+        !cards.iter().any(|c| c.id.starts_with("config-")),
+        "{cards:?}"
+    );
+    assert!(
+        cards.iter().any(|c| c.id == "prod-admin"),
+        "the others stay"
+    );
+    let requests = env.count("access_request").await;
+    let err = env
+        .portal
+        .create_request(&alice, "config-auto", draft("1h"))
+        .await
+        .unwrap_err();
+    let says = err.field("entitlement").unwrap_or_default();
+    assert!(
+        says.contains("was retired on") && says.contains("can no longer be requested"),
+        "{err:?}"
+    );
+    assert_eq!(env.count("access_request").await, requests);
+
+    // Pending requests: not approved, but may be turned down.
+    let err = env
+        .portal
+        .decide(&bob, &pending, true, "ok")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AppError::Conflict(m) if m.contains("can no longer be approved")),
+        "{err:?}"
+    );
+    assert_eq!(env.request_status(&pending).await, "pending");
+    env.portal
+        .decide(&bob, &pending_too, false, "retired")
+        .await
+        .unwrap();
+    assert_eq!(env.request_status(&pending_too).await, "rejected");
+
+    // The live grant runs to its end, and ends on time.
+    env.settle(&w).await;
+    assert_eq!(
+        env.grant(&grant.access_grant_id).await.status.as_str(),
+        "active"
+    );
+    env.set_time(grant.ends_at.millis());
+    env.settle(&w).await;
+    assert_eq!(
+        env.grant(&grant.access_grant_id).await.status.as_str(),
+        "revoked"
+    );
+
+    // The admin page lists them as retired, the demo's legacy one too, live ones first.
+    let overview = env.portal.admin_overview(&dana).await.unwrap();
+    let status: Vec<(&str, bool)> = overview
+        .entitlements
+        .iter()
+        .map(|e| (e.id.as_str(), e.retired_at.is_some()))
+        .collect();
+    for id in ["config-auto", "config-manager", "legacy-warehouse"] {
+        assert!(status.contains(&(id, true)), "{id}: {status:?}");
+    }
+    assert!(status.contains(&("prod-admin", false)), "{status:?}");
+    let first_retired = status.iter().position(|(_, r)| *r).unwrap();
+    assert!(
+        status[first_retired..].iter().all(|(_, r)| *r),
+        "{status:?}"
+    );
+
+    // Declared again: live again, and audited as such.
+    assert_eq!(
+        apply(
+            &env.store,
+            std::slice::from_ref(&auto),
+            &seeded(),
+            env.now()
+        )
+        .await
+        .unwrap(),
+        1
+    );
+    assert_eq!(env.audit_with("entitlement.restored").await.len(), 1);
+    let rid = env.ask(&alice, "config-auto", "1h").await;
+    assert_eq!(env.request_status(&rid).await, "approved");
+    env.check_invariants().await;
 }

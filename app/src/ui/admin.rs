@@ -4,7 +4,7 @@
 use super::my_access::{GrantTable, RequestTable};
 use super::widgets::{action_error, loaded, ActionButton, AlertList};
 use crate::api::{load_admin_overview, ResendMail, RevokeGrant};
-use crate::views::{AuditChainView, ParkedMailView};
+use crate::views::{AuditChainView, EntitlementStatusView, ParkedMailView};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
@@ -57,8 +57,59 @@ pub(super) fn AdminPage() -> impl IntoView {
                 <GrantTable grants=o.grants mine=false end=None revoke=Some(revoke) />
                 <h2>"All requests"</h2>
                 <RequestTable requests=o.requests cancel=None />
+                <Entitlements entitlements=o.entitlements />
             }
         })}
+    }
+}
+
+/// Every entitlement, live or retired (no longer in the configuration: nobody can ask for
+/// it, and its live grants run to their end).
+#[component]
+fn Entitlements(entitlements: Vec<EntitlementStatusView>) -> impl IntoView {
+    view! {
+        <h2>"Entitlements"</h2>
+        <table>
+            <thead>
+                <tr>
+                    <th>"Entitlement"</th>
+                    <th>"Approval"</th>
+                    <th>"Up to"</th>
+                    <th>"Status"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {entitlements
+                    .into_iter()
+                    .map(|e| {
+                        let status = if e.retired_at.is_some() { "retired" } else { "live" };
+                        let id = e.id.clone();
+                        view! {
+                            <tr data-testid="entitlement-row" data-entitlement=id data-status=status>
+                                <td>
+                                    {e.name}
+                                    <span class="muted">" " {e.id}</span>
+                                </td>
+                                <td>{e.approval}</td>
+                                <td>{e.max_duration}</td>
+                                <td>
+                                    {match e.retired_at {
+                                        Some(at) => {
+                                            view! {
+                                                <span class="badge warn">"retired"</span>
+                                                <span class="muted">" since " {at}</span>
+                                            }
+                                                .into_any()
+                                        }
+                                        None => view! { <span class="badge ok">"live"</span> }.into_any(),
+                                    }}
+                                </td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
     }
 }
 

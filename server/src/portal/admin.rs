@@ -27,7 +27,26 @@ impl PortalService {
                     summary: r.summary.unwrap_or_default(),
                 })
             });
+        let retired = store::retired_entitlements(&mut conn).await.or_internal()?;
+        let mut entitlements: Vec<EntitlementStatusView> = self
+            .entitlements_by_id(&mut conn)
+            .await
+            .or_internal()?
+            .values()
+            .map(|e| EntitlementStatusView {
+                id: e.id.clone(),
+                name: e.name.clone(),
+                approval: self.describe_policy(e),
+                max_duration: format_duration(e.policy.max_duration()),
+                retired_at: retired.get(&e.id).map(|t| t.format_utc()),
+            })
+            .collect();
+        // Live ones first, then by name.
+        entitlements.sort_by(|a, b| {
+            (a.retired_at.is_some(), &a.name).cmp(&(b.retired_at.is_some(), &b.name))
+        });
         Ok(AdminOverview {
+            entitlements,
             audit_chain,
             parked_mail: parked
                 .into_iter()

@@ -76,6 +76,20 @@ impl PortalService {
             return Err(AppError::NotFound("That request".into()));
         };
         let (entitlement, requester) = Self::parties(&mut tx, &request).await.or_internal()?;
+        // A retired entitlement grants nothing new: its pending requests may only be
+        // turned down (or time out).
+        if approve {
+            if let Some(at) = store::entitlement_retired_at(&mut tx, &entitlement.id)
+                .await
+                .or_internal()?
+            {
+                return Err(AppError::Conflict(format!(
+                    "{} was retired on {}: its requests can no longer be approved",
+                    entitlement.name,
+                    at.format_utc()
+                )));
+            }
+        }
         // Invariant 5: rights checked now, against the latest claims of both people.
         if let Err(denied) = entitlement.policy.may_approve(who, &requester) {
             drop(tx);

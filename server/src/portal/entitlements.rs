@@ -2,18 +2,23 @@
 
 use super::*;
 
-/// Creates or updates the entitlements the configuration declares, auditing each change.
-/// Entitlements no longer declared stay (their requests and grants refer to them).
+/// Creates or updates the entitlements the configuration declares, auditing each change,
+/// and retires every other one except `also_keep` (the demo catalog where it is seeded):
+/// a retired entitlement stays in the store (its requests and grants refer to it, and its
+/// live grants run to their end) but can no longer be asked for or approved. Declared
+/// again, it is live again. Returns how many entitlements changed.
 pub async fn apply_configured_entitlements(
     store: &Store,
     entitlements: &[Entitlement],
+    also_keep: &[String],
     now: Timestamp,
 ) -> anyhow::Result<usize> {
     let mut tx = store.begin().await?;
     let mut changed = 0;
     for e in entitlements {
         let existing = store::get_entitlement(&mut tx, &e.id).await?;
-        if existing.as_ref() == Some(e) {
+        let retired = store::entitlement_retired_at(&mut tx, &e.id).await?;
+        if existing.as_ref() == Some(e) && retired.is_none() {
             continue;
         }
         store::upsert_entitlement(&mut tx, e, now).await?;
@@ -21,10 +26,10 @@ pub async fn apply_configured_entitlements(
             &mut tx,
             &audit::Actor::system(),
             audit::Event {
-                action: if existing.is_some() {
-                    "entitlement.updated"
-                } else {
-                    "entitlement.created"
+                action: match (&existing, retired) {
+                    (None, _) => "entitlement.created",
+                    (Some(_), Some(_)) => "entitlement.restored",
+                    (Some(_), None) => "entitlement.updated",
                 },
                 person_id: None,
                 subject_kind: "entitlement",
@@ -39,6 +44,33 @@ pub async fn apply_configured_entitlements(
             now,
         )
         .await?;
+        changed += 1;
+    }
+    let keep: std::collections::BTreeSet<String> = entitlements
+        .iter()
+        .map(|e| e.id.clone())
+        .chain(also_keep.iter().cloned())
+        .collect();
+    for id in store::retire_entitlements_except(&mut tx, &keep, now).await? {
+        let live = store::live_grants_of_entitlement(&mut tx, &id).await?;
+        audit::audit(
+            &mut tx,
+            &audit::Actor::system(),
+            audit::Event {
+                action: "entitlement.retired",
+                person_id: None,
+                subject_kind: "entitlement",
+                subject_id: &id,
+                entitlement_id: Some(&id),
+                detail: format!(
+                    "no longer in the configuration: it cannot be asked for or approved any \
+                     more; its {live} live grant(s) run to their end"
+                ),
+            },
+            now,
+        )
+        .await?;
+        tracing::info!(entitlement = %id, live_grants = live, "entitlement retired: no longer in the configuration");
         changed += 1;
     }
     tx.commit().await?;

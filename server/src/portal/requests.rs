@@ -11,10 +11,11 @@ impl PortalService {
     ) -> Result<Vec<EntitlementCard>, AppError> {
         let mut conn = self.store.conn().await.or_internal()?;
         let ents = self.entitlements_by_id(&mut conn).await.or_internal()?;
+        let retired = store::retired_entitlements(&mut conn).await.or_internal()?;
         let mut cards = Vec::new();
         let mut list: Vec<&Entitlement> = ents
             .values()
-            .filter(|e| e.policy.is_eligible(who))
+            .filter(|e| e.policy.is_eligible(who) && !retired.contains_key(&e.id))
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
         for e in list {
@@ -101,6 +102,19 @@ impl PortalService {
         else {
             return Err(AppError::invalid("entitlement", "unknown entitlement"));
         };
+        if let Some(at) = store::entitlement_retired_at(&mut tx, id.as_str())
+            .await
+            .or_internal()?
+        {
+            return Err(AppError::invalid(
+                "entitlement",
+                format!(
+                    "{} was retired on {}: it can no longer be requested",
+                    entitlement.name,
+                    at.format_utc()
+                ),
+            ));
+        }
         if !entitlement.policy.is_eligible(who) {
             drop(tx);
             return Err(self

@@ -3,6 +3,7 @@
 
 use super::*;
 use app::domain::Entitlement;
+use std::collections::{BTreeSet, HashMap};
 
 #[derive(sqlx::FromRow)]
 struct EntitlementRow {
@@ -41,7 +42,7 @@ pub async fn upsert_entitlement(
          VALUES ($1, $2, $3, $4, $5, $6, $6)
          ON CONFLICT (entitlement_id) DO UPDATE SET name = excluded.name, description = excluded.description,
              targets_json = excluded.targets_json, policy_json = excluded.policy_json,
-             updated_at = excluded.updated_at",
+             updated_at = excluded.updated_at, retired_at = NULL",
     )
     .bind(&e.id)
     .bind(&e.name)
@@ -72,4 +73,56 @@ pub async fn get_entitlement(conn: &mut AnyConnection, id: &str) -> Result<Optio
     .fetch_optional(conn)
     .await?;
     row.map(Entitlement::try_from).transpose()
+}
+
+/// When each retired entitlement was retired (none of the live ones).
+pub async fn retired_entitlements(conn: &mut AnyConnection) -> Result<HashMap<String, Timestamp>> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT entitlement_id, retired_at FROM entitlement WHERE retired_at IS NOT NULL",
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, at)| (id, Timestamp::from_millis(at)))
+        .collect())
+}
+
+/// When this entitlement was retired; `None` while it is live (or unknown).
+pub async fn entitlement_retired_at(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<Option<Timestamp>> {
+    let at: Option<(Option<i64>,)> =
+        sqlx::query_as("SELECT retired_at FROM entitlement WHERE entitlement_id = $1")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(at.and_then(|(at,)| at).map(Timestamp::from_millis))
+}
+
+/// Retires every live entitlement not in `keep`, and returns the ids it retired.
+pub async fn retire_entitlements_except(
+    conn: &mut AnyConnection,
+    keep: &BTreeSet<String>,
+    now: Timestamp,
+) -> Result<Vec<String>> {
+    let live: Vec<(String,)> = sqlx::query_as(
+        "SELECT entitlement_id FROM entitlement WHERE retired_at IS NULL ORDER BY entitlement_id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut retired = Vec::new();
+    for (id,) in live {
+        if keep.contains(&id) {
+            continue;
+        }
+        sqlx::query("UPDATE entitlement SET retired_at = $1 WHERE entitlement_id = $2")
+            .bind(now.millis())
+            .bind(&id)
+            .execute(&mut *conn)
+            .await?;
+        retired.push(id);
+    }
+    Ok(retired)
 }

@@ -316,3 +316,21 @@ pub async fn has_live_grant(
     .await?;
     Ok(n > 0)
 }
+
+/// How many grants of this entitlement's requests are live (scheduled, provisioning,
+/// active or deprovisioning).
+pub async fn live_grants_of_entitlement(
+    conn: &mut AnyConnection,
+    entitlement_id: &str,
+) -> Result<i64> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM access_grant g
+         JOIN access_request r ON r.access_request_id = g.access_request_id
+         WHERE r.entitlement_id = $1
+           AND g.status IN ('scheduled', 'provisioning', 'active', 'deprovisioning')",
+    )
+    .bind(entitlement_id)
+    .fetch_one(conn)
+    .await?;
+    Ok(n)
+}
