@@ -65,6 +65,9 @@ pub struct RequestView {
     pub approvals: u32,
     pub approvals_required: u32,
     pub decisions: Vec<DecisionView>,
+    /// Who will decide, while pending (on the requester's own page).
+    #[serde(default)]
+    pub deciders: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -68,6 +68,7 @@ pub async fn approvers_of(
     policy: &Policy,
     requester: &Principal,
 ) -> Result<Vec<Principal>> {
+    let policy = &policy_for(conn, policy, requester).await?;
     // The candidates by index (group members, the people the rule or the manager claim
     // names), never everyone; the policy has the last word on each.
     let rule = &policy.approvers;
@@ -83,6 +84,31 @@ pub async fn approvers_of(
         .into_iter()
         .filter(|u| policy.may_approve(u, requester).is_ok())
         .collect())
+}
+
+/// Whether the requester's manager claim names someone the portal knows (and who is
+/// their manager by the identity rule): when not, `policy.manager_fallback` decides.
+pub async fn manager_known(conn: &mut AnyConnection, requester: &Principal) -> Result<bool> {
+    let Some(manager) = requester.manager.clone() else {
+        return Ok(false);
+    };
+    Ok(store::users_named(conn, &[manager])
+        .await?
+        .iter()
+        .any(|m| m.manages(requester)))
+}
+
+/// The policy as it applies to this requester ([`Policy::for_requester`]): one lookup,
+/// only when the policy has a manager fallback.
+pub async fn policy_for(
+    conn: &mut AnyConnection,
+    policy: &Policy,
+    requester: &Principal,
+) -> Result<Policy> {
+    if !policy.has_manager_fallback() {
+        return Ok(policy.clone());
+    }
+    Ok(policy.for_requester(manager_known(conn, requester).await?))
 }
 
 pub async fn admins(conn: &mut AnyConnection) -> Result<Vec<Principal>> {

@@ -85,6 +85,7 @@ pub fn entitlements() -> Vec<Entitlement> {
         eligible_groups: vec!["engineering".into()],
         eligible_users: vec![],
         approvers: ApproverRule::default(),
+        manager_fallback: ApproverRule::default(),
         approvals_required: 1,
         max_duration_secs: max_h * 3600,
         default_duration_secs: 3600,
@@ -120,6 +121,11 @@ pub fn entitlements() -> Vec<Entitlement> {
             policy: Policy {
                 approvers: ApproverRule {
                     manager: true,
+                    ..Default::default()
+                },
+                // Bob has no manager: cloud-approvers decide his requests.
+                manager_fallback: ApproverRule {
+                    groups: vec!["cloud-approvers".into()],
                     ..Default::default()
                 },
                 ..policy(8)

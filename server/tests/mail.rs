@@ -202,7 +202,8 @@ async fn decisions_failures_break_glass_and_timeouts_reach_the_right_people(b: B
     let w = smtp_worker(&env, md.smtp_port, quiet(), settings());
     let (alice, bob) = (person("alice"), person("bob"));
 
-    // Nobody decides Gina's request (she has no manager) until it times out.
+    // Nobody decides Gina's request until it times out: she has no manager on record, so
+    // Carol (cloud-approvers, the fallback) is asked, and does not act.
     let gina = extra_person("gina", &["engineering"]);
     env.upsert_user(&gina).await;
     ask_with(&env, &gina, "prod-readonly", "Looking at logs", "1h").await;
@@ -242,6 +243,10 @@ async fn decisions_failures_break_glass_and_timeouts_reach_the_right_people(b: B
     assert_eq!(
         summary(&mails),
         expected(&[
+            (
+                "carol@example.com",
+                "Approval needed: Production read-only for gina Extra"
+            ),
             (
                 "gina@example.com",
                 "Request timed out: Production read-only"

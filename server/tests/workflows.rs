@@ -1,5 +1,6 @@
 //! Approval workflows (issue #12): what an entitlement's policy asks of a request beyond
-//! the simple case. So far: the ticket format per entitlement, and retired entitlements.
+//! the simple case. So far: the ticket format per entitlement, retired entitlements, and
+//! the manager fallback.
 //! Every test runs on SQLite and on PostgreSQL.
 
 mod common;
@@ -14,6 +15,7 @@ use portcullis::seed::{PS_READONLY, SANDBOX};
 both!(
     a_ticket_must_have_its_entitlements_format,
     an_entitlement_no_longer_configured_is_retired,
+    a_manager_nobody_knows_is_replaced_by_the_fallback,
 );
 
 /// The demo's "Production administrator" takes change or incident tickets only
@@ -225,4 +227,99 @@ async fn an_entitlement_no_longer_configured_is_retired(b: Backend) {
     let rid = env.ask(&alice, "config-auto", "1h").await;
     assert_eq!(env.request_status(&rid).await, "approved");
     env.check_invariants().await;
+}
+
+/// The demo's "Production read-only" goes to the requester's manager, and to a member of
+/// cloud-approvers when there is no manager on record or the one named is not known to
+/// the portal: they are told, may decide, and the requester's page says who decides. Once
+/// the manager is known, the fallback no longer decides.
+async fn a_manager_nobody_knows_is_replaced_by_the_fallback(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let (alice, bob, carol) = (person("alice"), person("bob"), person("carol"));
+    let w = env.worker();
+    let queue = |who: app::domain::Principal| {
+        let env = &env;
+        async move {
+            env.portal
+                .approvals(&who)
+                .await
+                .unwrap()
+                .pending
+                .into_iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>()
+        }
+    };
+
+    // Bob has no manager on record: cloud-approvers decide, and Carol is told.
+    let carols_mail = env.mail_to("carol@example.com").await.len();
+    let bobs = env.ask(&bob, "prod-readonly", "1h").await;
+    w.drain().await.unwrap();
+    assert!(queue(carol.clone()).await.contains(&bobs));
+    let told = env.mail_to("carol@example.com").await;
+    assert_eq!(
+        told.len(),
+        carols_mail + 1,
+        "Carol is told of Bob's request"
+    );
+    assert!(
+        told.iter().any(|m| m.body_text.contains("Bob Manager")),
+        "{told:?}"
+    );
+    let mine = env.portal.my_access(&bob).await.unwrap();
+    let view = mine.requests.iter().find(|r| r.id == bobs).unwrap();
+    assert_eq!(
+        view.deciders.as_deref(),
+        Some("Decided by a member of cloud-approvers (no manager is on record for you)")
+    );
+    env.portal.decide(&carol, &bobs, true, "ok").await.unwrap();
+    assert_eq!(env.request_status(&bobs).await, "approved");
+
+    // Alice's manager, Bob, is known: only he decides; Carol is neither asked nor allowed.
+    let carols_mail = env.mail_to("carol@example.com").await.len();
+    let alices = env.ask(&alice, "prod-readonly", "1h").await;
+    w.drain().await.unwrap();
+    assert_eq!(env.mail_to("carol@example.com").await.len(), carols_mail);
+    assert!(!queue(carol.clone()).await.contains(&alices));
+    assert!(queue(bob.clone()).await.contains(&alices));
+    let err = env
+        .portal
+        .decide(&carol, &alices, true, "ok")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppError::Forbidden(_)), "{err:?}");
+    let view = env.portal.my_access(&alice).await.unwrap();
+    let view = view.requests.iter().find(|r| r.id == alices).unwrap();
+    assert_eq!(
+        view.deciders.as_deref(),
+        Some("Decided by your manager (bob@example.com)")
+    );
+
+    // Erin's manager claim names Zed, who has never signed in: the fallback decides...
+    let erin = app::domain::Principal {
+        manager: Some("zed@example.com".into()),
+        ..extra_person("erin", &["engineering"])
+    };
+    env.upsert_user(&erin).await;
+    let erins = env.ask(&erin, "prod-readonly", "1h").await;
+    assert!(queue(carol.clone()).await.contains(&erins));
+    let view = env.portal.my_access(&erin).await.unwrap();
+    let says = view.requests[0].deciders.clone().unwrap_or_default();
+    assert!(
+        says.contains("a member of cloud-approvers instead of your manager (zed@example.com"),
+        "{says}"
+    );
+    // ... until Zed signs in: then Zed decides, and Carol no longer may.
+    let zed = extra_person("zed", &["engineering"]);
+    env.upsert_user(&zed).await;
+    assert!(!queue(carol.clone()).await.contains(&erins));
+    assert!(queue(zed.clone()).await.contains(&erins));
+    let err = env
+        .portal
+        .decide(&carol, &erins, true, "ok")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppError::Forbidden(_)), "{err:?}");
+    env.portal.decide(&zed, &erins, true, "ok").await.unwrap();
+    assert_eq!(env.request_status(&erins).await, "approved");
 }

@@ -77,6 +77,20 @@ impl Entitlement {
         if p.approvals_required < 1 {
             return fail("policy.approvals_required must be at least 1".into());
         }
+        if p.manager_fallback.manager {
+            return fail(
+                "policy.manager_fallback decides when the manager cannot: it names groups and \
+                 users, not the manager"
+                    .into(),
+            );
+        }
+        if !p.manager_fallback.is_empty() && !a.manager {
+            return fail(
+                "policy.manager_fallback is set but policy.approvers.manager is not: it would \
+                 never apply"
+                    .into(),
+            );
+        }
         if let Some(why) = ticket_format_problem(p) {
             return fail(why);
         }
@@ -166,6 +180,17 @@ mod tests {
             (
                 |e| e.policy.ticket_pattern = Some(r"CHG-\d+".into()),
                 "needs policy.ticket_example",
+            ),
+            (
+                |e| e.policy.manager_fallback.groups = vec!["cloud-approvers".into()],
+                "would never apply",
+            ),
+            (
+                |e| {
+                    e.policy.approvers.manager = true;
+                    e.policy.manager_fallback.manager = true;
+                },
+                "not the manager",
             ),
         ];
         for (spoil, why) in cases {

@@ -71,6 +71,13 @@ pub struct ApproverRule {
     pub users: Vec<String>,
 }
 
+impl ApproverRule {
+    /// Names nobody.
+    pub fn is_empty(&self) -> bool {
+        !self.manager && self.groups.is_empty() && self.users.is_empty()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
@@ -80,6 +87,11 @@ pub struct Policy {
     pub eligible_users: Vec<String>,
     #[serde(default)]
     pub approvers: ApproverRule,
+    /// Who decides instead of the manager when `approvers.manager` is set but the
+    /// requester has no manager claim, or it names nobody the portal knows (groups and
+    /// users only). Empty: such requests wait for the other approvers, or time out.
+    #[serde(default, skip_serializing_if = "ApproverRule::is_empty")]
+    pub manager_fallback: ApproverRule,
     /// Distinct approvals needed before access is granted.
     #[serde(default = "one")]
     pub approvals_required: u32,
@@ -156,6 +168,28 @@ impl Policy {
         } else {
             Err(Denied::NotAnApprover)
         }
+    }
+
+    /// Whether who decides depends on the requester's manager being known: the rule names
+    /// the manager and there is a fallback for when it is not.
+    pub fn has_manager_fallback(&self) -> bool {
+        self.approvers.manager && !self.manager_fallback.is_empty()
+    }
+
+    /// The policy as it applies to one requester: when the manager should decide but is
+    /// not known (`manager_known` false: no manager claim, or one naming nobody the portal
+    /// knows), the fallback's groups and users may decide too.
+    pub fn for_requester(&self, manager_known: bool) -> Policy {
+        let mut p = self.clone();
+        if self.has_manager_fallback() && !manager_known {
+            p.approvers
+                .groups
+                .extend(self.manager_fallback.groups.iter().cloned());
+            p.approvers
+                .users
+                .extend(self.manager_fallback.users.iter().cloned());
+        }
+        p
     }
 
     pub fn max_duration(&self) -> Duration {
@@ -270,6 +304,7 @@ mod tests {
                 groups: vec!["cloud-approvers".into()],
                 users: vec![],
             },
+            manager_fallback: ApproverRule::default(),
             approvals_required: 1,
             max_duration_secs: 4 * 3600,
             default_duration_secs: 3600,
@@ -438,6 +473,47 @@ mod tests {
             fields(p.validate(&draft("x", "1h", "CHG-1234"), min)),
             ["ticket"]
         );
+    }
+
+    #[test]
+    fn the_fallback_decides_only_when_the_manager_is_not_known() {
+        let mut p = policy();
+        p.approvers = ApproverRule {
+            manager: true,
+            ..Default::default()
+        };
+        p.manager_fallback = ApproverRule {
+            groups: vec!["cloud-approvers".into()],
+            users: vec!["dana@example.com".into()],
+            ..Default::default()
+        };
+        assert!(p.has_manager_fallback());
+        let alice = person("alice", &["engineering"], Some("bob"));
+        let carol = person("carol", &["cloud-approvers"], None);
+        let dana = person("dana", &[], None);
+        let bob = person("bob", &["engineering"], None);
+        // The manager is known: only the manager decides.
+        let known = p.for_requester(true);
+        assert_eq!(known.may_approve(&bob, &alice), Ok(()));
+        assert_eq!(
+            known.may_approve(&carol, &alice),
+            Err(Denied::NotAnApprover)
+        );
+        // Not known: the fallback decides too (and the manager claim still counts).
+        let unknown = p.for_requester(false);
+        assert_eq!(unknown.may_approve(&carol, &alice), Ok(()));
+        assert_eq!(unknown.may_approve(&dana, &alice), Ok(()));
+        assert_eq!(unknown.may_approve(&bob, &alice), Ok(()));
+        // Never for one's own request.
+        assert_eq!(unknown.may_approve(&carol, &carol), Err(Denied::OwnRequest));
+        // No manager in the rule, or no fallback: the policy is as it was.
+        let mut groups_only = p.clone();
+        groups_only.approvers.manager = false;
+        assert!(!groups_only.has_manager_fallback());
+        assert_eq!(groups_only.for_requester(false), groups_only);
+        let mut no_fallback = p.clone();
+        no_fallback.manager_fallback = ApproverRule::default();
+        assert_eq!(no_fallback.for_requester(false), no_fallback);
     }
 
     #[test]

@@ -83,6 +83,9 @@ pub(super) fn RequestTable(
                                     <span class="muted">
                                         {format!(" {}/{}", r.approvals, r.approvals_required)}
                                     </span>
+                                    {r.deciders.clone().map(|d| view! {
+                                        <div class="muted" data-testid="deciders">{d}</div>
+                                    })}
                                 </td>
                                 <td class="muted">{r.created_at.clone()}</td>
                                 <td>

@@ -29,14 +29,31 @@ impl PortalService {
             .map(|d| d.access_request_id)
             .collect();
         let mut queue = Vec::new();
+        // Whether each requester's manager is known, asked once per requester, and only
+        // for policies with a manager fallback.
+        let mut manager_known: HashMap<String, bool> = HashMap::new();
         for r in pending {
             let (Some(e), Some(requester)) =
                 (ents.get(&r.entitlement_id), users.get(&r.requester_id))
             else {
                 continue;
             };
-            if e.policy.may_approve(who, requester).is_ok() && !mine.contains(&r.access_request_id)
-            {
+            let policy = if e.policy.has_manager_fallback() {
+                let known = match manager_known.get(&requester.user_id) {
+                    Some(k) => *k,
+                    None => {
+                        let k = notify::manager_known(&mut conn, requester)
+                            .await
+                            .or_internal()?;
+                        manager_known.insert(requester.user_id.clone(), k);
+                        k
+                    }
+                };
+                std::borrow::Cow::Owned(e.policy.for_requester(known))
+            } else {
+                std::borrow::Cow::Borrowed(&e.policy)
+            };
+            if policy.may_approve(who, requester).is_ok() && !mine.contains(&r.access_request_id) {
                 queue.push(r);
             }
         }
@@ -146,16 +163,19 @@ impl PortalService {
     }
 
     /// The entitlement and the requester of a request, as they are now.
+    /// The policy is the one that applies to this requester now (a manager fallback takes
+    /// effect while their manager is not known).
     async fn parties(
         conn: &mut AnyConnection,
         request: &RequestRow,
     ) -> anyhow::Result<(Entitlement, Principal)> {
-        let entitlement = store::get_entitlement(conn, &request.entitlement_id)
+        let mut entitlement = store::get_entitlement(conn, &request.entitlement_id)
             .await?
             .with_context(|| format!("request {} has no entitlement", request.access_request_id))?;
         let requester = store::get_user(conn, &request.requester_id)
             .await?
             .context("request without requester")?;
+        entitlement.policy = notify::policy_for(conn, &entitlement.policy, &requester).await?;
         Ok((entitlement, requester))
     }
 

@@ -256,11 +256,18 @@ impl PortalService {
         let grants = store::grants_for_principal(&mut conn, &who.user_id)
             .await
             .or_internal()?;
+        let ents = self.entitlements_by_id(&mut conn).await.or_internal()?;
+        let mut views = self
+            .request_views(&mut conn, requests)
+            .await
+            .or_internal()?;
+        for v in views.iter_mut().filter(|v| v.status == "pending") {
+            if let Some(e) = ents.get(&v.entitlement_id) {
+                v.deciders = Some(self.deciders(&mut conn, e, who).await.or_internal()?);
+            }
+        }
         Ok(MyAccess {
-            requests: self
-                .request_views(&mut conn, requests)
-                .await
-                .or_internal()?,
+            requests: views,
             grants: self.grant_views(&mut conn, grants).await.or_internal()?,
         })
     }

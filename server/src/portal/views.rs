@@ -72,6 +72,7 @@ impl PortalService {
                 created_at: r.created_at.format_utc(),
                 approvals,
                 approvals_required: ent.map(|e| e.policy.approvals_required.max(1)).unwrap_or(1),
+                deciders: None,
                 decisions: decisions
                     .into_iter()
                     .map(|d| DecisionView {
@@ -181,6 +182,53 @@ impl PortalService {
         Ok(out)
     }
 
+    /// Who will decide this pending request of `who`'s, by the policy as it applies to
+    /// them (naming the manager, or saying why the fallback decides).
+    pub(super) async fn deciders(
+        &self,
+        conn: &mut AnyConnection,
+        e: &Entitlement,
+        who: &Principal,
+    ) -> anyhow::Result<String> {
+        let p = &e.policy;
+        if p.break_glass || p.auto_approve {
+            return Ok(self.describe_policy(e));
+        }
+        let mut names = Vec::new();
+        if p.approvers.manager {
+            match (&who.manager, notify::manager_known(conn, who).await?) {
+                (Some(m), true) => names.push(format!("your manager ({m})")),
+                (Some(m), false) if p.has_manager_fallback() => names.push(format!(
+                    "{} instead of your manager ({m} is not known to Portcullis yet)",
+                    Self::rule_names(&p.manager_fallback).join(" or ")
+                )),
+                (None, false) if p.has_manager_fallback() => names.push(format!(
+                    "{} (no manager is on record for you)",
+                    Self::rule_names(&p.manager_fallback).join(" or ")
+                )),
+                (Some(m), _) => names.push(format!("your manager ({m})")),
+                (None, _) => {}
+            }
+        }
+        let others = ApproverRuleNames {
+            groups: &p.approvers.groups,
+            users: &p.approvers.users,
+        };
+        names.extend(others.names());
+        if names.is_empty() {
+            return Ok("nobody can approve it: it will time out".into());
+        }
+        Ok(format!("Decided by {}", names.join(" or ")))
+    }
+
+    fn rule_names(rule: &app::domain::ApproverRule) -> Vec<String> {
+        ApproverRuleNames {
+            groups: &rule.groups,
+            users: &rule.users,
+        }
+        .names()
+    }
+
     pub(super) fn describe_policy(&self, e: &Entitlement) -> String {
         let p = &e.policy;
         if p.break_glass {
@@ -206,5 +254,21 @@ impl PortalService {
             if n == 1 { "" } else { "s" },
             who.join(" or ")
         )
+    }
+}
+
+/// The groups and people of an approver rule, as the pages name them.
+struct ApproverRuleNames<'a> {
+    groups: &'a [String],
+    users: &'a [String],
+}
+
+impl ApproverRuleNames<'_> {
+    fn names(&self) -> Vec<String> {
+        self.groups
+            .iter()
+            .map(|g| format!("a member of {g}"))
+            .chain(self.users.iter().cloned())
+            .collect()
     }
 }

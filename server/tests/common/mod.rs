@@ -160,6 +160,7 @@ pub fn policy() -> Policy {
         eligible_groups: vec!["engineering".into()],
         eligible_users: vec![],
         approvers: ApproverRule::default(),
+        manager_fallback: ApproverRule::default(),
         approvals_required: 1,
         max_duration_secs: 4 * 3600,
         default_duration_secs: 3600,
