@@ -253,12 +253,12 @@ pub async fn seed_catalog(store: &Store, now: Timestamp) -> Result<()> {
     for e in entitlements() {
         store::upsert_entitlement(&mut tx, &e, now).await?;
     }
-    // Shown retired (the admin page lists it; nobody can ask for it any more).
+    // Shown retired (the admin page lists it; nobody can ask for it any more), since it
+    // was first seeded.
     let legacy = retired_entitlement();
     let was_retired = store::entitlement_retired_at(&mut tx, &legacy.id).await?;
     store::upsert_entitlement(&mut tx, &legacy, now).await?;
-    let keep = entitlements().into_iter().map(|e| e.id).collect();
-    store::retire_entitlements_except(&mut tx, &keep, was_retired.unwrap_or(now)).await?;
+    store::retire_entitlement(&mut tx, &legacy.id, was_retired.unwrap_or(now)).await?;
     tx.commit().await?;
     Ok(())
 }

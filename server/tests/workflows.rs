@@ -226,6 +226,23 @@ async fn an_entitlement_no_longer_configured_is_retired(b: Backend) {
     assert_eq!(env.audit_with("entitlement.restored").await.len(), 1);
     let rid = env.ask(&alice, "config-auto", "1h").await;
     assert_eq!(env.request_status(&rid).await, "approved");
+    // A restart of a simulated organization (its catalog seeded again, then the
+    // configuration applied) changes nothing: the configured one stays live.
+    portcullis::seed::seed_catalog(&env.store, env.now())
+        .await
+        .unwrap();
+    assert_eq!(
+        apply(
+            &env.store,
+            std::slice::from_ref(&auto),
+            &seeded(),
+            env.now()
+        )
+        .await
+        .unwrap(),
+        0
+    );
+    assert_eq!(env.audit_with("entitlement.restored").await.len(), 1);
     env.check_invariants().await;
 }
 

@@ -101,6 +101,16 @@ pub async fn entitlement_retired_at(
     Ok(at.and_then(|(at,)| at).map(Timestamp::from_millis))
 }
 
+/// Retires one entitlement as of `at`.
+pub async fn retire_entitlement(conn: &mut AnyConnection, id: &str, at: Timestamp) -> Result<()> {
+    sqlx::query("UPDATE entitlement SET retired_at = $1 WHERE entitlement_id = $2")
+        .bind(at.millis())
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Retires every live entitlement not in `keep`, and returns the ids it retired.
 pub async fn retire_entitlements_except(
     conn: &mut AnyConnection,
@@ -117,11 +127,7 @@ pub async fn retire_entitlements_except(
         if keep.contains(&id) {
             continue;
         }
-        sqlx::query("UPDATE entitlement SET retired_at = $1 WHERE entitlement_id = $2")
-            .bind(now.millis())
-            .bind(&id)
-            .execute(&mut *conn)
-            .await?;
+        retire_entitlement(&mut *conn, &id, now).await?;
         retired.push(id);
     }
     Ok(retired)
