@@ -9,7 +9,7 @@ use crate::error::AppError;
 use crate::views::AuditFilter;
 use crate::views::{
     AdminOverview, Approvals, AssignmentView, AuditView, AwsOverview, EntitlementCard, MailView,
-    Me, MyAccess,
+    Me, MyAccess, RequestDetail,
 };
 use leptos::prelude::*;
 
@@ -65,8 +65,33 @@ pub async fn end_grant(grant_id: String) -> Result<(), AppError> {
 }
 
 #[server]
+pub async fn extend_grant(
+    grant_id: String,
+    justification: String,
+    duration: String,
+    ticket: Option<String>,
+) -> Result<String, AppError> {
+    let draft = RequestDraft {
+        justification,
+        duration,
+        ticket: ticket.unwrap_or_default(),
+    };
+    portal()?.extend_grant(&caller()?, &grant_id, draft).await
+}
+
+#[server]
 pub async fn approval_queue() -> Result<Approvals, AppError> {
     portal()?.approvals(&caller()?).await
+}
+
+/// One request's page. Whether deciding will first ask for a fresh sign-in is the
+/// session's to say, so the page can offer it before the approver writes a comment.
+#[server]
+pub async fn load_request(request_id: String) -> Result<RequestDetail, AppError> {
+    let s = crate::ssr::session().ok_or(AppError::Unauthenticated)?;
+    let mut detail = portal()?.request_detail(&s.principal, &request_id).await?;
+    detail.reauth_needed = detail.may_decide && !s.recent_sign_in;
+    Ok(detail)
 }
 
 #[server]

@@ -5,7 +5,7 @@ use crate::domain::{Principal, RequestDraft};
 use crate::error::AppError;
 use crate::views::{
     AdminOverview, Approvals, AssignmentView, AuditFilter, AuditView, AwsOverview, EntitlementCard,
-    MailView, MyAccess,
+    MailView, MyAccess, RequestDetail,
 };
 use leptos::prelude::*;
 use std::sync::Arc;
@@ -36,7 +36,22 @@ pub trait Portal: Send + Sync + 'static {
     async fn my_access(&self, who: &Principal) -> Result<MyAccess, AppError>;
     async fn cancel_request(&self, who: &Principal, request_id: &str) -> Result<(), AppError>;
     async fn end_grant(&self, who: &Principal, grant_id: &str) -> Result<(), AppError>;
+    /// Asks for more time on the caller's active grant (an extension request, decided by
+    /// the entitlement's policy); returns the extension's request id.
+    async fn extend_grant(
+        &self,
+        who: &Principal,
+        grant_id: &str,
+        draft: RequestDraft,
+    ) -> Result<String, AppError>;
     async fn approvals(&self, who: &Principal) -> Result<Approvals, AppError>;
+    /// One request with its decisions, grants and audit trail, for the people it concerns
+    /// (`NotFound` for everyone else, as for an id that does not exist).
+    async fn request_detail(
+        &self,
+        who: &Principal,
+        request_id: &str,
+    ) -> Result<RequestDetail, AppError>;
     async fn decide(
         &self,
         who: &Principal,

@@ -68,6 +68,10 @@ pub struct RequestView {
     /// Who will decide, while pending (on the requester's own page).
     #[serde(default)]
     pub deciders: Option<String>,
+    /// For an extension: the request whose access it makes longer (`duration` is the
+    /// time it adds).
+    #[serde(default)]
+    pub extends: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -90,12 +94,55 @@ pub struct GrantView {
     /// For admins: its provisioning or revocation keeps failing (and is still retried).
     #[serde(default)]
     pub trouble: Option<String>,
+    /// On the holder's own page, for active access: how it may be extended.
+    #[serde(default)]
+    pub extend: Option<ExtendOffer>,
+}
+
+/// What the "Extend" form of an active grant offers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExtendOffer {
+    /// The most that may be added now (`1h 30m`); `None` when it already lasts as long
+    /// as the entitlement allows, or an extension waits for a decision (`pending`).
+    pub up_to: Option<String>,
+    /// The longest the access may last in all.
+    pub max_total: String,
+    /// A suggested amount for the form (`1h`).
+    pub suggested: String,
+    pub require_ticket: bool,
+    pub ticket_example: Option<String>,
+    /// Extensions up to this long are approved at once (`30m`); `None`: approvers decide.
+    pub approves_itself_up_to: Option<String>,
+    /// The extension that waits for a decision, if any (its request id).
+    pub pending: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MyAccess {
     pub requests: Vec<RequestView>,
     pub grants: Vec<GrantView>,
+}
+
+/// One request and everything that happened to it: the page `/requests/{id}` that every
+/// mail about it links to. Shown to its requester, the people who may decide it or did,
+/// and admins; to anyone else the request does not exist.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RequestDetail {
+    pub request: RequestView,
+    /// How the entitlement is approved (its policy in words).
+    pub approval: String,
+    pub grants: Vec<GrantView>,
+    /// The audit events of the request and its grants, oldest first.
+    pub history: Vec<AuditView>,
+    /// The viewer may decide it now: pending, an approver of it, not their own, not
+    /// decided by them yet.
+    pub may_decide: bool,
+    /// Deciding needs a fresh sign-in first (`[session] reauth_after_secs`).
+    pub reauth_needed: bool,
+    /// The viewer asked for it and may still cancel it.
+    pub may_cancel: bool,
+    /// Why the viewer sees it: `requester`, `approver` or `admin`.
+    pub viewer: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

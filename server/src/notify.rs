@@ -155,6 +155,12 @@ pub fn approval_mail(
     let who = requester.display_name.as_str();
     let duration = format_duration(Duration::from_secs(r.duration_secs.max(0) as u64));
     let waiting = format_duration(r.created_at.until(now));
+    // An extension asks for more time on access the requester holds now.
+    let entitlement_name = &if r.extends_request_id.is_some() {
+        format!("more time on {entitlement_name}")
+    } else {
+        entitlement_name.to_owned()
+    };
     let (subject, intro) = match nudge {
         Nudge::New => (
             format!("Approval needed: {entitlement_name} for {who}"),
@@ -174,8 +180,17 @@ pub fn approval_mail(
         subject,
         &intro,
         &facts,
-        ("Decide in Portcullis", &format!("{public_url}/approvals")),
+        (
+            "Open the request to decide",
+            &request_link(public_url, &r.access_request_id),
+        ),
     )
+}
+
+/// A request's own page, where every mail about it leads: the link only opens it, and
+/// deciding there needs a signed-in approver (with a recent sign-in).
+pub fn request_link(url: &str, request_id: &str) -> String {
+    format!("{url}/requests/{request_id}")
 }
 
 pub fn request_facts<'a>(
@@ -204,6 +219,7 @@ pub fn request_facts<'a>(
 /// The requester: approved, and access is being set up.
 pub fn request_approved(
     url: &str,
+    request_id: &str,
     entitlement: &str,
     by: &str,
     accounts: usize,
@@ -213,13 +229,41 @@ pub fn request_approved(
         format!("Request approved: {entitlement}"),
         &format!("Your request for {entitlement} was approved by {by}. Access is being set up on {accounts} account(s)."),
         &[("Justification", justification)],
-        ("Open My access", &format!("{url}/requests")),
+        ("Open the request", &request_link(url, request_id)),
+    )
+}
+
+/// The requester: an extension was approved; their access now ends at `ends` (`None`:
+/// it had ended meanwhile, nothing was extended).
+pub fn extension_approved(
+    url: &str,
+    request_id: &str,
+    entitlement: &str,
+    by: &str,
+    ends: Option<Timestamp>,
+    justification: &str,
+) -> Mail {
+    let intro = match ends {
+        Some(at) => format!(
+            "Your request for more time on {entitlement} was approved by {by}. Your access now ends at {}, with no interruption.",
+            at.format_utc()
+        ),
+        None => format!(
+            "Your request for more time on {entitlement} was approved by {by}, but the access had already ended: nothing was extended. You can ask for access again."
+        ),
+    };
+    compose(
+        format!("Extension approved: {entitlement}"),
+        &intro,
+        &[("Justification", justification)],
+        ("Open the request", &request_link(url, request_id)),
     )
 }
 
 /// The requester: rejected (by an approver, or closed because they are no longer eligible).
 pub fn request_rejected(
     url: &str,
+    request_id: &str,
     entitlement: &str,
     by: &str,
     why: &str,
@@ -229,7 +273,7 @@ pub fn request_rejected(
         format!("Request rejected: {entitlement}"),
         &format!("Your request for {entitlement} was rejected by {by}."),
         &[("Comment", why), ("Justification", justification)],
-        ("Open My access", &format!("{url}/requests")),
+        ("Open the request", &request_link(url, request_id)),
     )
 }
 
@@ -246,6 +290,7 @@ pub fn request_timed_out(url: &str, entitlement: &str, justification: &str) -> M
 /// The other approvers: someone decided, nothing is needed from them.
 pub fn already_decided(
     url: &str,
+    request_id: &str,
     entitlement: &str,
     requester: &str,
     decider: &str,
@@ -256,7 +301,7 @@ pub fn already_decided(
         format!("Already decided: {entitlement} for {requester}"),
         &format!("{decider} {outcome} this request; nothing is needed from you."),
         &[("Justification", justification)],
-        ("Open Approvals", &format!("{url}/approvals")),
+        ("Open the request", &request_link(url, request_id)),
     )
 }
 
@@ -272,7 +317,7 @@ pub fn break_glass_used(
         format!("Break-glass used: {entitlement} by {requester}"),
         message,
         &[("Request", request_id)],
-        ("Open the admin dashboard", &format!("{url}/admin")),
+        ("Open the request", &request_link(url, request_id)),
     )
 }
 
@@ -341,7 +386,14 @@ pub fn provisioning_failed(
 }
 
 /// The holder: access ends soon, with a way to ask for more time.
-pub fn ending_soon(url: &str, g: &GrantFacts<'_>, left: &str, justification: &str) -> Mail {
+/// The link opens My access with this grant's "Extend" form open.
+pub fn ending_soon(
+    url: &str,
+    grant_id: &str,
+    g: &GrantFacts<'_>,
+    left: &str,
+    justification: &str,
+) -> Mail {
     let GrantFacts {
         target,
         entitlement,
@@ -352,10 +404,13 @@ pub fn ending_soon(url: &str, g: &GrantFacts<'_>, left: &str, justification: &st
     compose(
         format!("Access ending soon: {target}"),
         &format!(
-            "Your access to {target} ({entitlement}) ends at {ends}, in {left}. To keep working, ask for more time before then: request {entitlement} again. Sessions you open stay valid for up to {session_tail} after the end."
+            "Your access to {target} ({entitlement}) ends at {ends}, in {left}. To keep working, ask for more time before then: your access goes on without a gap once it is approved. Sessions you open stay valid for up to {session_tail} after the end."
         ),
         &[("Account", target), ("Ends", &ends), ("Justification", justification)],
-        ("Ask for an extension", &format!("{url}/")),
+        (
+            "Ask for more time",
+            &format!("{url}/requests?extend={grant_id}#grant-{grant_id}"),
+        ),
     )
 }
 

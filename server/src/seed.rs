@@ -95,6 +95,8 @@ pub fn entitlements() -> Vec<Entitlement> {
         auto_approve: false,
         break_glass: false,
         decision_timeout_secs: 24 * 3600,
+        max_total_secs: None,
+        extension_auto_approve_secs: 0,
     };
     vec![
         Entitlement {
@@ -128,6 +130,8 @@ pub fn entitlements() -> Vec<Entitlement> {
                     groups: vec!["cloud-approvers".into()],
                     ..Default::default()
                 },
+                // An hour more needs nobody; longer goes to the approvers.
+                extension_auto_approve_secs: 3600,
                 ..policy(8)
             },
         },

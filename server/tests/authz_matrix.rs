@@ -57,6 +57,7 @@ const SIGN_IN: u16 = 303;
 const UNAUTH: u16 = 401;
 const FORBIDDEN: u16 = 403;
 const NOT_FOUND: u16 = 404;
+const CONFLICT: u16 = 409;
 
 /// Statuses for [Anonymous, Requester, OtherEmployee, Approver, Manager, Admin,
 /// DemoSessionInServe].
@@ -96,7 +97,24 @@ fn server_functions() -> Vec<(&'static str, Target, &'static str, Row)> {
                 UNAUTH, OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, UNAUTH,
             ],
         ),
+        // Only the holder; hers is not active yet (no worker runs here): a conflict.
+        (
+            "extend_grant",
+            Target::Grant,
+            "grant_id={}&justification=more+time&duration=30m",
+            [
+                UNAUTH, CONFLICT, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, UNAUTH,
+            ],
+        ),
         ("approval_queue", Target::Nothing, "", SIGNED_IN),
+        // Its requester, its approver (her manager) and admins; anyone else is told it
+        // does not exist.
+        (
+            "load_request",
+            Target::PendingRequest,
+            "request_id={}",
+            [UNAUTH, OK, NOT_FOUND, NOT_FOUND, OK, OK, UNAUTH],
+        ),
         (
             "decide",
             Target::PendingRequest,
@@ -131,11 +149,16 @@ fn server_functions() -> Vec<(&'static str, Target, &'static str, Row)> {
 
 /// Pages (GET): anonymous callers are sent to sign in; a page a caller may not use renders
 /// its refusal inside (the data behind it is refused by its server function, above).
+/// `{id}` in a path is a fresh pending request of alice's.
 fn pages() -> Vec<(&'static str, Row)> {
     let any = [SIGN_IN, OK, OK, OK, OK, OK, SIGN_IN];
     vec![
         ("/", any),
         ("/requests", any),
+        (
+            "/requests/{id}",
+            [SIGN_IN, OK, NOT_FOUND, NOT_FOUND, OK, OK, SIGN_IN],
+        ),
         ("/approvals", any),
         ("/admin", any),
         ("/admin/audit", any),
@@ -326,7 +349,12 @@ async fn every_server_function_and_route_for_every_caller() {
     }
     for (path, expected) in pages() {
         for (i, caller) in CALLERS.iter().enumerate() {
-            let got = f.send(*caller, "GET", path, String::new()).await;
+            let path = if path.contains("{id}") {
+                path.replace("{id}", &f.target(Target::PendingRequest).await)
+            } else {
+                path.to_owned()
+            };
+            let got = f.send(*caller, "GET", &path, String::new()).await;
             if got != expected[i] {
                 wrong.push(format!(
                     "page {path} as {caller:?}: {got}, expected {}",

@@ -41,13 +41,6 @@ async fn call(
     )
 }
 
-async fn body_text(res: axum::response::Response) -> String {
-    let bytes = axum::body::to_bytes(res.into_body(), 4 << 20)
-        .await
-        .unwrap();
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
 async fn signed_in(app: &App, persona: &str) -> String {
     let (set_cookie, _) = app.sign_in(persona, "/", None).await;
     cookie_pair(&set_cookie)

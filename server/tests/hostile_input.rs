@@ -25,7 +25,12 @@ const ARGS: &[(&str, &[&str])] = &[
     ("load_my_access", &[]),
     ("cancel_request", &["request_id"]),
     ("end_grant", &["grant_id"]),
+    (
+        "extend_grant",
+        &["grant_id", "justification", "duration", "ticket"],
+    ),
     ("approval_queue", &[]),
+    ("load_request", &["request_id"]),
     ("decide", &["request_id", "verdict", "comment"]),
     ("load_admin_overview", &[]),
     ("revoke_grant", &["grant_id"]),

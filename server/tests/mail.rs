@@ -33,8 +33,10 @@ async fn approval_needed_reaches_every_approver_escaped_with_links(b: Backend) {
         .await;
     let w = smtp_worker(&env, md.smtp_port, nudging(), settings());
     let alice = person("alice");
-    ask_with(&env, &alice, "prod-admin", HOSTILE, "90m").await;
+    let rid = ask_with(&env, &alice, "prod-admin", HOSTILE, "90m").await;
     env.settle(&w).await;
+    // The request's own page (deciding there needs a signed-in approver).
+    let link = format!("http://portal.test/requests/{rid}");
 
     let mails = all_delivered_once(&env, &md).await;
     let subject = "Approval needed: Production administrator for Alice Employee";
@@ -70,16 +72,8 @@ async fn approval_needed_reaches_every_approver_escaped_with_links(b: Backend) {
             m.html
         );
         assert!(!m.html.contains("<script"), "{}", m.html);
-        assert!(
-            m.text.contains("http://portal.test/approvals"),
-            "{}",
-            m.text
-        );
-        assert!(
-            m.html.contains("href=\"http://portal.test/approvals\""),
-            "{}",
-            m.html
-        );
+        assert!(m.text.contains(&link), "{}", m.text);
+        assert!(m.html.contains(&format!("href=\"{link}\"")), "{}", m.html);
         let source = md.source(&m.id).await;
         assert!(source.contains("multipart/alternative"), "{source}");
         assert!(
@@ -170,14 +164,18 @@ async fn every_lifecycle_message_reaches_the_right_people(b: Backend) {
         )
         .await[0];
     assert!(soon.text.contains("in 10m"), "{}", soon.text);
+    // Straight to the grant's "Extend" form.
+    let extend = format!(
+        "http://portal.test/requests?extend={g}#grant-{g}",
+        g = env.only_grant(&rid).await.access_grant_id
+    );
     assert!(
-        soon.text
-            .contains("Ask for an extension: http://portal.test/"),
+        soon.text.contains(&format!("Ask for more time: {extend}")),
         "{}",
         soon.text
     );
     assert!(
-        soon.html.contains("href=\"http://portal.test/\""),
+        soon.html.contains(&format!("href=\"{extend}\"")),
         "{}",
         soon.html
     );
@@ -496,7 +494,8 @@ async fn reminder_and_escalation_at_the_right_times(b: Backend) {
         r.text
     );
     assert!(
-        r.html.contains("href=\"http://portal.test/approvals\""),
+        r.html
+            .contains(&format!("href=\"http://portal.test/requests/{rid}\"")),
         "{}",
         r.html
     );

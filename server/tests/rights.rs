@@ -148,32 +148,6 @@ async fn ending_all_my_sessions_ends_them_in_every_browser() {
     );
 }
 
-async fn call(app: &App, path: &str, body: String, cookie: &str) -> (StatusCode, String) {
-    let req = Request::post(path)
-        .header(header::HOST, HOST)
-        .header(header::ORIGIN, &app.origin)
-        .header(header::COOKIE, cookie)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(body))
-        .unwrap();
-    let res = app.send(req).await;
-    let status = res.status();
-    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
-}
-
-/// Makes every session's last sign-in two hours old.
-async fn age_sign_ins(app: &App) {
-    let mut conn = app.store.conn().await.unwrap();
-    sqlx::query("UPDATE web_session SET authenticated_at = authenticated_at - $1")
-        .bind(2 * 3600 * 1000_i64)
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn deciding_and_revoking_need_a_recent_sign_in() {
     let _serial = serial().await;
@@ -184,25 +158,25 @@ async fn deciding_and_revoking_need_a_recent_sign_in() {
     let create = <app::api::CreateRequest as ServerFn>::PATH;
     let decide = <app::api::Decide as ServerFn>::PATH;
     let revoke = <app::api::RevokeGrant as ServerFn>::PATH;
-    let (status, id) = call(
-        &app,
-        create,
-        "entitlement=prod-readonly&justification=needs+a+fresh+approver&duration=1h".into(),
-        &alice,
-    )
-    .await;
+    let (status, id) = app
+        .call(
+            create,
+            "entitlement=prod-readonly&justification=needs+a+fresh+approver&duration=1h".into(),
+            &alice,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{id}");
     let id: String = serde_json::from_str(&id).unwrap();
 
-    age_sign_ins(&app).await;
+    app.age_sign_ins().await;
     let decisions = app.count_rows("decision").await;
-    let (status, body) = call(
-        &app,
-        decide,
-        format!("request_id={id}&verdict=approve&comment="),
-        &bob,
-    )
-    .await;
+    let (status, body) = app
+        .call(
+            decide,
+            format!("request_id={id}&verdict=approve&comment="),
+            &bob,
+        )
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(
         serde_json::from_str::<app::error::AppError>(&body).unwrap(),
@@ -215,10 +189,7 @@ async fn deciding_and_revoking_need_a_recent_sign_in() {
     );
     // Other actions do not ask for it.
     let list = <app::api::ApprovalQueue as ServerFn>::PATH;
-    assert_eq!(
-        call(&app, list, String::new(), &bob).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(app.call(list, String::new(), &bob).await.0, StatusCode::OK);
     // The page offers the fresh sign-in, which in demo mode is the persona page.
     let res = app.get("/auth/reauth?return_to=/approvals", None).await;
     assert_eq!(
@@ -228,13 +199,13 @@ async fn deciding_and_revoking_need_a_recent_sign_in() {
 
     // Signed in again: the decision goes through.
     let (bob, _) = sign_in(&app, "bob").await;
-    let (status, body) = call(
-        &app,
-        decide,
-        format!("request_id={id}&verdict=approve&comment="),
-        &bob,
-    )
-    .await;
+    let (status, body) = app
+        .call(
+            decide,
+            format!("request_id={id}&verdict=approve&comment="),
+            &bob,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // Revoking: the same rule for the admin.
@@ -249,9 +220,13 @@ async fn deciding_and_revoking_need_a_recent_sign_in() {
         .unwrap()
         .0
     };
-    let (status, body) = call(&app, revoke, format!("grant_id={grant_id}"), &dana).await;
+    let (status, body) = app
+        .call(revoke, format!("grant_id={grant_id}"), &dana)
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     let (dana, _) = sign_in(&app, "dana").await;
-    let (status, body) = call(&app, revoke, format!("grant_id={grant_id}"), &dana).await;
+    let (status, body) = app
+        .call(revoke, format!("grant_id={grant_id}"), &dana)
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }

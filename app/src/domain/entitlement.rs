@@ -63,6 +63,14 @@ impl Entitlement {
                 p.default_duration_secs, p.max_duration_secs
             ));
         }
+        if p.max_total_secs.is_some_and(|t| t < p.max_duration_secs) {
+            return fail(format!(
+                "policy.max_total_secs ({}) must be at least policy.max_duration_secs ({}): \
+                 it bounds a grant with its extensions",
+                p.max_total_secs.unwrap_or_default(),
+                p.max_duration_secs
+            ));
+        }
         let a = &p.approvers;
         if !(p.auto_approve
             || p.break_glass

@@ -114,6 +114,18 @@ pub struct Policy {
     /// Pending requests time out after this long without a decision.
     #[serde(default = "default_decision_timeout")]
     pub decision_timeout_secs: u64,
+    /// The longest one grant may last, its extensions included. `None`: twice
+    /// `max_duration_secs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_total_secs: Option<u64>,
+    /// Extensions of at most this long need no approver (0: every extension follows the
+    /// approvers, unless the entitlement is approved automatically anyway).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub extension_auto_approve_secs: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn one() -> u32 {
@@ -198,6 +210,56 @@ impl Policy {
 
     pub fn default_duration(&self) -> Duration {
         Duration::from_secs(self.default_duration_secs)
+    }
+
+    /// The longest one grant may last, extensions included.
+    pub fn max_total(&self) -> Duration {
+        Duration::from_secs(
+            self.max_total_secs
+                .unwrap_or(self.max_duration_secs.saturating_mul(2)),
+        )
+    }
+
+    /// Whether an extension by `more` is approved without asking anyone.
+    pub fn extension_approves_itself(&self, more: Duration) -> bool {
+        self.auto_approve
+            || self.break_glass
+            || (self.extension_auto_approve_secs > 0
+                && more.as_secs() <= self.extension_auto_approve_secs)
+    }
+
+    /// How much longer a grant that lasts `so_far` (start to current end) may be
+    /// extended: none once it reaches [`Policy::max_total`].
+    pub fn extension_room(&self, so_far: Duration) -> Duration {
+        self.max_total()
+            .saturating_sub(so_far)
+            .min(self.max_duration())
+    }
+
+    /// Parses and checks a request for more time on a grant that lasts `so_far`: a
+    /// request like any other (justification, ticket, at most `max_duration` more) whose
+    /// duration also keeps the grant within [`Policy::max_total`].
+    pub fn validate_extension(
+        &self,
+        draft: &RequestDraft,
+        min: Duration,
+        so_far: Duration,
+    ) -> Result<ValidRequest, Vec<FieldError>> {
+        let valid = self.validate(draft, min)?;
+        let room = self.extension_room(so_far);
+        if valid.duration.as_duration() > room {
+            let total = super::time::format_duration(self.max_total());
+            let message = if room < min {
+                format!("this access cannot be extended: it may last {total} in all")
+            } else {
+                format!(
+                    "at most {} more: this access may last {total} in all",
+                    super::time::format_duration(room)
+                )
+            };
+            return Err(vec![FieldError::new("duration", message)]);
+        }
+        Ok(valid)
     }
 
     /// Whether the approvals recorded so far satisfy the policy.
@@ -314,6 +376,8 @@ mod tests {
             auto_approve: false,
             break_glass: false,
             decision_timeout_secs: 3600,
+            max_total_secs: None,
+            extension_auto_approve_secs: 0,
         }
     }
 
@@ -431,6 +495,53 @@ mod tests {
         assert!(err[0].message.contains("maximum"), "{err:?}");
         let err = p.validate(&draft("x", "1m", ""), min).unwrap_err();
         assert!(err[0].message.contains("minimum"), "{err:?}");
+    }
+
+    #[test]
+    fn extensions_stay_within_the_total_and_approve_themselves_up_to_the_limit() {
+        let mut p = policy(); // 4h a request, so 8h in all by default
+        let min = Duration::from_secs(15 * 60);
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        assert_eq!(p.max_total(), h(8));
+        // A grant of 3h may gain up to 4h (one request's most), one of 6h only 2h more.
+        assert_eq!(p.extension_room(h(3)), h(4));
+        assert_eq!(p.extension_room(h(6)), h(2));
+        assert_eq!(p.extension_room(h(8)), Duration::ZERO);
+        let ok = p
+            .validate_extension(&draft("still fixing", "2h", ""), min, h(6))
+            .unwrap();
+        assert_eq!(ok.duration.as_secs(), 7200);
+        let err = p
+            .validate_extension(&draft("still fixing", "3h", ""), min, h(6))
+            .unwrap_err();
+        assert_eq!(err[0].field, "duration");
+        assert_eq!(
+            err[0].message,
+            "at most 2h more: this access may last 8h in all"
+        );
+        let err = p
+            .validate_extension(&draft("still fixing", "1h", ""), min, h(8) - min / 2)
+            .unwrap_err();
+        assert_eq!(
+            err[0].message,
+            "this access cannot be extended: it may last 8h in all"
+        );
+        // The draft's own checks come first.
+        assert_eq!(
+            fields(p.validate_extension(&draft("", "5h", ""), min, h(1))),
+            ["justification", "duration"]
+        );
+        p.max_total_secs = Some(5 * 3600);
+        assert_eq!(p.extension_room(h(3)), h(2));
+
+        // Approvers decide extensions unless the policy says otherwise.
+        assert!(!p.extension_approves_itself(Duration::from_secs(60)));
+        p.extension_auto_approve_secs = 3600;
+        assert!(p.extension_approves_itself(h(1)));
+        assert!(!p.extension_approves_itself(h(1) + Duration::from_secs(1)));
+        p.extension_auto_approve_secs = 0;
+        p.auto_approve = true;
+        assert!(p.extension_approves_itself(h(4)));
     }
 
     #[test]

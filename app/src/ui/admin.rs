@@ -54,7 +54,7 @@ pub(super) fn AdminPage() -> impl IntoView {
                 {(!o.parked_mail.is_empty())
                     .then(|| view! { <ParkedMail mail=o.parked_mail resend /> })}
                 <h2>"Live grants"</h2>
-                <GrantTable grants=o.grants mine=false end=None revoke=Some(revoke) />
+                <GrantTable grants=o.grants row_testid="admin-grant-row" end=None revoke=Some(revoke) />
                 <h2>"All requests"</h2>
                 <RequestTable requests=o.requests cancel=None />
                 <Entitlements entitlements=o.entitlements />

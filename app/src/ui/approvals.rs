@@ -1,7 +1,7 @@
 //! The "Approvals" page: requests waiting for the caller's decision, and the decisions they
 //! made.
 
-use super::widgets::{action_error, field_error, loaded};
+use super::widgets::{action_error, field_error, loaded, DecisionForm};
 use crate::api::{approval_queue, Decide};
 use crate::views::{DecisionView, RequestView};
 use leptos::prelude::*;
@@ -54,29 +54,22 @@ fn ApprovalCard(r: RequestView, decide: ServerAction<Decide>) -> impl IntoView {
             data-entitlement=r.entitlement_id.clone()
             data-requester=r.requester_key.clone()
         >
-            <h2>{r.requester.clone()} " → " {r.entitlement_name.clone()}</h2>
+            <h2>
+                <a href=format!("/requests/{}", r.id) data-testid="request-link">
+                    {r.requester.clone()} " → " {r.entitlement_name.clone()}
+                </a>
+            </h2>
             <p>
                 <strong>"Why: "</strong>
                 {r.justification.clone()}
             </p>
             {r.ticket.clone().map(|t| view! { <p><strong>"Ticket: "</strong>{t}</p> })}
             <p class="muted">
-                "For " {r.duration.clone()} " · asked " {r.created_at.clone()} " · approvals "
+                {if r.extends.is_some() { "More time on access they hold: " } else { "For " }}
+                {r.duration.clone()} " · asked " {r.created_at.clone()} " · approvals "
                 {format!("{}/{}", r.approvals, r.approvals_required)}
             </p>
-            <ActionForm action=decide>
-                <input type="hidden" name="request_id" value=request_id />
-                <label for=comment_id.clone()>"Comment"</label>
-                <textarea id=comment_id name="comment" rows="2" maxlength="1000"></textarea>
-                <div class="row">
-                    <button type="submit" name="verdict" value="approve" data-testid="approve">
-                        "Approve"
-                    </button>
-                    <button type="submit" name="verdict" value="reject" class="danger" data-testid="reject">
-                        "Reject"
-                    </button>
-                </div>
-            </ActionForm>
+            <DecisionForm request_id comment_id decide />
         </article>
     }
 }
@@ -109,7 +102,9 @@ fn DecisionTable(decisions: Vec<DecisionView>) -> impl IntoView {
                                 data-requester=d.requester_key.clone()
                             >
                                 <td>{d.requester.clone()}</td>
-                                <td>{d.entitlement_name.clone()}</td>
+                                <td>
+                                    <a href=format!("/requests/{}", d.request_id)>{d.entitlement_name.clone()}</a>
+                                </td>
                                 <td>
                                     <span class=format!("status {}", d.verdict)>{d.verdict.clone()}</span>
                                 </td>

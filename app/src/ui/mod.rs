@@ -12,6 +12,7 @@ mod header;
 mod my_access;
 mod outbox;
 mod request;
+mod request_detail;
 mod widgets;
 
 use crate::api::whoami;
@@ -29,6 +30,7 @@ use leptos_router::{
 use my_access::MyAccessPage;
 use outbox::OutboxPage;
 use request::RequestPage;
+use request_detail::RequestDetailPage;
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
@@ -72,6 +74,7 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=|| view! { <NotFound /> }>
                     <Route path=path!("/") view=RequestPage ssr=SsrMode::Async />
                     <Route path=path!("/requests") view=MyAccessPage ssr=SsrMode::Async />
+                    <Route path=path!("/requests/:id") view=RequestDetailPage ssr=SsrMode::Async />
                     <Route path=path!("/approvals") view=ApprovalsPage ssr=SsrMode::Async />
                     <Route path=path!("/admin") view=AdminPage ssr=SsrMode::Async />
                     <Route path=path!("/admin/audit") view=AuditPage ssr=SsrMode::Async />

@@ -1,9 +1,8 @@
 //! The "Request access" page: one card per entitlement the caller is eligible for, each with
 //! its request form.
 
-use super::widgets::{action_error, field_error, loaded_list};
+use super::widgets::{action_error, field_error, loaded_list, outcome_for};
 use crate::api::{list_entitlements, CreateRequest};
-use crate::error::AppError;
 use crate::views::EntitlementCard;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -35,17 +34,8 @@ fn EntitlementForm(card: EntitlementCard) -> impl IntoView {
     let action = ServerAction::<CreateRequest>::new();
     let id = card.id.clone();
     let own = card.id.clone();
-    let raw = action.value();
     // Only this card's outcome: errors name the entitlement they are about.
-    let value = Signal::derive(move || {
-        raw.get().filter(|r| match r {
-            Err(AppError::Invalid(fields)) => fields
-                .iter()
-                .find(|f| f.field == "for")
-                .is_none_or(|f| f.message == own),
-            _ => true,
-        })
-    });
+    let value = outcome_for(action.value(), own);
     let testid = format!("entitlement-{}", card.id);
     let textarea_id = format!("just-{}", card.id);
     let duration_id = format!("dur-{}", card.id);

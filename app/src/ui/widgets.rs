@@ -87,6 +87,50 @@ where
     }
 }
 
+/// An action's outcome as one of several forms on a page sees it: field errors only when
+/// they are about `own` (the error's `for` field names the form), everything else as is.
+/// Without JavaScript every form reads the same error back from the URL.
+pub(super) fn outcome_for<T, S>(value: S, own: String) -> Signal<Option<Result<T, AppError>>>
+where
+    T: Clone + Send + Sync + 'static,
+    S: Get<Value = Option<Result<T, AppError>>> + Send + Sync + 'static,
+{
+    Signal::derive(move || {
+        value.get().filter(|r| match r {
+            Err(AppError::Invalid(fields)) => fields
+                .iter()
+                .find(|f| f.field == "for")
+                .is_none_or(|f| f.message == own),
+            _ => true,
+        })
+    })
+}
+
+/// Approve or reject, with a comment: the form on Approvals and on a request's page.
+#[component]
+pub(super) fn DecisionForm(
+    request_id: String,
+    /// The comment box's element id (unique on the page).
+    comment_id: String,
+    decide: ServerAction<crate::api::Decide>,
+) -> impl IntoView {
+    view! {
+        <ActionForm action=decide>
+            <input type="hidden" name="request_id" value=request_id />
+            <label for=comment_id.clone()>"Comment"</label>
+            <textarea id=comment_id name="comment" rows="2" maxlength="1000"></textarea>
+            <div class="row">
+                <button type="submit" name="verdict" value="approve" data-testid="approve">
+                    "Approve"
+                </button>
+                <button type="submit" name="verdict" value="reject" class="danger" data-testid="reject">
+                    "Reject"
+                </button>
+            </div>
+        </ActionForm>
+    }
+}
+
 pub(super) fn field_error<T, S>(value: S, field: &'static str) -> impl IntoView
 where
     T: Clone + Send + Sync + 'static,

@@ -36,7 +36,7 @@ impl PortalService {
             .map(|e| EntitlementStatusView {
                 id: e.id.clone(),
                 name: e.name.clone(),
-                approval: self.describe_policy(e),
+                approval: Self::describe_policy(e),
                 max_duration: format_duration(e.policy.max_duration()),
                 retired_at: retired.get(&e.id).map(|t| t.format_utc()),
             })
@@ -90,18 +90,7 @@ impl PortalService {
         let mut conn = self.store.conn().await.or_internal()?;
         let q = audit_query(filter)?;
         let rows = store::query_audit(&mut conn, &q).await.or_internal()?;
-        Ok(rows
-            .into_iter()
-            .map(|a| AuditView {
-                seq: a.seq,
-                at: a.at.format_utc(),
-                actor: a.actor_name,
-                action: a.action,
-                subject: format!("{} {}", a.subject_kind, a.subject_id),
-                entitlement: a.entitlement_id.unwrap_or_default(),
-                detail: a.detail,
-            })
-            .collect())
+        Ok(rows.into_iter().map(super::detail::audit_view).collect())
     }
 
     /// Every event matching the filter, oldest first, streamed as `format` (the export

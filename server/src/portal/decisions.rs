@@ -241,9 +241,21 @@ impl PortalService {
                 "This request was already {from}{by}; nothing changed."
             )));
         };
-        let refused = complete
+        let mut refused = complete
             .then(|| entitlement.no_longer_eligible(requester))
             .flatten();
+        if let (true, None, Some(original)) =
+            (complete, &refused, request.extends_request_id.as_deref())
+        {
+            let live = store::grants_for_request(conn, original)
+                .await
+                .or_internal()?
+                .iter()
+                .any(|g| g.status.is_live() && g.status != GrantStatus::Deprovisioning);
+            if !live {
+                refused = Some("the access it would extend has already ended".into());
+            }
+        }
         let to = match refused {
             Some(_) => from
                 .apply(RequestEvent::Rejection)
@@ -345,6 +357,7 @@ impl PortalService {
                     .unwrap_or_else(|| comment.to_string());
                 let mail = notify::request_rejected(
                     &self.public_url,
+                    id,
                     &entitlement.name,
                     &who.display_name,
                     &why,
@@ -365,6 +378,7 @@ impl PortalService {
             }
             let mail = notify::already_decided(
                 &self.public_url,
+                id,
                 &entitlement.name,
                 &requester.display_name,
                 &who.display_name,
@@ -387,18 +401,24 @@ impl PortalService {
         approver: Option<&Principal>,
         now: Timestamp,
     ) -> anyhow::Result<()> {
-        let grants = crate::grants::schedule_grants(tx, request, entitlement, now).await?;
-        let by = approver
-            .map(|a| a.display_name.clone())
-            .unwrap_or_else(|| "automatic approval".into());
-        let mail = notify::request_approved(
-            &self.public_url,
-            &entitlement.name,
-            &by,
-            grants.len(),
-            &request.justification,
-        );
-        notify::queue(tx, &requester.email, &mail, now).await?;
+        if request.extends_request_id.is_some() {
+            self.apply_extension(tx, request, entitlement, requester, approver, now)
+                .await?;
+        } else {
+            let grants = crate::grants::schedule_grants(tx, request, entitlement, now).await?;
+            let by = approver
+                .map(|a| a.display_name.clone())
+                .unwrap_or_else(|| "automatic approval".into());
+            let mail = notify::request_approved(
+                &self.public_url,
+                &request.access_request_id,
+                &entitlement.name,
+                &by,
+                grants.len(),
+                &request.justification,
+            );
+            notify::queue(tx, &requester.email, &mail, now).await?;
+        }
         if entitlement.policy.break_glass {
             let message = format!(
                 "{} used break-glass entitlement {}: {}",

@@ -15,9 +15,10 @@ pub async fn apply_configured_entitlements(
 ) -> anyhow::Result<usize> {
     let mut tx = store.begin().await?;
     let mut changed = 0;
+    let retired_before = store::retired_entitlements(&mut tx).await?;
     for e in entitlements {
         let existing = store::get_entitlement(&mut tx, &e.id).await?;
-        let retired = store::entitlement_retired_at(&mut tx, &e.id).await?;
+        let retired = retired_before.get(&e.id);
         if existing.as_ref() == Some(e) && retired.is_none() {
             continue;
         }

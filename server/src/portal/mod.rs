@@ -77,7 +77,9 @@ fn local_part(email: &str) -> String {
 
 mod admin;
 mod decisions;
+mod detail;
 mod entitlements;
+mod extensions;
 mod grants;
 mod mail;
 mod requests;
@@ -169,8 +171,24 @@ impl Portal for PortalService {
         PortalService::end_grant(self, who, grant_id).await
     }
 
+    async fn extend_grant(
+        &self,
+        who: &Principal,
+        grant_id: &str,
+        draft: RequestDraft,
+    ) -> Result<String, AppError> {
+        PortalService::extend_grant(self, who, grant_id, draft).await
+    }
+
     async fn approvals(&self, who: &Principal) -> Result<Approvals, AppError> {
         PortalService::approvals(self, who).await
+    }
+    async fn request_detail(
+        &self,
+        who: &Principal,
+        request_id: &str,
+    ) -> Result<RequestDetail, AppError> {
+        PortalService::request_detail(self, who, request_id).await
     }
 
     async fn decide(

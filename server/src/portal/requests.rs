@@ -67,7 +67,7 @@ impl PortalService {
                     .and(e.policy.ticket_example.clone()),
                 auto_approve: e.policy.auto_approve,
                 break_glass: e.policy.break_glass,
-                approval: self.describe_policy(e),
+                approval: Self::describe_policy(e),
             });
         }
         Ok(cards)
@@ -85,17 +85,7 @@ impl PortalService {
         // Before the transaction: no AWS call while holding the database.
         self.known_to_aws(who, &id).await?;
         let mut tx = self.store.begin().await.or_internal()?;
-        let made = store::requests_made_since(&mut tx, &who.user_id, now.minus(HOUR))
-            .await
-            .or_internal()?;
-        if made >= i64::from(self.new_requests_per_hour) {
-            drop(tx);
-            tracing::warn!(user = %who.user_id, made, "new request refused: over the hourly limit");
-            return Err(AppError::RateLimited(format!(
-                "You have made {made} requests in the last hour, the most Portcullis takes; \
-                 try again later."
-            )));
-        }
+        self.within_hourly_limit(&mut tx, who, now).await?;
         let Some(entitlement) = store::get_entitlement(&mut tx, id.as_str())
             .await
             .or_internal()?
@@ -135,30 +125,44 @@ impl PortalService {
                 errors.push(app::domain::FieldError::new("for", entitlement.id.clone()));
                 AppError::Invalid(errors)
             })?;
-        let request = RequestRow {
-            access_request_id: store::new_id(),
-            requester_id: who.user_id.clone(),
-            entitlement_id: entitlement.id.clone(),
-            justification: valid.justification.to_string(),
-            ticket: valid.ticket.map(|t| t.to_string()),
-            duration_secs: valid.duration.as_secs() as i64,
-            starts_at: now,
-            decision_due_at: now.plus(Duration::from_secs(
-                entitlement.policy.decision_timeout_secs,
-            )),
-            status: RequestStatus::Pending,
-            created_at: now,
-        };
+        let request = new_request(who, &entitlement, &valid, None, now);
+        let detail = format!("for {} because: {}", valid.duration, request.justification);
+        let approves_itself = entitlement.policy.approvals_complete(0);
+        self.submit(
+            tx,
+            request,
+            &entitlement,
+            who,
+            ("request.created", detail),
+            approves_itself,
+            now,
+        )
+        .await
+    }
+
+    /// Writes a new request with its audit event (`event`: action and detail), then
+    /// approves it at once (`approves_itself`) or asks its approvers; commits and wakes
+    /// the worker. Returns the request's id.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn submit(
+        &self,
+        mut tx: store::Tx,
+        request: RequestRow,
+        entitlement: &Entitlement,
+        who: &Principal,
+        event: (&str, String),
+        approves_itself: bool,
+        now: Timestamp,
+    ) -> Result<String, AppError> {
         let result: anyhow::Result<()> = async {
             store::insert_request(&mut tx, &request).await?;
-            let detail = format!("for {} because: {}", valid.duration, request.justification);
-            let created = request_event(who, &request, "request.created", detail);
-            audit::audit(&mut tx, &Actor::of(who), created, now).await?;
-            if entitlement.policy.approvals_complete(0) {
-                self.approve_by_policy(&mut tx, &request, &entitlement, who, now)
+            let made = request_event(who, &request, event.0, event.1);
+            audit::audit(&mut tx, &Actor::of(who), made, now).await?;
+            if approves_itself {
+                self.approve_by_policy(&mut tx, &request, entitlement, who, now)
                     .await?;
             } else {
-                self.ask_approvers(&mut tx, &request, &entitlement, who, now)
+                self.ask_approvers(&mut tx, &request, entitlement, who, now)
                     .await?;
             }
             Ok(())
@@ -168,6 +172,27 @@ impl PortalService {
         tx.commit().await.map_err(|e| internal(e.into()))?;
         self.wake.notify_one();
         Ok(request.access_request_id)
+    }
+
+    /// Refuses a new request (an extension too) from someone who made
+    /// `http.new_requests_per_hour` in the last hour.
+    pub(super) async fn within_hourly_limit(
+        &self,
+        conn: &mut AnyConnection,
+        who: &Principal,
+        now: Timestamp,
+    ) -> Result<(), AppError> {
+        let made = store::requests_made_since(conn, &who.user_id, now.minus(HOUR))
+            .await
+            .or_internal()?;
+        if made >= i64::from(self.new_requests_per_hour) {
+            tracing::warn!(user = %who.user_id, made, "new request refused: over the hourly limit");
+            return Err(AppError::RateLimited(format!(
+                "You have made {made} requests in the last hour, the most Portcullis takes; \
+                 try again later."
+            )));
+        }
+        Ok(())
     }
 
     /// Refuses (and audits) a request from someone IAM Identity Center does not know:
@@ -261,14 +286,24 @@ impl PortalService {
             .request_views(&mut conn, requests)
             .await
             .or_internal()?;
-        for v in views.iter_mut().filter(|v| v.status == "pending") {
-            if let Some(e) = ents.get(&v.entitlement_id) {
-                v.deciders = Some(self.deciders(&mut conn, e, who).await.or_internal()?);
+        if views.iter().any(|v| v.status == "pending") {
+            let known = notify::manager_known(&mut conn, who).await.or_internal()?;
+            for v in views.iter_mut().filter(|v| v.status == "pending") {
+                if let Some(e) = ents.get(&v.entitlement_id) {
+                    v.deciders = Some(Self::deciders(e, who, known));
+                }
             }
         }
+        let mut grant_views = self
+            .grant_views(&mut conn, grants.clone())
+            .await
+            .or_internal()?;
+        self.offer_extensions(&mut conn, who, &grants, &mut grant_views)
+            .await
+            .or_internal()?;
         Ok(MyAccess {
             requests: views,
-            grants: self.grant_views(&mut conn, grants).await.or_internal()?,
+            grants: grant_views,
         })
     }
 
@@ -298,6 +333,12 @@ impl PortalService {
                 .await);
         }
         let from = request.status;
+        if request.extends_request_id.is_some() && from != RequestStatus::Pending {
+            return Err(AppError::Conflict(format!(
+                "This extension is {from}: its time is part of the access now; use End now \
+                 on the access instead."
+            )));
+        }
         let to = from.apply(RequestEvent::Cancel).map_err(|_| {
             AppError::Conflict(format!(
                 "This request is {from} and can no longer be cancelled."
@@ -362,6 +403,32 @@ impl PortalService {
 }
 
 /// An audit event about a request, on behalf of its requester.
+/// A pending request as `who` asked it; `extends`: the request whose access it would
+/// make longer.
+pub(super) fn new_request(
+    who: &Principal,
+    entitlement: &Entitlement,
+    valid: &app::domain::ValidRequest,
+    extends: Option<String>,
+    now: Timestamp,
+) -> RequestRow {
+    RequestRow {
+        access_request_id: store::new_id(),
+        requester_id: who.user_id.clone(),
+        entitlement_id: entitlement.id.clone(),
+        justification: valid.justification.to_string(),
+        ticket: valid.ticket.as_ref().map(|t| t.to_string()),
+        duration_secs: valid.duration.as_secs() as i64,
+        starts_at: now,
+        decision_due_at: now.plus(Duration::from_secs(
+            entitlement.policy.decision_timeout_secs,
+        )),
+        status: RequestStatus::Pending,
+        created_at: now,
+        extends_request_id: extends,
+    }
+}
+
 fn request_event<'a>(
     who: &'a Principal,
     request: &'a RequestRow,

@@ -73,6 +73,7 @@ impl PortalService {
                 approvals,
                 approvals_required: ent.map(|e| e.policy.approvals_required.max(1)).unwrap_or(1),
                 deciders: None,
+                extends: r.extends_request_id.clone(),
                 decisions: decisions
                     .into_iter()
                     .map(|d| DecisionView {
@@ -177,37 +178,35 @@ impl PortalService {
                     .clone()
                     .filter(|_| status == GrantStatus::Failed),
                 trouble: None,
+                extend: None,
             });
         }
         Ok(out)
     }
 
     /// Who will decide this pending request of `who`'s, by the policy as it applies to
-    /// them (naming the manager, or saying why the fallback decides).
-    pub(super) async fn deciders(
-        &self,
-        conn: &mut AnyConnection,
-        e: &Entitlement,
-        who: &Principal,
-    ) -> anyhow::Result<String> {
+    /// them (naming the manager, or saying why the fallback decides). `manager_known`:
+    /// [`notify::manager_known`] for `who`, asked once by the caller for all their rows.
+    pub(super) fn deciders(e: &Entitlement, who: &Principal, manager_known: bool) -> String {
         let p = &e.policy;
         if p.break_glass || p.auto_approve {
-            return Ok(self.describe_policy(e));
+            return Self::describe_policy(e);
         }
         let mut names = Vec::new();
         if p.approvers.manager {
-            match (&who.manager, notify::manager_known(conn, who).await?) {
-                (Some(m), true) => names.push(format!("your manager ({m})")),
-                (Some(m), false) if p.has_manager_fallback() => names.push(format!(
+            let fallback = || Self::rule_names(&p.manager_fallback).join(" or ");
+            match &who.manager {
+                Some(m) if manager_known || !p.has_manager_fallback() => {
+                    names.push(format!("your manager ({m})"))
+                }
+                Some(m) => names.push(format!(
                     "{} instead of your manager ({m} is not known to Portcullis yet)",
-                    Self::rule_names(&p.manager_fallback).join(" or ")
+                    fallback()
                 )),
-                (None, false) if p.has_manager_fallback() => names.push(format!(
-                    "{} (no manager is on record for you)",
-                    Self::rule_names(&p.manager_fallback).join(" or ")
-                )),
-                (Some(m), _) => names.push(format!("your manager ({m})")),
-                (None, _) => {}
+                None if p.has_manager_fallback() => {
+                    names.push(format!("{} (no manager is on record for you)", fallback()))
+                }
+                None => {}
             }
         }
         let others = ApproverRuleNames {
@@ -216,9 +215,9 @@ impl PortalService {
         };
         names.extend(others.names());
         if names.is_empty() {
-            return Ok("nobody can approve it: it will time out".into());
+            return "nobody can approve it: it will time out".into();
         }
-        Ok(format!("Decided by {}", names.join(" or ")))
+        format!("Decided by {}", names.join(" or "))
     }
 
     fn rule_names(rule: &app::domain::ApproverRule) -> Vec<String> {
@@ -229,7 +228,7 @@ impl PortalService {
         .names()
     }
 
-    pub(super) fn describe_policy(&self, e: &Entitlement) -> String {
+    pub(super) fn describe_policy(e: &Entitlement) -> String {
         let p = &e.policy;
         if p.break_glass {
             return "Break-glass: granted at once, admins are alerted".into();

@@ -258,6 +258,26 @@ pub async fn audit_page(
     .await?)
 }
 
+/// The events about these subjects (a request and its grants), oldest first: the newest
+/// `limit` of them when there are more.
+pub async fn audit_of_subjects(
+    conn: &mut AnyConnection,
+    ids: &[&str],
+    limit: usize,
+) -> Result<Vec<AuditRow>> {
+    let rows = rows_for_ids(conn, ids, |ph| {
+        format!("SELECT * FROM audit_event WHERE subject_id IN ({ph}) ORDER BY seq")
+    })
+    .await?;
+    let mut events = rows
+        .iter()
+        .map(<AuditRow as sqlx::FromRow<sqlx::any::AnyRow>>::from_row)
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    events.sort_by_key(|e| e.seq);
+    let skip = events.len().saturating_sub(limit);
+    Ok(events.split_off(skip))
+}
+
 /// What verifying the chain found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChainCheck {

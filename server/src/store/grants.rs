@@ -169,6 +169,29 @@ pub async fn end_grant_at(
     Ok(())
 }
 
+/// Moves a live grant's end later (an approved extension): only while it is scheduled,
+/// provisioning or active and its end is still `from`. False when it has moved on.
+pub async fn extend_grant_end(
+    conn: &mut AnyConnection,
+    id: &str,
+    from: Timestamp,
+    to: Timestamp,
+    now: Timestamp,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE access_grant SET ends_at = $1, updated_at = $2
+         WHERE access_grant_id = $3 AND ends_at = $4
+           AND status IN ('scheduled', 'provisioning', 'active')",
+    )
+    .bind(to.millis())
+    .bind(now.millis())
+    .bind(id)
+    .bind(from.millis())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 pub async fn grants_for_request(conn: &mut AnyConnection, id: &str) -> Result<Vec<GrantRow>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {GRANT_COLS} FROM access_grant WHERE access_request_id = $1 ORDER BY account_id"

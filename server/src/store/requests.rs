@@ -15,17 +15,21 @@ pub struct RequestRow {
     pub decision_due_at: Timestamp,
     pub status: RequestStatus,
     pub created_at: Timestamp,
+    /// For an extension: the request whose live grants it would make longer
+    /// (`duration_secs` is then the time it adds).
+    pub extends_request_id: Option<String>,
 }
 
 pub(crate) const REQUEST_COLS: &str =
     "access_request_id, requester_id, entitlement_id, justification, ticket, \
-    duration_secs, starts_at, decision_due_at, status, created_at";
+    duration_secs, starts_at, decision_due_at, status, created_at, extends_request_id";
 
 pub async fn insert_request(conn: &mut AnyConnection, r: &RequestRow) -> Result<()> {
     sqlx::query(
         "INSERT INTO access_request (access_request_id, requester_id, entitlement_id, justification, ticket,
-             duration_secs, starts_at, decision_due_at, status, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+             duration_secs, starts_at, decision_due_at, status, created_at, updated_at,
+             extends_request_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)",
     )
     .bind(&r.access_request_id)
     .bind(&r.requester_id)
@@ -37,6 +41,7 @@ pub async fn insert_request(conn: &mut AnyConnection, r: &RequestRow) -> Result<
     .bind(r.decision_due_at)
     .bind(r.status)
     .bind(r.created_at)
+    .bind(&r.extends_request_id)
     .execute(conn)
     .await?;
     Ok(())
@@ -57,6 +62,31 @@ pub async fn get_request(conn: &mut AnyConnection, id: &str) -> Result<Option<Re
     ))
     .bind(id)
     .fetch_optional(conn)
+    .await?)
+}
+
+/// The extension of this request that waits for a decision, if any (one at a time).
+pub async fn pending_extension_of(
+    conn: &mut AnyConnection,
+    request_id: &str,
+) -> Result<Option<RequestRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {REQUEST_COLS} FROM access_request
+         WHERE extends_request_id = $1 AND status = 'pending' LIMIT 1"
+    ))
+    .bind(request_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Every extension asked for on this request, oldest first.
+pub async fn extensions_of(conn: &mut AnyConnection, request_id: &str) -> Result<Vec<RequestRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {REQUEST_COLS} FROM access_request
+         WHERE extends_request_id = $1 ORDER BY created_at LIMIT 100"
+    ))
+    .bind(request_id)
+    .fetch_all(conn)
     .await?)
 }
 

@@ -208,8 +208,13 @@ impl Worker {
                     ends: grant.ends_at,
                     session_tail: &tail,
                 };
-                let mail =
-                    notify::ending_soon(&self.public_url, &facts, &left, &request.justification);
+                let mail = notify::ending_soon(
+                    &self.public_url,
+                    &grant.access_grant_id,
+                    &facts,
+                    &left,
+                    &request.justification,
+                );
                 notify::queue(&mut tx, &user.email, &mail, now).await?;
             }
         }

@@ -14,6 +14,10 @@ impl Worker {
             return Ok(Outcome::Done);
         };
         match grant.status {
+            // Its end moved later (an extension): not due yet.
+            GrantStatus::Scheduled | GrantStatus::Active if now < grant.ends_at => {
+                Ok(Outcome::Again(grant.ends_at))
+            }
             GrantStatus::Scheduled => {
                 let mut tx = self.store.begin().await?;
                 self.settle(
@@ -31,7 +35,6 @@ impl Worker {
             }
             // Let the creation settle first; then this job removes it.
             GrantStatus::Provisioning => Ok(self.poll_again(now)),
-            GrantStatus::Active if now < grant.ends_at => Ok(Outcome::Again(grant.ends_at)),
             GrantStatus::Active => self.start_deprovisioning(grant, now).await,
             GrantStatus::Deprovisioning => self.poll_deletion(grant, now).await,
             GrantStatus::Revoked | GrantStatus::Failed => Ok(Outcome::Done),
@@ -48,6 +51,11 @@ impl Worker {
             // runs again at once and the grant's current status decides (fencing rule 5).
             return Ok(Outcome::Again(now));
         };
+        if now < grant.ends_at {
+            // Extended since it was read (`portal::extensions`, under the same lock):
+            // nothing is deleted before the grant's end.
+            return Ok(Outcome::Again(grant.ends_at));
+        }
         // Invariant 3: keep the assignment while another live grant covers it.
         let others = store::other_live_covering(&mut tx, &grant, now).await?;
         if !others.is_empty() {

@@ -170,6 +170,8 @@ pub fn policy() -> Policy {
         auto_approve: false,
         break_glass: false,
         decision_timeout_secs: 24 * 3600,
+        max_total_secs: None,
+        extension_auto_approve_secs: 0,
     }
 }
 

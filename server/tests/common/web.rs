@@ -190,6 +190,32 @@ impl App {
         (set_cookie, location)
     }
 
+    /// Calls a server function (its path) as the holder of `cookie`, from the portal's
+    /// own origin: the status and the body as text.
+    pub async fn call(&self, path: &str, body: String, cookie: &str) -> (StatusCode, String) {
+        let req = Request::post(path)
+            .header(header::HOST, HOST)
+            .header(header::ORIGIN, &self.origin)
+            .header(header::COOKIE, cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap();
+        let res = self.send(req).await;
+        let status = res.status();
+        (status, body_text(res).await)
+    }
+
+    /// Makes every session's last sign-in two hours old (past the default
+    /// `reauth_after_secs`).
+    pub async fn age_sign_ins(&self) {
+        let mut conn = self.store.conn().await.unwrap();
+        sqlx::query("UPDATE web_session SET authenticated_at = authenticated_at - $1")
+            .bind(2 * 3600 * 1000_i64)
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+
     pub async fn count_rows(&self, table: &str) -> i64 {
         let mut conn = self.store.conn().await.unwrap();
         let (n,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {table}"))
@@ -223,6 +249,13 @@ pub fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+pub async fn body_text(res: axum::response::Response) -> String {
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 22)
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 pub fn header_str(res: &axum::response::Response, name: &str) -> String {
