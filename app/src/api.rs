@@ -38,11 +38,13 @@ pub async fn create_request(
     justification: String,
     duration: String,
     ticket: Option<String>,
+    starts: Option<String>,
 ) -> Result<String, AppError> {
     let draft = RequestDraft {
         justification,
         duration,
         ticket: ticket.unwrap_or_default(),
+        starts: starts.unwrap_or_default(),
     };
     portal()?
         .create_request(&caller()?, &entitlement, draft)
@@ -75,6 +77,7 @@ pub async fn extend_grant(
         justification,
         duration,
         ticket: ticket.unwrap_or_default(),
+        ..Default::default()
     };
     portal()?.extend_grant(&caller()?, &grant_id, draft).await
 }

@@ -72,6 +72,9 @@ pub struct RequestView {
     /// time it adds).
     #[serde(default)]
     pub extends: Option<String>,
+    /// A later start the requester asked for: `2026-12-03 09:00:00 UTC (in 3h)`.
+    #[serde(default)]
+    pub starts: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -94,6 +97,9 @@ pub struct GrantView {
     /// For admins: its provisioning or revocation keeps failing (and is still retried).
     #[serde(default)]
     pub trouble: Option<String>,
+    /// Scheduled to start later: how long until then (`3h 5m`).
+    #[serde(default)]
+    pub starts_in: Option<String>,
     /// On the holder's own page, for active access: how it may be extended.
     #[serde(default)]
     pub extend: Option<ExtendOffer>,

@@ -334,6 +334,8 @@ export type RequestInput = {
   duration: string;
   /** Filled only when given (the field exists only where a ticket is required). */
   ticket?: string;
+  /** When access should start (`2h`, `1d`, a UTC time); empty for as soon as approved. */
+  starts?: string;
   /**
    * Turn off the browser's own constraint validation (`required`, `pattern`)
    * so that bad input reaches the app's validation and its error messages.
@@ -370,6 +372,9 @@ export async function requestAccess(
   await card.locator('input[name="duration"]').fill(input.duration);
   if (input.ticket !== undefined) {
     await card.locator('input[name="ticket"]').fill(input.ticket);
+  }
+  if (input.starts !== undefined) {
+    await card.locator('input[name="starts"]').fill(input.starts);
   }
   await card.getByTestId('submit-request').click();
   return card;

@@ -133,6 +133,7 @@ async fn main() -> Result<()> {
         wake: Default::default(),
         upkeep_wake: Default::default(),
         min_duration: Duration::from_secs(60),
+        start_horizon: portcullis::config::DEFAULT_START_HORIZON,
         new_requests_per_hour: 30,
         public_url: "http://127.0.0.1:3000".into(),
     };

@@ -136,6 +136,7 @@ async fn main() -> Result<()> {
         wake: wake.clone(),
         upkeep_wake: Default::default(),
         min_duration: Duration::from_secs(60),
+        start_horizon: portcullis::config::DEFAULT_START_HORIZON,
         new_requests_per_hour: 10_000,
         public_url: "http://127.0.0.1:3000".into(),
     });
@@ -167,6 +168,7 @@ async fn main() -> Result<()> {
         justification: "Benchmark of provisioning".into(),
         duration: "1h".into(),
         ticket: String::new(),
+        ..Default::default()
     };
 
     // --- 1. the burst ------------------------------------------------------------------

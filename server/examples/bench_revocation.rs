@@ -91,6 +91,7 @@ async fn run(
             wake: wake.clone(),
             upkeep_wake: Default::default(),
             min_duration: Duration::from_secs(60),
+            start_horizon: portcullis::config::DEFAULT_START_HORIZON,
             new_requests_per_hour: 10_000,
             public_url: "http://127.0.0.1:3000".into(),
         };
@@ -103,6 +104,7 @@ async fn run(
                         justification: "Benchmark of mass revocation".into(),
                         duration: "1h".into(),
                         ticket: String::new(),
+                        ..Default::default()
                     },
                 )
                 .await

@@ -300,6 +300,7 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
         wake: wake.clone(),
         upkeep_wake: upkeep_wake.clone(),
         min_duration: config.min_duration()?,
+        start_horizon: config.start_horizon()?,
         new_requests_per_hour: config.http.new_requests_per_hour,
         public_url: public_url.clone(),
     });

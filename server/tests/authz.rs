@@ -253,6 +253,7 @@ async fn bad_input_changes_nothing(b: Backend) {
         justification: justification.into(),
         duration: duration.into(),
         ticket: ticket.into(),
+        ..Default::default()
     };
 
     expect_invalid(

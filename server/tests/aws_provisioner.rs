@@ -548,6 +548,7 @@ async fn an_unknown_user_is_told_at_request_time(b: Backend) {
         wake: env.wake.clone(),
         upkeep_wake: Default::default(),
         min_duration: Duration::from_secs(60),
+        start_horizon: portcullis::config::DEFAULT_START_HORIZON,
         new_requests_per_hour: 10_000,
         public_url: common::PUBLIC_URL.into(),
     };

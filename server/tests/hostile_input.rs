@@ -20,7 +20,13 @@ const ARGS: &[(&str, &[&str])] = &[
     ("list_entitlements", &[]),
     (
         "create_request",
-        &["entitlement", "justification", "duration", "ticket"],
+        &[
+            "entitlement",
+            "justification",
+            "duration",
+            "ticket",
+            "starts",
+        ],
     ),
     ("load_my_access", &[]),
     ("cancel_request", &["request_id"]),

@@ -232,6 +232,7 @@ async fn someone_removed_from_the_approver_group_can_no_longer_approve() {
                 justification: "Rotate the database credentials".into(),
                 duration: "1h".into(),
                 ticket: "CHG-1234".into(),
+                ..Default::default()
             },
         )
         .await

@@ -152,6 +152,10 @@ pub struct RequestDraft {
     pub justification: String,
     pub duration: String,
     pub ticket: String,
+    /// When access should start: blank for as soon as it is approved, a delay (`2h`,
+    /// `1d`) or a UTC time (`2026-12-03 09:00`). See [`super::time::parse_start`].
+    #[serde(default)]
+    pub starts: String,
 }
 
 /// A request that passed every check against its entitlement's policy.
@@ -463,6 +467,7 @@ mod tests {
             justification: j.into(),
             duration: d.into(),
             ticket: t.into(),
+            ..Default::default()
         }
     }
 

@@ -115,6 +115,9 @@ pub(super) fn RequestTable(
                                     {r.deciders.clone().map(|d| view! {
                                         <div class="muted" data-testid="deciders">{d}</div>
                                     })}
+                                    {r.starts.clone().map(|s| view! {
+                                        <div class="muted" data-testid="starts">"Starts " {s}</div>
+                                    })}
                                 </td>
                                 <td class="muted">{r.created_at.clone()}</td>
                                 <td>
@@ -213,6 +216,9 @@ pub(super) fn GrantTable(
                                         })}
                                 </td>
                                 <td>
+                                    {g.starts_in.clone().map(|s| view! {
+                                        <p>"Starts in " <span data-testid="starts-in">{s}</span></p>
+                                    })}
                                     {g.ends_at.clone()}
                                     {g
                                         .time_left

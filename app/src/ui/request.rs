@@ -40,6 +40,7 @@ fn EntitlementForm(card: EntitlementCard) -> impl IntoView {
     let textarea_id = format!("just-{}", card.id);
     let duration_id = format!("dur-{}", card.id);
     let ticket_id = format!("ticket-{}", card.id);
+    let starts_id = format!("starts-{}", card.id);
     view! {
         <article class="card" data-testid=testid>
             <h2>
@@ -88,6 +89,20 @@ fn EntitlementForm(card: EntitlementCard) -> impl IntoView {
                             placeholder="e.g. 30m, 1h, 1h30m"
                         />
                         {field_error(value, "duration")}
+                    </div>
+                    <div>
+                        <label for=starts_id.clone()>"Starts (optional)"</label>
+                        <input
+                            id=starts_id.clone()
+                            name="starts"
+                            type="text"
+                            placeholder="now, or 2h, 1d, 2026-12-03 09:00"
+                            aria-describedby=format!("{starts_id}-hint")
+                        />
+                        <p class="muted hint" id=format!("{starts_id}-hint")>
+                            "Empty starts as soon as it is approved. Times are UTC."
+                        </p>
+                        {field_error(value, "starts")}
                     </div>
                     {(card.require_ticket || card.ticket_example.is_some())
                         .then(|| {

@@ -129,6 +129,7 @@ fn Facts(r: RequestView, approval: String) -> impl IntoView {
                 }
                     .into_any(),
             }}
+            {r.starts.clone().map(|s| view! { <dt>"Starts"</dt><dd data-testid="detail-starts">{s}</dd> })}
             <dt>"Asked"</dt>
             <dd>{r.created_at.clone()}</dd>
             <dt>"Approval"</dt>

@@ -88,12 +88,18 @@ impl Default for Config {
 pub struct PolicyConfig {
     /// The shortest duration anyone may request, e.g. `15m`.
     pub min_duration: String,
+    /// How far ahead a request may ask its access to start, e.g. `14d`.
+    pub start_horizon: String,
 }
+
+/// `[policy] start_horizon` when not set: two weeks.
+pub const DEFAULT_START_HORIZON: Duration = Duration::from_secs(14 * 86_400);
 
 impl Default for PolicyConfig {
     fn default() -> Self {
         Self {
             min_duration: "15m".into(),
+            start_horizon: "14d".into(),
         }
     }
 }
@@ -376,6 +382,7 @@ impl Config {
         fig = fig.merge(Env::prefixed("PORTCULLIS_").split("__"));
         let cfg: Config = fig.extract().context("invalid configuration")?;
         cfg.min_duration()?;
+        cfg.start_horizon()?;
         cfg.check_mail()?;
         Ok(cfg)
     }
@@ -384,6 +391,14 @@ impl Config {
         AccessDuration::parse(&self.policy.min_duration)
             .map(AccessDuration::as_duration)
             .map_err(|e| anyhow::anyhow!("policy.min_duration {:?}: {e}", self.policy.min_duration))
+    }
+
+    pub fn start_horizon(&self) -> Result<Duration> {
+        AccessDuration::parse(&self.policy.start_horizon)
+            .map(AccessDuration::as_duration)
+            .map_err(|e| {
+                anyhow::anyhow!("policy.start_horizon {:?}: {e}", self.policy.start_horizon)
+            })
     }
 
     /// SMTP settings and mail addresses that can never work are refused at start.

@@ -14,8 +14,8 @@ use anyhow::Context;
 use app::domain::time::format_duration;
 use app::domain::Entitlement;
 use app::domain::{
-    Comment, Denied, EntitlementId, GrantEvent, GrantStatus, Principal, RecordId, RequestDraft,
-    RequestEvent, RequestStatus, TargetScope, Timestamp, Verdict,
+    Comment, Denied, EntitlementId, FieldError, GrantEvent, GrantStatus, Principal, RecordId,
+    RequestDraft, RequestEvent, RequestStatus, TargetScope, Timestamp, Verdict,
 };
 use app::error::AppError;
 use app::ssr::Portal;
@@ -36,6 +36,8 @@ pub struct PortalService {
     /// Wakes the maintenance worker (catalog sync and reconciliation asked for now).
     pub upkeep_wake: Arc<Notify>,
     pub min_duration: Duration,
+    /// How far ahead a request may ask its access to start (`[policy] start_horizon`).
+    pub start_horizon: Duration,
     pub public_url: String,
     /// New requests one person may make in an hour (`[http] new_requests_per_hour`).
     pub new_requests_per_hour: u32,

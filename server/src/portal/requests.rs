@@ -116,17 +116,27 @@ impl PortalService {
                 )
                 .await);
         }
-        let valid = entitlement
-            .policy
-            .validate(&draft, self.min_duration)
-            .map_err(|mut errors| {
+        let checked = entitlement.policy.validate(&draft, self.min_duration);
+        let start = app::domain::time::parse_start(&draft.starts, now, self.start_horizon);
+        let (valid, start) = match (checked, start) {
+            (Ok(valid), Ok(start)) => (valid, start),
+            (checked, start) => {
+                let mut errors = checked.err().unwrap_or_default();
+                if let Err(m) = start {
+                    errors.push(FieldError::new("starts", m));
+                }
                 // Says which form the errors belong to: without JavaScript every card on the
                 // page reads the same error back from the URL.
-                errors.push(app::domain::FieldError::new("for", entitlement.id.clone()));
-                AppError::Invalid(errors)
-            })?;
-        let request = new_request(who, &entitlement, &valid, None, now);
-        let detail = format!("for {} because: {}", valid.duration, request.justification);
+                errors.push(FieldError::new("for", entitlement.id.clone()));
+                return Err(AppError::Invalid(errors));
+            }
+        };
+        let mut request = new_request(who, &entitlement, &valid, None, now);
+        let mut detail = format!("for {} because: {}", valid.duration, request.justification);
+        if let Some(at) = start {
+            request.starts_at = at;
+            detail = format!("from {}, {detail}", at.format_utc());
+        }
         let approves_itself = entitlement.policy.approvals_complete(0);
         self.submit(
             tx,

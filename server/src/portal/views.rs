@@ -74,6 +74,17 @@ impl PortalService {
                 approvals_required: ent.map(|e| e.policy.approvals_required.max(1)).unwrap_or(1),
                 deciders: None,
                 extends: r.extends_request_id.clone(),
+                starts: (r.starts_at > r.created_at).then(|| {
+                    let now = self.now();
+                    match now < r.starts_at {
+                        true => format!(
+                            "{} (in {})",
+                            r.starts_at.format_utc(),
+                            format_duration(now.until(r.starts_at))
+                        ),
+                        false => r.starts_at.format_utc(),
+                    }
+                }),
                 decisions: decisions
                     .into_iter()
                     .map(|d| DecisionView {
@@ -178,6 +189,8 @@ impl PortalService {
                     .clone()
                     .filter(|_| status == GrantStatus::Failed),
                 trouble: None,
+                starts_in: (status == GrantStatus::Scheduled && now < g.starts_at)
+                    .then(|| format_duration(now.until(g.starts_at))),
                 extend: None,
             });
         }

@@ -134,6 +134,7 @@ pub fn draft(duration: &str) -> RequestDraft {
         justification: "Investigating INC-42".into(),
         duration: duration.into(),
         ticket: String::new(),
+        ..Default::default()
     }
 }
 
@@ -213,6 +214,7 @@ impl TestEnv {
             wake: wake.clone(),
             upkeep_wake: Default::default(),
             min_duration: Duration::from_secs(60),
+            start_horizon: portcullis::config::DEFAULT_START_HORIZON,
             new_requests_per_hour: 10_000,
             public_url: PUBLIC_URL.into(),
         };

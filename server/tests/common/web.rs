@@ -74,6 +74,7 @@ fn wired(
         wake: Arc::new(tokio::sync::Notify::new()),
         upkeep_wake: Default::default(),
         min_duration: Duration::from_secs(60),
+        start_horizon: portcullis::config::DEFAULT_START_HORIZON,
         new_requests_per_hour: config.http.new_requests_per_hour,
         public_url: config.public_url(),
     });

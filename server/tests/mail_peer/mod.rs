@@ -307,6 +307,7 @@ pub async fn ask_with(
         } else {
             String::new()
         },
+        ..Default::default()
     };
     env.portal
         .create_request(who, entitlement, draft)
