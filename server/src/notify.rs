@@ -138,7 +138,7 @@ pub async fn forget_approval_nudges(conn: &mut AnyConnection, request_id: &str) 
 pub enum Nudge<'a> {
     New,
     Reminder,
-    /// Escalated to the members of this group.
+    /// Escalated to these people (`members of cloud-fallback`), who may now decide.
     Escalation(&'a str),
 }
 
@@ -172,7 +172,7 @@ pub fn approval_mail(
         ),
         Nudge::Escalation(group) => (
             format!("Escalated: {entitlement_name} for {who} still awaits a decision"),
-            format!("{who}'s request for {entitlement_name} has waited {waiting} and its approvers have not decided. It is escalated to you as a member of {group}."),
+            format!("{who}'s request for {entitlement_name} has waited {waiting} and its approvers have not decided. It is escalated to {group}: you may decide it now."),
         ),
     };
     let facts = request_facts(r, requester, entitlement_name, &duration);
@@ -449,12 +449,10 @@ mod tests {
     }
 
     #[test]
-    fn zero_turns_a_nudge_off_and_escalation_needs_a_group() {
+    fn zero_turns_a_nudge_off() {
         let mut s = MailSettings::default();
         assert_eq!(s.ending_soon_lead(), Some(Duration::from_secs(900)));
-        assert_eq!(s.escalate_after(), None, "no fallback group configured");
-        s.fallback_approver_group = Some("cloud-approvers".into());
-        assert_eq!(s.escalate_after(), Some(Duration::from_secs(12 * 3600)));
+        assert_eq!(s.reminder_after(), Some(Duration::from_secs(4 * 3600)));
         s.reminder_after_secs = 0;
         assert_eq!(s.reminder_after(), None);
     }

@@ -97,6 +97,8 @@ pub fn entitlements() -> Vec<Entitlement> {
         decision_timeout_secs: 24 * 3600,
         max_total_secs: None,
         extension_auto_approve_secs: 0,
+        escalation: ApproverRule::default(),
+        escalate_after_secs: 0,
     };
     vec![
         Entitlement {
@@ -152,6 +154,12 @@ pub fn entitlements() -> Vec<Entitlement> {
                 require_ticket: true,
                 ticket_pattern: Some(r"(CHG|INC)-\d{4,8}".into()),
                 ticket_example: Some("CHG-10234".into()),
+                // Not decided in 2 hours: the portal's admins may decide it too.
+                escalation: ApproverRule {
+                    groups: vec!["portcullis-admins".into()],
+                    ..Default::default()
+                },
+                escalate_after_secs: 2 * 3600,
                 ..policy(2)
             },
         },

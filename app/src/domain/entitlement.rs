@@ -99,6 +99,13 @@ impl Entitlement {
                     .into(),
             );
         }
+        if p.escalation.manager {
+            return fail(
+                "policy.escalation names groups and users who decide when the approvers have \
+                 not: not the manager"
+                    .into(),
+            );
+        }
         if let Some(why) = ticket_format_problem(p) {
             return fail(why);
         }

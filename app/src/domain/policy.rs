@@ -122,6 +122,14 @@ pub struct Policy {
     /// approvers, unless the entitlement is approved automatically anyway).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub extension_auto_approve_secs: u64,
+    /// Who may also decide a request nobody decided in `escalate_after_secs` (groups and
+    /// users). Empty: the portal-wide `mail.fallback_approver_group`, if set.
+    #[serde(default, skip_serializing_if = "ApproverRule::is_empty")]
+    pub escalation: ApproverRule,
+    /// How long a request waits before it is escalated (0: the portal-wide
+    /// `mail.escalate_after_secs`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub escalate_after_secs: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -204,6 +212,18 @@ impl Policy {
             p.approvers
                 .users
                 .extend(self.manager_fallback.users.iter().cloned());
+        }
+        p
+    }
+
+    /// The policy for a request that was escalated to `rule`: its groups and users may
+    /// decide too (recorded on the request when it was escalated, so a later change of
+    /// the configuration does not widen who may decide it).
+    pub fn with_escalation(&self, rule: Option<&ApproverRule>) -> Policy {
+        let mut p = self.clone();
+        if let Some(rule) = rule {
+            p.approvers.groups.extend(rule.groups.iter().cloned());
+            p.approvers.users.extend(rule.users.iter().cloned());
         }
         p
     }
@@ -382,6 +402,8 @@ mod tests {
             decision_timeout_secs: 3600,
             max_total_secs: None,
             extension_auto_approve_secs: 0,
+            escalation: ApproverRule::default(),
+            escalate_after_secs: 0,
         }
     }
 

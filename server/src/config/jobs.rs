@@ -135,11 +135,16 @@ pub struct MailSettings {
     pub portal_name: String,
     /// How long before a grant ends its holder is warned; 0 sends no warning.
     pub ending_soon_lead_secs: u64,
-    /// Approvers are reminded of a request still pending this long after it was made; 0 never.
+    /// Approvers are reminded of a request still pending this long after it was made, and
+    /// again at each such interval; 0 never.
     pub reminder_after_secs: u64,
-    /// A request still pending this long is escalated to `fallback_approver_group`; 0 never.
+    /// The most reminders one request sends (one every `reminder_after_secs`).
+    pub max_reminders: u32,
+    /// A request still pending this long is escalated (unless its entitlement sets its own
+    /// `policy.escalate_after_secs`); 0 never.
     pub escalate_after_secs: u64,
-    /// IdP group whose members (as known to the portal) hear about escalated requests.
+    /// IdP group to which requests of entitlements without their own `policy.escalation`
+    /// are escalated: its members are told and may decide them from then on.
     pub fallback_approver_group: Option<String>,
     /// Extra addresses told about every new request (and reminded), e.g. a team list.
     pub approver_addresses: Vec<String>,
@@ -151,6 +156,7 @@ impl Default for MailSettings {
             portal_name: "Portcullis".into(),
             ending_soon_lead_secs: 15 * 60,
             reminder_after_secs: 4 * 3600,
+            max_reminders: 3,
             escalate_after_secs: 12 * 3600,
             fallback_approver_group: None,
             approver_addresses: Vec::new(),
@@ -169,10 +175,6 @@ impl MailSettings {
 
     pub fn reminder_after(&self) -> Option<Duration> {
         enabled(self.reminder_after_secs)
-    }
-
-    pub fn escalate_after(&self) -> Option<Duration> {
-        enabled(self.escalate_after_secs).filter(|_| self.fallback_approver_group.is_some())
     }
 
     /// The subject as sent: `[portal name] subject`.

@@ -38,7 +38,9 @@ impl PortalService {
             else {
                 continue;
             };
-            let policy = if e.policy.has_manager_fallback() {
+            // Escalated requests: the rule they were escalated to may decide too.
+            let policy = e.policy.with_escalation(r.escalation().as_ref());
+            let policy = if policy.has_manager_fallback() {
                 let known = match manager_known.get(&requester.user_id) {
                     Some(k) => *k,
                     None => {
@@ -49,9 +51,9 @@ impl PortalService {
                         k
                     }
                 };
-                std::borrow::Cow::Owned(e.policy.for_requester(known))
+                policy.for_requester(known)
             } else {
-                std::borrow::Cow::Borrowed(&e.policy)
+                policy
             };
             if policy.may_approve(who, requester).is_ok() && !mine.contains(&r.access_request_id) {
                 queue.push(r);
@@ -163,8 +165,9 @@ impl PortalService {
     }
 
     /// The entitlement and the requester of a request, as they are now.
-    /// The policy is the one that applies to this requester now (a manager fallback takes
-    /// effect while their manager is not known).
+    /// The policy is the one that applies to this request now (a manager fallback takes
+    /// effect while their manager is not known; once escalated, the escalation rule
+    /// decides too).
     async fn parties(
         conn: &mut AnyConnection,
         request: &RequestRow,
@@ -175,7 +178,10 @@ impl PortalService {
         let requester = store::get_user(conn, &request.requester_id)
             .await?
             .context("request without requester")?;
-        entitlement.policy = notify::policy_for(conn, &entitlement.policy, &requester).await?;
+        let escalated = entitlement
+            .policy
+            .with_escalation(request.escalation().as_ref());
+        entitlement.policy = notify::policy_for(conn, &escalated, &requester).await?;
         Ok((entitlement, requester))
     }
 

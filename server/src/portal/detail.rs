@@ -28,7 +28,10 @@ impl PortalService {
         let manager_known = notify::manager_known(&mut conn, &requester)
             .await
             .or_internal()?;
-        let policy = entitlement.policy.for_requester(manager_known);
+        let policy = entitlement
+            .policy
+            .with_escalation(request.escalation().as_ref())
+            .for_requester(manager_known);
         let decisions = store::decisions_for_request(&mut conn, id.as_str())
             .await
             .or_internal()?;

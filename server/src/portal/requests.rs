@@ -436,6 +436,7 @@ pub(super) fn new_request(
         status: RequestStatus::Pending,
         created_at: now,
         extends_request_id: extends,
+        escalated_to: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Requests and the decisions made on them.
 
 use super::*;
+use app::domain::ApproverRule;
 use sqlx::FromRow;
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -18,11 +19,23 @@ pub struct RequestRow {
     /// For an extension: the request whose live grants it would make longer
     /// (`duration_secs` is then the time it adds).
     pub extends_request_id: Option<String>,
+    /// The approver rule (JSON) the request was escalated to, once it was.
+    pub escalated_to: Option<String>,
+}
+
+impl RequestRow {
+    /// Who else may decide it since it was escalated.
+    pub fn escalation(&self) -> Option<ApproverRule> {
+        self.escalated_to
+            .as_deref()
+            .and_then(|j| serde_json::from_str(j).ok())
+    }
 }
 
 pub(crate) const REQUEST_COLS: &str =
     "access_request_id, requester_id, entitlement_id, justification, ticket, \
-    duration_secs, starts_at, decision_due_at, status, created_at, extends_request_id";
+    duration_secs, starts_at, decision_due_at, status, created_at, extends_request_id, \
+    escalated_to";
 
 pub async fn insert_request(conn: &mut AnyConnection, r: &RequestRow) -> Result<()> {
     sqlx::query(
@@ -63,6 +76,24 @@ pub async fn get_request(conn: &mut AnyConnection, id: &str) -> Result<Option<Re
     .bind(id)
     .fetch_optional(conn)
     .await?)
+}
+
+/// Records that a pending request was escalated to `rule`.
+pub async fn set_escalated(
+    conn: &mut AnyConnection,
+    id: &str,
+    rule: &ApproverRule,
+    now: Timestamp,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE access_request SET escalated_to = $1, updated_at = $2 WHERE access_request_id = $3",
+    )
+    .bind(serde_json::to_string(rule)?)
+    .bind(now.millis())
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// The extension of this request that waits for a decision, if any (one at a time).

@@ -24,7 +24,10 @@ use crate::notify::{self, Nudge};
 use crate::provisioner::{Assignment, DeleteStart, OperationStatus, ProvisionError, Provisioner};
 use crate::store::{self, AlertKind, GrantRow, GrantUpdate, JobKind, JobRow, Store};
 use anyhow::{Context, Result};
-use app::domain::{GrantEvent, GrantStatus, RequestEvent, RequestStatus, Timestamp};
+use app::domain::{
+    ApproverRule, GrantEvent, GrantStatus, Policy, Principal, RequestEvent, RequestStatus,
+    Timestamp,
+};
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::Duration;
@@ -443,18 +446,8 @@ impl Worker {
             Some(JobKind::DecisionTimeout) => self.decision_timeout(&job.subject_id, now).await,
             Some(JobKind::DeliverMail) => self.deliver_mail(job, now).await,
             Some(JobKind::AnnounceRequest) => self.announce_request(job, now).await,
-            Some(JobKind::ApprovalReminder) => {
-                self.nudge_approvers(job, Nudge::Reminder, now).await
-            }
-            Some(JobKind::ApprovalEscalation) => {
-                let group = self
-                    .mail
-                    .fallback_approver_group
-                    .clone()
-                    .unwrap_or_default();
-                self.nudge_approvers(job, Nudge::Escalation(&group), now)
-                    .await
-            }
+            Some(JobKind::ApprovalReminder) => self.remind_approvers(job, now).await,
+            Some(JobKind::ApprovalEscalation) => self.escalate(job, now).await,
             Some(JobKind::EndingSoon) => self.ending_soon(job, now).await,
             Some(JobKind::SyncCatalog) => {
                 let result = crate::upkeep::catalog::sync(

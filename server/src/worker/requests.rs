@@ -98,7 +98,7 @@ impl Worker {
                 )
                 .await?;
             }
-            if let Some(after) = self.mail.escalate_after() {
+            if let Some((_, after)) = self.escalation_of(&entitlement.policy) {
                 store::insert_job(
                     &mut tx,
                     JobKind::ApprovalEscalation,
@@ -118,56 +118,39 @@ impl Worker {
     }
 
     /// A request still pending: reminds the approvers who have not decided yet (and the
-    /// configured approver addresses), or escalates to the fallback group's members.
-    pub(super) async fn nudge_approvers(
-        &self,
-        job: &JobRow,
-        nudge: Nudge<'_>,
-        now: Timestamp,
-    ) -> Result<Outcome> {
+    /// configured approver addresses), then schedules the next reminder, up to
+    /// `mail.max_reminders`, one every `mail.reminder_after_secs`.
+    pub(super) async fn remind_approvers(&self, job: &JobRow, now: Timestamp) -> Result<Outcome> {
         let mut tx = self.store.begin().await?;
         let Some(request) = store::lock_request(&mut tx, &job.subject_id).await? else {
             return Ok(Outcome::Done);
         };
         if request.status == RequestStatus::Pending {
-            let requester = store::get_user(&mut tx, &request.requester_id)
-                .await?
-                .context("request without user")?;
-            let entitlement = store::get_entitlement(&mut tx, &request.entitlement_id)
-                .await?
-                .context("request without entitlement")?;
-            let decided: Vec<String> =
-                store::decisions_for_request(&mut tx, &request.access_request_id)
-                    .await?
-                    .into_iter()
-                    .map(|d| d.approver_id)
-                    .collect();
-            let people = match nudge {
-                Nudge::Escalation(group) => notify::members_of(&mut tx, group).await?,
-                _ => notify::approvers_of(&mut tx, &entitlement.policy, &requester).await?,
-            };
+            let (requester, entitlement, decided) = self.pending_parties(&mut tx, &request).await?;
+            let policy = entitlement
+                .policy
+                .with_escalation(request.escalation().as_ref());
+            let people = notify::approvers_of(&mut tx, &policy, &requester).await?;
             let mut recipients: Vec<String> = people
                 .into_iter()
                 .filter(|p| p.user_id != requester.user_id && !decided.contains(&p.user_id))
                 .map(|p| p.email)
                 .collect();
-            if nudge == Nudge::Reminder {
-                recipients.extend(self.mail.approver_addresses.iter().cloned());
-            }
+            recipients.extend(self.mail.approver_addresses.iter().cloned());
             let recipients = distinct(recipients.into_iter());
             if recipients.is_empty() {
-                tracing::warn!(request = %request.access_request_id, ?nudge, "a pending request has nobody to remind");
+                tracing::warn!(request = %request.access_request_id, "a pending request has nobody to remind");
             }
-            let mail = notify::approval_mail(
-                nudge,
-                &request,
-                &requester,
-                &entitlement.name,
-                &self.public_url,
-                now,
-            );
-            for to in recipients {
-                notify::queue(&mut tx, &to, &mail, now).await?;
+            let nudge = (Nudge::Reminder, &requester, entitlement.name.as_str());
+            self.nudge(&mut tx, nudge, &request, &recipients, now)
+                .await?;
+            if let Some(every) = self.mail.reminder_after() {
+                let sent = request.created_at.until(now).as_secs() / every.as_secs().max(1);
+                if sent < u64::from(self.mail.max_reminders) {
+                    let next = request.created_at.plus(every * (sent as u32 + 1));
+                    let id = &request.access_request_id;
+                    store::insert_job(&mut tx, JobKind::ApprovalReminder, id, next, now).await?;
+                }
             }
         }
         // The job goes with the mail it sent, in one transaction, and only while this
@@ -176,6 +159,128 @@ impl Worker {
             tx.commit().await?;
         }
         Ok(Outcome::Finished)
+    }
+
+    /// A request nobody decided in time: escalated to the entitlement's escalation rule
+    /// (or the portal-wide fallback group), recorded on the request, so its members may
+    /// decide it from now on, audited, and its members told.
+    pub(super) async fn escalate(&self, job: &JobRow, now: Timestamp) -> Result<Outcome> {
+        let mut tx = self.store.begin().await?;
+        let Some(request) = store::lock_request(&mut tx, &job.subject_id).await? else {
+            return Ok(Outcome::Done);
+        };
+        let id = request.access_request_id.clone();
+        if request.status == RequestStatus::Pending {
+            let (requester, entitlement, decided) = self.pending_parties(&mut tx, &request).await?;
+            if let Some((rule, _)) = self.escalation_of(&entitlement.policy) {
+                store::set_escalated(&mut tx, &id, &rule, now).await?;
+                let names = rule_names(&rule);
+                let waited = app::domain::time::format_duration(request.created_at.until(now));
+                audit::audit(
+                    &mut tx,
+                    &Actor::system(),
+                    Event {
+                        action: "request.escalated",
+                        person_id: Some(&request.requester_id),
+                        subject_kind: "request",
+                        subject_id: &id,
+                        entitlement_id: Some(&request.entitlement_id),
+                        detail: format!("no decision after {waited}: {names} may decide it now"),
+                    },
+                    now,
+                )
+                .await?;
+                let policy = entitlement.policy.with_escalation(Some(&rule));
+                let mut people = store::members_of_groups(&mut tx, &rule.groups).await?;
+                people.extend(store::users_named(&mut tx, &rule.users).await?);
+                let recipients = distinct(
+                    people
+                        .into_iter()
+                        .filter(|p| {
+                            !decided.contains(&p.user_id)
+                                && policy.may_approve(p, &requester).is_ok()
+                        })
+                        .map(|p| p.email),
+                );
+                if recipients.is_empty() {
+                    tracing::warn!(request = %id, %names, "an escalated request has nobody known to the portal to tell");
+                }
+                let nudge = (
+                    Nudge::Escalation(&names),
+                    &requester,
+                    entitlement.name.as_str(),
+                );
+                self.nudge(&mut tx, nudge, &request, &recipients, now)
+                    .await?;
+            }
+        }
+        if store::job_done(&mut tx, job).await? {
+            tx.commit().await?;
+        }
+        Ok(Outcome::Finished)
+    }
+
+    /// Queues one approval mail (`nudge`: why, the requester, the entitlement's name) to
+    /// each recipient.
+    async fn nudge(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        (nudge, requester, entitlement): (Nudge<'_>, &Principal, &str),
+        request: &store::RequestRow,
+        recipients: &[String],
+        now: Timestamp,
+    ) -> Result<()> {
+        let mail = notify::approval_mail(
+            nudge,
+            request,
+            requester,
+            entitlement,
+            &self.public_url,
+            now,
+        );
+        for to in recipients {
+            notify::queue(conn, to, &mail, now).await?;
+        }
+        Ok(())
+    }
+
+    /// The requester and entitlement of a pending request, and who decided it so far.
+    async fn pending_parties(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        request: &store::RequestRow,
+    ) -> Result<(Principal, app::domain::Entitlement, Vec<String>)> {
+        let requester = store::get_user(conn, &request.requester_id)
+            .await?
+            .context("request without user")?;
+        let entitlement = store::get_entitlement(conn, &request.entitlement_id)
+            .await?
+            .context("request without entitlement")?;
+        let decided = store::decisions_for_request(conn, &request.access_request_id)
+            .await?
+            .into_iter()
+            .map(|d| d.approver_id)
+            .collect();
+        Ok((requester, entitlement, decided))
+    }
+
+    /// Where a request of this policy escalates, and after how long: the entitlement's own
+    /// rule and delay, else `mail.fallback_approver_group` and `mail.escalate_after_secs`.
+    /// `None` when there is no rule or no delay.
+    pub(super) fn escalation_of(&self, policy: &Policy) -> Option<(ApproverRule, Duration)> {
+        let secs = match policy.escalate_after_secs {
+            0 => self.mail.escalate_after_secs,
+            s => s,
+        };
+        let rule = if policy.escalation.is_empty() {
+            ApproverRule {
+                groups: vec![self.mail.fallback_approver_group.clone()?],
+                ..Default::default()
+            }
+        } else {
+            policy.escalation.clone()
+        };
+        (secs > 0).then(|| (rule, Duration::from_secs(secs)))
     }
 
     /// Warns the holder that an active grant ends soon, with a link to ask for more time.
@@ -236,4 +341,15 @@ fn distinct(addresses: impl Iterator<Item = String>) -> Vec<String> {
         }
     }
     out
+}
+
+/// An approver rule as mail and the audit trail name it: `members of cloud-fallback`,
+/// `frank@example.com`.
+fn rule_names(rule: &ApproverRule) -> String {
+    rule.groups
+        .iter()
+        .map(|g| format!("members of {g}"))
+        .chain(rule.users.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" and ")
 }

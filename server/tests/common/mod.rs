@@ -173,6 +173,8 @@ pub fn policy() -> Policy {
         decision_timeout_secs: 24 * 3600,
         max_total_secs: None,
         extension_auto_approve_secs: 0,
+        escalation: ApproverRule::default(),
+        escalate_after_secs: 0,
     }
 }
 

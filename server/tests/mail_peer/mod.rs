@@ -265,6 +265,7 @@ pub fn quiet() -> MailSettings {
         portal_name: "Portcullis Test".into(),
         ending_soon_lead_secs: LEAD.as_secs(),
         reminder_after_secs: 0,
+        max_reminders: 1,
         escalate_after_secs: 0,
         fallback_approver_group: None,
         approver_addresses: vec![],
