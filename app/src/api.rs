@@ -119,6 +119,14 @@ pub async fn load_admin_overview() -> Result<AdminOverview, AppError> {
     portal()?.admin_overview(&caller()?).await
 }
 
+/// Needs a recent sign-in, like every decision about someone's access.
+#[server]
+pub async fn review_break_glass(request_id: String, comment: String) -> Result<(), AppError> {
+    portal()?
+        .review_break_glass(&recently_signed_in_caller()?, &request_id, &comment)
+        .await
+}
+
 #[server]
 pub async fn revoke_grant(grant_id: String) -> Result<(), AppError> {
     portal()?

@@ -61,6 +61,13 @@ pub trait Portal: Send + Sync + 'static {
     ) -> Result<(), AppError>;
     async fn admin_overview(&self, who: &Principal) -> Result<AdminOverview, AppError>;
     async fn revoke_grant(&self, who: &Principal, grant_id: &str) -> Result<(), AppError>;
+    /// An admin (not the user) acknowledges a break-glass use with a comment.
+    async fn review_break_glass(
+        &self,
+        who: &Principal,
+        request_id: &str,
+        comment: &str,
+    ) -> Result<(), AppError>;
     async fn audit_log(
         &self,
         who: &Principal,

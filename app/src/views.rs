@@ -184,6 +184,21 @@ pub struct AdminOverview {
     pub audit_chain: Option<AuditChainView>,
     /// Every entitlement, live ones first.
     pub entitlements: Vec<EntitlementStatusView>,
+    /// Break-glass uses waiting for an admin's review, oldest first.
+    #[serde(default)]
+    pub break_glass: Vec<BreakGlassView>,
+}
+
+/// A break-glass use waiting for its review.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BreakGlassView {
+    pub request_id: String,
+    pub requester: String,
+    pub entitlement: String,
+    pub justification: String,
+    pub used_at: String,
+    /// Its review is overdue (admins were told again).
+    pub overdue: bool,
 }
 
 /// An entitlement on the admin page: live, or retired since when.

@@ -321,6 +321,22 @@ pub fn break_glass_used(
     )
 }
 
+/// The admins: a break-glass use still waits for its review.
+pub fn break_glass_unreviewed(
+    url: &str,
+    entitlement: &str,
+    requester: &str,
+    waited: &str,
+    r: &RequestRow,
+) -> Mail {
+    compose(
+        format!("Break-glass use not reviewed: {entitlement} by {requester}"),
+        &format!("{requester} used the break-glass entitlement {entitlement} {waited} ago and no admin has reviewed it yet. Review it on the admin page: say what you checked."),
+        &[("Justification", r.justification.as_str()), ("Request", r.access_request_id.as_str())],
+        ("Review it", &format!("{url}/admin#break-glass")),
+    )
+}
+
 /// What a grant mail names: the target as people read it, and when access ends.
 pub struct GrantFacts<'a> {
     /// `AdministratorAccess on production (333333333333)`.

@@ -99,6 +99,7 @@ pub fn entitlements() -> Vec<Entitlement> {
         extension_auto_approve_secs: 0,
         escalation: ApproverRule::default(),
         escalate_after_secs: 0,
+        review_within_secs: 24 * 3600,
     };
     vec![
         Entitlement {
@@ -161,6 +162,21 @@ pub fn entitlements() -> Vec<Entitlement> {
                 },
                 escalate_after_secs: 2 * 3600,
                 ..policy(2)
+            },
+        },
+        Entitlement {
+            id: "prod-breakglass".into(),
+            name: "Break-glass production administrator".into(),
+            description: "Administrator on production at once, for emergencies: the admins are \
+                alerted and review every use."
+                .into(),
+            targets: vec![Target {
+                scope: account(PRODUCTION),
+                permission_set_arn: arn(PS_ADMIN),
+            }],
+            policy: Policy {
+                break_glass: true,
+                ..policy(1)
             },
         },
         Entitlement {

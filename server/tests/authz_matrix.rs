@@ -125,6 +125,15 @@ fn server_functions() -> Vec<(&'static str, Target, &'static str, Row)> {
         ),
         ("load_admin_overview", Target::Nothing, "", ADMIN_ONLY),
         ("revoke_grant", Target::Grant, "grant_id={}", ADMIN_ONLY),
+        // Admins only; no break-glass use has this id.
+        (
+            "review_break_glass",
+            Target::Fixed("00000000000000000000000000000000"),
+            "request_id={}&comment=checked",
+            [
+                UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH,
+            ],
+        ),
         ("audit_log", Target::Nothing, "", ADMIN_ONLY),
         ("aws_assignments", Target::Nothing, "", ADMIN_ONLY),
         ("load_aws_overview", Target::Nothing, "", ADMIN_ONLY),

@@ -40,6 +40,7 @@ const ARGS: &[(&str, &[&str])] = &[
     ("decide", &["request_id", "verdict", "comment"]),
     ("load_admin_overview", &[]),
     ("revoke_grant", &["grant_id"]),
+    ("review_break_glass", &["request_id", "comment"]),
     ("audit_log", &["person", "entitlement", "action"]),
     ("aws_assignments", &[]),
     ("load_aws_overview", &[]),

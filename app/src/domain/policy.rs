@@ -130,6 +130,21 @@ pub struct Policy {
     /// `mail.escalate_after_secs`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub escalate_after_secs: u64,
+    /// Break-glass: a use not reviewed by an admin within this long is escalated to every
+    /// admin (default a day).
+    #[serde(
+        default = "default_review_within",
+        skip_serializing_if = "is_default_review_within"
+    )]
+    pub review_within_secs: u64,
+}
+
+fn default_review_within() -> u64 {
+    24 * 3600
+}
+
+fn is_default_review_within(n: &u64) -> bool {
+    *n == default_review_within()
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -404,6 +419,7 @@ mod tests {
             extension_auto_approve_secs: 0,
             escalation: ApproverRule::default(),
             escalate_after_secs: 0,
+            review_within_secs: 24 * 3600,
         }
     }
 

@@ -2,9 +2,9 @@
 //! and the sub-navigation of the admin pages.
 
 use super::my_access::{GrantTable, RequestTable};
-use super::widgets::{action_error, loaded, ActionButton, AlertList};
-use crate::api::{load_admin_overview, ResendMail, RevokeGrant};
-use crate::views::{AuditChainView, EntitlementStatusView, ParkedMailView};
+use super::widgets::{action_error, field_error, loaded, outcome_for, ActionButton, AlertList};
+use crate::api::{load_admin_overview, ResendMail, ReviewBreakGlass, RevokeGrant};
+use crate::views::{AuditChainView, BreakGlassView, EntitlementStatusView, ParkedMailView};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
@@ -25,8 +25,15 @@ pub(super) fn AdminNav() -> impl IntoView {
 pub(super) fn AdminPage() -> impl IntoView {
     let revoke = ServerAction::<RevokeGrant>::new();
     let resend = ServerAction::<ResendMail>::new();
+    let review = ServerAction::<ReviewBreakGlass>::new();
     let data = Resource::new(
-        move || (revoke.version().get(), resend.version().get()),
+        move || {
+            (
+                revoke.version().get(),
+                resend.version().get(),
+                review.version().get(),
+            )
+        },
         |_| load_admin_overview(),
     );
     view! {
@@ -34,6 +41,7 @@ pub(super) fn AdminPage() -> impl IntoView {
         <h1>"Admin"</h1>
         {action_error(revoke.value())}
         {action_error(resend.value())}
+        {action_error(review.value())}
         {loaded(data, move |o| {
             view! {
                 <AdminNav />
@@ -44,6 +52,7 @@ pub(super) fn AdminPage() -> impl IntoView {
                     {o.worker.oldest_overdue.map(|t| view! { <span>"Oldest overdue: " {t}</span> })}
                 </section>
                 <AuditChain chain=o.audit_chain />
+                <BreakGlassReviews uses=o.break_glass review />
                 {(!o.alerts.is_empty())
                     .then(|| {
                         view! {
@@ -182,5 +191,48 @@ fn ParkedMail(mail: Vec<ParkedMailView>, resend: ServerAction<ResendMail>) -> im
                     .collect_view()}
             </tbody>
         </table>
+    }
+}
+
+/// Break-glass uses waiting for a review: an admin (never the user) says what they
+/// checked. Unreviewed past the entitlement's `review_within_secs`, every admin is told.
+#[component]
+fn BreakGlassReviews(
+    uses: Vec<BreakGlassView>,
+    review: ServerAction<ReviewBreakGlass>,
+) -> impl IntoView {
+    view! {
+        <section id="break-glass">
+            <h2>"Break-glass uses to review"</h2>
+            {if uses.is_empty() {
+                view! { <p class="empty">"Every break-glass use has been reviewed."</p> }.into_any()
+            } else {
+                uses.into_iter()
+                    .map(|u| {
+                        let value = outcome_for(review.value(), u.request_id.clone());
+                        let comment_id = format!("review-{}", u.request_id);
+                        let (rid, href) = (u.request_id.clone(), format!("/requests/{}", u.request_id));
+                        view! {
+                            <article class="card" data-testid="break-glass-use" data-request-id=u.request_id.clone()>
+                                <h3>
+                                    <a href=href>{u.requester.clone()} " → " {u.entitlement.clone()}</a>
+                                    {u.overdue.then(|| view! { <span class="badge warn" data-testid="review-overdue">"review overdue"</span> })}
+                                </h3>
+                                <p><strong>"Why: "</strong>{u.justification.clone()}</p>
+                                <p class="muted">"Used " {u.used_at.clone()}</p>
+                                <ActionForm action=review>
+                                    <input type="hidden" name="request_id" value=rid />
+                                    <label for=comment_id.clone()>"What you checked"</label>
+                                    <textarea id=comment_id name="comment" rows="2" maxlength="1000"></textarea>
+                                    {field_error(value, "comment")}
+                                    <button type="submit" data-testid="mark-reviewed">"Mark reviewed"</button>
+                                </ActionForm>
+                            </article>
+                        }
+                    })
+                    .collect_view()
+                    .into_any()
+            }}
+        </section>
     }
 }

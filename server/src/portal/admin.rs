@@ -11,7 +11,14 @@ impl PortalService {
         let grants = store::live_grants(&mut conn, Some(1000))
             .await
             .or_internal()?;
-        let alerts = store::open_alerts(&mut conn).await.or_internal()?;
+        // Break-glass uses have their own review list.
+        let alerts: Vec<_> = store::open_alerts(&mut conn)
+            .await
+            .or_internal()?
+            .into_iter()
+            .filter(|a| a.kind != store::AlertKind::BreakGlass)
+            .collect();
+        let break_glass = self.break_glass_to_review(&mut conn).await.or_internal()?;
         let stats = store::job_stats(&mut conn, self.now(), Duration::from_secs(60))
             .await
             .or_internal()?;
@@ -46,6 +53,7 @@ impl PortalService {
             (a.retired_at.is_some(), &a.name).cmp(&(b.retired_at.is_some(), &b.name))
         });
         Ok(AdminOverview {
+            break_glass,
             entitlements,
             audit_chain,
             parked_mail: parked
@@ -289,4 +297,117 @@ fn audit_query(filter: AuditFilter) -> Result<store::AuditQuery, AppError> {
         filter.entitlement,
         filter.action,
     ))
+}
+
+impl PortalService {
+    /// Break-glass uses whose review is open (their alert), oldest first.
+    async fn break_glass_to_review(
+        &self,
+        conn: &mut AnyConnection,
+    ) -> anyhow::Result<Vec<BreakGlassView>> {
+        let now = self.now();
+        let open = store::open_alerts_of(conn, &[store::AlertKind::BreakGlass]).await?;
+        let mut requests =
+            store::requests_by_ids(conn, open.iter().map(|a| a.subject_id.as_str())).await?;
+        let users = self
+            .users_by_id(conn, requests.values().map(|r| r.requester_id.as_str()))
+            .await?;
+        let ents = self.entitlements_by_id(conn).await?;
+        let mut out: Vec<(Timestamp, BreakGlassView)> = open
+            .iter()
+            .filter_map(|a| requests.remove(&a.subject_id))
+            .map(|r| {
+                let e = ents.get(&r.entitlement_id);
+                let within = e.map_or(24 * 3600, |e| e.policy.review_within_secs);
+                let view = BreakGlassView {
+                    request_id: r.access_request_id.clone(),
+                    requester: users
+                        .get(&r.requester_id)
+                        .map_or_else(|| r.requester_id.clone(), |u| u.display_name.clone()),
+                    entitlement: e.map_or_else(|| r.entitlement_id.clone(), |e| e.name.clone()),
+                    justification: r.justification.clone(),
+                    used_at: r.created_at.format_utc(),
+                    overdue: now >= r.created_at.plus(Duration::from_secs(within)),
+                };
+                (r.created_at, view)
+            })
+            .collect();
+        out.sort_by_key(|(at, _)| *at);
+        Ok(out.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// An admin acknowledges a break-glass use, with a comment saying what they checked.
+    /// Never the person who used it; each use once.
+    pub(super) async fn review_break_glass(
+        &self,
+        who: &Principal,
+        request_id: &str,
+        comment: &str,
+    ) -> Result<(), AppError> {
+        let Admin(_) = self.admin(who, "review_break_glass").await?;
+        let now = self.now();
+        let id = Self::parse_id(request_id, "That break-glass use")?;
+        // Errors name the use they are about (the page has a form for each).
+        let invalid = |m: String| {
+            AppError::Invalid(vec![
+                FieldError::new("comment", m),
+                FieldError::new("for", id.as_str()),
+            ])
+        };
+        let comment = Comment::parse(comment).map_err(invalid)?;
+        if comment.to_string().is_empty() {
+            return Err(invalid(
+                "say what you checked: a review needs a comment".into(),
+            ));
+        }
+        let mut tx = self.store.begin().await.or_internal()?;
+        let kind = store::AlertKind::BreakGlass;
+        let Some(request) = store::lock_request(&mut tx, id.as_str())
+            .await
+            .or_internal()?
+        else {
+            return Err(AppError::NotFound("That break-glass use".into()));
+        };
+        if !store::alert_open(&mut tx, kind, id.as_str())
+            .await
+            .or_internal()?
+        {
+            return Err(
+                match store::alert_exists(&mut tx, kind, id.as_str())
+                    .await
+                    .or_internal()?
+                {
+                    true => AppError::Conflict("This break-glass use was already reviewed.".into()),
+                    false => AppError::NotFound("That break-glass use".into()),
+                },
+            );
+        }
+        if request.requester_id == who.user_id {
+            drop(tx);
+            let why = "you cannot review your own break-glass use";
+            return Err(self.deny(who, "review_break_glass", id.as_str(), why).await);
+        }
+        let result: anyhow::Result<()> = async {
+            store::resolve_alerts(&mut tx, kind, id.as_str(), now).await?;
+            store::delete_jobs_for(&mut tx, id.as_str(), JobKind::BreakGlassReview).await?;
+            audit::audit(
+                &mut tx,
+                &Actor::of(who),
+                Event {
+                    action: "break_glass.reviewed",
+                    person_id: Some(&request.requester_id),
+                    subject_kind: "request",
+                    subject_id: id.as_str(),
+                    entitlement_id: Some(&request.entitlement_id),
+                    detail: format!("reviewed: {comment}"),
+                },
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        result.or_internal()
+    }
 }

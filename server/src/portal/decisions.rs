@@ -438,6 +438,10 @@ impl PortalService {
                 now,
             )
             .await?;
+            // Every use waits for an admin's review; unreviewed, it is escalated.
+            let due = now.plus(Duration::from_secs(entitlement.policy.review_within_secs));
+            let id = &request.access_request_id;
+            store::insert_job(tx, JobKind::BreakGlassReview, id, due, now).await?;
             for admin in notify::admins(tx).await? {
                 let mail = notify::break_glass_used(
                     &self.public_url,

@@ -207,6 +207,15 @@ impl Portal for PortalService {
         PortalService::admin_overview(self, who).await
     }
 
+    async fn review_break_glass(
+        &self,
+        who: &Principal,
+        request_id: &str,
+        comment: &str,
+    ) -> Result<(), AppError> {
+        PortalService::review_break_glass(self, who, request_id, comment).await
+    }
+
     async fn revoke_grant(&self, who: &Principal, grant_id: &str) -> Result<(), AppError> {
         PortalService::revoke_grant(self, who, grant_id).await
     }

@@ -13,7 +13,7 @@ pub enum AlertKind {
     OperationStuck,
     /// Provisioning failed for good (the grant is `failed`).
     ProvisioningFailed,
-    /// A break-glass entitlement was used.
+    /// A break-glass entitlement was used; open until an admin reviews the use.
     BreakGlass,
     /// The worker's sweep found a live grant without its job and put the job back.
     JobRestored,
@@ -46,6 +46,7 @@ impl AlertKind {
                 JobKind::Reconcile => "reconcile_failing",
                 JobKind::VerifyAudit => "verify_audit_failing",
                 JobKind::SyncBackstop => "sync_backstop_failing",
+                JobKind::BreakGlassReview => "break_glass_review_failing",
             },
             Self::MailParked => "mail_parked",
             Self::OperationStuck => "operation_stuck",
@@ -137,6 +138,22 @@ pub async fn open_alerts(conn: &mut AnyConnection) -> Result<Vec<AlertRow>> {
     )
     .fetch_all(conn)
     .await?)
+}
+
+/// Whether an alert of this kind about this subject is open (not resolved).
+pub async fn alert_open(
+    conn: &mut AnyConnection,
+    kind: AlertKind,
+    subject_id: &str,
+) -> Result<bool> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM alert WHERE kind = $1 AND subject_id = $2 AND resolved_at IS NULL",
+    )
+    .bind(kind)
+    .bind(subject_id)
+    .fetch_one(conn)
+    .await?;
+    Ok(n > 0)
 }
 
 /// Marks the open alerts of one kind about one subject as resolved.

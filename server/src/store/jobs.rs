@@ -23,6 +23,8 @@ pub enum JobKind {
     VerifyAudit,
     /// Moves or deletes the AWS-side backstop schedule of a grant's assignment.
     SyncBackstop,
+    /// A break-glass use still unreviewed when its review is due: every admin is told.
+    BreakGlassReview,
 }
 
 impl JobKind {
@@ -40,6 +42,7 @@ impl JobKind {
             Self::Reconcile => "reconcile",
             Self::VerifyAudit => "verify_audit",
             Self::SyncBackstop => "sync_backstop",
+            Self::BreakGlassReview => "break_glass_review",
         }
     }
 
@@ -57,6 +60,7 @@ impl JobKind {
             Self::Reconcile,
             Self::VerifyAudit,
             Self::SyncBackstop,
+            Self::BreakGlassReview,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

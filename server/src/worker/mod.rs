@@ -449,6 +449,7 @@ impl Worker {
             Some(JobKind::ApprovalReminder) => self.remind_approvers(job, now).await,
             Some(JobKind::ApprovalEscalation) => self.escalate(job, now).await,
             Some(JobKind::EndingSoon) => self.ending_soon(job, now).await,
+            Some(JobKind::BreakGlassReview) => self.break_glass_unreviewed(job, now).await,
             Some(JobKind::SyncCatalog) => {
                 let result = crate::upkeep::catalog::sync(
                     &self.store,

@@ -283,6 +283,52 @@ impl Worker {
         (secs > 0).then(|| (rule, Duration::from_secs(secs)))
     }
 
+    /// A break-glass use nobody reviewed in time: every admin is told again (and the
+    /// escalation audited). Nothing happens once it was reviewed.
+    pub(super) async fn break_glass_unreviewed(
+        &self,
+        job: &JobRow,
+        now: Timestamp,
+    ) -> Result<Outcome> {
+        let mut tx = self.store.begin().await?;
+        let id = job.subject_id.clone();
+        let open = store::alert_open(&mut tx, store::AlertKind::BreakGlass, &id).await?;
+        if let (true, Some(request)) = (open, store::get_request(&mut tx, &id).await?) {
+            let (requester, entitlement, _) = self.pending_parties(&mut tx, &request).await?;
+            let waited = app::domain::time::format_duration(request.created_at.until(now));
+            audit::audit(
+                &mut tx,
+                &Actor::system(),
+                Event {
+                    action: "break_glass.review_overdue",
+                    person_id: Some(&request.requester_id),
+                    subject_kind: "request",
+                    subject_id: &id,
+                    entitlement_id: Some(&request.entitlement_id),
+                    detail: format!("not reviewed after {waited}: every admin told"),
+                },
+                now,
+            )
+            .await?;
+            let mail = notify::break_glass_unreviewed(
+                &self.public_url,
+                &entitlement.name,
+                &requester.display_name,
+                &waited,
+                &request,
+            );
+            for admin in notify::admins(&mut tx).await? {
+                if admin.user_id != requester.user_id {
+                    notify::queue(&mut tx, &admin.email, &mail, now).await?;
+                }
+            }
+        }
+        if store::job_done(&mut tx, job).await? {
+            tx.commit().await?;
+        }
+        Ok(Outcome::Finished)
+    }
+
     /// Warns the holder that an active grant ends soon, with a link to ask for more time.
     pub(super) async fn ending_soon(&self, job: &JobRow, now: Timestamp) -> Result<Outcome> {
         let mut tx = self.store.begin().await?;

@@ -175,6 +175,7 @@ pub fn policy() -> Policy {
         extension_auto_approve_secs: 0,
         escalation: ApproverRule::default(),
         escalate_after_secs: 0,
+        review_within_secs: 24 * 3600,
     }
 }
 
