@@ -223,7 +223,10 @@ async fn ineligible_requester_refused_and_audited(b: Backend) {
     // Not offered either.
     let cards = env.portal.eligible_entitlements(&alice).await.unwrap();
     let ids: Vec<&str> = cards.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(ids, ["prod-admin", "prod-readonly", "sandbox-admin"]);
+    assert_eq!(
+        ids,
+        ["prod-breakglass", "prod-admin", "prod-readonly", "sandbox-admin"]
+    );
     env.check_invariants().await;
 }
 
