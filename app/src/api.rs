@@ -72,6 +72,7 @@ pub async fn extend_grant(
     justification: String,
     duration: String,
     ticket: Option<String>,
+    seen_end: Option<i64>,
 ) -> Result<String, AppError> {
     let draft = RequestDraft {
         justification,
@@ -79,7 +80,9 @@ pub async fn extend_grant(
         ticket: ticket.unwrap_or_default(),
         ..Default::default()
     };
-    portal()?.extend_grant(&caller()?, &grant_id, draft).await
+    portal()?
+        .extend_grant(&caller()?, &grant_id, draft, seen_end)
+        .await
 }
 
 #[server]

@@ -38,11 +38,14 @@ pub trait Portal: Send + Sync + 'static {
     async fn end_grant(&self, who: &Principal, grant_id: &str) -> Result<(), AppError>;
     /// Asks for more time on the caller's active grant (an extension request, decided by
     /// the entitlement's policy); returns the extension's request id.
+    /// `seen_end`: the end (epoch ms) the form showed; a request made against an end that
+    /// has moved since (another extension, a form sent twice) is refused.
     async fn extend_grant(
         &self,
         who: &Principal,
         grant_id: &str,
         draft: RequestDraft,
+        seen_end: Option<i64>,
     ) -> Result<String, AppError>;
     async fn approvals(&self, who: &Principal) -> Result<Approvals, AppError>;
     /// One request with its decisions, grants and audit trail, for the people it concerns

@@ -121,6 +121,9 @@ pub struct ExtendOffer {
     pub approves_itself_up_to: Option<String>,
     /// The extension that waits for a decision, if any (its request id).
     pub pending: Option<String>,
+    /// The end the form is about (epoch ms): sent back, so that a second submission
+    /// against an end that has moved since is refused.
+    pub seen_end: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -225,7 +225,12 @@ async fn ineligible_requester_refused_and_audited(b: Backend) {
     let ids: Vec<&str> = cards.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(
         ids,
-        ["prod-breakglass", "prod-admin", "prod-readonly", "sandbox-admin"]
+        [
+            "prod-breakglass",
+            "prod-admin",
+            "prod-readonly",
+            "sandbox-admin"
+        ]
     );
     env.check_invariants().await;
 }

@@ -15,7 +15,48 @@ use std::time::Duration;
 both!(
     a_use_waits_for_a_review_by_another_admin,
     an_unreviewed_use_is_escalated_to_every_admin,
+    a_use_cancelled_before_its_start_needs_no_review,
 );
+
+/// Break-glass asked to start later and cancelled before: nothing to review, nobody told
+/// a day later.
+async fn a_use_cancelled_before_its_start_needs_no_review(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let w = env.worker();
+    let (alice, dana) = (person("alice"), person("dana"));
+    let later = app::domain::RequestDraft {
+        starts: "2h".into(),
+        ..draft("30m")
+    };
+    let rid = env
+        .portal
+        .create_request(&alice, "prod-breakglass", later)
+        .await
+        .unwrap();
+    assert_eq!(
+        env.portal
+            .admin_overview(&dana)
+            .await
+            .unwrap()
+            .break_glass
+            .len(),
+        1
+    );
+    env.portal.cancel_request(&alice, &rid).await.unwrap();
+    assert!(env
+        .portal
+        .admin_overview(&dana)
+        .await
+        .unwrap()
+        .break_glass
+        .is_empty());
+    env.run_until(&w, T0.millis() + 25 * HOUR_MS, Duration::from_secs(3600))
+        .await;
+    assert!(env
+        .audit_with("break_glass.review_overdue")
+        .await
+        .is_empty());
+}
 
 async fn a_use_waits_for_a_review_by_another_admin(b: Backend) {
     let env = TestEnv::new(b).await;

@@ -44,7 +44,7 @@ async fn an_approved_extension_moves_the_end_with_no_gap(b: Backend) {
     let bob_mail = env.mail_subjects("bob@example.com").await.len();
     let ext = env
         .portal
-        .extend_grant(&alice, &g.access_grant_id, draft("2h"))
+        .extend_grant(&alice, &g.access_grant_id, draft("2h"), None)
         .await
         .unwrap();
     assert_eq!(env.request_status(&ext).await, "pending");
@@ -142,7 +142,7 @@ async fn extensions_approve_themselves_up_to_the_limit_and_stop_at_the_total(b: 
     // 30 minutes: approved at once, nobody asked.
     let ext = env
         .portal
-        .extend_grant(&alice, &g.access_grant_id, draft("30m"))
+        .extend_grant(&alice, &g.access_grant_id, draft("30m"), None)
         .await
         .unwrap();
     assert_eq!(env.request_status(&ext).await, "approved");
@@ -161,7 +161,7 @@ async fn extensions_approve_themselves_up_to_the_limit_and_stop_at_the_total(b: 
     let audit = env.count("audit_event").await;
     let err = env
         .portal
-        .extend_grant(&alice, &g.access_grant_id, draft("1h"))
+        .extend_grant(&alice, &g.access_grant_id, draft("1h"), None)
         .await
         .unwrap_err();
     assert_eq!(
@@ -172,7 +172,7 @@ async fn extensions_approve_themselves_up_to_the_limit_and_stop_at_the_total(b: 
     assert_eq!(env.count("audit_event").await, audit);
 
     env.portal
-        .extend_grant(&alice, &g.access_grant_id, draft("30m"))
+        .extend_grant(&alice, &g.access_grant_id, draft("30m"), None)
         .await
         .unwrap();
     assert_eq!(
@@ -186,7 +186,7 @@ async fn extensions_approve_themselves_up_to_the_limit_and_stop_at_the_total(b: 
     assert_eq!((offer.up_to, offer.max_total.as_str()), (None, "3h"));
     let err = env
         .portal
-        .extend_grant(&alice, &g.access_grant_id, draft("15m"))
+        .extend_grant(&alice, &g.access_grant_id, draft("15m"), None)
         .await
         .unwrap_err();
     assert_eq!(
@@ -210,7 +210,7 @@ async fn only_the_holder_extends_active_access_once_at_a_time(b: Backend) {
     // Not active yet (the worker has not provisioned it).
     let err = env
         .portal
-        .extend_grant(&alice, &g.access_grant_id, draft("2h"))
+        .extend_grant(&alice, &g.access_grant_id, draft("2h"), None)
         .await
         .unwrap_err();
     assert_eq!(
@@ -222,14 +222,16 @@ async fn only_the_holder_extends_active_access_once_at_a_time(b: Backend) {
     // Someone else's access: refused and audited; an unknown id is not found.
     let err = env
         .portal
-        .extend_grant(&bob, &g.access_grant_id, draft("2h"))
+        .extend_grant(&bob, &g.access_grant_id, draft("2h"), None)
         .await
         .unwrap_err();
     assert!(matches!(err, AppError::Forbidden(_)), "{err:?}");
     assert_eq!(env.audit_with("denied.extend").await.len(), 1);
     for bad in ["0193a5b0-0000-7000-8000-000000000000", "nope"] {
         assert_eq!(
-            env.portal.extend_grant(&alice, bad, draft("2h")).await,
+            env.portal
+                .extend_grant(&alice, bad, draft("2h"), None)
+                .await,
             Err(AppError::NotFound("That access".into()))
         );
     }
@@ -237,12 +239,12 @@ async fn only_the_holder_extends_active_access_once_at_a_time(b: Backend) {
     // One waiting at a time; a pending one may be cancelled, an approved one not.
     let first = env
         .portal
-        .extend_grant(&alice, &g.access_grant_id, draft("2h"))
+        .extend_grant(&alice, &g.access_grant_id, draft("2h"), None)
         .await
         .unwrap();
     assert_eq!(
         env.portal
-            .extend_grant(&alice, &g.access_grant_id, draft("3h"))
+            .extend_grant(&alice, &g.access_grant_id, draft("3h"), None)
             .await,
         Err(AppError::Conflict(
             "An extension of this access already waits for a decision.".into()
@@ -250,12 +252,28 @@ async fn only_the_holder_extends_active_access_once_at_a_time(b: Backend) {
     );
     env.portal.cancel_request(&alice, &first).await.unwrap();
     assert_eq!(env.request_status(&first).await, "cancelled");
+    // The form says which end it is about: sent twice, the second finds it moved.
+    let seen = Some(g.ends_at.millis());
     let auto = env
         .portal
-        .extend_grant(&alice, &g.access_grant_id, draft("30m"))
+        .extend_grant(&alice, &g.access_grant_id, draft("30m"), seen)
         .await
         .unwrap();
     assert_eq!(env.request_status(&auto).await, "approved");
+    let again = env
+        .portal
+        .extend_grant(&alice, &g.access_grant_id, draft("30m"), seen)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&again, AppError::Conflict(m) if m.starts_with("This access was extended meanwhile")),
+        "{again:?}"
+    );
+    assert_eq!(
+        env.grant(&g.access_grant_id).await.ends_at.millis(),
+        g.ends_at.millis() + 30 * MIN,
+        "extended once"
+    );
     let err = env.portal.cancel_request(&alice, &auto).await.unwrap_err();
     assert!(matches!(err, AppError::Conflict(_)), "{err:?}");
 
@@ -267,7 +285,7 @@ async fn only_the_holder_extends_active_access_once_at_a_time(b: Backend) {
     env.settle(&w).await;
     let err = env
         .portal
-        .extend_grant(&alice, &g.access_grant_id, draft("30m"))
+        .extend_grant(&alice, &g.access_grant_id, draft("30m"), None)
         .await
         .unwrap_err();
     assert_eq!(
@@ -285,7 +303,7 @@ async fn an_extension_approved_after_the_end_extends_nothing(b: Backend) {
     let (_, g) = active_readonly(&env, &w).await;
     let ext = env
         .portal
-        .extend_grant(&alice, &g.access_grant_id, draft("2h"))
+        .extend_grant(&alice, &g.access_grant_id, draft("2h"), None)
         .await
         .unwrap();
     env.set_time(g.ends_at.millis());

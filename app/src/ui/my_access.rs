@@ -318,6 +318,7 @@ fn ExtendForm(
             <summary>"Extend"</summary>
             <ActionForm action>
                 <input type="hidden" name="grant_id" value=grant_id />
+                <input type="hidden" name="seen_end" value=offer.seen_end.to_string() />
                 <label for=duration_id.clone()>"More time (up to " {up_to} ")"</label>
                 <input id=duration_id name="duration" type="text" value=offer.suggested />
                 {field_error(value, "duration")}

@@ -12,12 +12,9 @@ impl PortalService {
             .await
             .or_internal()?;
         // Break-glass uses have their own review list.
-        let alerts: Vec<_> = store::open_alerts(&mut conn)
+        let alerts = store::open_alerts(&mut conn, Some(store::AlertKind::BreakGlass))
             .await
-            .or_internal()?
-            .into_iter()
-            .filter(|a| a.kind != store::AlertKind::BreakGlass)
-            .collect();
+            .or_internal()?;
         let break_glass = self.break_glass_to_review(&mut conn).await.or_internal()?;
         let stats = store::job_stats(&mut conn, self.now(), Duration::from_secs(60))
             .await

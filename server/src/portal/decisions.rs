@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// Why an extension is closed when approved: its access is no longer active.
+const EXTENDS_NOTHING: &str = "the access it would extend has already ended";
+
 /// What a verdict does to a request, decided before anything is written.
 struct Decided {
     to: RequestStatus,
@@ -257,9 +260,9 @@ impl PortalService {
                 .await
                 .or_internal()?
                 .iter()
-                .any(|g| g.status.is_live() && g.status != GrantStatus::Deprovisioning);
+                .any(|g| g.status == GrantStatus::Active);
             if !live {
-                refused = Some("the access it would extend has already ended".into());
+                refused = Some(EXTENDS_NOTHING.into());
             }
         }
         let to = match refused {
@@ -305,6 +308,7 @@ impl PortalService {
         store::set_request_status(tx, id, decided.to, now).await?;
         let approve = verdict == Verdict::Approved;
         let action = match (&decided.refused, approve, decided.complete) {
+            (Some(r), _, _) if r == EXTENDS_NOTHING => "request.refused_ended",
             (Some(_), _, _) => "request.refused_ineligible",
             (None, true, true) => "request.approved",
             (None, true, false) => "request.approval_recorded",

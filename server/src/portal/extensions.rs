@@ -16,6 +16,7 @@ impl PortalService {
         who: &Principal,
         grant_id: &str,
         draft: RequestDraft,
+        seen_end: Option<i64>,
     ) -> Result<String, AppError> {
         let now = self.now();
         let gid = Self::parse_id(grant_id, "That access")?;
@@ -37,12 +38,37 @@ impl PortalService {
                 grant.status
             )));
         }
-        // One extension at a time per request: the original is locked while we look.
+        // The locks the worker takes, in its order (each assignment, then the request), so
+        // neither waits on the other in a cycle; then one extension at a time per request,
+        // and the grant as it is now.
+        for g in store::grants_for_request(&mut tx, &grant.access_request_id)
+            .await
+            .or_internal()?
+        {
+            store::lock_assignment(&mut tx, &g).await.or_internal()?;
+        }
         let original = store::lock_request(&mut tx, &grant.access_request_id)
             .await
             .or_internal()?
             .context("grant without request")
             .or_internal()?;
+        let grant = store::get_grant(&mut tx, gid.as_str())
+            .await
+            .or_internal()?
+            .context("grant vanished")
+            .or_internal()?;
+        if grant.status != GrantStatus::Active || grant.ends_at <= now {
+            return Err(AppError::Conflict(format!(
+                "Only active access can be extended; this one is {}.",
+                grant.status
+            )));
+        }
+        if seen_end.is_some_and(|end| end != grant.ends_at.millis()) {
+            return Err(AppError::Conflict(format!(
+                "This access was extended meanwhile: it now ends {}. Ask again if you need more.",
+                grant.ends_at.format_utc()
+            )));
+        }
         let entitlement = store::get_entitlement(&mut tx, &original.entitlement_id)
             .await
             .or_internal()?
@@ -97,7 +123,7 @@ impl PortalService {
             .await
     }
 
-    /// Carries out an approved extension in the caller's transaction: every live grant of
+    /// Carries out an approved extension in the caller's transaction: every active grant of
     /// the original request ends later (within `max_total`), each change audited
     /// (`grant.extended`), its "ending soon" warning and backstop brought in line, and the
     /// requester told the new end. A grant that has ended or started ending meanwhile is
@@ -125,11 +151,9 @@ impl PortalService {
             let Some(g) = store::get_grant(tx, &g.access_grant_id).await? else {
                 continue;
             };
-            let live = matches!(
-                g.status,
-                GrantStatus::Scheduled | GrantStatus::Provisioning | GrantStatus::Active
-            );
-            if !live || g.ends_at <= now {
+            // Only active grants: one still being provisioned (or not yet) keeps its end,
+            // which the provisioning steps rely on.
+            if g.status != GrantStatus::Active || g.ends_at <= now {
                 continue;
             }
             let to = g.ends_at.plus(more).min(g.starts_at.plus(max_total));
@@ -194,6 +218,8 @@ impl PortalService {
         }
         let ents = self.entitlements_by_id(conn).await?;
         let retired = store::retired_entitlements(conn).await?;
+        // One Extend form per request: an extension lengthens all its grants.
+        let mut offered = std::collections::HashSet::new();
         for (row, view) in rows.iter().zip(views.iter_mut()) {
             let Some(e) = ents.get(&view.entitlement_id) else {
                 continue;
@@ -201,6 +227,7 @@ impl PortalService {
             if row.status != GrantStatus::Active
                 || retired.contains_key(&e.id)
                 || !e.policy.is_eligible(who)
+                || !offered.insert(row.access_request_id.clone())
             {
                 continue;
             }
@@ -227,6 +254,7 @@ impl PortalService {
                 ticket_example: p.ticket_pattern.as_ref().and(p.ticket_example.clone()),
                 approves_itself_up_to,
                 pending,
+                seen_end: row.ends_at.millis(),
             });
         }
         Ok(())

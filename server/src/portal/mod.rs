@@ -178,8 +178,9 @@ impl Portal for PortalService {
         who: &Principal,
         grant_id: &str,
         draft: RequestDraft,
+        seen_end: Option<i64>,
     ) -> Result<String, AppError> {
-        PortalService::extend_grant(self, who, grant_id, draft).await
+        PortalService::extend_grant(self, who, grant_id, draft, seen_end).await
     }
 
     async fn approvals(&self, who: &Principal) -> Result<Approvals, AppError> {

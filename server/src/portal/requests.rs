@@ -389,6 +389,9 @@ impl PortalService {
             }
             store::delete_jobs_for(&mut tx, id.as_str(), JobKind::DecisionTimeout).await?;
             notify::forget_approval_nudges(&mut tx, id.as_str()).await?;
+            // A break-glass use cancelled before it started has nothing to review.
+            store::resolve_alerts(&mut tx, store::AlertKind::BreakGlass, id.as_str(), now).await?;
+            store::delete_jobs_for(&mut tx, id.as_str(), JobKind::BreakGlassReview).await?;
             store::set_request_status(&mut tx, id.as_str(), to, now).await?;
             audit::audit(
                 &mut tx,

@@ -131,11 +131,17 @@ pub async fn alert_exists(
     Ok(n > 0)
 }
 
-pub async fn open_alerts(conn: &mut AnyConnection) -> Result<Vec<AlertRow>> {
+/// The newest 100 open alerts, but those of kind `except` (listed on their own).
+pub async fn open_alerts(
+    conn: &mut AnyConnection,
+    except: Option<AlertKind>,
+) -> Result<Vec<AlertRow>> {
     Ok(sqlx::query_as(
         "SELECT alert_id, kind, subject_id, message, created_at FROM alert
-         WHERE resolved_at IS NULL ORDER BY created_at DESC LIMIT 100",
+         WHERE resolved_at IS NULL AND ($1 IS NULL OR kind <> $1)
+         ORDER BY created_at DESC LIMIT 100",
     )
+    .bind(except.map(AlertKind::as_str))
     .fetch_all(conn)
     .await?)
 }

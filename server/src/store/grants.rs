@@ -169,8 +169,8 @@ pub async fn end_grant_at(
     Ok(())
 }
 
-/// Moves a live grant's end later (an approved extension): only while it is scheduled,
-/// provisioning or active and its end is still `from`. False when it has moved on.
+/// Moves an active grant's end later (an approved extension): only while it is active
+/// and its end is still `from`. False when it has moved on.
 pub async fn extend_grant_end(
     conn: &mut AnyConnection,
     id: &str,
@@ -180,8 +180,7 @@ pub async fn extend_grant_end(
 ) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE access_grant SET ends_at = $1, updated_at = $2
-         WHERE access_grant_id = $3 AND ends_at = $4
-           AND status IN ('scheduled', 'provisioning', 'active')",
+         WHERE access_grant_id = $3 AND ends_at = $4 AND status = 'active'",
     )
     .bind(to.millis())
     .bind(now.millis())

@@ -88,7 +88,11 @@ impl Worker {
                 }
             }
             let created = request.created_at;
-            if let Some(after) = self.mail.reminder_after() {
+            if let Some(after) = self
+                .mail
+                .reminder_after()
+                .filter(|_| self.mail.max_reminders > 0)
+            {
                 store::insert_job(
                     &mut tx,
                     JobKind::ApprovalReminder,

@@ -398,7 +398,7 @@ impl TestEnv {
     }
 
     pub async fn alerts(&self, kind: &str) -> Vec<store::AlertRow> {
-        store::open_alerts(&mut *self.conn().await)
+        store::open_alerts(&mut *self.conn().await, None)
             .await
             .unwrap()
             .into_iter()
@@ -407,7 +407,9 @@ impl TestEnv {
     }
 
     pub async fn all_alerts(&self) -> Vec<store::AlertRow> {
-        store::open_alerts(&mut *self.conn().await).await.unwrap()
+        store::open_alerts(&mut *self.conn().await, None)
+            .await
+            .unwrap()
     }
 
     /// The first audit event that does not verify with the store's key, if any.
