@@ -25,9 +25,11 @@ impl PortalService {
             return Err(not_found());
         };
         let (entitlement, requester) = self.detail_parties(&mut conn, &request).await?;
-        let manager_known = notify::manager_known(&mut conn, &requester)
-            .await
-            .or_internal()?;
+        // Asked only where the answer matters (a manager fallback), as `notify::policy_for` does.
+        let manager_known = !entitlement.policy.has_manager_fallback()
+            || notify::manager_known(&mut conn, &requester)
+                .await
+                .or_internal()?;
         let policy = entitlement
             .policy
             .with_escalation(request.escalation().as_ref())

@@ -32,12 +32,6 @@ impl PortalService {
             let why = "only the person who holds access can ask to extend it";
             return Err(self.deny(who, "extend", gid.as_str(), why).await);
         }
-        if grant.status != GrantStatus::Active || grant.ends_at <= now {
-            return Err(AppError::Conflict(format!(
-                "Only active access can be extended; this one is {}.",
-                grant.status
-            )));
-        }
         // The locks the worker takes, in its order (each assignment, then the request), so
         // neither waits on the other in a cycle; then one extension at a time per request,
         // and the grant as it is now.
@@ -212,11 +206,11 @@ impl PortalService {
         who: &Principal,
         rows: &[GrantRow],
         views: &mut [GrantView],
+        ents: &HashMap<String, Entitlement>,
     ) -> anyhow::Result<()> {
         if !rows.iter().any(|g| g.status == GrantStatus::Active) {
             return Ok(());
         }
-        let ents = self.entitlements_by_id(conn).await?;
         let retired = store::retired_entitlements(conn).await?;
         // One Extend form per request: an extension lengthens all its grants.
         let mut offered = std::collections::HashSet::new();

@@ -308,7 +308,7 @@ impl PortalService {
             .grant_views(&mut conn, grants.clone())
             .await
             .or_internal()?;
-        self.offer_extensions(&mut conn, who, &grants, &mut grant_views)
+        self.offer_extensions(&mut conn, who, &grants, &mut grant_views, &ents)
             .await
             .or_internal()?;
         Ok(MyAccess {
