@@ -28,6 +28,8 @@ pub(crate) struct Report {
     pub(crate) never_created: usize,
     /// Grants whose `ends_at` fell while PostgreSQL was down.
     pub(crate) ended_in_outage: usize,
+    /// Grants revoked past the bound (or never), whose evidence a failure prints.
+    pub(crate) late_grants: Vec<String>,
 }
 
 /// An assignment: (Identity Store principal, account, permission set).
@@ -175,6 +177,7 @@ pub(crate) async fn check(
 
     // Replay each assignment's calls against its grants' times.
     let mut lateness = Vec::new();
+    let mut late_grants = Vec::new();
     let mut never_created = 0;
     let ended_in_outage = by_triple
         .values()
@@ -256,6 +259,7 @@ pub(crate) async fn check(
                         .map(|(a, b)| (b.min(gone) - a.max(e.until)).max(0.0))
                         .unwrap_or(0.0);
                     if late - down > s.bound_secs {
+                        late_grants.extend(e.grants.iter().cloned());
                         violations.push(format!(
                             "{who}: revoked {late:.1} s after ends_at ({:.1} s without the outage), \
                              over the {} s bound: {:?}",
@@ -266,10 +270,13 @@ pub(crate) async fn check(
                     }
                     lateness.push((late, late - down));
                 }
-                (true, None) => violations.push(format!(
-                    "{who}: assignment of grant(s) {:?} never deleted",
-                    e.grants
-                )),
+                (true, None) => {
+                    late_grants.extend(e.grants.iter().cloned());
+                    violations.push(format!(
+                        "{who}: assignment of grant(s) {:?} never deleted",
+                        e.grants
+                    ))
+                }
                 (false, _) => never_created += e.grants.len(),
             }
         }
@@ -303,5 +310,6 @@ pub(crate) async fn check(
         conflicts,
         never_created,
         ended_in_outage,
+        late_grants,
     })
 }

@@ -94,6 +94,8 @@ pub(crate) struct Fleet {
     pub(crate) starts: AtomicU32,
     pub(crate) kills: AtomicU32,
     pub(crate) unexpected_exits: Mutex<Vec<String>>,
+    /// When each replica was started and killed (epoch seconds), for a failure's report.
+    pub(crate) timeline: Mutex<Vec<(f64, String)>>,
 }
 
 impl Fleet {
@@ -114,6 +116,7 @@ impl Fleet {
             starts: AtomicU32::new(0),
             kills: AtomicU32::new(0),
             unexpected_exits: Mutex::new(Vec::new()),
+            timeline: Mutex::new(Vec::new()),
         }
     }
 
@@ -154,6 +157,7 @@ impl Fleet {
         replicas[i].child = Some(child);
         replicas[i].killing = false;
         self.starts.fetch_add(1, Ordering::Relaxed);
+        self.note(format!("replica {i} started"));
         Ok(())
     }
 
@@ -168,7 +172,12 @@ impl Fleet {
         let _ = child.start_kill(); // SIGKILL to this child's PID
         let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
         self.kills.fetch_add(1, Ordering::Relaxed);
+        self.note(format!("replica {i} SIGKILLed"));
         true
+    }
+
+    pub(crate) fn note(&self, what: String) {
+        self.timeline.lock().unwrap().push((now_secs(), what));
     }
 
     /// Ports of the replicas currently running.
@@ -222,6 +231,11 @@ pub(crate) fn last_words(path: &std::path::Path) -> String {
         .find(|l| l.contains("error"))
         .or_else(|| text.lines().last())
         .unwrap_or_default();
+    strip_ansi(line).chars().take(300).collect()
+}
+
+/// A log line without its terminal colours.
+pub(crate) fn strip_ansi(line: &str) -> String {
     let mut plain = String::new();
     let mut escape = false;
     for c in line.chars() {
@@ -232,5 +246,5 @@ pub(crate) fn last_words(path: &std::path::Path) -> String {
             (false, c) => plain.push(c),
         }
     }
-    plain.chars().take(300).collect()
+    plain
 }

@@ -248,17 +248,30 @@ pub async fn claim_job_in(
         Dialect::Sqlite => "",
     };
     let mut tx = store.begin().await?;
-    let candidate: Option<String> = sqlx::query_scalar(&format!(
-        "SELECT job_id FROM job WHERE run_at <= $1 AND (lease_until IS NULL OR lease_until < $1){lane}
+    let candidate: Option<(String, String, Option<String>, Option<i64>)> =
+        sqlx::query_as(&format!(
+            "SELECT job_id, subject_id, lease_owner, lease_until FROM job
+         WHERE run_at <= $1 AND (lease_until IS NULL OR lease_until < $1){lane}
          ORDER BY CASE WHEN kind = 'deprovision' THEN 0 ELSE 1 END, run_at LIMIT 1{skip_locked}"
-    ))
-    .bind(now.millis())
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(job_id) = candidate else {
+        ))
+        .bind(now.millis())
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some((job_id, subject, owner, until)) = candidate else {
         tx.commit().await?;
         return Ok(None);
     };
+    // Every clean ending of a step clears its owner: one still set means its lease lapsed
+    // (a replica that died and did not come back, or a step stalled past its lease).
+    if let (Some(owner), Some(until)) = (owner, until) {
+        tracing::warn!(
+            job = %job_id,
+            %subject,
+            from = %owner,
+            lapsed_ms = now.millis() - until,
+            "taking over a job whose lease lapsed"
+        );
+    }
     let lease_until = now.plus(lease).millis();
     let job: Option<JobRow> = sqlx::query_as(
         "UPDATE job SET lease_owner = $1, lease_until = $2, lease_token = lease_token + 1

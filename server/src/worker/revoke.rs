@@ -112,6 +112,12 @@ impl Worker {
         let started = self.provisioner.start_delete(&a).await?;
         let late = grant.ends_at.until(self.clock.now());
         self.metrics.revocation_issued(late.as_secs_f64());
+        tracing::info!(
+            grant = %grant.access_grant_id,
+            worker = %self.id,
+            late_ms = late.as_millis() as u64,
+            "deletion asked of AWS"
+        );
         match started {
             DeleteStart::AlreadyGone => {
                 self.revoked(&grant, "the assignment was already gone from AWS", now)
