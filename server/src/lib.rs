@@ -211,11 +211,14 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
             sim_backstop = Some(b.clone());
             backstop = Some(b);
         }
-        Arc::new(provisioner::simulated::SimulatedProvisioner::new(
-            store.clone(),
-            clock.clone(),
-            Duration::from_millis(config.demo.provision_delay_ms),
-        ))
+        Arc::new(
+            provisioner::simulated::SimulatedProvisioner::new(
+                store.clone(),
+                clock.clone(),
+                Duration::from_millis(config.demo.provision_delay_ms),
+            )
+            .with_directory(seed::directory()),
+        )
     } else {
         *waiting_for.lock().expect("starting lock") = "AWS IAM Identity Center";
         let p = provisioner::sso_admin::SsoAdminProvisioner::connect(&config.aws)

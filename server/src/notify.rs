@@ -4,7 +4,7 @@
 use crate::store::{self, JobKind, RequestRow};
 use anyhow::Result;
 use app::domain::time::format_duration;
-use app::domain::{GrantStatus, Policy, Principal, RequestStatus, Timestamp};
+use app::domain::{ApproverRule, GrantStatus, Policy, Principal, RequestStatus, Timestamp};
 use sqlx::AnyConnection;
 use std::time::Duration;
 
@@ -62,28 +62,91 @@ pub async fn queue(conn: &mut AnyConnection, to: &str, mail: &Mail, now: Timesta
     Ok(())
 }
 
-/// Everyone who may decide this request under its policy, by the latest known claims.
+/// Someone to tell about a request they may decide.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recipient {
+    pub email: String,
+    /// The portal's user id of someone who signed in; `None` for someone it has not seen
+    /// yet (found in the directory, or named by email). Telling is all that is ever done
+    /// with those: whoever later decides signs in and is checked by their own claims.
+    pub user_id: Option<String>,
+}
+
+/// Everyone to tell about a request under its policy (see [`told_for_rule`]).
 pub async fn approvers_of(
     conn: &mut AnyConnection,
     policy: &Policy,
     requester: &Principal,
-) -> Result<Vec<Principal>> {
+) -> Result<Vec<Recipient>> {
     let policy = &policy_for(conn, policy, requester).await?;
+    told_for_rule(conn, &policy.approvers, policy, requester).await
+}
+
+/// The people `rule` names, to tell about a request `policy` governs (issue #12, item 0):
+///
+/// - people the portal knows (group members and named people by their latest sign-in,
+///   the manager by the requester's claim) whom `policy` lets decide: it has the last word
+///   on each of them;
+/// - people it has not seen yet, by email: members of the rule's groups in the approver
+///   directory (Identity Store, read with the catalog sync), the rule's users named by
+///   email, and the manager claim when it is an email. An address that belongs to someone
+///   who signed in with it verified is theirs, judged above and never mailed as a stranger;
+///   the requester's own address never is.
+///
+/// Each address once, ignoring case. Reading who may *decide* never goes through here.
+pub async fn told_for_rule(
+    conn: &mut AnyConnection,
+    rule: &ApproverRule,
+    policy: &Policy,
+    requester: &Principal,
+) -> Result<Vec<Recipient>> {
     // The candidates by index (group members, the people the rule or the manager claim
     // names), never everyone; the policy has the last word on each.
-    let rule = &policy.approvers;
-    let mut candidates = store::members_of_groups(conn, &rule.groups).await?;
-    let mut names = rule.users.clone();
+    let mut known = store::members_of_groups(conn, &rule.groups).await?;
+    let mut names: Vec<String> = rule.users.iter().map(|n| n.trim().to_owned()).collect();
     if rule.manager {
-        names.extend(requester.manager.clone());
+        names.extend(requester.manager.as_deref().map(|m| m.trim().to_owned()));
     }
-    candidates.extend(store::users_named(conn, &names).await?);
-    candidates.sort_by(|a, b| a.email.cmp(&b.email).then(a.user_id.cmp(&b.user_id)));
-    candidates.dedup_by(|a, b| a.user_id == b.user_id);
-    Ok(candidates
+    known.extend(store::users_named(conn, &names).await?);
+    known.sort_by(|a, b| a.email.cmp(&b.email).then(a.user_id.cmp(&b.user_id)));
+    known.dedup_by(|a, b| a.user_id == b.user_id);
+    let mut told: Vec<Recipient> = known
         .into_iter()
         .filter(|u| policy.may_approve(u, requester).is_ok())
-        .collect())
+        .map(|u| Recipient {
+            email: u.email,
+            user_id: Some(u.user_id),
+        })
+        .collect();
+
+    let mut unseen: Vec<String> = store::directory_members(conn, &rule.groups)
+        .await?
+        .into_iter()
+        .map(|p| p.email)
+        .collect();
+    unseen.extend(names.into_iter().filter(|n| looks_like_email(n)));
+    let owners = store::users_named(conn, &unseen).await?;
+    unseen.retain(|email| {
+        !email.eq_ignore_ascii_case(&requester.email)
+            && !owners
+                .iter()
+                .any(|u| u.email_verified && u.email.eq_ignore_ascii_case(email))
+    });
+    for email in unseen {
+        if !told.iter().any(|r| r.email.eq_ignore_ascii_case(&email)) {
+            told.push(Recipient {
+                email,
+                user_id: None,
+            });
+        }
+    }
+    Ok(told)
+}
+
+/// An address to write to: one `@` with something either side, no spaces.
+fn looks_like_email(s: &str) -> bool {
+    matches!(s.split_once('@'), Some((user, domain)) if !user.is_empty() && domain.contains('.') && !domain.contains('@'))
+        && !s.contains(char::is_whitespace)
 }
 
 /// Whether the requester's manager claim names someone the portal knows (and who is

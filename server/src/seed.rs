@@ -1,6 +1,7 @@
 //! Demo mode's catalog and personas: three accounts in two OUs, three permission sets,
 //! four entitlements with different policies, and four people to sign in as.
 
+use crate::provisioner::DirectoryPerson;
 use crate::store::{self, AccountRow, PermissionSetRow, Store};
 use anyhow::Result;
 use app::domain::Entitlement;
@@ -8,6 +9,7 @@ use app::domain::{
     AccountId, ApproverRule, OuId, PermissionSetArn, Policy, Principal, Target, TargetScope,
     Timestamp,
 };
+use std::collections::BTreeMap;
 
 pub const SANDBOX: &str = "111111111111";
 pub const STAGING: &str = "222222222222";
@@ -58,6 +60,34 @@ pub fn personas() -> Vec<Principal> {
         p("dana", "Dana Admin", &["portcullis-admins"], None, true),
     ]
 }
+
+/// The simulated directory (Identity Store in demo mode): every persona in their groups,
+/// and Erin, a cloud approver who has never signed in to the portal: she is told of the
+/// requests she may decide all the same (issue #12, item 0).
+pub fn directory() -> BTreeMap<String, Vec<DirectoryPerson>> {
+    let mut groups: BTreeMap<String, Vec<DirectoryPerson>> = BTreeMap::new();
+    let erin = Principal {
+        user_id: String::new(),
+        email: DIRECTORY_ONLY_APPROVER.into(),
+        email_verified: false,
+        display_name: "Erin Approver".into(),
+        groups: vec!["cloud-approvers".into()],
+        manager: None,
+        is_admin: false,
+    };
+    for p in personas().into_iter().chain([erin]) {
+        for g in &p.groups {
+            groups.entry(g.clone()).or_default().push(DirectoryPerson {
+                email: p.email.clone(),
+                display_name: p.display_name.clone(),
+            });
+        }
+    }
+    groups
+}
+
+/// The demo directory's approver who never signs in.
+pub const DIRECTORY_ONLY_APPROVER: &str = "erin@example.com";
 
 /// What each persona is for, shown on the demo sign-in page.
 pub fn persona_blurb(name: &str) -> &'static str {

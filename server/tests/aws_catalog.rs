@@ -118,7 +118,7 @@ async fn catalog_sync_reads_nested_ous_and_permission_sets() {
         )
         .await;
     let clock = portcullis::clock::SystemClock;
-    let sync = portcullis::upkeep::catalog::sync(&w.store, &w.provisioner, &clock);
+    let sync = portcullis::upkeep::catalog::sync(&w.store, &w.provisioner, &clock, &[]);
     let watch = async {
         let mut seen = Vec::new();
         for _ in 0..40 {
@@ -230,7 +230,7 @@ async fn catalog_sync_reads_nested_ous_and_permission_sets() {
         .send()
         .await
         .unwrap();
-    portcullis::upkeep::catalog::sync(&w.store, &w.provisioner, &clock)
+    portcullis::upkeep::catalog::sync(&w.store, &w.provisioner, &clock, &[])
         .await
         .unwrap();
     let mut conn = w.store.conn().await.unwrap();
@@ -257,7 +257,7 @@ async fn a_failed_catalog_sync_changes_nothing() {
     let (_orgs, _org) = seed_org(&moto).await;
     let w = world_on(moto).await;
     let clock = portcullis::clock::SystemClock;
-    portcullis::upkeep::catalog::sync(&w.store, &w.provisioner, &clock)
+    portcullis::upkeep::catalog::sync(&w.store, &w.provisioner, &clock, &[])
         .await
         .unwrap();
     let before = {
@@ -270,7 +270,7 @@ async fn a_failed_catalog_sync_changes_nothing() {
             json!({"operation": "DescribePermissionSet", "count": 1, "code": "AccessDeniedException", "status": 400}),
         )
         .await;
-    let err = portcullis::upkeep::catalog::sync(&w.store, &w.provisioner, &clock)
+    let err = portcullis::upkeep::catalog::sync(&w.store, &w.provisioner, &clock, &[])
         .await
         .unwrap_err();
     assert!(
@@ -304,4 +304,159 @@ fn session_durations_parse_from_iso_8601() {
     assert_eq!(iso8601_secs("P1D"), None);
     assert_eq!(iso8601_secs("PT"), None);
     assert_eq!(iso8601_secs("PT5"), None);
+}
+
+/// Approver groups read from Identity Store with the sync (issue #12, item 0): each member
+/// by `DescribeUser` (the primary email, else the first; nobody without one), a group
+/// Identity Store lacks is empty, a group no policy names is not read, and a failed read
+/// keeps the last copy.
+#[tokio::test]
+async fn approver_groups_are_read_from_identity_store() {
+    use aws_sdk_identitystore::types::{Email, MemberId};
+    use portcullis::store;
+    let moto = Moto::start().await;
+    let (_orgs, _org) = seed_org(&moto).await;
+    let w = world_on(moto).await;
+    let identity = aws_sdk_identitystore::Client::new(&sdk_for(&w.moto).await);
+    let store_id = w.provisioner.identity_store_id().to_owned();
+    let group = |name: &'static str| {
+        let (identity, store_id) = (identity.clone(), store_id.clone());
+        async move {
+            identity
+                .create_group()
+                .identity_store_id(store_id)
+                .display_name(name)
+                .send()
+                .await
+                .unwrap()
+                .group_id()
+                .to_owned()
+        }
+    };
+    let user = |name: &'static str, emails: Vec<Email>| {
+        let (identity, store_id) = (identity.clone(), store_id.clone());
+        async move {
+            identity
+                .create_user()
+                .identity_store_id(store_id)
+                .user_name(name)
+                .display_name(format!("{name} Approver"))
+                .name(
+                    aws_sdk_identitystore::types::Name::builder()
+                        .given_name(name)
+                        .family_name("Approver")
+                        .build(),
+                )
+                .set_emails(Some(emails))
+                .send()
+                .await
+                .unwrap()
+                .user_id()
+                .to_owned()
+        }
+    };
+    let email = |value: &str, primary: bool| {
+        Email::builder()
+            .value(value)
+            .r#type("work")
+            .primary(primary)
+            .build()
+    };
+    let approvers = group("cloud-approvers").await;
+    let elsewhere = group("not-named").await;
+    let erin = user("erin", vec![email("erin@example.com", false)]).await;
+    let carol = user(
+        "carol",
+        vec![
+            email("carol.old@example.com", false),
+            email("carol@example.com", true),
+        ],
+    )
+    .await;
+    let nomail = user("nomail", vec![]).await;
+    let zed = user("zed", vec![email("zed@example.com", true)]).await;
+    for (g, u) in [
+        (&approvers, &erin),
+        (&approvers, &carol),
+        (&approvers, &nomail),
+        (&elsewhere, &zed),
+    ] {
+        identity
+            .create_group_membership()
+            .identity_store_id(&store_id)
+            .group_id(g)
+            .member_id(MemberId::UserId(u.clone()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let mut policy = common::policy();
+    policy.approvers.groups = vec!["cloud-approvers".into(), "not-in-identity-store".into()];
+    let e = common::entitlement(
+        "dir",
+        common::moto::ACCOUNT,
+        portcullis::seed::PS_AUDIT,
+        policy,
+    );
+    {
+        let mut conn = w.store.conn().await.unwrap();
+        store::upsert_entitlement(&mut conn, &e, app::domain::Timestamp(0))
+            .await
+            .unwrap();
+    }
+    let clock = portcullis::clock::SystemClock;
+    let also = vec!["night-desk".to_owned()];
+    portcullis::upkeep::catalog::sync(&w.store, &w.provisioner, &clock, &also)
+        .await
+        .unwrap();
+    let members = |group: &'static str| {
+        let store = w.store.clone();
+        async move {
+            let mut conn = store.conn().await.unwrap();
+            store::directory_members(&mut conn, &[group.to_owned()])
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|p| format!("{} <{}>", p.display_name, p.email))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        members("cloud-approvers").await,
+        [
+            "carol Approver <carol@example.com>",
+            "erin Approver <erin@example.com>"
+        ]
+    );
+    assert!(members("not-named").await.is_empty());
+    {
+        let mut conn = w.store.conn().await.unwrap();
+        let run = &store::recent_runs(&mut conn, store::JobKind::SyncCatalog, 1)
+            .await
+            .unwrap()[0];
+        assert!(
+            run.summary
+                .as_deref()
+                .unwrap()
+                .ends_with("approver directory: 2 members of 1 of 3 group(s)"),
+            "{run:?}"
+        );
+    }
+
+    // Identity Store refuses: the sync fails and says so, the directory stays as it was.
+    w.moto
+        .fault(
+            "arm",
+            json!({"operation": "ListGroupMemberships", "count": 1, "code": "AccessDeniedException", "status": 400}),
+        )
+        .await;
+    let err = portcullis::upkeep::catalog::sync(&w.store, &w.provisioner, &clock, &also)
+        .await
+        .unwrap_err();
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("approver directory could not be read") && err.contains("AccessDenied"),
+        "{err}"
+    );
+    assert_eq!(members("cloud-approvers").await.len(), 2);
 }

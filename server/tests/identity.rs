@@ -56,8 +56,18 @@ async fn approvers_are_found_by_index_among_many(b: Backend) {
     let approvers = notify::approvers_of(&mut *env.conn().await, &policy, &requester)
         .await
         .unwrap();
-    let mut ids: Vec<&str> = approvers.iter().map(|p| p.user_id.as_str()).collect();
+    let mut ids: Vec<&str> = approvers
+        .iter()
+        .filter_map(|p| p.user_id.as_deref())
+        .collect();
     ids.sort();
+    // The named address nobody signed in with is written to as a stranger's (item 0).
+    let strangers: Vec<&str> = approvers
+        .iter()
+        .filter(|p| p.user_id.is_none())
+        .map(|p| p.email.as_str())
+        .collect();
+    assert_eq!(strangers, ["nobody@example.com"]);
     assert_eq!(
         ids,
         [
@@ -165,8 +175,18 @@ async fn an_approver_is_matched_by_id_not_by_an_unverified_email(b: Backend) {
         .await
         .unwrap();
     assert!(
-        approvers.iter().all(|p| p.user_id != "demo|bob"),
-        "not told by an unverified email: {approvers:?}"
+        approvers
+            .iter()
+            .all(|p| p.user_id.as_deref() != Some("demo|bob")),
+        "not matched by an unverified email: {approvers:?}"
+    );
+    // The manager claim's address is still written to, as a stranger's: whoever reads it
+    // must sign in with that email verified to decide.
+    assert!(
+        approvers
+            .iter()
+            .any(|p| p.user_id.is_none() && p.email == "bob@example.com"),
+        "{approvers:?}"
     );
     let err = env.portal.decide(&bob, &rid, true, "").await.unwrap_err();
     assert!(matches!(err, AppError::Forbidden(_)), "{err:?}");
@@ -182,7 +202,10 @@ async fn an_approver_is_matched_by_id_not_by_an_unverified_email(b: Backend) {
     let approvers = notify::approvers_of(&mut *env.conn().await, &policy, &alice)
         .await
         .unwrap();
-    let ids: Vec<&str> = approvers.iter().map(|p| p.user_id.as_str()).collect();
+    let ids: Vec<&str> = approvers
+        .iter()
+        .map(|p| p.user_id.as_deref().unwrap_or(&p.email))
+        .collect();
     assert_eq!(ids, ["demo|bob"]);
     env.portal.decide(&bob, &rid, true, "ok").await.unwrap();
     assert_eq!(env.request_status(&rid).await, "approved");

@@ -383,7 +383,7 @@ impl PortalService {
         notify::forget_approval_nudges(tx, id).await?;
         // Tell the other approvers someone decided, so they need not look.
         for other in notify::approvers_of(tx, &entitlement.policy, requester).await? {
-            if other.user_id == who.user_id {
+            if other.user_id.as_deref() == Some(who.user_id.as_str()) {
                 continue;
             }
             let mail = notify::already_decided(

@@ -5,7 +5,7 @@ pub mod simulated;
 pub mod sso_admin;
 
 use async_trait::async_trait;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 /// One AWS account assignment: a user, a permission set, an account.
@@ -230,6 +230,25 @@ pub trait CatalogSource: Send + Sync + 'static {
     async fn read_catalog(&self, _progress: &Progress) -> Result<Option<Catalog>, ProvisionError> {
         Ok(None)
     }
+
+    /// The members of each of these groups (by display name) in the directory the
+    /// identity provider keeps in step with AWS (IAM Identity Center's Identity Store):
+    /// approvers who never signed in to the portal are found there. `None`: this
+    /// provisioner has no directory. Read with the catalog sync, never on a request's path.
+    async fn read_groups(
+        &self,
+        _groups: &[String],
+    ) -> Result<Option<BTreeMap<String, Vec<DirectoryPerson>>>, ProvisionError> {
+        Ok(None)
+    }
+}
+
+/// A member of a group, as the directory knows them: enough to write to them. Never an
+/// identity: someone found this way is matched by their verified sign-in when they come.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectoryPerson {
+    pub email: String,
+    pub display_name: String,
 }
 
 /// Who AWS knows: the edge of making a request.

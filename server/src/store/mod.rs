@@ -251,6 +251,7 @@ impl Store {
 mod alerts;
 mod audit;
 mod catalog;
+mod directory;
 mod entitlements;
 mod grants;
 mod jobs;
@@ -266,6 +267,7 @@ mod users;
 pub use alerts::*;
 pub use audit::*;
 pub use catalog::*;
+pub use directory::*;
 pub use entitlements::*;
 pub use grants::*;
 pub use jobs::*;

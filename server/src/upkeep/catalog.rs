@@ -16,9 +16,17 @@ use std::time::Duration;
 /// How often the progress of a run in flight is written down.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
-/// Runs one catalog sync. A failure is recorded on the run, audited, and returned (the
-/// worker retries with backoff).
-pub async fn sync(store: &Store, provisioner: &dyn CatalogSource, clock: &dyn Clock) -> Result<()> {
+/// Runs one catalog sync, then reads the approver directory (`directory::refresh`, with
+/// `also`: groups named outside the policies, such as `mail.fallback_approver_group`). A
+/// failure is recorded on the run, audited, and returned (the worker retries with backoff);
+/// a catalog read that failed leaves the directory as it was, and a directory read that
+/// failed leaves the catalog it read in place.
+pub async fn sync(
+    store: &Store,
+    provisioner: &dyn CatalogSource,
+    clock: &dyn Clock,
+    also: &[String],
+) -> Result<()> {
     let run = {
         let mut conn = store.conn().await?;
         store::start_run(&mut conn, JobKind::SyncCatalog, clock.now()).await?
@@ -41,6 +49,16 @@ pub async fn sync(store: &Store, provisioner: &dyn CatalogSource, clock: &dyn Cl
         Ok(None) => Ok("nothing to read: this provisioner's catalog is seeded (demo mode)".into()),
         Ok(Some(catalog)) => apply(store, &run, &catalog, now).await,
         Err(e) => Err(anyhow::Error::from(e)),
+    };
+    let outcome = match outcome {
+        Ok(summary) => match super::directory::refresh(store, provisioner, also, now).await {
+            Ok(Some(directory)) => Ok(format!("{summary}; {directory}")),
+            Ok(None) => Ok(summary),
+            Err(e) => Err(e.context(format!(
+                "{summary}; but the approver directory could not be read (the last copy is kept)"
+            ))),
+        },
+        Err(e) => Err(e),
     };
     let (action, summary) = match &outcome {
         Ok(summary) => ("catalog.synced", summary.clone()),

@@ -6,4 +6,5 @@
 
 pub mod audit_chain;
 pub mod catalog;
+pub mod directory;
 pub mod reconcile;

@@ -451,10 +451,12 @@ impl Worker {
             Some(JobKind::EndingSoon) => self.ending_soon(job, now).await,
             Some(JobKind::BreakGlassReview) => self.break_glass_unreviewed(job, now).await,
             Some(JobKind::SyncCatalog) => {
+                let also: Vec<String> = self.mail.fallback_approver_group.iter().cloned().collect();
                 let result = crate::upkeep::catalog::sync(
                     &self.store,
                     self.provisioner.as_ref(),
                     &*self.clock,
+                    &also,
                 )
                 .await;
                 self.upkeep_outcome(job, result.map(|_| ()), self.upkeep.catalog_every, now)

@@ -137,7 +137,11 @@ impl Worker {
             let people = notify::approvers_of(&mut tx, &policy, &requester).await?;
             let mut recipients: Vec<String> = people
                 .into_iter()
-                .filter(|p| p.user_id != requester.user_id && !decided.contains(&p.user_id))
+                .filter(|p| {
+                    p.user_id
+                        .as_ref()
+                        .is_none_or(|id| *id != requester.user_id && !decided.contains(id))
+                })
                 .map(|p| p.email)
                 .collect();
             recipients.extend(self.mail.approver_addresses.iter().cloned());
@@ -195,19 +199,15 @@ impl Worker {
                 )
                 .await?;
                 let policy = entitlement.policy.with_escalation(Some(&rule));
-                let mut people = store::members_of_groups(&mut tx, &rule.groups).await?;
-                people.extend(store::users_named(&mut tx, &rule.users).await?);
+                let people = notify::told_for_rule(&mut tx, &rule, &policy, &requester).await?;
                 let recipients = distinct(
                     people
                         .into_iter()
-                        .filter(|p| {
-                            !decided.contains(&p.user_id)
-                                && policy.may_approve(p, &requester).is_ok()
-                        })
+                        .filter(|p| p.user_id.as_ref().is_none_or(|id| !decided.contains(id)))
                         .map(|p| p.email),
                 );
                 if recipients.is_empty() {
-                    tracing::warn!(request = %id, %names, "an escalated request has nobody known to the portal to tell");
+                    tracing::warn!(request = %id, %names, "an escalated request has nobody to tell (in the portal or the directory)");
                 }
                 let nudge = (
                     Nudge::Escalation(&names),

@@ -2,14 +2,14 @@
 //! with the same asynchronous shape as SSO Admin (operations settle after a delay).
 
 use super::{
-    Assignment, AssignmentRecord, Assignments, CatalogSource, DeleteStart, Inventory,
-    LiveAssignment, OperationStatus, Principals, ProvisionError,
+    Assignment, AssignmentRecord, Assignments, CatalogSource, DeleteStart, DirectoryPerson,
+    Inventory, LiveAssignment, OperationStatus, Principals, ProvisionError,
 };
 use crate::clock::Clock;
 use crate::store::{new_id, Store};
 use async_trait::async_trait;
 use sqlx::Row;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +20,8 @@ pub struct SimulatedProvisioner {
     store: Store,
     clock: Arc<dyn Clock>,
     delay: Duration,
+    /// The simulated directory: groups by name, as Identity Store would list them.
+    directory: BTreeMap<String, Vec<DirectoryPerson>>,
 }
 
 impl SimulatedProvisioner {
@@ -28,7 +30,15 @@ impl SimulatedProvisioner {
             store,
             clock,
             delay,
+            directory: BTreeMap::new(),
         }
+    }
+
+    /// Answers [`CatalogSource::read_groups`] from these groups (the demo's directory is
+    /// [`crate::seed::directory`]); without it, every group is empty.
+    pub fn with_directory(mut self, directory: BTreeMap<String, Vec<DirectoryPerson>>) -> Self {
+        self.directory = directory;
+        self
     }
 
     async fn start(&self, kind: &str, a: &Assignment) -> Result<String, ProvisionError> {
@@ -258,7 +268,24 @@ impl Inventory for SimulatedProvisioner {
 }
 
 #[async_trait]
-impl CatalogSource for SimulatedProvisioner {}
+impl CatalogSource for SimulatedProvisioner {
+    async fn read_groups(
+        &self,
+        groups: &[String],
+    ) -> Result<Option<BTreeMap<String, Vec<DirectoryPerson>>>, ProvisionError> {
+        Ok(Some(
+            groups
+                .iter()
+                .map(|g| {
+                    (
+                        g.clone(),
+                        self.directory.get(g).cloned().unwrap_or_default(),
+                    )
+                })
+                .collect(),
+        ))
+    }
+}
 
 #[async_trait]
 impl Principals for SimulatedProvisioner {}

@@ -9,6 +9,7 @@
 pub mod backstop;
 mod budget;
 mod catalog;
+mod directory;
 
 pub use budget::Budget;
 pub use catalog::iso8601_secs;
@@ -512,6 +513,16 @@ impl CatalogSource for SsoAdminProvisioner {
         set_phase(progress, "read");
         Ok(Some(catalog))
     }
+
+    async fn read_groups(
+        &self,
+        groups: &[String],
+    ) -> Result<
+        Option<std::collections::BTreeMap<String, Vec<super::DirectoryPerson>>>,
+        ProvisionError,
+    > {
+        self.directory_groups(groups).await.map(Some)
+    }
 }
 
 #[async_trait]
@@ -565,9 +576,16 @@ impl SsoAdminProvisioner {
         };
         self.metrics.aws_call(operation, outcome);
         if matches!(err, ProvisionError::Throttled(_)) {
+            // The catalog's reads (Organizations, and Identity Store's groups) have their
+            // own pace; everything else shares the assignments' budget.
             let organizations = matches!(
                 operation,
-                "ListRoots" | "ListAccountsForParent" | "ListOrganizationalUnitsForParent"
+                "ListRoots"
+                    | "ListAccountsForParent"
+                    | "ListOrganizationalUnitsForParent"
+                    | "GetGroupId"
+                    | "ListGroupMemberships"
+                    | "DescribeUser"
             );
             if organizations {
                 self.orgs_budget.throttled();
