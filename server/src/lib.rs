@@ -5,6 +5,7 @@
 //! `ARCHITECTURE.md` at the top of the repository.
 
 pub mod audit;
+pub mod chat;
 pub mod clock;
 pub mod config;
 pub mod export;
@@ -256,7 +257,8 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
         } else {
             Vec::new()
         };
-        portal::apply_configured_entitlements(&store, &config.entitlements, &seeded, clock.now())
+        let entitlements = config.chat.apply_to(&config.entitlements);
+        portal::apply_configured_entitlements(&store, &entitlements, &seeded, clock.now())
             .await
             .context("the [[entitlements]] of the configuration")
     })
@@ -271,6 +273,14 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
             tracing::info!("no SMTP settings: mail stays in the outbox (the outbox page)");
             Arc::new(mailer::OutboxOnly)
         }
+    };
+    // Chat webhooks take their outbox rows; every other row goes to the mailer.
+    let mailer: Arc<dyn mailer::Mailer> = if config.chat.webhooks.is_empty() {
+        mailer
+    } else {
+        let names: Vec<&String> = config.chat.webhooks.keys().collect();
+        tracing::info!(webhooks = ?names, "chat webhooks on");
+        Arc::new(chat::ChatMailer::new(mailer, &config.chat).context("[chat] settings")?)
     };
     let wake = Arc::new(Notify::new());
     let upkeep_wake = Arc::new(Notify::new());

@@ -493,6 +493,153 @@ pub fn ending_soon(
     )
 }
 
+// ------------------------------------------------------------ chat (issue #12, item 9)
+
+/// Queues `message` for each webhook the entitlement's `policy.chat` names (outbox rows
+/// addressed `chat:<name>`), in the caller's transaction, like mail.
+pub async fn chat(
+    conn: &mut AnyConnection,
+    policy: &Policy,
+    message: &ChatMessage,
+    now: Timestamp,
+) -> Result<()> {
+    for name in &policy.chat {
+        let to = format!("{}{name}", crate::chat::CHAT_PREFIX);
+        store::enqueue_mail(conn, &to, &message.title, &message.text, "", now).await?;
+    }
+    Ok(())
+}
+
+/// One chat message: a title (what the outbox page lists) and the text posted, in Slack's
+/// `mrkdwn` with everything people typed escaped ([`crate::chat::escape`]).
+pub struct ChatMessage {
+    pub title: String,
+    pub text: String,
+}
+
+fn chat_message(title: String, body: &str, link: Option<(&str, String)>) -> ChatMessage {
+    use crate::chat::escape;
+    let mut text = format!("*{}*\n{body}", escape(&title));
+    if let Some((label, url)) = link {
+        text.push_str(&format!("\n<{}|{}>", escape(&url), escape(label)));
+    }
+    ChatMessage { title, text }
+}
+
+/// A new request that waits for approvers, with the link to decide it.
+pub fn chat_request(
+    url: &str,
+    r: &RequestRow,
+    requester: &str,
+    entitlement: &str,
+    now: Timestamp,
+) -> ChatMessage {
+    use crate::chat::escape;
+    let how_long = format_duration(Duration::from_secs(r.duration_secs.max(0) as u64));
+    let body = format!(
+        "{} asks for {} for {how_long}{}.\n>{}",
+        escape(requester),
+        escape(entitlement),
+        if r.starts_at > now {
+            format!(", from {}", r.starts_at.format_utc())
+        } else {
+            String::new()
+        },
+        escape(&r.justification).replace('\n', "\n>")
+    );
+    chat_message(
+        format!("Approval needed: {entitlement} for {requester}"),
+        &body,
+        Some(("Open the request", request_link(url, &r.access_request_id))),
+    )
+}
+
+/// A request approved or rejected (by a person, or by the policy itself).
+pub fn chat_decided(
+    url: &str,
+    request_id: &str,
+    requester: &str,
+    entitlement: &str,
+    by: &str,
+    outcome: RequestStatus,
+) -> ChatMessage {
+    use crate::chat::escape;
+    chat_message(
+        format!("Request {outcome}: {entitlement} for {requester}"),
+        &format!(
+            "{} {outcome} {}'s request for {}.",
+            escape(by),
+            escape(requester),
+            escape(entitlement)
+        ),
+        Some(("Open the request", request_link(url, request_id))),
+    )
+}
+
+/// Access granted, ended or failed.
+pub fn chat_grant(
+    url: &str,
+    request_id: &str,
+    holder: &str,
+    g: &GrantFacts<'_>,
+    status: GrantStatus,
+    why: &str,
+) -> Option<ChatMessage> {
+    use crate::chat::escape;
+    let (title, body) = match status {
+        GrantStatus::Active => (
+            format!("Access granted: {} to {holder}", g.target),
+            format!(
+                "{} has {} ({}) until {}.",
+                escape(holder),
+                escape(g.target),
+                escape(g.entitlement),
+                g.ends.format_utc()
+            ),
+        ),
+        GrantStatus::Revoked => (
+            format!("Access ended: {} for {holder}", g.target),
+            format!(
+                "{}'s access to {} has ended ({}).",
+                escape(holder),
+                escape(g.target),
+                escape(why)
+            ),
+        ),
+        GrantStatus::Failed => (
+            format!("Access could not be granted: {} to {holder}", g.target),
+            format!("{}: {}", escape(g.target), escape(why)),
+        ),
+        _ => return None,
+    };
+    Some(chat_message(
+        title,
+        &body,
+        Some(("Open the request", request_link(url, request_id))),
+    ))
+}
+
+/// A break-glass entitlement was used: it waits for an admin's review.
+pub fn chat_break_glass(
+    url: &str,
+    request_id: &str,
+    requester: &str,
+    entitlement: &str,
+    justification: &str,
+) -> ChatMessage {
+    use crate::chat::escape;
+    chat_message(
+        format!("Break-glass used: {entitlement} by {requester}"),
+        &format!(
+            "{} used {} at once; an admin must review it.\n>{}",
+            escape(requester),
+            escape(entitlement),
+            escape(justification).replace('\n', "\n>")
+        ),
+        Some(("Review it", request_link(url, request_id))),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

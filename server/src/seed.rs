@@ -130,6 +130,7 @@ pub fn entitlements() -> Vec<Entitlement> {
         escalation: ApproverRule::default(),
         escalate_after_secs: 0,
         review_within_secs: 24 * 3600,
+        chat: Vec::new(),
     };
     vec![
         Entitlement {

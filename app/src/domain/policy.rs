@@ -137,6 +137,10 @@ pub struct Policy {
         skip_serializing_if = "is_default_review_within"
     )]
     pub review_within_secs: u64,
+    /// Chat webhooks (names from `[chat.webhooks]`) that hear of this entitlement's
+    /// requests, decisions, grants and break-glass uses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chat: Vec<String>,
 }
 
 fn default_review_within() -> u64 {
@@ -420,6 +424,7 @@ mod tests {
             escalation: ApproverRule::default(),
             escalate_after_secs: 0,
             review_within_secs: 24 * 3600,
+            chat: Vec::new(),
         }
     }
 

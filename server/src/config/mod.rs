@@ -48,6 +48,8 @@ pub struct Config {
     /// Mail delivery over SMTP. Without it, mail stays in the outbox (the outbox page).
     pub smtp: Option<SmtpConfig>,
     pub mail: MailSettings,
+    /// Chat webhooks (`[chat]`): Slack-compatible incoming webhooks that hear of events.
+    pub chat: crate::chat::ChatConfig,
     /// The audit chain: its key and how often it is verified.
     pub audit: AuditConfig,
     /// Entitlements declared in the configuration file (`[[entitlements]]`), created or
@@ -75,6 +77,7 @@ impl Default for Config {
             aws: AwsConfig::default(),
             smtp: None,
             mail: MailSettings::default(),
+            chat: crate::chat::ChatConfig::default(),
             audit: AuditConfig::default(),
             entitlements: Vec::new(),
             log: LogConfig::default(),
@@ -463,6 +466,7 @@ impl Config {
                 bail!("[[entitlements]]: the id {:?} is used twice", e.id);
             }
         }
+        self.chat.validate(&self.entitlements)?;
         if self.public_origin().is_none() {
             // The CSRF check compares `Origin` with it exactly.
             bail!(

@@ -374,6 +374,15 @@ impl PortalService {
                     &request.justification,
                 );
                 notify::queue(tx, &requester.email, &mail, now).await?;
+                let chat = notify::chat_decided(
+                    &self.public_url,
+                    id,
+                    &requester.display_name,
+                    &entitlement.name,
+                    &who.display_name,
+                    RequestStatus::Rejected,
+                );
+                notify::chat(tx, &entitlement.policy, &chat, now).await?;
             }
             _ => {}
         }
@@ -428,6 +437,17 @@ impl PortalService {
                 &request.justification,
             );
             notify::queue(tx, &requester.email, &mail, now).await?;
+            if !entitlement.policy.break_glass {
+                let chat = notify::chat_decided(
+                    &self.public_url,
+                    &request.access_request_id,
+                    &requester.display_name,
+                    &entitlement.name,
+                    &by,
+                    RequestStatus::Approved,
+                );
+                notify::chat(tx, &entitlement.policy, &chat, now).await?;
+            }
         }
         if entitlement.policy.break_glass {
             let message = format!(
@@ -456,6 +476,14 @@ impl PortalService {
                 );
                 notify::queue(tx, &admin.email, &mail, now).await?;
             }
+            let chat = notify::chat_break_glass(
+                &self.public_url,
+                &request.access_request_id,
+                &requester.display_name,
+                &entitlement.name,
+                &request.justification,
+            );
+            notify::chat(tx, &entitlement.policy, &chat, now).await?;
         }
         Ok(())
     }

@@ -279,6 +279,14 @@ impl PortalService {
         for approver in notify::approvers_of(tx, &entitlement.policy, who).await? {
             notify::queue(tx, &approver.email, &mail, now).await?;
         }
+        let chat = notify::chat_request(
+            &self.public_url,
+            request,
+            &who.display_name,
+            &entitlement.name,
+            now,
+        );
+        notify::chat(tx, &entitlement.policy, &chat, now).await?;
         store::insert_job(tx, JobKind::AnnounceRequest, id, now, now).await?;
         Ok(())
     }

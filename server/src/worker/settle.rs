@@ -108,10 +108,9 @@ impl Worker {
             return Ok(());
         };
         let (account_name, ps_name, tail) = store::describe_target(tx, grant).await?;
-        let entitlement = store::get_entitlement(tx, &request.entitlement_id)
-            .await?
-            .map(|e| e.name)
-            .unwrap_or_default();
+        let entitlement = store::get_entitlement(tx, &request.entitlement_id).await?;
+        let policy = entitlement.as_ref().map(|e| e.policy.clone());
+        let entitlement = entitlement.map(|e| e.name).unwrap_or_default();
         let target = format!("{ps_name} on {account_name} ({})", grant.account_id);
         let facts = notify::GrantFacts {
             target: &target,
@@ -127,6 +126,15 @@ impl Worker {
             return Ok(());
         };
         notify::queue(tx, &user.email, &mail, now).await?;
+        if let Some(policy) = &policy {
+            let id = &request.access_request_id;
+            let holder = &user.display_name;
+            if let Some(chat) =
+                notify::chat_grant(&self.public_url, id, holder, &facts, status, &why)
+            {
+                notify::chat(tx, policy, &chat, now).await?;
+            }
+        }
         if status == GrantStatus::Failed {
             for admin in notify::admins(tx).await? {
                 let mail = notify::provisioning_failed(

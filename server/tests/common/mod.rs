@@ -176,6 +176,7 @@ pub fn policy() -> Policy {
         escalation: ApproverRule::default(),
         escalate_after_secs: 0,
         review_within_secs: 24 * 3600,
+        chat: Vec::new(),
     }
 }
 
