@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 mod audit;
+mod chat;
 mod http;
 mod jobs;
 mod oidc;
@@ -20,6 +21,7 @@ mod operations;
 mod tests;
 
 pub use audit::{AuditConfig, AuditKey};
+pub use chat::ChatConfig;
 pub use http::HttpSettings;
 pub use jobs::{MailSettings, Upkeep, WorkerSettings};
 pub use oidc::{is_loopback_host, is_loopback_url, ClaimNames, OidcConfig, KNOWN_SIGNING_ALGS};
@@ -49,7 +51,7 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     pub mail: MailSettings,
     /// Chat webhooks (`[chat]`): Slack-compatible incoming webhooks that hear of events.
-    pub chat: crate::chat::ChatConfig,
+    pub chat: ChatConfig,
     /// The audit chain: its key and how often it is verified.
     pub audit: AuditConfig,
     /// Entitlements declared in the configuration file (`[[entitlements]]`), created or
@@ -77,7 +79,7 @@ impl Default for Config {
             aws: AwsConfig::default(),
             smtp: None,
             mail: MailSettings::default(),
-            chat: crate::chat::ChatConfig::default(),
+            chat: ChatConfig::default(),
             audit: AuditConfig::default(),
             entitlements: Vec::new(),
             log: LogConfig::default(),

@@ -243,13 +243,8 @@ pub trait CatalogSource: Send + Sync + 'static {
     }
 }
 
-/// A member of a group, as the directory knows them: enough to write to them. Never an
-/// identity: someone found this way is matched by their verified sign-in when they come.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DirectoryPerson {
-    pub email: String,
-    pub display_name: String,
-}
+/// A member of a group, as the directory knows them (kept by the store).
+pub use crate::store::DirectoryPerson;
 
 /// Who AWS knows: the edge of making a request.
 #[async_trait]

@@ -2,8 +2,15 @@
 //! them: who to write to about a request, among people who never signed in.
 
 use super::*;
-use crate::provisioner::DirectoryPerson;
 use std::collections::BTreeMap;
+
+/// A member of a group, as the directory knows them: enough to write to them. Never an
+/// identity: someone found this way is matched by their verified sign-in when they come.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectoryPerson {
+    pub email: String,
+    pub display_name: String,
+}
 
 /// Replaces the directory with what was read: every group the policies name now (a group
 /// no longer named is forgotten). Emails are kept as given, one per person per group.
