@@ -31,7 +31,7 @@ test('an approver who never signed in hears of the request from the directory', 
   const carolBefore = await countOf(toCarol);
 
   const alice = await as('alice');
-  await requestAccessOk(alice, 'prod-admin', { justification: justification('tell erin too'), duration: '30m' });
+  await requestAccessOk(alice, 'prod-admin', { justification: justification('tell erin too'), duration: '30m', ticket: 'CHG-1234' });
 
   await reloadUntil(dana, toErin, { count: erinBefore + 1, message: 'a mail to erin@example.com is in the outbox' });
   await expect(toErin.first()).toContainText('Approval needed: Production admin');
