@@ -1,6 +1,7 @@
 //! Who is told what. Messages are composed here and queued in the outbox in the same
 //! transaction as the change that caused them (invariant 7); the worker delivers them.
 
+use crate::chat::escape;
 use crate::store::{self, JobKind, RequestRow};
 use anyhow::Result;
 use app::domain::time::format_duration;
@@ -102,12 +103,29 @@ pub async fn told_for_rule(
 ) -> Result<Vec<Recipient>> {
     // The candidates by index (group members, the people the rule or the manager claim
     // names), never everyone; the policy has the last word on each.
-    let mut known = store::members_of_groups(conn, &rule.groups).await?;
     let mut names: Vec<String> = rule.users.iter().map(|n| n.trim().to_owned()).collect();
     if rule.manager {
         names.extend(requester.manager.as_deref().map(|m| m.trim().to_owned()));
     }
-    known.extend(store::users_named(conn, &names).await?);
+    // Addresses the portal may not know anyone by: the directory's members of the rule's
+    // groups, and the names that are emails.
+    let mut unseen: Vec<String> = store::directory_members(conn, &rule.groups)
+        .await?
+        .into_iter()
+        .map(|p| p.email)
+        .collect();
+    unseen.extend(names.iter().filter(|n| looks_like_email(n)).cloned());
+    // One lookup for the people named and the owners of those addresses: an owner the
+    // policy does not accept is simply not told below.
+    let named = store::users_named(conn, &[names, unseen.clone()].concat()).await?;
+    let owned = |email: &str| {
+        named
+            .iter()
+            .any(|u| u.email_verified && u.email.eq_ignore_ascii_case(email))
+    };
+    unseen.retain(|email| !email.eq_ignore_ascii_case(&requester.email) && !owned(email));
+    let mut known = store::members_of_groups(conn, &rule.groups).await?;
+    known.extend(named);
     known.sort_by(|a, b| a.email.cmp(&b.email).then(a.user_id.cmp(&b.user_id)));
     known.dedup_by(|a, b| a.user_id == b.user_id);
     let mut told: Vec<Recipient> = known
@@ -118,20 +136,6 @@ pub async fn told_for_rule(
             user_id: Some(u.user_id),
         })
         .collect();
-
-    let mut unseen: Vec<String> = store::directory_members(conn, &rule.groups)
-        .await?
-        .into_iter()
-        .map(|p| p.email)
-        .collect();
-    unseen.extend(names.into_iter().filter(|n| looks_like_email(n)));
-    let owners = store::users_named(conn, &unseen).await?;
-    unseen.retain(|email| {
-        !email.eq_ignore_ascii_case(&requester.email)
-            && !owners
-                .iter()
-                .any(|u| u.email_verified && u.email.eq_ignore_ascii_case(email))
-    });
     for email in unseen {
         if !told.iter().any(|r| r.email.eq_ignore_ascii_case(&email)) {
             told.push(Recipient {
@@ -517,12 +521,14 @@ pub struct ChatMessage {
     pub text: String,
 }
 
-fn chat_message(title: String, body: &str, link: Option<(&str, String)>) -> ChatMessage {
-    use crate::chat::escape;
-    let mut text = format!("*{}*\n{body}", escape(&title));
-    if let Some((label, url)) = link {
-        text.push_str(&format!("\n<{}|{}>", escape(&url), escape(label)));
-    }
+/// The title in bold, the body (already escaped), then the link.
+fn chat_message(title: String, body: &str, (label, url): (&str, String)) -> ChatMessage {
+    let text = format!(
+        "*{}*\n{body}\n<{}|{}>",
+        escape(&title),
+        escape(&url),
+        escape(label)
+    );
     ChatMessage { title, text }
 }
 
@@ -534,7 +540,6 @@ pub fn chat_request(
     entitlement: &str,
     now: Timestamp,
 ) -> ChatMessage {
-    use crate::chat::escape;
     let how_long = format_duration(Duration::from_secs(r.duration_secs.max(0) as u64));
     let body = format!(
         "{} asks for {} for {how_long}{}.\n>{}",
@@ -550,7 +555,7 @@ pub fn chat_request(
     chat_message(
         format!("Approval needed: {entitlement} for {requester}"),
         &body,
-        Some(("Open the request", request_link(url, &r.access_request_id))),
+        ("Open the request", request_link(url, &r.access_request_id)),
     )
 }
 
@@ -563,7 +568,6 @@ pub fn chat_decided(
     by: &str,
     outcome: RequestStatus,
 ) -> ChatMessage {
-    use crate::chat::escape;
     chat_message(
         format!("Request {outcome}: {entitlement} for {requester}"),
         &format!(
@@ -572,7 +576,7 @@ pub fn chat_decided(
             escape(requester),
             escape(entitlement)
         ),
-        Some(("Open the request", request_link(url, request_id))),
+        ("Open the request", request_link(url, request_id)),
     )
 }
 
@@ -585,7 +589,6 @@ pub fn chat_grant(
     status: GrantStatus,
     why: &str,
 ) -> Option<ChatMessage> {
-    use crate::chat::escape;
     let (title, body) = match status {
         GrantStatus::Active => (
             format!("Access granted: {} to {holder}", g.target),
@@ -615,7 +618,7 @@ pub fn chat_grant(
     Some(chat_message(
         title,
         &body,
-        Some(("Open the request", request_link(url, request_id))),
+        ("Open the request", request_link(url, request_id)),
     ))
 }
 
@@ -627,7 +630,6 @@ pub fn chat_break_glass(
     entitlement: &str,
     justification: &str,
 ) -> ChatMessage {
-    use crate::chat::escape;
     chat_message(
         format!("Break-glass used: {entitlement} by {requester}"),
         &format!(
@@ -636,7 +638,7 @@ pub fn chat_break_glass(
             escape(entitlement),
             escape(justification).replace('\n', "\n>")
         ),
-        Some(("Review it", request_link(url, request_id))),
+        ("Review it", request_link(url, request_id)),
     )
 }
 

@@ -210,9 +210,7 @@ async fn catalog_sync_reads_nested_ous_and_permission_sets() {
     };
     assert_eq!(secs("ReadOnlyAccess"), 4 * 3600);
     assert_eq!(secs("Admin"), 5400);
-    let run = &store::recent_runs(&mut conn, store::JobKind::SyncCatalog, 1)
-        .await
-        .unwrap()[0];
+    let run = &latest_sync(&mut conn).await;
     assert_eq!(run.status.as_str(), "succeeded");
     assert!(
         run.summary
@@ -237,9 +235,7 @@ async fn catalog_sync_reads_nested_ous_and_permission_sets() {
     let accounts = store::all_accounts(&mut conn).await.unwrap();
     assert_eq!(accounts.len(), 3);
     assert!(accounts.iter().all(|a| a.account_id != org.sandbox_account));
-    let run = &store::recent_runs(&mut conn, store::JobKind::SyncCatalog, 1)
-        .await
-        .unwrap()[0];
+    let run = &latest_sync(&mut conn).await;
     assert!(
         run.summary
             .as_deref()
@@ -283,9 +279,7 @@ async fn a_failed_catalog_sync_changes_nothing() {
         store::all_permission_sets(&mut conn).await.unwrap().len(),
         1
     );
-    let run = &store::recent_runs(&mut conn, store::JobKind::SyncCatalog, 1)
-        .await
-        .unwrap()[0];
+    let run = &latest_sync(&mut conn).await;
     assert_eq!(run.status.as_str(), "failed");
     assert!(run
         .summary
@@ -431,9 +425,7 @@ async fn approver_groups_are_read_from_identity_store() {
     assert!(members("not-named").await.is_empty());
     {
         let mut conn = w.store.conn().await.unwrap();
-        let run = &store::recent_runs(&mut conn, store::JobKind::SyncCatalog, 1)
-            .await
-            .unwrap()[0];
+        let run = &latest_sync(&mut conn).await;
         assert!(
             run.summary
                 .as_deref()
@@ -459,4 +451,12 @@ async fn approver_groups_are_read_from_identity_store() {
         "{err}"
     );
     assert_eq!(members("cloud-approvers").await.len(), 2);
+}
+
+/// The latest catalog sync run.
+async fn latest_sync(conn: &mut sqlx::AnyConnection) -> portcullis::store::RunRow {
+    portcullis::store::recent_runs(conn, portcullis::store::JobKind::SyncCatalog, 1)
+        .await
+        .unwrap()
+        .remove(0)
 }

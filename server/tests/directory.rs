@@ -59,6 +59,22 @@ fn hank() -> Principal {
     }
 }
 
+/// A store with the entitlement "dir" (manager and cloud-approvers decide, on-call-leads
+/// once escalated) and Hank signed in.
+async fn with_hank(b: Backend) -> (TestEnv, Principal) {
+    let env = TestEnv::new(b).await;
+    env.add_entitlement(&entitlement(
+        "dir",
+        PRODUCTION,
+        PS_AUDIT,
+        manager_and_group("on-call-leads"),
+    ))
+    .await;
+    let hank = hank();
+    env.upsert_user(&hank).await;
+    (env, hank)
+}
+
 fn manager_and_group(escalation: &str) -> Policy {
     Policy {
         approvers: ApproverRule {
@@ -76,7 +92,7 @@ fn manager_and_group(escalation: &str) -> Policy {
 }
 
 async fn people_who_never_signed_in_are_told_reminded_and_escalated_to(b: Backend) {
-    let env = TestEnv::new(b).await;
+    let (env, hank) = with_hank(b).await;
     let w = env.worker().with_mail(MailSettings {
         reminder_after_secs: 1800,
         max_reminders: 1,
@@ -84,15 +100,6 @@ async fn people_who_never_signed_in_are_told_reminded_and_escalated_to(b: Backen
         fallback_approver_group: None,
         ..MailSettings::default()
     });
-    env.add_entitlement(&entitlement(
-        "dir",
-        PRODUCTION,
-        PS_AUDIT,
-        manager_and_group("on-call-leads"),
-    ))
-    .await;
-    let hank = hank();
-    env.upsert_user(&hank).await;
     // Carol signed in (and is in the directory too: told once); Erin and Gina never did;
     // Hank is listed in cloud-approvers as well, with his address in capitals: never told
     // of his own request.
@@ -182,17 +189,8 @@ async fn people_who_never_signed_in_are_told_reminded_and_escalated_to(b: Backen
 }
 
 async fn the_directory_is_replaced_by_each_sync_and_never_decides(b: Backend) {
-    let env = TestEnv::new(b).await;
+    let (env, hank) = with_hank(b).await;
     let w = env.worker();
-    env.add_entitlement(&entitlement(
-        "dir",
-        PRODUCTION,
-        PS_AUDIT,
-        manager_and_group("on-call-leads"),
-    ))
-    .await;
-    let hank = hank();
-    env.upsert_user(&hank).await;
     let fallback = vec!["night-desk".to_owned()];
     sync(
         &env,
