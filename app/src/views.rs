@@ -47,6 +47,9 @@ pub struct DecisionView {
     pub verdict: String,
     pub comment: String,
     pub decided_at: String,
+    /// The approval step it was made at (1-based), when approval takes steps.
+    #[serde(default)]
+    pub step: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -62,8 +65,14 @@ pub struct RequestView {
     pub duration: String,
     pub status: String,
     pub created_at: String,
+    /// Approvals so far and approvals needed: at the step it waits at while pending, in
+    /// all once decided.
     pub approvals: u32,
     pub approvals_required: u32,
+    /// The step a pending request waits at, when approval takes steps
+    /// (`Step 2 of 2: cloud-approvers`).
+    #[serde(default)]
+    pub step: Option<String>,
     pub decisions: Vec<DecisionView>,
     /// Who will decide, while pending (on the requester's own page).
     #[serde(default)]

@@ -27,7 +27,13 @@ export const PERSONAS: Record<Persona, { displayName: string; email: string }> =
   dana: { displayName: 'Dana Admin', email: 'dana@example.com' },
 };
 
-export type EntitlementId = 'sandbox-admin' | 'prod-readonly' | 'prod-admin' | 'prod-breakglass' | 'security-audit';
+export type EntitlementId =
+  | 'sandbox-admin'
+  | 'prod-readonly'
+  | 'prod-admin'
+  | 'staging-admin'
+  | 'prod-breakglass'
+  | 'security-audit';
 /** The demo's retired entitlement: listed on the admin page, never requestable. */
 export type RetiredEntitlementId = 'legacy-warehouse';
 

@@ -4,6 +4,7 @@
 //! numbered invariants that comments cite and the rules of each edge are in
 //! `ARCHITECTURE.md` at the top of the repository.
 
+pub mod approval;
 pub mod audit;
 pub mod chat;
 pub mod clock;

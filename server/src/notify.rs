@@ -73,13 +73,15 @@ pub struct Recipient {
     pub user_id: Option<String>,
 }
 
-/// Everyone to tell about a request under its policy (see [`told_for_rule`]).
+/// Everyone to tell about a request waiting at approval step `step` of its policy (see
+/// [`told_for_rule`]): the people of that step only.
 pub async fn approvers_of(
     conn: &mut AnyConnection,
     policy: &Policy,
     requester: &Principal,
+    step: usize,
 ) -> Result<Vec<Recipient>> {
-    let policy = &policy_for(conn, policy, requester).await?;
+    let policy = &policy_for(conn, policy, requester).await?.at_step(step);
     told_for_rule(conn, &policy.approvers, policy, requester).await
 }
 
@@ -207,6 +209,8 @@ pub enum Nudge<'a> {
     Reminder,
     /// Escalated to these people (`members of cloud-fallback`), who may now decide.
     Escalation(&'a str),
+    /// The earlier approval steps are complete: this one (`Step 2 of 2: Security`) waits.
+    Step(&'a str),
 }
 
 /// "Approval needed" and its reminder and escalation: who, what, why, how long, and a
@@ -236,6 +240,10 @@ pub fn approval_mail(
         Nudge::Reminder => (
             format!("Reminder: approval needed: {entitlement_name} for {who}"),
             format!("{who}'s request for {entitlement_name} has waited {waiting} for a decision. You can approve or reject it in Portcullis."),
+        ),
+        Nudge::Step(step) => (
+            format!("Approval needed ({step}): {entitlement_name} for {who}"),
+            format!("{who}'s request for {entitlement_name} was approved at the earlier step and now waits at {step}. You can approve or reject it in Portcullis."),
         ),
         Nudge::Escalation(group) => (
             format!("Escalated: {entitlement_name} for {who} still awaits a decision"),

@@ -1,13 +1,13 @@
 //! Demo mode's catalog and personas: three accounts in two OUs, three permission sets,
-//! four entitlements with different policies, and four people to sign in as.
+//! six entitlements with different policies, and four people to sign in as.
 
 use crate::provisioner::DirectoryPerson;
 use crate::store::{self, AccountRow, PermissionSetRow, Store};
 use anyhow::Result;
 use app::domain::Entitlement;
 use app::domain::{
-    AccountId, ApproverRule, OuId, PermissionSetArn, Policy, Principal, Target, TargetScope,
-    Timestamp,
+    AccountId, ApprovalStep, ApproverRule, OuId, PermissionSetArn, Policy, Principal, Target,
+    TargetScope, Timestamp,
 };
 use std::collections::BTreeMap;
 
@@ -93,8 +93,8 @@ pub const DIRECTORY_ONLY_APPROVER: &str = "erin@example.com";
 pub fn persona_blurb(name: &str) -> &'static str {
     match name {
         "alice" => "Employee in engineering. Her manager is Bob.",
-        "bob" => "Alice's manager: approves production read-only.",
-        "carol" => "Cloud approver: approves production admin. In security.",
+        "bob" => "Alice's manager: approves production read-only and staging admin's first step.",
+        "carol" => "Cloud approver: approves production admin and staging admin's second step. In security.",
         "dana" => "Portcullis admin: dashboard, grants, audit log.",
         _ => "",
     }
@@ -117,6 +117,7 @@ pub fn entitlements() -> Vec<Entitlement> {
         approvers: ApproverRule::default(),
         manager_fallback: ApproverRule::default(),
         approvals_required: 1,
+        steps: Vec::new(),
         max_duration_secs: max_h * 3600,
         default_duration_secs: 3600,
         require_ticket: false,
@@ -193,6 +194,40 @@ pub fn entitlements() -> Vec<Entitlement> {
                 },
                 escalate_after_secs: 2 * 3600,
                 ..policy(2)
+            },
+        },
+        Entitlement {
+            id: "staging-admin".into(),
+            name: "Staging administrator".into(),
+            description: "Administrator on staging: the manager approves, then a cloud \
+                approver."
+                .into(),
+            targets: vec![Target {
+                scope: account(STAGING),
+                permission_set_arn: arn(PS_ADMIN),
+            }],
+            // Two steps (issue #12, item 1): Bob approves Alice's request, then Carol (or
+            // Erin, from the directory) approves it too.
+            policy: Policy {
+                steps: vec![
+                    ApprovalStep {
+                        name: Some("Manager".into()),
+                        approvers: ApproverRule {
+                            manager: true,
+                            ..Default::default()
+                        },
+                        count: 1,
+                    },
+                    ApprovalStep {
+                        name: Some("Cloud approvers".into()),
+                        approvers: ApproverRule {
+                            groups: vec!["cloud-approvers".into()],
+                            ..Default::default()
+                        },
+                        count: 1,
+                    },
+                ],
+                ..policy(4)
             },
         },
         Entitlement {

@@ -224,7 +224,8 @@ async fn ineligible_requester_refused_and_audited(b: Backend) {
             "prod-breakglass",
             "prod-admin",
             "prod-readonly",
-            "sandbox-admin"
+            "sandbox-admin",
+            "staging-admin"
         ]
     );
     env.check_invariants().await;

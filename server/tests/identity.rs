@@ -53,7 +53,7 @@ async fn approvers_are_found_by_index_among_many(b: Backend) {
     policy.approvers.manager = true;
     policy.approvers.groups = vec!["big-approvers".into()];
     policy.approvers.users = vec![" test|p1999 ".into(), "nobody@example.com".into()];
-    let approvers = notify::approvers_of(&mut *env.conn().await, &policy, &requester)
+    let approvers = notify::approvers_of(&mut *env.conn().await, &policy, &requester, 0)
         .await
         .unwrap();
     let mut ids: Vec<&str> = approvers
@@ -171,7 +171,7 @@ async fn an_approver_is_matched_by_id_not_by_an_unverified_email(b: Backend) {
     assert!(policy.approvers.manager && policy.approvers.users.is_empty());
     let rid = env.ask(&alice, "prod-readonly", "1h").await;
 
-    let approvers = notify::approvers_of(&mut *env.conn().await, &policy, &alice)
+    let approvers = notify::approvers_of(&mut *env.conn().await, &policy, &alice, 0)
         .await
         .unwrap();
     assert!(
@@ -199,7 +199,7 @@ async fn an_approver_is_matched_by_id_not_by_an_unverified_email(b: Backend) {
         ..alice
     };
     env.upsert_user(&alice).await;
-    let approvers = notify::approvers_of(&mut *env.conn().await, &policy, &alice)
+    let approvers = notify::approvers_of(&mut *env.conn().await, &policy, &alice, 0)
         .await
         .unwrap();
     let ids: Vec<&str> = approvers

@@ -71,13 +71,11 @@ impl Entitlement {
                 p.max_duration_secs
             ));
         }
-        let a = &p.approvers;
-        if !(p.auto_approve
-            || p.break_glass
-            || a.manager
-            || !a.groups.is_empty()
-            || !a.users.is_empty())
-        {
+        if let Some(why) = p.steps_problem() {
+            return fail(why);
+        }
+        let steps = p.approval_steps();
+        if !(p.auto_approve || p.break_glass || steps.iter().all(|s| !s.approvers.is_empty())) {
             return fail(
                 "nobody can approve it (set policy.approvers, or policy.auto_approve)".into(),
             );
@@ -92,10 +90,10 @@ impl Entitlement {
                     .into(),
             );
         }
-        if !p.manager_fallback.is_empty() && !a.manager {
+        if !p.manager_fallback.is_empty() && !steps.iter().any(|s| s.approvers.manager) {
             return fail(
-                "policy.manager_fallback is set but policy.approvers.manager is not: it would \
-                 never apply"
+                "policy.manager_fallback is set but no approver rule names the manager: it \
+                 would never apply"
                     .into(),
             );
         }
@@ -192,6 +190,19 @@ mod tests {
                 "nobody can approve",
             ),
             (|e| e.policy.approvals_required = 0, "at least 1"),
+            (
+                |e| {
+                    e.policy.steps = vec![crate::domain::ApprovalStep {
+                        name: None,
+                        approvers: ApproverRule {
+                            manager: true,
+                            ..Default::default()
+                        },
+                        count: 1,
+                    }]
+                },
+                "not both",
+            ),
             (
                 |e| e.policy.ticket_pattern = Some(r"CHG-\d+".into()),
                 "needs policy.ticket_example",

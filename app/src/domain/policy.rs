@@ -2,81 +2,11 @@
 //! Pure functions over the caller's latest claims: the server calls them at request
 //! time, at decision time and again before a grant is provisioned.
 
+use super::approvers::ApprovalStep;
+pub use super::approvers::{ApproverRule, Principal};
 use super::types::{AccessDuration, FieldError, Justification, TicketId};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-
-/// A signed-in person, as their identity provider described them at their last sign-in.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Principal {
-    /// Stable id: issuer and subject, never the email alone.
-    pub user_id: String,
-    pub email: String,
-    /// Whether the identity provider vouched for `email` (`email_verified`) at the last
-    /// sign-in. An unverified email never names anyone: see [`Principal::is_known_as`].
-    #[serde(default)]
-    pub email_verified: bool,
-    pub display_name: String,
-    pub groups: Vec<String>,
-    /// The manager's email (or subject), from the identity provider.
-    pub manager: Option<String>,
-    pub is_admin: bool,
-}
-
-impl Principal {
-    pub fn in_any_group(&self, groups: &[String]) -> bool {
-        groups
-            .iter()
-            .any(|g| self.groups.iter().any(|mine| mine == g))
-    }
-
-    /// The identity rule, the one place a name in a policy (`eligible_users`,
-    /// `approvers.users`) or in someone's `manager` claim is matched to a person: the
-    /// user id (`iss|sub`) exactly, or the email (ignoring ASCII case) only when the
-    /// identity provider verified it. Emails are unique among users (the
-    /// `app_user_email_unique` index; a second account claiming one is refused at
-    /// sign-in), so a verified email names at most one person.
-    pub fn is_known_as(&self, name: &str) -> bool {
-        let name = name.trim();
-        name == self.user_id
-            || (self.email_verified
-                && !self.email.is_empty()
-                && name.eq_ignore_ascii_case(&self.email))
-    }
-
-    fn is_named_in(&self, users: &[String]) -> bool {
-        users.iter().any(|u| self.is_known_as(u))
-    }
-
-    /// Whether `self` is `other`'s manager according to `other`'s claims.
-    pub fn manages(&self, other: &Principal) -> bool {
-        other
-            .manager
-            .as_deref()
-            .is_some_and(|m| self.is_known_as(m))
-    }
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApproverRule {
-    /// The requester's manager may approve.
-    #[serde(default)]
-    pub manager: bool,
-    /// Members of these IdP groups may approve.
-    #[serde(default)]
-    pub groups: Vec<String>,
-    /// These people (email or user id) may approve.
-    #[serde(default)]
-    pub users: Vec<String>,
-}
-
-impl ApproverRule {
-    /// Names nobody.
-    pub fn is_empty(&self) -> bool {
-        !self.manager && self.groups.is_empty() && self.users.is_empty()
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -92,9 +22,14 @@ pub struct Policy {
     /// users only). Empty: such requests wait for the other approvers, or time out.
     #[serde(default, skip_serializing_if = "ApproverRule::is_empty")]
     pub manager_fallback: ApproverRule,
-    /// Distinct approvals needed before access is granted.
+    /// Distinct approvals needed before access is granted (with `approvers`, the one
+    /// step of a policy without `steps`).
     #[serde(default = "one")]
     pub approvals_required: u32,
+    /// Approval in steps, each with its approvers and a count (see `domain::steps`).
+    /// Empty: one step, `approvers` with `approvals_required`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<ApprovalStep>,
     pub max_duration_secs: u64,
     pub default_duration_secs: u64,
     #[serde(default)]
@@ -202,10 +137,13 @@ impl Policy {
         if approver.user_id == requester.user_id {
             return Err(Denied::OwnRequest);
         }
-        let rule = &self.approvers;
-        let allowed = (rule.manager && approver.manages(requester))
-            || approver.in_any_group(&rule.groups)
-            || approver.is_named_in(&rule.users);
+        // At some step (a policy at one step, [`Policy::at_step`], has only that one).
+        let allowed = self.approval_steps().iter().any(|s| {
+            let rule = &s.approvers;
+            (rule.manager && approver.manages(requester))
+                || approver.in_any_group(&rule.groups)
+                || approver.is_named_in(&rule.users)
+        });
         if allowed {
             Ok(())
         } else {
@@ -213,10 +151,11 @@ impl Policy {
         }
     }
 
-    /// Whether who decides depends on the requester's manager being known: the rule names
-    /// the manager and there is a fallback for when it is not.
+    /// Whether who decides depends on the requester's manager being known: a rule (of
+    /// some step) names the manager and there is a fallback for when it is not.
     pub fn has_manager_fallback(&self) -> bool {
-        self.approvers.manager && !self.manager_fallback.is_empty()
+        !self.manager_fallback.is_empty()
+            && self.approval_steps().iter().any(|s| s.approvers.manager)
     }
 
     /// The policy as it applies to one requester: when the manager should decide but is
@@ -225,12 +164,13 @@ impl Policy {
     pub fn for_requester(&self, manager_known: bool) -> Policy {
         let mut p = self.clone();
         if self.has_manager_fallback() && !manager_known {
-            p.approvers
-                .groups
-                .extend(self.manager_fallback.groups.iter().cloned());
-            p.approvers
-                .users
-                .extend(self.manager_fallback.users.iter().cloned());
+            // Each rule that names the manager: the fallback stands in for them there.
+            for rule in p.rules_mut().into_iter().filter(|r| r.manager) {
+                rule.groups
+                    .extend(self.manager_fallback.groups.iter().cloned());
+                rule.users
+                    .extend(self.manager_fallback.users.iter().cloned());
+            }
         }
         p
     }
@@ -241,8 +181,11 @@ impl Policy {
     pub fn with_escalation(&self, rule: Option<&ApproverRule>) -> Policy {
         let mut p = self.clone();
         if let Some(rule) = rule {
-            p.approvers.groups.extend(rule.groups.iter().cloned());
-            p.approvers.users.extend(rule.users.iter().cloned());
+            // At whichever step the request waits.
+            for mine in p.rules_mut() {
+                mine.groups.extend(rule.groups.iter().cloned());
+                mine.users.extend(rule.users.iter().cloned());
+            }
         }
         p
     }
@@ -305,9 +248,10 @@ impl Policy {
         Ok(valid)
     }
 
-    /// Whether the approvals recorded so far satisfy the policy.
-    pub fn approvals_complete(&self, approvals: u32) -> bool {
-        self.auto_approve || self.break_glass || approvals >= self.approvals_required.max(1)
+    /// Whether a request is approved with nobody's approval (automatic or break-glass).
+    /// Approvals by people are counted step by step: [`Policy::progress`].
+    pub fn approves_itself(&self) -> bool {
+        self.auto_approve || self.break_glass
     }
 
     /// Parses and checks a draft. `min` is the portal-wide shortest duration.
@@ -411,6 +355,7 @@ mod tests {
             },
             manager_fallback: ApproverRule::default(),
             approvals_required: 1,
+            steps: Vec::new(),
             max_duration_secs: 4 * 3600,
             default_duration_secs: 3600,
             require_ticket: false,
@@ -499,10 +444,11 @@ mod tests {
     fn approvals_needed() {
         let mut p = policy();
         p.approvals_required = 2;
-        assert!(!p.approvals_complete(1));
-        assert!(p.approvals_complete(2));
+        assert!(!p.progress(&[1]).complete());
+        assert!(p.progress(&[2]).complete());
+        assert!(!p.approves_itself());
         p.auto_approve = true;
-        assert!(p.approvals_complete(0));
+        assert!(p.approves_itself());
     }
 
     fn draft(j: &str, d: &str, t: &str) -> RequestDraft {

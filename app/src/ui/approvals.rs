@@ -46,6 +46,16 @@ pub(super) fn ApprovalsPage() -> impl IntoView {
 fn ApprovalCard(r: RequestView, decide: ServerAction<Decide>) -> impl IntoView {
     let comment_id = format!("comment-{}", r.id);
     let request_id = r.id.clone();
+    // Who approved it already, and at which step.
+    let approved_by: Vec<String> = r
+        .decisions
+        .iter()
+        .filter(|d| d.verdict == "approved")
+        .map(|d| match d.step {
+            Some(n) => format!("{} (step {n})", d.approver),
+            None => d.approver.clone(),
+        })
+        .collect();
     view! {
         <article
             class="card"
@@ -69,6 +79,10 @@ fn ApprovalCard(r: RequestView, decide: ServerAction<Decide>) -> impl IntoView {
                 {r.duration.clone()} " · asked " {r.created_at.clone()} " · approvals "
                 {format!("{}/{}", r.approvals, r.approvals_required)}
             </p>
+            {r.step.clone().map(|s| view! { <p data-testid="approval-step"><strong>{s}</strong></p> })}
+            {(!approved_by.is_empty()).then(|| view! {
+                <p class="muted" data-testid="approved-by">"Approved so far by " {approved_by.join(", ")}</p>
+            })}
             <DecisionForm request_id comment_id decide />
         </article>
     }

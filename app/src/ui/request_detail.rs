@@ -111,6 +111,7 @@ fn Facts(r: RequestView, approval: String) -> impl IntoView {
                 <span class=format!("status {}", r.status) data-testid="detail-status">{r.status.clone()}</span>
                 <span class="muted">{format!(" approvals {}/{}", r.approvals, r.approvals_required)}</span>
             </dd>
+            {r.step.clone().map(|s| view! { <dt>"Waiting at"</dt><dd data-testid="detail-step">{s}</dd> })}
             <dt>"Why"</dt>
             <dd data-testid="detail-justification">{r.justification.clone()}</dd>
             {r.ticket.clone().map(|t| view! { <dt>"Ticket"</dt><dd>{t}</dd> })}
@@ -179,6 +180,7 @@ fn Decisions(decisions: Vec<DecisionView>) -> impl IntoView {
                             <strong>{d.approver}</strong>
                             " "
                             <span class=format!("status {}", d.verdict)>{d.verdict.clone()}</span>
+                            {d.step.map(|n| format!(" at step {n}"))}
                             {(!d.comment.is_empty()).then(|| format!(": {}", d.comment))}
                             <span class="muted">" " {d.decided_at}</span>
                         </li>

@@ -265,6 +265,54 @@ fn entitlements_and_upkeep_from_the_file() {
     });
 }
 
+/// The README's example of approval in steps, read as written there.
+const STEPS: &str = r#"
+[[entitlements.policy.steps]]
+name = "Manager"
+approvers = { manager = true }
+[[entitlements.policy.steps]]
+name = "Cloud approvers"
+approvers = { groups = ["cloud-approvers"], users = ["dana@example.com"] }
+count = 2
+"#;
+
+#[test]
+fn approval_steps_from_the_file() {
+    let with_steps = ENTITLEMENTS.replace(
+        "approvers = { manager = true, groups = [\"cloud-approvers\"] }\n",
+        "",
+    ) + STEPS;
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("e.toml", &with_steps)?;
+        let c = Config::load(Some(Path::new("e.toml"))).map_err(|e| e.to_string())?;
+        assert!(c.validate(Mode::Demo).is_ok());
+        let steps = c.entitlements[0].policy.approval_steps();
+        assert_eq!(steps.len(), 2);
+        assert!(steps[0].approvers.manager);
+        assert_eq!(steps[1].count, 2);
+        assert_eq!(steps[1].approvers.users, ["dana@example.com"]);
+        Ok(())
+    });
+    // Steps and the one-step keys together are refused, as is a misspelt step key.
+    for (toml, want) in [
+        (format!("{ENTITLEMENTS}{STEPS}"), "not both"),
+        (
+            with_steps.replace("count = 2", "quorum = 2"),
+            "unknown field: found `quorum`",
+        ),
+    ] {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("e.toml", &toml)?;
+            let err = match Config::load(Some(Path::new("e.toml"))) {
+                Err(e) => format!("{e:#}"),
+                Ok(c) => format!("{:#}", c.validate(Mode::Demo).unwrap_err()),
+            };
+            assert!(err.contains(want), "{err}");
+            Ok(())
+        });
+    }
+}
+
 #[test]
 fn bad_entitlements_are_refused_with_the_reason() {
     let cases = [

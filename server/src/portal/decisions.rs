@@ -10,6 +10,10 @@ const EXTENDS_NOTHING: &str = "the access it would extend has already ended";
 struct Decided {
     to: RequestStatus,
     complete: bool,
+    /// The approval step the decision was made at (0-based).
+    step: usize,
+    /// The step an approval moved the request on to (it completed `step`, not the last).
+    next: Option<usize>,
     /// Why a complete approval was refused (the requester is no longer eligible).
     refused: Option<String>,
 }
@@ -31,6 +35,14 @@ impl PortalService {
             .into_iter()
             .map(|d| d.access_request_id)
             .collect();
+        // The step each request waits at, from the approvals recorded (deciding counts
+        // them again against current rights).
+        let decisions_of = store::decisions_for_requests(
+            &mut conn,
+            pending.iter().map(|r| r.access_request_id.as_str()),
+        )
+        .await
+        .or_internal()?;
         let mut queue = Vec::new();
         // Whether each requester's manager is known, asked once per requester, and only
         // for policies with a manager fallback.
@@ -58,7 +70,14 @@ impl PortalService {
             } else {
                 policy
             };
-            if policy.may_approve(who, requester).is_ok() && !mine.contains(&r.access_request_id) {
+            let recorded = decisions_of
+                .get(&r.access_request_id)
+                .map(|d| approval::recorded(&policy, d))
+                .unwrap_or_default();
+            let at = policy.progress(&recorded).step;
+            if policy.at_step(at).may_approve(who, requester).is_ok()
+                && !mine.contains(&r.access_request_id)
+            {
                 queue.push(r);
             }
         }
@@ -112,8 +131,26 @@ impl PortalService {
                 )));
             }
         }
-        // Invariant 5: rights checked now, against the latest claims of both people.
-        if let Err(denied) = entitlement.policy.may_approve(who, &requester) {
+        let standing = approval::standing(&mut tx, id.as_str(), &entitlement.policy, &requester)
+            .await
+            .or_internal()?;
+        // Invariant 5: rights checked now, against the latest claims of both people, at the
+        // step the request waits at (any step, for a request no longer pending: it is
+        // refused below as already decided).
+        let pending = request.status == RequestStatus::Pending;
+        let at = standing.progress.step;
+        let rights = match pending {
+            true => entitlement.policy.at_step(at).may_approve(who, &requester),
+            false => entitlement.policy.may_approve(who, &requester),
+        };
+        if let Err(denied) = rights {
+            if pending && entitlement.policy.may_approve(who, &requester).is_ok() {
+                let step = entitlement.policy.step_label(at).unwrap_or_default();
+                return Err(AppError::Conflict(format!(
+                    "This request waits at {step}: you decide at a later step, once the \
+                     earlier ones are complete."
+                )));
+            }
             drop(tx);
             let reason = match denied {
                 Denied::OwnRequest => "you cannot decide your own request",
@@ -122,7 +159,15 @@ impl PortalService {
             return Err(self.deny(who, "decide", id.as_str(), reason).await);
         }
         let decided = self
-            .outcome(&mut tx, &request, &entitlement, &requester, who, approve)
+            .outcome(
+                &mut tx,
+                &request,
+                &entitlement,
+                &requester,
+                &standing,
+                who,
+                approve,
+            )
             .await?;
         let verdict = if approve {
             Verdict::Approved
@@ -192,44 +237,34 @@ impl PortalService {
     /// now complete, and the reason when a complete approval is refused because the
     /// requester lost eligibility (invariant 5). A second decision by the same person, or
     /// one on a request already decided, changes nothing (invariant 9).
+    #[allow(clippy::too_many_arguments)]
     async fn outcome(
         &self,
         conn: &mut AnyConnection,
         request: &RequestRow,
         entitlement: &Entitlement,
         requester: &Principal,
+        standing: &approval::Standing,
         who: &Principal,
         approve: bool,
     ) -> Result<Decided, AppError> {
-        let decisions = store::decisions_for_request(conn, &request.access_request_id)
-            .await
-            .or_internal()?;
-        if decisions.iter().any(|d| d.approver_id == who.user_id) {
+        let decisions = &standing.decisions;
+        if standing.decided_by(&who.user_id) {
             return Err(AppError::Conflict(
                 "You have already decided this request.".into(),
             ));
         }
         let from = request.status;
-        // Approvals are counted again now, against each approver's current rights: one
-        // who has since lost them (a group removed at their last sign-in, no longer the
-        // requester's manager) no longer counts towards completion.
-        let mut approvals = u32::from(approve);
-        for d in decisions.iter().filter(|d| d.verdict == Verdict::Approved) {
-            let approver = store::get_user(conn, &d.approver_id).await.or_internal()?;
-            let still = approver
-                .as_ref()
-                .is_some_and(|a| entitlement.policy.may_approve(a, requester).is_ok());
-            if still {
-                approvals += 1;
-            } else {
-                tracing::info!(
-                    request = %request.access_request_id,
-                    approver = %d.approver_id,
-                    "an earlier approval no longer counts: the approver has lost the right"
-                );
-            }
+        // Approvals are counted again now, step by step, against each approver's current
+        // rights (`approval::counted`); this one counts at the step the request waits at.
+        let step = standing.progress.step;
+        let mut counted = standing.counted.clone();
+        if let Some(n) = counted.get_mut(step).filter(|_| approve) {
+            *n += 1;
         }
-        let complete = approve && entitlement.policy.approvals_complete(approvals);
+        let progress = entitlement.policy.progress(&counted);
+        let complete = approve && progress.complete();
+        let next = (approve && !complete && progress.step > step).then_some(progress.step);
         let event = if approve {
             RequestEvent::Approval { complete }
         } else {
@@ -274,6 +309,8 @@ impl PortalService {
         Ok(Decided {
             to,
             complete,
+            step,
+            next,
             refused,
         })
     }
@@ -302,6 +339,7 @@ impl PortalService {
                 verdict,
                 comment: comment.to_string(),
                 created_at: now,
+                step: decided.step as i64,
             },
         )
         .await?;
@@ -318,6 +356,11 @@ impl PortalService {
             "approved"
         } else {
             "rejected"
+        };
+        // "approved at step 1 of 2: Manager" when approval takes steps.
+        let said = match entitlement.policy.step_label(decided.step) {
+            Some(step) => format!("{said} at {}", step.to_lowercase()),
+            None => said.to_owned(),
         };
         audit::audit(
             tx,
@@ -387,12 +430,23 @@ impl PortalService {
             _ => {}
         }
         if decided.to == RequestStatus::Pending {
+            if let Some(next) = decided.next {
+                return self
+                    .ask_next_step(tx, request, entitlement, requester, next, now)
+                    .await;
+            }
             return Ok(());
         }
         notify::forget_approval_nudges(tx, id).await?;
-        // Tell the other approvers someone decided, so they need not look.
-        for other in notify::approvers_of(tx, &entitlement.policy, requester).await? {
-            if other.user_id.as_deref() == Some(who.user_id.as_str()) {
+        // Tell the other approvers of this step someone decided, so they need not look
+        // (not those who decided it themselves, at this step or an earlier one).
+        let deciders: Vec<String> = store::decisions_for_request(tx, id)
+            .await?
+            .into_iter()
+            .map(|d| d.approver_id)
+            .collect();
+        for other in notify::approvers_of(tx, &entitlement.policy, requester, decided.step).await? {
+            if other.user_id.as_ref().is_some_and(|u| deciders.contains(u)) {
                 continue;
             }
             let mail = notify::already_decided(
@@ -407,6 +461,50 @@ impl PortalService {
             notify::queue(tx, &other.email, &mail, now).await?;
         }
         Ok(())
+    }
+
+    /// An approval completed a step and the next one waits: its approvers are told (not
+    /// those who decided already, nor the requester), and the step is audited.
+    async fn ask_next_step(
+        &self,
+        tx: &mut store::Tx,
+        request: &RequestRow,
+        entitlement: &Entitlement,
+        requester: &Principal,
+        next: usize,
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
+        let id = &request.access_request_id;
+        let label = entitlement.policy.step_label(next).unwrap_or_default();
+        let decided: Vec<String> = store::decisions_for_request(tx, id)
+            .await?
+            .into_iter()
+            .map(|d| d.approver_id)
+            .collect();
+        let mail = notify::approval_mail(
+            notify::Nudge::Step(&label),
+            request,
+            requester,
+            &entitlement.name,
+            &self.public_url,
+            now,
+        );
+        let told = notify::approvers_of(tx, &entitlement.policy, requester, next).await?;
+        for r in told {
+            if r.user_id.as_ref().is_some_and(|u| decided.contains(u)) {
+                continue;
+            }
+            notify::queue(tx, &r.email, &mail, now).await?;
+        }
+        let event = Event {
+            action: "request.step_started",
+            person_id: Some(&requester.user_id),
+            subject_kind: "request",
+            subject_id: id,
+            entitlement_id: Some(&entitlement.id),
+            detail: format!("now waiting at {}", label.to_lowercase()),
+        };
+        audit::audit(tx, &Actor::system(), event, now).await
     }
 
     /// Finishes an approval: schedules grants, tells the requester and the other approvers.

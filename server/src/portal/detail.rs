@@ -39,6 +39,11 @@ impl PortalService {
             .or_internal()?;
         let decided_it = decisions.iter().any(|d| d.approver_id == who.user_id);
         let approver = policy.may_approve(who, &requester).is_ok();
+        // The step it waits at: an approver of a later step may look, not decide yet.
+        let at = policy
+            .progress(&approval::recorded(&policy, &decisions))
+            .step;
+        let decides_now = policy.at_step(at).may_approve(who, &requester).is_ok();
         // Who may see it: the people it concerns. Anyone else is told it does not exist,
         // as for an id that does not, so ids cannot be probed.
         let viewer = if request.requester_id == who.user_id {
@@ -93,14 +98,14 @@ impl PortalService {
             .pop()
             .ok_or_else(not_found)?;
         if pending && viewer == "requester" {
-            view.deciders = Some(Self::deciders(&entitlement, who, manager_known));
+            view.deciders = Some(Self::deciders(&entitlement, who, manager_known, at));
         }
         Ok(RequestDetail {
             request: view,
             approval: Self::describe_policy(&entitlement),
             grants,
             history,
-            may_decide: pending && approver && !decided_it,
+            may_decide: pending && decides_now && !decided_it,
             reauth_needed: false,
             may_cancel,
             viewer: viewer.to_owned(),

@@ -4,6 +4,7 @@
 //! [`Portal`] (the trait the pages call) is implemented here by delegating each method to
 //! the use case of the same name, in the file for its resource.
 
+use crate::approval;
 use crate::audit::{self, Actor, Event};
 use crate::clock::Clock;
 use crate::export;

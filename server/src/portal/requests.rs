@@ -137,7 +137,7 @@ impl PortalService {
             request.starts_at = at;
             detail = format!("from {}, {detail}", at.format_utc());
         }
-        let approves_itself = entitlement.policy.approvals_complete(0);
+        let approves_itself = entitlement.policy.approves_itself();
         self.submit(
             tx,
             request,
@@ -276,7 +276,7 @@ impl PortalService {
             &self.public_url,
             now,
         );
-        for approver in notify::approvers_of(tx, &entitlement.policy, who).await? {
+        for approver in notify::approvers_of(tx, &entitlement.policy, who, 0).await? {
             notify::queue(tx, &approver.email, &mail, now).await?;
         }
         let chat = notify::chat_request(
@@ -308,7 +308,8 @@ impl PortalService {
             let known = notify::manager_known(&mut conn, who).await.or_internal()?;
             for v in views.iter_mut().filter(|v| v.status == "pending") {
                 if let Some(e) = ents.get(&v.entitlement_id) {
-                    v.deciders = Some(Self::deciders(e, who, known));
+                    let at = Self::waiting_step(&e.policy, v);
+                    v.deciders = Some(Self::deciders(e, who, known, at));
                 }
             }
         }

@@ -54,10 +54,24 @@ impl PortalService {
                 .map(|u| u.display_name.clone())
                 .unwrap_or_else(|| r.requester_id.clone());
             let requester_key = requester.map(|u| local_part(&u.email)).unwrap_or_default();
-            let approvals = decisions
-                .iter()
-                .filter(|d| d.verdict == Verdict::Approved)
-                .count() as u32;
+            // Pending: the step it waits at, and its approvals; else all of them.
+            let (approvals, approvals_required, step) = match ent.map(|e| &e.policy) {
+                Some(p) if r.status == RequestStatus::Pending => {
+                    let at = p.progress(&crate::approval::recorded(p, &decisions));
+                    (at.approvals, at.needed.max(1), p.step_label(at.step))
+                }
+                policy => (
+                    decisions
+                        .iter()
+                        .filter(|d| d.verdict == Verdict::Approved)
+                        .count() as u32,
+                    policy
+                        .map(|p| p.approval_steps().iter().map(|s| s.count.max(1)).sum())
+                        .unwrap_or(1),
+                    None,
+                ),
+            };
+            let stepped = ent.is_some_and(|e| e.policy.is_stepped());
             out.push(RequestView {
                 id: r.access_request_id.clone(),
                 entitlement_id: r.entitlement_id.clone(),
@@ -72,7 +86,8 @@ impl PortalService {
                 status: r.status.to_string(),
                 created_at: r.created_at.format_utc(),
                 approvals,
-                approvals_required: ent.map(|e| e.policy.approvals_required.max(1)).unwrap_or(1),
+                approvals_required,
+                step,
                 deciders: None,
                 extends: r.extends_request_id.clone(),
                 starts: (r.starts_at > r.created_at).then(|| match now < r.starts_at {
@@ -99,6 +114,7 @@ impl PortalService {
                         verdict: d.verdict.to_string(),
                         comment: d.comment,
                         decided_at: d.created_at.format_utc(),
+                        step: stepped.then(|| d.step as u32 + 1),
                     })
                     .collect(),
             });
@@ -195,14 +211,21 @@ impl PortalService {
         Ok(out)
     }
 
-    /// Who will decide this pending request of `who`'s, by the policy as it applies to
-    /// them (naming the manager, or saying why the fallback decides). `manager_known`:
-    /// [`notify::manager_known`] for `who`, asked once by the caller for all their rows.
-    pub(super) fn deciders(e: &Entitlement, who: &Principal, manager_known: bool) -> String {
-        let p = &e.policy;
-        if p.break_glass || p.auto_approve {
+    /// Who will decide this pending request of `who`'s at step `step` (the one it waits
+    /// at), by the policy as it applies to them (naming the manager, or saying why the
+    /// fallback decides). `manager_known`: [`notify::manager_known`] for `who`, asked once
+    /// by the caller for all their rows.
+    pub(super) fn deciders(
+        e: &Entitlement,
+        who: &Principal,
+        manager_known: bool,
+        step: usize,
+    ) -> String {
+        let whole = &e.policy;
+        if whole.break_glass || whole.auto_approve {
             return Self::describe_policy(e);
         }
+        let p = &whole.at_step(step);
         let mut names = Vec::new();
         if p.approvers.manager {
             let fallback = || Self::rule_names(&p.manager_fallback).join(" or ");
@@ -228,7 +251,23 @@ impl PortalService {
         if names.is_empty() {
             return "nobody can approve it: it will time out".into();
         }
-        format!("Decided by {}", names.join(" or "))
+        let decided_by = format!("Decided by {}", names.join(" or "));
+        match whole.step_label(step) {
+            Some(label) => format!("{label}. {decided_by}"),
+            None => decided_by,
+        }
+    }
+
+    /// The step a pending request's view waits at, from the approvals it shows.
+    pub(super) fn waiting_step(p: &app::domain::Policy, v: &RequestView) -> usize {
+        let mut counted = vec![0u32; p.approval_steps().len()];
+        for d in v.decisions.iter().filter(|d| d.verdict == "approved") {
+            let i = d.step.unwrap_or(1).saturating_sub(1) as usize;
+            if let Some(n) = counted.get_mut(i) {
+                *n += 1;
+            }
+        }
+        p.progress(&counted).step
     }
 
     fn rule_names(rule: &app::domain::ApproverRule) -> Vec<String> {
@@ -247,23 +286,26 @@ impl PortalService {
         if p.auto_approve {
             return "Approved automatically".into();
         }
-        let mut who = Vec::new();
-        if p.approvers.manager {
-            who.push("your manager".to_string());
-        }
-        for g in &p.approvers.groups {
-            who.push(format!("a member of {g}"));
-        }
-        for u in &p.approvers.users {
-            who.push(u.clone());
-        }
-        let n = p.approvals_required.max(1);
-        format!(
-            "{} approval{} from {}",
-            n,
-            if n == 1 { "" } else { "s" },
-            who.join(" or ")
-        )
+        // "1 approval from your manager, then 2 approvals from a member of cloud-approvers"
+        let steps: Vec<String> = p
+            .approval_steps()
+            .iter()
+            .map(|s| {
+                let mut who = Vec::new();
+                if s.approvers.manager {
+                    who.push("your manager".to_string());
+                }
+                who.extend(Self::rule_names(&s.approvers));
+                let n = s.count.max(1);
+                format!(
+                    "{} approval{} from {}",
+                    n,
+                    if n == 1 { "" } else { "s" },
+                    who.join(" or ")
+                )
+            })
+            .collect();
+        steps.join(", then ")
     }
 }
 

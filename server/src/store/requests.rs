@@ -196,12 +196,14 @@ pub struct DecisionRow {
     pub verdict: Verdict,
     pub comment: String,
     pub created_at: Timestamp,
+    /// The approval step (0-based) the request was at when this decision was made.
+    pub step: i64,
 }
 
 pub async fn insert_decision(conn: &mut AnyConnection, d: &DecisionRow) -> Result<()> {
     sqlx::query(
-        "INSERT INTO decision (decision_id, access_request_id, approver_id, verdict, comment, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO decision (decision_id, access_request_id, approver_id, verdict, comment, created_at, step)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&d.decision_id)
     .bind(&d.access_request_id)
@@ -209,6 +211,7 @@ pub async fn insert_decision(conn: &mut AnyConnection, d: &DecisionRow) -> Resul
     .bind(d.verdict)
     .bind(&d.comment)
     .bind(d.created_at)
+    .bind(d.step)
     .execute(conn)
     .await?;
     Ok(())
@@ -216,7 +219,7 @@ pub async fn insert_decision(conn: &mut AnyConnection, d: &DecisionRow) -> Resul
 
 pub async fn decisions_for_request(conn: &mut AnyConnection, id: &str) -> Result<Vec<DecisionRow>> {
     Ok(sqlx::query_as(
-        "SELECT decision_id, access_request_id, approver_id, verdict, comment, created_at FROM decision
+        "SELECT decision_id, access_request_id, approver_id, verdict, comment, created_at, step FROM decision
          WHERE access_request_id = $1 ORDER BY created_at",
     )
     .bind(id)
@@ -233,7 +236,7 @@ pub async fn decisions_for_requests<'a>(
     let mut out: std::collections::HashMap<String, Vec<DecisionRow>> = Default::default();
     let rows = rows_for_ids(conn, &ids, |ph| {
         format!(
-            "SELECT decision_id, access_request_id, approver_id, verdict, comment, created_at
+            "SELECT decision_id, access_request_id, approver_id, verdict, comment, created_at, step
              FROM decision WHERE access_request_id IN ({ph}) ORDER BY created_at"
         )
     })
@@ -269,7 +272,7 @@ pub async fn decisions_by_approver(
     user_id: &str,
 ) -> Result<Vec<DecisionRow>> {
     Ok(sqlx::query_as(
-        "SELECT decision_id, access_request_id, approver_id, verdict, comment, created_at FROM decision
+        "SELECT decision_id, access_request_id, approver_id, verdict, comment, created_at, step FROM decision
          WHERE approver_id = $1 ORDER BY created_at DESC LIMIT 200",
     )
     .bind(user_id)

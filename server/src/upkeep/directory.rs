@@ -43,8 +43,8 @@ pub async fn approver_groups(
 ) -> Result<Vec<String>> {
     let mut groups: BTreeSet<String> = also.iter().cloned().collect();
     for e in store::all_entitlements(conn).await? {
-        let p = &e.policy;
-        for rule in [&p.approvers, &p.manager_fallback, &p.escalation] {
+        // Every step's rule, the manager fallback and the escalation rule.
+        for rule in e.policy.all_rules() {
             groups.extend(rule.groups.iter().cloned());
         }
     }

@@ -2,6 +2,7 @@
 //! escalation to approvers, and the ending-soon warning.
 
 use super::*;
+use crate::approval;
 
 impl Worker {
     pub(super) async fn decision_timeout(
@@ -68,11 +69,12 @@ impl Worker {
             let entitlement = store::get_entitlement(&mut tx, &request.entitlement_id)
                 .await?
                 .context("request without entitlement")?;
-            let told: Vec<String> = notify::approvers_of(&mut tx, &entitlement.policy, &requester)
-                .await?
-                .into_iter()
-                .map(|p| p.email.to_lowercase())
-                .collect();
+            let told: Vec<String> =
+                notify::approvers_of(&mut tx, &entitlement.policy, &requester, 0)
+                    .await?
+                    .into_iter()
+                    .map(|p| p.email.to_lowercase())
+                    .collect();
             let mail = notify::approval_mail(
                 Nudge::New,
                 &request,
@@ -131,10 +133,17 @@ impl Worker {
         };
         if request.status == RequestStatus::Pending {
             let (requester, entitlement, decided) = self.pending_parties(&mut tx, &request).await?;
-            let policy = entitlement
+            let escalated = entitlement
                 .policy
                 .with_escalation(request.escalation().as_ref());
-            let people = notify::approvers_of(&mut tx, &policy, &requester).await?;
+            // The people of the step the request waits at.
+            let policy = notify::policy_for(&mut tx, &escalated, &requester).await?;
+            let id = &request.access_request_id;
+            let at = approval::standing(&mut tx, id, &policy, &requester)
+                .await?
+                .progress
+                .step;
+            let people = notify::approvers_of(&mut tx, &policy, &requester, at).await?;
             let mut recipients: Vec<String> = people
                 .into_iter()
                 .filter(|p| {

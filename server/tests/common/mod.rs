@@ -163,6 +163,7 @@ pub fn policy() -> Policy {
         approvers: ApproverRule::default(),
         manager_fallback: ApproverRule::default(),
         approvals_required: 1,
+        steps: Vec::new(),
         max_duration_secs: 4 * 3600,
         default_duration_secs: 3600,
         require_ticket: false,
