@@ -51,6 +51,26 @@ pub async fn create_request(
         .await
 }
 
+/// Several entitlements at once. The form's checkboxes are named `entitlements[{id}]`, so
+/// they arrive as a map whose keys are the ids chosen (none chosen: no map at all).
+#[server]
+pub async fn create_bundle(
+    entitlements: Option<std::collections::BTreeMap<String, String>>,
+    justification: String,
+    duration: String,
+    ticket: Option<String>,
+    starts: Option<String>,
+) -> Result<Vec<String>, AppError> {
+    let draft = RequestDraft {
+        justification,
+        duration,
+        ticket: ticket.unwrap_or_default(),
+        starts: starts.unwrap_or_default(),
+    };
+    let chosen: Vec<String> = entitlements.unwrap_or_default().into_keys().collect();
+    portal()?.create_bundle(&caller()?, &chosen, draft).await
+}
+
 #[server]
 pub async fn load_my_access() -> Result<MyAccess, AppError> {
     portal()?.my_access(&caller()?).await

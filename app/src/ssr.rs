@@ -33,6 +33,14 @@ pub trait Portal: Send + Sync + 'static {
         entitlement: &str,
         draft: RequestDraft,
     ) -> Result<String, AppError>;
+    /// Asks for several entitlements at once (one request each, made together or not at
+    /// all, each decided by its own policy); returns the requests' ids.
+    async fn create_bundle(
+        &self,
+        who: &Principal,
+        entitlements: &[String],
+        draft: RequestDraft,
+    ) -> Result<Vec<String>, AppError>;
     async fn my_access(&self, who: &Principal) -> Result<MyAccess, AppError>;
     async fn cancel_request(&self, who: &Principal, request_id: &str) -> Result<(), AppError>;
     async fn end_grant(&self, who: &Principal, grant_id: &str) -> Result<(), AppError>;

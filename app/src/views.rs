@@ -84,6 +84,17 @@ pub struct RequestView {
     /// A later start the requester asked for: `2026-12-03 09:00:00 UTC (in 3h)`.
     #[serde(default)]
     pub starts: Option<String>,
+    /// The bundle it was asked for in, if any (its id).
+    #[serde(default)]
+    pub bundle: Option<String>,
+}
+
+/// Another request of the same bundle, on a request's page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BundlePartView {
+    pub id: String,
+    pub entitlement_name: String,
+    pub status: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -161,6 +172,9 @@ pub struct RequestDetail {
     pub may_cancel: bool,
     /// Why the viewer sees it: `requester`, `approver` or `admin`.
     pub viewer: String,
+    /// The other requests asked for with it (shown to the requester and admins).
+    #[serde(default)]
+    pub bundle: Vec<BundlePartView>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -80,6 +80,14 @@ fn server_functions() -> Vec<(&'static str, Target, &'static str, Row)> {
             // engineering, which prod-readonly is for.
             [UNAUTH, OK, OK, FORBIDDEN, OK, FORBIDDEN, UNAUTH],
         ),
+        (
+            "create_bundle",
+            Target::Nothing,
+            // As a browser sends the form's checkboxes (`entitlements[{id}]=on`).
+            "entitlements%5Bsandbox-admin%5D=on&entitlements%5Bprod-readonly%5D=on\
+             &justification=the+authorization+matrix&duration=1h",
+            [UNAUTH, OK, OK, FORBIDDEN, OK, FORBIDDEN, UNAUTH],
+        ),
         ("load_my_access", Target::Nothing, "", SIGNED_IN),
         (
             "cancel_request",

@@ -8,6 +8,7 @@ mod admin;
 mod approvals;
 mod audit;
 mod aws;
+mod bundle;
 mod header;
 mod my_access;
 mod outbox;

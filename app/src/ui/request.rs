@@ -1,6 +1,7 @@
 //! The "Request access" page: one card per entitlement the caller is eligible for, each with
 //! its request form.
 
+use super::bundle::BundleForm;
 use super::widgets::{action_error, field_error, loaded_list, outcome_for};
 use crate::api::{list_entitlements, CreateRequest};
 use crate::views::EntitlementCard;
@@ -17,12 +18,15 @@ pub(super) fn RequestPage() -> impl IntoView {
             "Entitlements your groups make you eligible for. Access starts when approved and ends by itself."
         </p>
         {loaded_list(entitlements, "You are not eligible for any entitlement yet.", move |list| {
+            // Several at once: what may go in a bundle (break-glass is asked for alone).
+            let bundled: Vec<EntitlementCard> = list.iter().filter(|c| !c.break_glass).cloned().collect();
             view! {
                 <div class="cards">
                     {list
                         .into_iter()
                         .map(|card| view! { <EntitlementForm card /> })
                         .collect_view()}
+                    {(bundled.len() >= 2).then(|| view! { <BundleForm cards=bundled /> })}
                 </div>
             }
         })}

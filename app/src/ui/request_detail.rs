@@ -7,7 +7,7 @@ use super::my_access::GrantTable;
 use super::widgets::{action_error, field_error, ActionButton, DecisionForm, ErrorBox};
 use crate::api::{load_request, CancelRequest, Decide};
 use crate::error::AppError;
-use crate::views::{AuditView, DecisionView, RequestDetail, RequestView};
+use crate::views::{AuditView, BundlePartView, DecisionView, RequestDetail, RequestView};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
@@ -76,7 +76,7 @@ fn Detail(
             data-viewer=d.viewer.clone()
         >
             <h1>{r.requester.clone()} " → " {r.entitlement_name.clone()}</h1>
-            <Facts r=r.clone() approval=d.approval.clone() />
+            <Facts r=r.clone() approval=d.approval.clone() bundle=d.bundle.clone() />
             {d.may_decide.then(|| view! { <DecideForm id=r.id.clone() reauth=d.reauth_needed decide /> })}
             {d.may_cancel.then(|| view! {
                 <ActionButton
@@ -103,7 +103,7 @@ fn Detail(
 }
 
 #[component]
-fn Facts(r: RequestView, approval: String) -> impl IntoView {
+fn Facts(r: RequestView, approval: String, bundle: Vec<BundlePartView>) -> impl IntoView {
     view! {
         <dl class="facts">
             <dt>"Status"</dt>
@@ -131,6 +131,23 @@ fn Facts(r: RequestView, approval: String) -> impl IntoView {
                     .into_any(),
             }}
             {r.starts.clone().map(|s| view! { <dt>"Starts"</dt><dd data-testid="detail-starts">{s}</dd> })}
+            {(!bundle.is_empty()).then(|| view! {
+                <dt>"Asked together with"</dt>
+                <dd>
+                    <ul class="plain">
+                        {bundle
+                            .into_iter()
+                            .map(|p| view! {
+                                <li data-testid="bundle-part">
+                                    <a href=format!("/requests/{}", p.id)>{p.entitlement_name}</a>
+                                    " "
+                                    <span class=format!("status {}", p.status)>{p.status.clone()}</span>
+                                </li>
+                            })
+                            .collect_view()}
+                    </ul>
+                </dd>
+            })}
             <dt>"Asked"</dt>
             <dd>{r.created_at.clone()}</dd>
             <dt>"Approval"</dt>

@@ -91,6 +91,11 @@ impl PortalService {
             .filter(|a| who.is_admin || !a.action.starts_with("denied."))
             .map(audit_view)
             .collect();
+        // The other parts of its bundle: the requester's business, and the admins'.
+        let bundle = match viewer {
+            "requester" | "admin" => self.bundle_parts(&mut conn, &request).await.or_internal()?,
+            _ => Vec::new(),
+        };
         let mut view = self
             .request_views(&mut conn, vec![request])
             .await
@@ -109,6 +114,7 @@ impl PortalService {
             reauth_needed: false,
             may_cancel,
             viewer: viewer.to_owned(),
+            bundle,
         })
     }
 

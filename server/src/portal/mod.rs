@@ -79,6 +79,7 @@ fn local_part(email: &str) -> String {
 }
 
 mod admin;
+mod bundles;
 mod decisions;
 mod detail;
 mod entitlements;
@@ -160,6 +161,15 @@ impl Portal for PortalService {
         draft: RequestDraft,
     ) -> Result<String, AppError> {
         PortalService::create_request(self, who, entitlement_id, draft).await
+    }
+
+    async fn create_bundle(
+        &self,
+        who: &Principal,
+        entitlement_ids: &[String],
+        draft: RequestDraft,
+    ) -> Result<Vec<String>, AppError> {
+        PortalService::create_bundle(self, who, entitlement_ids, draft).await
     }
 
     async fn my_access(&self, who: &Principal) -> Result<MyAccess, AppError> {

@@ -164,24 +164,44 @@ impl PortalService {
         approves_itself: bool,
         now: Timestamp,
     ) -> Result<String, AppError> {
-        let result: anyhow::Result<()> = async {
-            store::insert_request(&mut tx, &request).await?;
-            let made = request_event(who, &request, event.0, event.1);
-            audit::audit(&mut tx, &Actor::of(who), made, now).await?;
-            if approves_itself {
-                self.approve_by_policy(&mut tx, &request, entitlement, who, now)
-                    .await?;
-            } else {
-                self.ask_approvers(&mut tx, &request, entitlement, who, now)
-                    .await?;
-            }
-            Ok(())
-        }
-        .await;
-        result.or_internal()?;
+        self.write_request(
+            &mut tx,
+            &request,
+            entitlement,
+            who,
+            event,
+            approves_itself,
+            now,
+        )
+        .await
+        .or_internal()?;
         tx.commit().await.map_err(|e| internal(e.into()))?;
         self.wake.notify_one();
         Ok(request.access_request_id)
+    }
+
+    /// [`Self::submit`] without the commit: the request, its audit event, and its
+    /// approval or its approvers asked (a bundle writes several in one transaction).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn write_request(
+        &self,
+        tx: &mut store::Tx,
+        request: &RequestRow,
+        entitlement: &Entitlement,
+        who: &Principal,
+        event: (&str, String),
+        approves_itself: bool,
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
+        store::insert_request(tx, request).await?;
+        let made = request_event(who, request, event.0, event.1);
+        audit::audit(tx, &Actor::of(who), made, now).await?;
+        if approves_itself {
+            self.approve_by_policy(tx, request, entitlement, who, now)
+                .await
+        } else {
+            self.ask_approvers(tx, request, entitlement, who, now).await
+        }
     }
 
     /// Refuses a new request (an extension too) from someone who made
@@ -192,10 +212,22 @@ impl PortalService {
         who: &Principal,
         now: Timestamp,
     ) -> Result<(), AppError> {
+        self.within_hourly_limit_for(conn, who, 1, now).await
+    }
+
+    /// Refuses `more` new requests (a bundle's parts) that would take `who` past
+    /// `http.new_requests_per_hour` in the last hour.
+    pub(super) async fn within_hourly_limit_for(
+        &self,
+        conn: &mut AnyConnection,
+        who: &Principal,
+        more: usize,
+        now: Timestamp,
+    ) -> Result<(), AppError> {
         let made = store::requests_made_since(conn, &who.user_id, now.minus(HOUR))
             .await
             .or_internal()?;
-        if made >= i64::from(self.new_requests_per_hour) {
+        if made + more as i64 > i64::from(self.new_requests_per_hour) {
             tracing::warn!(user = %who.user_id, made, "new request refused: over the hourly limit");
             return Err(AppError::RateLimited(format!(
                 "You have made {made} requests in the last hour, the most Portcullis takes; \
@@ -208,7 +240,11 @@ impl PortalService {
     /// Refuses (and audits) a request from someone IAM Identity Center does not know:
     /// access could never be granted. When AWS cannot be asked right now, the request
     /// goes ahead and the grant retries.
-    async fn known_to_aws(&self, who: &Principal, id: &EntitlementId) -> Result<(), AppError> {
+    pub(super) async fn known_to_aws(
+        &self,
+        who: &Principal,
+        id: &EntitlementId,
+    ) -> Result<(), AppError> {
         match self.provisioner.check_principal(&who.email).await {
             Ok(()) => Ok(()),
             Err(crate::provisioner::ProvisionError::Permanent(why)) => {
@@ -449,6 +485,7 @@ pub(super) fn new_request(
         created_at: now,
         extends_request_id: extends,
         escalated_to: None,
+        bundle_id: None,
     }
 }
 

@@ -88,6 +88,7 @@ impl PortalService {
                 approvals,
                 approvals_required,
                 step,
+                bundle: r.bundle_id.clone(),
                 deciders: None,
                 extends: r.extends_request_id.clone(),
                 starts: (r.starts_at > r.created_at).then(|| match now < r.starts_at {

@@ -21,6 +21,8 @@ pub struct RequestRow {
     pub extends_request_id: Option<String>,
     /// The approver rule (JSON) the request was escalated to, once it was.
     pub escalated_to: Option<String>,
+    /// The bundle it was asked for in, with other requests of the same id.
+    pub bundle_id: Option<String>,
 }
 
 impl RequestRow {
@@ -35,14 +37,14 @@ impl RequestRow {
 pub(crate) const REQUEST_COLS: &str =
     "access_request_id, requester_id, entitlement_id, justification, ticket, \
     duration_secs, starts_at, decision_due_at, status, created_at, extends_request_id, \
-    escalated_to";
+    escalated_to, bundle_id";
 
 pub async fn insert_request(conn: &mut AnyConnection, r: &RequestRow) -> Result<()> {
     sqlx::query(
         "INSERT INTO access_request (access_request_id, requester_id, entitlement_id, justification, ticket,
              duration_secs, starts_at, decision_due_at, status, created_at, updated_at,
-             extends_request_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)",
+             extends_request_id, bundle_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12)",
     )
     .bind(&r.access_request_id)
     .bind(&r.requester_id)
@@ -55,6 +57,7 @@ pub async fn insert_request(conn: &mut AnyConnection, r: &RequestRow) -> Result<
     .bind(r.status)
     .bind(r.created_at)
     .bind(&r.extends_request_id)
+    .bind(&r.bundle_id)
     .execute(conn)
     .await?;
     Ok(())
@@ -75,6 +78,19 @@ pub async fn get_request(conn: &mut AnyConnection, id: &str) -> Result<Option<Re
     ))
     .bind(id)
     .fetch_optional(conn)
+    .await?)
+}
+
+/// The requests of a bundle, oldest first.
+pub async fn requests_in_bundle(
+    conn: &mut AnyConnection,
+    bundle_id: &str,
+) -> Result<Vec<RequestRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {REQUEST_COLS} FROM access_request WHERE bundle_id = $1 ORDER BY created_at, access_request_id"
+    ))
+    .bind(bundle_id)
+    .fetch_all(conn)
     .await?)
 }
 
