@@ -28,6 +28,17 @@ const ARGS: &[(&str, &[&str])] = &[
             "starts",
         ],
     ),
+    (
+        "create_bundle",
+        &[
+            "entitlements[sandbox-admin]",
+            "entitlements[prod-readonly]",
+            "justification",
+            "duration",
+            "ticket",
+            "starts",
+        ],
+    ),
     ("load_my_access", &[]),
     ("cancel_request", &["request_id"]),
     ("end_grant", &["grant_id"]),

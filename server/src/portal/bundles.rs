@@ -7,8 +7,8 @@
 //! would let one entitlement's approvers grant another's access, or name nobody). The
 //! pages show the parts together.
 
-use super::*;
 use super::requests::new_request;
+use super::*;
 use std::collections::BTreeSet;
 
 /// The most entitlements one bundle may ask for.
