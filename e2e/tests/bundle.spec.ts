@@ -1,7 +1,7 @@
 // Bundles (issue #12, item 10): Alice asks for sandbox administrator and production
 // read-only in one go. Both requests are made with her one justification: the sandbox is
 // granted at once (it approves itself) while read-only waits for Bob, her manager; the
-// request's page lists the other part.
+// request's page lists the other part. The spec cancels and ends what it made.
 import { cancelPendingRequest, countOf, expect, grantRows, justification, open, reloadUntil, requestRows, test } from './pages';
 
 test('two entitlements asked for together, each decided by its own policy', async ({ as }) => {
@@ -32,4 +32,9 @@ test('two entitlements asked for together, each decided by its own policy', asyn
   await expect(alice.getByTestId('bundle-part')).toHaveCount(1);
   await expect(alice.getByTestId('bundle-part').first()).toContainText('Sandbox administrator');
   await cancelPendingRequest(alice, 'prod-readonly');
+  // Ends the sandbox part, leaving no active access for the other specs.
+  await open(alice, '/requests');
+  const sandbox = grantRows(alice, { entitlement: 'sandbox-admin', status: 'active' });
+  await sandbox.first().getByTestId('end-grant').click();
+  await reloadUntil(alice, sandbox, { count: activeBefore, message: 'the sandbox part has ended' });
 });
