@@ -87,6 +87,10 @@ pub struct RequestView {
     /// The bundle it was asked for in, if any (its id).
     #[serde(default)]
     pub bundle: Option<String>,
+    /// For the approver: the requester's earlier requests for this entitlement in the
+    /// last 90 days, in words.
+    #[serde(default)]
+    pub history: Option<String>,
 }
 
 /// Another request of the same bundle, on a request's page.

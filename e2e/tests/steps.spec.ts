@@ -37,6 +37,8 @@ test('a two-step request: the manager approves, then a cloud approver', async ({
   await open(bob, '/approvals');
   const bobsRow = approvalRows(bob, { entitlement: 'staging-admin', requester: 'alice' }).first();
   await expect(bobsRow.getByTestId('approval-step')).toHaveText('Step 1 of 2: Manager');
+  // The card says what Alice asked for this before (the demo database may hold earlier runs).
+  await expect(bobsRow.getByTestId('requester-history')).toContainText('in the last 90 days');
   await decide(bob, { entitlement: 'staging-admin', requester: 'alice' }, 'approved', 'Step one, by e2e.');
 
   // Step 2: Carol's queue has it, says where it stands and who approved.

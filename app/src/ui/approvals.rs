@@ -80,6 +80,7 @@ fn ApprovalCard(r: RequestView, decide: ServerAction<Decide>) -> impl IntoView {
                 {format!("{}/{}", r.approvals, r.approvals_required)}
             </p>
             {r.step.clone().map(|s| view! { <p data-testid="approval-step"><strong>{s}</strong></p> })}
+            {r.history.clone().map(|h| view! { <p class="muted" data-testid="requester-history">{h}</p> })}
             {(!approved_by.is_empty()).then(|| view! {
                 <p class="muted" data-testid="approved-by">"Approved so far by " {approved_by.join(", ")}</p>
             })}

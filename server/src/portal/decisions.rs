@@ -81,7 +81,14 @@ impl PortalService {
                 queue.push(r);
             }
         }
-        let pending = self.request_views(&mut conn, queue).await.or_internal()?;
+        let mut pending = self
+            .request_views(&mut conn, queue.clone())
+            .await
+            .or_internal()?;
+        // What the requester asked for before, for the person deciding.
+        self.add_history(&mut conn, &queue, &mut pending)
+            .await
+            .or_internal()?;
         let mut by_id = store::requests_by_ids(&mut conn, mine.iter().map(String::as_str))
             .await
             .or_internal()?;

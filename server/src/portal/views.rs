@@ -89,6 +89,7 @@ impl PortalService {
                 approvals_required,
                 step,
                 bundle: r.bundle_id.clone(),
+                history: None,
                 deciders: None,
                 extends: r.extends_request_id.clone(),
                 starts: (r.starts_at > r.created_at).then(|| match now < r.starts_at {
@@ -259,6 +260,33 @@ impl PortalService {
         }
     }
 
+    /// Sets each pending request's `history`: what its requester asked for this
+    /// entitlement in the last 90 days (two queries for the page).
+    pub(super) async fn add_history(
+        &self,
+        conn: &mut AnyConnection,
+        rows: &[RequestRow],
+        views: &mut [RequestView],
+    ) -> anyhow::Result<()> {
+        let since = self.now().minus(HISTORY_WINDOW);
+        let past =
+            store::requests_of_since(conn, rows.iter().map(|r| r.requester_id.as_str()), since)
+                .await?;
+        for (row, view) in rows.iter().zip(views.iter_mut()) {
+            let earlier: Vec<&store::PastRequest> = past
+                .iter()
+                .filter(|p| {
+                    p.requester_id == row.requester_id
+                        && p.entitlement_id == row.entitlement_id
+                        && p.access_request_id != row.access_request_id
+                        && p.created_at <= row.created_at
+                })
+                .collect();
+            view.history = Some(history_words(&earlier));
+        }
+        Ok(())
+    }
+
     /// The step a pending request's view waits at, from the approvals it shows.
     pub(super) fn waiting_step(p: &app::domain::Policy, v: &RequestView) -> usize {
         let mut counted = vec![0u32; p.approval_steps().len()];
@@ -308,6 +336,47 @@ impl PortalService {
             .collect();
         steps.join(", then ")
     }
+}
+
+/// How far back an approver sees the requester's history with an entitlement.
+const HISTORY_WINDOW: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// "Asked for this 3 times in the last 90 days: 2 granted, 1 rejected; 1 ended early.
+/// Last: “deploy the fix” (2026-11-20 10:00:00 UTC)", newest first in `earlier`.
+fn history_words(earlier: &[&store::PastRequest]) -> String {
+    let Some(last) = earlier.first() else {
+        return "First request for this in the last 90 days".into();
+    };
+    let count = |s: RequestStatus| earlier.iter().filter(|p| p.status == s).count();
+    let granted =
+        count(RequestStatus::Approved) + count(RequestStatus::Active) + count(RequestStatus::Ended);
+    let mut parts = Vec::new();
+    for (n, what) in [
+        (granted, "granted"),
+        (count(RequestStatus::Rejected), "rejected"),
+        (count(RequestStatus::Cancelled), "cancelled"),
+        (count(RequestStatus::TimedOut), "timed out"),
+        (count(RequestStatus::Failed), "failed"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    }
+    let early: i64 = earlier.iter().map(|p| p.ended_early).sum();
+    let early = match early {
+        0 => String::new(),
+        n => format!("; {n} ended early"),
+    };
+    let times = match earlier.len() {
+        1 => "once".to_owned(),
+        n => format!("{n} times"),
+    };
+    format!(
+        "Asked for this {times} in the last 90 days: {}{early}. Last: \u{201c}{}\u{201d} ({})",
+        parts.join(", "),
+        last.justification,
+        last.created_at.format_utc()
+    )
 }
 
 /// The groups and people of an approver rule, as the pages name them.

@@ -81,6 +81,48 @@ pub async fn get_request(conn: &mut AnyConnection, id: &str) -> Result<Option<Re
     .await?)
 }
 
+/// One earlier request, for an approver's view of the requester's history.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct PastRequest {
+    pub access_request_id: String,
+    pub requester_id: String,
+    pub entitlement_id: String,
+    pub justification: String,
+    pub status: RequestStatus,
+    pub created_at: Timestamp,
+    /// Its grants that someone ended before their time (the holder or an admin).
+    pub ended_early: i64,
+}
+
+/// The requests (not extensions) these people made since `since`, newest first, with how
+/// many of each one's grants were ended early: indexed by requester and time.
+pub async fn requests_of_since<'a>(
+    conn: &mut AnyConnection,
+    requester_ids: impl IntoIterator<Item = &'a str>,
+    since: Timestamp,
+) -> Result<Vec<PastRequest>> {
+    let ids: std::collections::BTreeSet<&str> = requester_ids.into_iter().collect();
+    let ids: Vec<&str> = ids.into_iter().collect();
+    let since = since.millis();
+    let rows = rows_for_ids(conn, &ids, |ph| {
+        format!(
+            "SELECT r.access_request_id, r.requester_id, r.entitlement_id, r.justification, r.status,
+                    r.created_at,
+                    (SELECT COUNT(*) FROM access_grant g
+                      WHERE g.access_request_id = r.access_request_id AND g.ended_by IS NOT NULL)
+                      AS ended_early
+             FROM access_request r
+             WHERE r.requester_id IN ({ph}) AND r.created_at >= {since}
+               AND r.extends_request_id IS NULL
+             ORDER BY r.created_at DESC"
+        )
+    })
+    .await?;
+    rows.iter()
+        .map(|row| Ok(PastRequest::from_row(row)?))
+        .collect()
+}
+
 /// The requests of a bundle, oldest first.
 pub async fn requests_in_bundle(
     conn: &mut AnyConnection,

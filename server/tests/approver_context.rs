@@ -1,0 +1,68 @@
+//! What the person deciding sees of the requester's history (issue #13, "context for the
+//! person deciding"): each card on Approvals says how often the requester asked for this
+//! entitlement in the last 90 days, how those requests ended, how many grants were ended
+//! early, and the last justification. Both backends.
+
+mod common;
+
+use app::ssr::Portal;
+use common::*;
+use std::time::Duration;
+
+both!(the_approver_sees_the_requesters_recent_history_with_the_entitlement,);
+
+async fn history_on_bobs_card(env: &TestEnv, rid: &str) -> String {
+    let queue = env.portal.approvals(&person("bob")).await.unwrap().pending;
+    let card = queue.iter().find(|r| r.id == rid).expect("on bob's queue");
+    card.history.clone().expect("a history line")
+}
+
+async fn the_approver_sees_the_requesters_recent_history_with_the_entitlement(b: Backend) {
+    let env = TestEnv::new(b).await;
+    let w = env.worker();
+    let (alice, bob) = (person("alice"), person("bob"));
+    let first = env.ask(&alice, "prod-readonly", "1h").await;
+    assert_eq!(
+        history_on_bobs_card(&env, &first).await,
+        "First request for this in the last 90 days"
+    );
+    // Granted, then ended early by Alice.
+    env.portal.decide(&bob, &first, true, "ok").await.unwrap();
+    env.settle(&w).await;
+    let grant = env.only_grant(&first).await;
+    env.portal
+        .end_grant(&alice, &grant.access_grant_id)
+        .await
+        .unwrap();
+    env.settle(&w).await;
+    // Rejected once, with its own justification.
+    let mut why = draft("1h");
+    why.justification = "look at the billing tables".into();
+    let second = env
+        .portal
+        .create_request(&alice, "prod-readonly", why)
+        .await
+        .unwrap();
+    env.portal.decide(&bob, &second, false, "no").await.unwrap();
+    // Other entitlements do not count.
+    env.ask(&alice, "sandbox-admin", "1h").await;
+
+    let third = env.ask(&alice, "prod-readonly", "1h").await;
+    let history = history_on_bobs_card(&env, &third).await;
+    assert!(
+        history.starts_with(
+            "Asked for this 2 times in the last 90 days: 1 granted, 1 rejected; 1 ended early. \
+             Last: \u{201c}look at the billing tables\u{201d} ("
+        ),
+        "{history}"
+    );
+    env.portal.cancel_request(&alice, &third).await.unwrap();
+
+    // Ninety-one days on, those are out of the window.
+    env.advance(Duration::from_secs(91 * 24 * 3600));
+    let fourth = env.ask(&alice, "prod-readonly", "1h").await;
+    assert_eq!(
+        history_on_bobs_card(&env, &fourth).await,
+        "First request for this in the last 90 days"
+    );
+}
