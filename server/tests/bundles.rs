@@ -46,26 +46,8 @@ async fn a_bundle_makes_one_request_each_decided_by_its_own_approvers(b: Backend
     assert_eq!(env.request_status(&made[0]).await, "approved");
     assert_eq!(env.request_status(&made[1]).await, "pending");
     assert_eq!(env.request_status(&made[2]).await, "pending");
-    let bobs: Vec<String> = env
-        .portal
-        .approvals(&bob)
-        .await
-        .unwrap()
-        .pending
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
-    assert_eq!(bobs, [made[1].clone()]);
-    let carols: Vec<String> = env
-        .portal
-        .approvals(&carol)
-        .await
-        .unwrap()
-        .pending
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
-    assert_eq!(carols, [made[2].clone()]);
+    assert_eq!(env.queue_ids(&bob).await, &made[1..2]);
+    assert_eq!(env.queue_ids(&carol).await, &made[2..3]);
     env.portal.decide(&bob, &made[1], true, "ok").await.unwrap();
     env.portal
         .decide(&carol, &made[2], false, "not today")

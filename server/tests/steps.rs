@@ -64,17 +64,6 @@ const NEEDED: &str = "Approval needed: Test steps for Alice Employee";
 const STEP_TWO: &str =
     "Approval needed (Step 2 of 2: Cloud approvers): Test steps for Alice Employee";
 
-async fn queue_ids(env: &TestEnv, who: &Principal) -> Vec<String> {
-    env.portal
-        .approvals(who)
-        .await
-        .unwrap()
-        .pending
-        .into_iter()
-        .map(|r| r.id)
-        .collect()
-}
-
 async fn steps_complete_in_order_and_one_person_counts_once(b: Backend) {
     let (env, erin) = with_steps(b).await;
     let (alice, bob, carol) = (person("alice"), person("bob"), person("carol"));
@@ -83,8 +72,8 @@ async fn steps_complete_in_order_and_one_person_counts_once(b: Backend) {
     // Step 1: only the manager is told and sees it; the cloud approvers wait.
     assert_eq!(env.mail_subjects("bob@example.com").await, [NEEDED]);
     assert!(env.mail_subjects("carol@example.com").await.is_empty());
-    assert_eq!(queue_ids(&env, &bob).await, std::slice::from_ref(&rid));
-    assert!(queue_ids(&env, &carol).await.is_empty());
+    assert_eq!(env.queue_ids(&bob).await, std::slice::from_ref(&rid));
+    assert!(env.queue_ids(&carol).await.is_empty());
     let mine = env.portal.my_access(&alice).await.unwrap();
     let view = mine.requests.iter().find(|r| r.id == rid).unwrap();
     assert_eq!(view.step.as_deref(), Some("Step 1 of 2: Manager"));
@@ -112,7 +101,7 @@ async fn steps_complete_in_order_and_one_person_counts_once(b: Backend) {
         [NEEDED],
         "bob decided already: he is not asked again"
     );
-    assert!(queue_ids(&env, &bob).await.is_empty());
+    assert!(env.queue_ids(&bob).await.is_empty());
     let queue = env.portal.approvals(&carol).await.unwrap().pending;
     assert_eq!(queue.len(), 1);
     assert_eq!(

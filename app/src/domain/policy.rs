@@ -329,10 +329,15 @@ impl Policy {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn person(name: &str, groups: &[&str], manager: Option<&str>) -> Principal {
+    /// A verified person for the domain's tests (`demo|name`, `name@example.com`).
+    pub(in crate::domain) fn person(
+        name: &str,
+        groups: &[&str],
+        manager: Option<&str>,
+    ) -> Principal {
         Principal {
             user_id: format!("demo|{name}"),
             email: format!("{name}@example.com"),

@@ -166,20 +166,8 @@ const MAX_COUNT: usize = 20;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::approvers::Principal;
+    use crate::domain::policy::tests::person;
     use crate::domain::policy::Denied;
-
-    fn person(name: &str, groups: &[&str], manager: Option<&str>) -> Principal {
-        Principal {
-            user_id: format!("demo|{name}"),
-            email: format!("{name}@example.com"),
-            email_verified: true,
-            display_name: name.into(),
-            groups: groups.iter().map(|g| g.to_string()).collect(),
-            manager: manager.map(|m| format!("{m}@example.com")),
-            is_admin: false,
-        }
-    }
 
     fn two_steps() -> Policy {
         let mut p: Policy =

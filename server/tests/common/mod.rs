@@ -501,6 +501,13 @@ impl TestEnv {
             .unwrap_or_else(|e| panic!("{} asking for {entitlement}: {e:?}", who.user_id))
     }
 
+    /// The ids of the requests waiting in `who`'s approval queue.
+    pub async fn queue_ids(&self, who: &Principal) -> Vec<String> {
+        use app::ssr::Portal;
+        let pending = self.portal.approvals(who).await.unwrap().pending;
+        pending.into_iter().map(|r| r.id).collect()
+    }
+
     pub async fn add_entitlement(&self, e: &Entitlement) {
         store::upsert_entitlement(&mut *self.conn().await, e, self.now())
             .await
