@@ -9,7 +9,9 @@
 use crate::store::{self, DecisionRow};
 use anyhow::Result;
 use app::domain::{Policy, Principal, Progress, Verdict};
+use app::views::RequestView;
 use sqlx::AnyConnection;
+use std::collections::HashMap;
 
 /// A pending request's standing: its decisions so far and where they leave it.
 pub struct Standing {
@@ -64,9 +66,20 @@ pub async fn counted(
         .collect();
     let approvers =
         store::users_by_ids(conn, approvals.iter().map(|d| d.approver_id.as_str())).await?;
+    Ok(counted_with(policy, requester, decisions, &approvers))
+}
+
+/// [`counted`] with the approvers already read (by user id): a page reads them once for
+/// all its rows.
+pub fn counted_with(
+    policy: &Policy,
+    requester: &Principal,
+    decisions: &[DecisionRow],
+    approvers: &HashMap<String, Principal>,
+) -> Vec<u32> {
     let steps = policy.approval_steps().len();
     let mut counted = vec![0u32; steps];
-    for d in approvals {
+    for d in decisions.iter().filter(|d| d.verdict == Verdict::Approved) {
         let step = usize::try_from(d.step).unwrap_or(usize::MAX);
         let still = step < steps
             && approvers
@@ -83,7 +96,18 @@ pub async fn counted(
             );
         }
     }
-    Ok(counted)
+    counted
+}
+
+/// Puts a pending request's standing on its view: the step it waits at and its approvals
+/// there, as deciding counts them (the views alone count what is recorded).
+pub fn show(view: &mut RequestView, policy: &Policy, at: &Progress) {
+    if at.complete() {
+        return;
+    }
+    view.step = policy.step_label(at.step);
+    view.approvals = at.approvals;
+    view.approvals_required = at.needed.max(1);
 }
 
 /// The approvals recorded at each step, as the pages show them (no rights checked again:

@@ -206,6 +206,28 @@ async fn an_approval_lost_sends_the_request_back_to_its_step(b: Backend) {
         Err(AppError::Conflict(m)) => assert!(m.contains("Step 1 of 2"), "{m}"),
         other => panic!("carol decided while step 1 waits again: {other:?}"),
     }
+    // Every page agrees with deciding: the new manager has it in his queue and may decide
+    // it on its page; Carol has neither; Alice's page says step 1 again.
+    assert_eq!(env.queue_ids(&zed).await, std::slice::from_ref(&rid));
+    assert!(env.queue_ids(&carol).await.is_empty());
+    assert!(
+        env.portal
+            .request_detail(&zed, &rid)
+            .await
+            .unwrap()
+            .may_decide
+    );
+    assert!(
+        !env.portal
+            .request_detail(&carol, &rid)
+            .await
+            .unwrap()
+            .may_decide
+    );
+    let mine = env.portal.my_access(&moved).await.unwrap();
+    let view = mine.requests.iter().find(|r| r.id == rid).unwrap();
+    assert_eq!(view.step.as_deref(), Some("Step 1 of 2: Manager"));
+    assert_eq!((view.approvals, view.approvals_required), (0, 1));
     env.portal.decide(&zed, &rid, true, "ok").await.unwrap();
     env.portal.decide(&carol, &rid, true, "one").await.unwrap();
     assert_eq!(env.request_status(&rid).await, "pending");

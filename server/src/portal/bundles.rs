@@ -48,6 +48,12 @@ impl PortalService {
                 ));
                 continue;
             };
+            // Eligibility first: nothing about an entitlement one may not ask for is told.
+            if !entitlement.policy.is_eligible(who) {
+                drop(tx);
+                let reason = format!("you are not eligible for {id}");
+                return Err(self.deny(who, "request", id.as_str(), &reason).await);
+            }
             if let Some(at) = store::entitlement_retired_at(&mut tx, id.as_str())
                 .await
                 .or_internal()?
@@ -69,11 +75,6 @@ impl PortalService {
                 ));
                 continue;
             }
-            if !entitlement.policy.is_eligible(who) {
-                drop(tx);
-                let reason = format!("you are not eligible for {}", entitlement.name);
-                return Err(self.deny(who, "request", id.as_str(), &reason).await);
-            }
             // Each part's own checks; a message says which entitlement it is about.
             match entitlement.policy.validate(&draft, self.min_duration) {
                 Ok(valid) => parts.push((entitlement, valid)),
@@ -92,21 +93,16 @@ impl PortalService {
             }
         };
         let bundle_id = store::new_id();
-        let names: Vec<&str> = parts.iter().map(|(e, _)| e.name.as_str()).collect();
+        let count = parts.len();
         let mut made = Vec::new();
         for (entitlement, valid) in &parts {
             let mut request = new_request(who, entitlement, valid, None, now);
             request.bundle_id = Some(bundle_id.clone());
-            let others: Vec<&str> = names
-                .iter()
-                .copied()
-                .filter(|n| *n != entitlement.name)
-                .collect();
+            // The bundle by its id and size: its parts' names are the requester's business
+            // (an approver of this part reads its history).
             let mut detail = format!(
-                "for {} because: {} (asked together with {})",
-                valid.duration,
-                request.justification,
-                others.join(", ")
+                "for {} because: {} (one of {count} asked together, bundle {bundle_id})",
+                valid.duration, request.justification
             );
             if let Some(at) = start {
                 request.starts_at = at;

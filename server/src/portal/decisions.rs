@@ -43,7 +43,19 @@ impl PortalService {
         )
         .await
         .or_internal()?;
+        // Everyone who approved any of them, read once: an approval counts only while its
+        // approver keeps the right, here as when deciding.
+        let approvers = store::users_by_ids(
+            &mut conn,
+            decisions_of
+                .values()
+                .flatten()
+                .map(|d| d.approver_id.as_str()),
+        )
+        .await
+        .or_internal()?;
         let mut queue = Vec::new();
+        let mut standings = Vec::new();
         // Whether each requester's manager is known, asked once per requester, and only
         // for policies with a manager fallback.
         let mut manager_known: HashMap<String, bool> = HashMap::new();
@@ -70,14 +82,16 @@ impl PortalService {
             } else {
                 policy
             };
-            let recorded = decisions_of
+            let decisions = decisions_of
                 .get(&r.access_request_id)
-                .map(|d| approval::recorded(&policy, d))
+                .map(Vec::as_slice)
                 .unwrap_or_default();
-            let at = policy.progress(&recorded).step;
-            if policy.at_step(at).may_approve(who, requester).is_ok()
+            let counted = approval::counted_with(&policy, requester, decisions, &approvers);
+            let at = policy.progress(&counted);
+            if policy.at_step(at.step).may_approve(who, requester).is_ok()
                 && !mine.contains(&r.access_request_id)
             {
+                standings.push((policy, at));
                 queue.push(r);
             }
         }
@@ -89,6 +103,11 @@ impl PortalService {
         self.add_history(&mut conn, &queue, &mut pending)
             .await
             .or_internal()?;
+        for (view, (policy, at)) in pending.iter_mut().zip(&standings) {
+            approval::show(view, policy, at);
+            // Other parts of a bundle are the requester's business.
+            view.bundle = None;
+        }
         let mut by_id = store::requests_by_ids(&mut conn, mine.iter().map(String::as_str))
             .await
             .or_internal()?;
@@ -151,7 +170,15 @@ impl PortalService {
             false => entitlement.policy.may_approve(who, &requester),
         };
         if let Err(denied) = rights {
-            if pending && entitlement.policy.may_approve(who, &requester).is_ok() {
+            let steps = entitlement.policy.approval_steps().len();
+            let later = (at + 1..steps).any(|i| {
+                entitlement
+                    .policy
+                    .at_step(i)
+                    .may_approve(who, &requester)
+                    .is_ok()
+            });
+            if pending && later {
                 let step = entitlement.policy.step_label(at).unwrap_or_default();
                 return Err(AppError::Conflict(format!(
                     "This request waits at {step}: you decide at a later step, once the \

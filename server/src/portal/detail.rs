@@ -40,9 +40,13 @@ impl PortalService {
         let decided_it = decisions.iter().any(|d| d.approver_id == who.user_id);
         let approver = policy.may_approve(who, &requester).is_ok();
         // The step it waits at: an approver of a later step may look, not decide yet.
-        let at = policy
-            .progress(&approval::recorded(&policy, &decisions))
-            .step;
+        // Counted as deciding counts (an approval whose approver lost the right does not).
+        let standing = policy.progress(
+            &approval::counted(&mut conn, &policy, &requester, &decisions)
+                .await
+                .or_internal()?,
+        );
+        let at = standing.step;
         let decides_now = policy.at_step(at).may_approve(who, &requester).is_ok();
         // Who may see it: the people it concerns. Anyone else is told it does not exist,
         // as for an id that does not, so ids cannot be probed.
@@ -102,6 +106,12 @@ impl PortalService {
             .or_internal()?
             .pop()
             .ok_or_else(not_found)?;
+        if pending {
+            approval::show(&mut view, &policy, &standing);
+        }
+        if !matches!(viewer, "requester" | "admin") {
+            view.bundle = None;
+        }
         if pending && viewer == "requester" {
             view.deciders = Some(Self::deciders(&entitlement, who, manager_known, at));
         }

@@ -336,17 +336,36 @@ impl PortalService {
             .await
             .or_internal()?;
         let ents = self.entitlements_by_id(&mut conn).await.or_internal()?;
+        let pending: Vec<RequestRow> = requests
+            .iter()
+            .filter(|r| r.status == RequestStatus::Pending)
+            .cloned()
+            .collect();
         let mut views = self
             .request_views(&mut conn, requests)
             .await
             .or_internal()?;
-        if views.iter().any(|v| v.status == "pending") {
+        if !pending.is_empty() {
             let known = notify::manager_known(&mut conn, who).await.or_internal()?;
-            for v in views.iter_mut().filter(|v| v.status == "pending") {
-                if let Some(e) = ents.get(&v.entitlement_id) {
-                    let at = Self::waiting_step(&e.policy, v);
-                    v.deciders = Some(Self::deciders(e, who, known, at));
-                }
+            // Each pending request where deciding would find it (its own few queries: a
+            // person has few pending requests).
+            for r in &pending {
+                let (Some(e), Some(v)) = (
+                    ents.get(&r.entitlement_id),
+                    views.iter_mut().find(|v| v.id == r.access_request_id),
+                ) else {
+                    continue;
+                };
+                let policy = e
+                    .policy
+                    .with_escalation(r.escalation().as_ref())
+                    .for_requester(known);
+                let at = approval::standing(&mut conn, &r.access_request_id, &policy, who)
+                    .await
+                    .or_internal()?
+                    .progress;
+                approval::show(v, &policy, &at);
+                v.deciders = Some(Self::deciders(e, who, known, at.step));
             }
         }
         let mut grant_views = self

@@ -287,18 +287,6 @@ impl PortalService {
         Ok(())
     }
 
-    /// The step a pending request's view waits at, from the approvals it shows.
-    pub(super) fn waiting_step(p: &app::domain::Policy, v: &RequestView) -> usize {
-        let mut counted = vec![0u32; p.approval_steps().len()];
-        for d in v.decisions.iter().filter(|d| d.verdict == "approved") {
-            let i = d.step.unwrap_or(1).saturating_sub(1) as usize;
-            if let Some(n) = counted.get_mut(i) {
-                *n += 1;
-            }
-        }
-        p.progress(&counted).step
-    }
-
     fn rule_names(rule: &app::domain::ApproverRule) -> Vec<String> {
         ApproverRuleNames {
             groups: &rule.groups,
