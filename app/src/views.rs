@@ -91,6 +91,10 @@ pub struct RequestView {
     /// last 90 days, in words.
     #[serde(default)]
     pub history: Option<String>,
+    /// For the approver: exactly what approving grants (each account or OU with its
+    /// permission set and session length).
+    #[serde(default)]
+    pub targets: Vec<TargetView>,
 }
 
 /// Another request of the same bundle, on a request's page.

@@ -39,6 +39,9 @@ test('a two-step request: the manager approves, then a cloud approver', async ({
   await expect(bobsRow.getByTestId('approval-step')).toHaveText('Step 1 of 2: Manager');
   // The card says what Alice asked for this before (the demo database may hold earlier runs).
   await expect(bobsRow.getByTestId('requester-history')).toContainText('in the last 90 days');
+  await expect(bobsRow.getByTestId('approval-target')).toHaveText(
+    'AdministratorAccess on staging (222222222222, OU path /r-demo/ou-demo-workloads/) (sessions last up to 1h)',
+  );
   await decide(bob, { entitlement: 'staging-admin', requester: 'alice' }, 'approved', 'Step one, by e2e.');
 
   // Step 2: Carol's queue has it, says where it stands and who approved.

@@ -1,7 +1,8 @@
 //! What the person deciding sees of the requester's history (issue #13, "context for the
 //! person deciding"): each card on Approvals says how often the requester asked for this
 //! entitlement in the last 90 days, how those requests ended, how many grants were ended
-//! early, and the last justification. Both backends.
+//! early, and the last justification; and exactly what approving grants (each account with
+//! its OU path, the permission set and its session length). Both backends.
 
 mod common;
 
@@ -25,6 +26,27 @@ async fn the_approver_sees_the_requesters_recent_history_with_the_entitlement(b:
     assert_eq!(
         history_on_bobs_card(&env, &first).await,
         "First request for this in the last 90 days"
+    );
+    // The card says exactly what approving grants.
+    let queue = env.portal.approvals(&bob).await.unwrap().pending;
+    let targets: Vec<(String, String, String)> = queue[0]
+        .targets
+        .iter()
+        .map(|t| {
+            (
+                t.permission_set.clone(),
+                t.scope.clone(),
+                t.session_duration.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        targets,
+        [(
+            "ReadOnlyAccess".to_string(),
+            "production (333333333333, OU path /r-demo/ou-demo-workloads/)".to_string(),
+            "4h".to_string()
+        )]
     );
     // Granted, then ended early by Alice.
     env.portal.decide(&bob, &first, true, "ok").await.unwrap();

@@ -81,6 +81,18 @@ fn ApprovalCard(r: RequestView, decide: ServerAction<Decide>) -> impl IntoView {
             </p>
             {r.step.clone().map(|s| view! { <p data-testid="approval-step"><strong>{s}</strong></p> })}
             {r.history.clone().map(|h| view! { <p class="muted" data-testid="requester-history">{h}</p> })}
+            {(!r.targets.is_empty()).then(|| view! {
+                <ul class="targets" data-testid="approval-targets">
+                    {r.targets.iter().map(|t| view! {
+                        <li data-testid="approval-target">
+                            <strong>{t.permission_set.clone()}</strong> " on " {t.scope.clone()}
+                            {(!t.session_duration.is_empty()).then(|| view! {
+                                <span class="muted">" (sessions last up to " {t.session_duration.clone()} ")"</span>
+                            })}
+                        </li>
+                    }).collect_view()}
+                </ul>
+            })}
             {(!approved_by.is_empty()).then(|| view! {
                 <p class="muted" data-testid="approved-by">"Approved so far by " {approved_by.join(", ")}</p>
             })}

@@ -103,6 +103,20 @@ impl PortalService {
         self.add_history(&mut conn, &queue, &mut pending)
             .await
             .or_internal()?;
+        // Exactly what approving would grant, read once per entitlement on the page.
+        let mut targets: HashMap<String, Vec<TargetView>> = HashMap::new();
+        for view in pending.iter_mut() {
+            if !targets.contains_key(&view.entitlement_id) {
+                if let Some(e) = ents.get(&view.entitlement_id) {
+                    let t = self.target_views(&mut conn, e).await.or_internal()?;
+                    targets.insert(e.id.clone(), t);
+                }
+            }
+            view.targets = targets
+                .get(&view.entitlement_id)
+                .cloned()
+                .unwrap_or_default();
+        }
         for (view, (policy, at)) in pending.iter_mut().zip(&standings) {
             approval::show(view, policy, at);
             // Other parts of a bundle are the requester's business.

@@ -19,39 +19,7 @@ impl PortalService {
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
         for e in list {
-            let mut targets = Vec::new();
-            for t in &e.targets {
-                let ps = store::get_permission_set(&mut conn, t.permission_set_arn.as_str())
-                    .await
-                    .or_internal()?;
-                let scope = match &t.scope {
-                    TargetScope::Account { account_id } => {
-                        let a = store::get_account(&mut conn, account_id.as_str())
-                            .await
-                            .or_internal()?;
-                        format!("{} ({account_id})", a.map(|a| a.name).unwrap_or_default())
-                    }
-                    TargetScope::Ou { ou_id } => {
-                        let n = store::accounts_under_ou(&mut conn, ou_id.as_str())
-                            .await
-                            .or_internal()?
-                            .len();
-                        format!("every account in OU {ou_id} ({n} today)")
-                    }
-                };
-                targets.push(TargetView {
-                    scope,
-                    permission_set: ps
-                        .as_ref()
-                        .map(|p| p.name.clone())
-                        .unwrap_or_else(|| t.permission_set_arn.short_id().to_owned()),
-                    session_duration: ps
-                        .map(|p| {
-                            format_duration(Duration::from_secs(p.session_duration_secs as u64))
-                        })
-                        .unwrap_or_default(),
-                });
-            }
+            let targets = self.target_views(&mut conn, e).await.or_internal()?;
             cards.push(EntitlementCard {
                 id: e.id.clone(),
                 name: e.name.clone(),

@@ -90,6 +90,7 @@ impl PortalService {
                 step,
                 bundle: r.bundle_id.clone(),
                 history: None,
+                targets: Vec::new(),
                 deciders: None,
                 extends: r.extends_request_id.clone(),
                 starts: (r.starts_at > r.created_at).then(|| match now < r.starts_at {
@@ -258,6 +259,43 @@ impl PortalService {
             Some(label) => format!("{label}. {decided_by}"),
             None => decided_by,
         }
+    }
+
+    /// What an entitlement grants, as the pages show it: each target's scope (an account by
+    /// name, id and OU path; an OU with how many accounts it covers today), its permission
+    /// set and how long that set's sessions last.
+    pub(super) async fn target_views(
+        &self,
+        conn: &mut AnyConnection,
+        e: &Entitlement,
+    ) -> anyhow::Result<Vec<TargetView>> {
+        let mut targets = Vec::new();
+        for t in &e.targets {
+            let ps = store::get_permission_set(conn, t.permission_set_arn.as_str()).await?;
+            let scope = match &t.scope {
+                TargetScope::Account { account_id } => {
+                    match store::get_account(conn, account_id.as_str()).await? {
+                        Some(a) => format!("{} ({account_id}, OU path {})", a.name, a.ou_path),
+                        None => format!("account {account_id}"),
+                    }
+                }
+                TargetScope::Ou { ou_id } => {
+                    let n = store::accounts_under_ou(conn, ou_id.as_str()).await?.len();
+                    format!("every account in OU {ou_id} ({n} today)")
+                }
+            };
+            targets.push(TargetView {
+                scope,
+                permission_set: ps
+                    .as_ref()
+                    .map(|p| p.name.clone())
+                    .unwrap_or_else(|| t.permission_set_arn.short_id().to_owned()),
+                session_duration: ps
+                    .map(|p| format_duration(Duration::from_secs(p.session_duration_secs as u64)))
+                    .unwrap_or_default(),
+            });
+        }
+        Ok(targets)
     }
 
     /// Sets each pending request's `history`: what its requester asked for this
