@@ -14,6 +14,8 @@ struct Decided {
     step: usize,
     /// The step an approval moved the request on to (it completed `step`, not the last).
     next: Option<usize>,
+    /// Everyone who has decided the request, this decision included (told nothing more).
+    deciders: Vec<String>,
     /// Why a complete approval was refused (the requester is no longer eligible).
     refused: Option<String>,
 }
@@ -354,11 +356,14 @@ impl PortalService {
                 .or_internal_transition()?,
             None => to,
         };
+        let mut deciders = standing.deciders();
+        deciders.push(who.user_id.clone());
         Ok(Decided {
             to,
             complete,
             step,
             next,
+            deciders,
             refused,
         })
     }
@@ -480,7 +485,7 @@ impl PortalService {
         if decided.to == RequestStatus::Pending {
             if let Some(next) = decided.next {
                 return self
-                    .ask_next_step(tx, request, entitlement, requester, next, now)
+                    .ask_next_step(tx, request, entitlement, requester, decided, next, now)
                     .await;
             }
             return Ok(());
@@ -488,13 +493,12 @@ impl PortalService {
         notify::forget_approval_nudges(tx, id).await?;
         // Tell the other approvers of this step someone decided, so they need not look
         // (not those who decided it themselves, at this step or an earlier one).
-        let deciders: Vec<String> = store::decisions_for_request(tx, id)
-            .await?
-            .into_iter()
-            .map(|d| d.approver_id)
-            .collect();
         for other in notify::approvers_of(tx, &entitlement.policy, requester, decided.step).await? {
-            if other.user_id.as_ref().is_some_and(|u| deciders.contains(u)) {
+            if other
+                .user_id
+                .as_ref()
+                .is_some_and(|u| decided.deciders.contains(u))
+            {
                 continue;
             }
             let mail = notify::already_decided(
@@ -513,22 +517,19 @@ impl PortalService {
 
     /// An approval completed a step and the next one waits: its approvers are told (not
     /// those who decided already, nor the requester), and the step is audited.
+    #[allow(clippy::too_many_arguments)]
     async fn ask_next_step(
         &self,
         tx: &mut store::Tx,
         request: &RequestRow,
         entitlement: &Entitlement,
         requester: &Principal,
+        decided: &Decided,
         next: usize,
         now: Timestamp,
     ) -> anyhow::Result<()> {
         let id = &request.access_request_id;
         let label = entitlement.policy.step_label(next).unwrap_or_default();
-        let decided: Vec<String> = store::decisions_for_request(tx, id)
-            .await?
-            .into_iter()
-            .map(|d| d.approver_id)
-            .collect();
         let mail = notify::approval_mail(
             notify::Nudge::Step(&label),
             request,
@@ -539,7 +540,10 @@ impl PortalService {
         );
         let told = notify::approvers_of(tx, &entitlement.policy, requester, next).await?;
         for r in told {
-            if r.user_id.as_ref().is_some_and(|u| decided.contains(u)) {
+            if r.user_id
+                .as_ref()
+                .is_some_and(|u| decided.deciders.contains(u))
+            {
                 continue;
             }
             notify::queue(tx, &r.email, &mail, now).await?;

@@ -132,17 +132,16 @@ impl Worker {
             return Ok(Outcome::Done);
         };
         if request.status == RequestStatus::Pending {
-            let (requester, entitlement, decided) = self.pending_parties(&mut tx, &request).await?;
+            let (requester, entitlement) = self.pending_parties(&mut tx, &request).await?;
             let escalated = entitlement
                 .policy
                 .with_escalation(request.escalation().as_ref());
             // The people of the step the request waits at.
             let policy = notify::policy_for(&mut tx, &escalated, &requester).await?;
             let id = &request.access_request_id;
-            let at = approval::standing(&mut tx, id, &policy, &requester)
-                .await?
-                .progress
-                .step;
+            // One read of its decisions: where it waits, and who decided already.
+            let standing = approval::standing(&mut tx, id, &policy, &requester).await?;
+            let (at, decided) = (standing.progress.step, standing.deciders());
             let people = notify::approvers_of(&mut tx, &policy, &requester, at).await?;
             let mut recipients: Vec<String> = people
                 .into_iter()
@@ -188,8 +187,13 @@ impl Worker {
         };
         let id = request.access_request_id.clone();
         if request.status == RequestStatus::Pending {
-            let (requester, entitlement, decided) = self.pending_parties(&mut tx, &request).await?;
+            let (requester, entitlement) = self.pending_parties(&mut tx, &request).await?;
             if let Some((rule, _)) = self.escalation_of(&entitlement.policy) {
+                let decided: Vec<String> = store::decisions_for_request(&mut tx, &id)
+                    .await?
+                    .into_iter()
+                    .map(|d| d.approver_id)
+                    .collect();
                 store::set_escalated(&mut tx, &id, &rule, now).await?;
                 let names = rule_names(&rule);
                 let waited = app::domain::time::format_duration(request.created_at.until(now));
@@ -257,24 +261,19 @@ impl Worker {
         Ok(())
     }
 
-    /// The requester and entitlement of a pending request, and who decided it so far.
+    /// The requester and entitlement of a pending request.
     async fn pending_parties(
         &self,
         conn: &mut sqlx::AnyConnection,
         request: &store::RequestRow,
-    ) -> Result<(Principal, app::domain::Entitlement, Vec<String>)> {
+    ) -> Result<(Principal, app::domain::Entitlement)> {
         let requester = store::get_user(conn, &request.requester_id)
             .await?
             .context("request without user")?;
         let entitlement = store::get_entitlement(conn, &request.entitlement_id)
             .await?
             .context("request without entitlement")?;
-        let decided = store::decisions_for_request(conn, &request.access_request_id)
-            .await?
-            .into_iter()
-            .map(|d| d.approver_id)
-            .collect();
-        Ok((requester, entitlement, decided))
+        Ok((requester, entitlement))
     }
 
     /// Where a request of this policy escalates, and after how long: the entitlement's own
@@ -307,7 +306,7 @@ impl Worker {
         let id = job.subject_id.clone();
         let open = store::alert_open(&mut tx, store::AlertKind::BreakGlass, &id).await?;
         if let (true, Some(request)) = (open, store::get_request(&mut tx, &id).await?) {
-            let (requester, entitlement, _) = self.pending_parties(&mut tx, &request).await?;
+            let (requester, entitlement) = self.pending_parties(&mut tx, &request).await?;
             let waited = app::domain::time::format_duration(request.created_at.until(now));
             audit::audit(
                 &mut tx,
