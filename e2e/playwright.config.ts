@@ -80,6 +80,10 @@ const motoPython = listingOnly
       'bin',
       'python',
     );
+// A local Slack-compatible webhook (e2e/chat/receiver.mjs) that the demo's chat settings
+// point at: it records every post, and the chat spec reads them back. The path's last part
+// stands for the secret a real webhook URL carries.
+const CHAT_URL = 'http://127.0.0.1:3104';
 const oidcClient = { id: 'portcullis-e2e', secret: 'e2e-client-secret-not-for-production' };
 
 // Everything from the caller's environment is passed to the server, except the
@@ -143,6 +147,13 @@ export default defineConfig({
   ],
   webServer: [
     {
+      command: `node e2e/chat/receiver.mjs`,
+      url: `${CHAT_URL}/received`,
+      ...serverDefaults,
+      timeout: 30_000,
+      env: { ...inheritedEnv, CHAT_PORT: new URL(CHAT_URL).port },
+    },
+    {
       command: `"${serverBinary()}" demo`,
       url: `http://${listen}/healthz`,
       ...serverDefaults,
@@ -158,6 +169,9 @@ export default defineConfig({
         PORTCULLIS_DATABASE_URL: `sqlite://${dbFile}`,
         PORTCULLIS_POLICY__MIN_DURATION: '5s',
         PORTCULLIS_DEMO__PROVISION_DELAY_MS: '300',
+        // Every demo entitlement's events also go to the local chat receiver.
+        PORTCULLIS_CHAT__WEBHOOKS__OPS: `${CHAT_URL}/services/T000/B000/e2e-webhook-secret`,
+        PORTCULLIS_CHAT__EVERYTHING: '[ops]',
         LEPTOS_SITE_ROOT: process.env.LEPTOS_SITE_ROOT ?? path.join(repoRoot, 'target', 'site'),
       },
     },
@@ -201,6 +215,8 @@ export default defineConfig({
         PORTCULLIS_LISTEN: new URL(SERVE_URL).host,
         LEPTOS_SITE_ADDR: new URL(SERVE_URL).host,
         PORTCULLIS_PUBLIC_URL: SERVE_URL,
+        // The demo server above serves metrics on the default address; this one has none.
+        PORTCULLIS_METRICS__LISTEN: '',
         PORTCULLIS_DATABASE_URL: `sqlite://${serveDbFile}`,
         PORTCULLIS_OIDC__ISSUER_URL: IDP_URL,
         PORTCULLIS_OIDC__CLIENT_ID: oidcClient.id,

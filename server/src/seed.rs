@@ -357,6 +357,25 @@ pub async fn seed_catalog(store: &Store, now: Timestamp) -> Result<()> {
     Ok(())
 }
 
+/// The simulated catalog's entitlements with `chat.everything` added: they are seeded, not
+/// configured, so this is how the configuration's webhooks hear of them (the demo, and the
+/// end-to-end suite's local receiver).
+pub async fn seed_chat(
+    store: &Store,
+    chat: &crate::config::ChatConfig,
+    now: Timestamp,
+) -> Result<()> {
+    if chat.everything.is_empty() {
+        return Ok(());
+    }
+    let mut tx = store.begin().await?;
+    for e in chat.apply_to(&entitlements()) {
+        store::upsert_entitlement(&mut tx, &e, now).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 /// The demo's retired entitlement: the warehouse the company moved off.
 pub fn retired_entitlement() -> Entitlement {
     let mut e = entitlements()

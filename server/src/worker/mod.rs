@@ -401,7 +401,14 @@ impl Worker {
                 swept_at = Some(std::time::Instant::now());
             }
             match self.step().await {
-                Ok(true) => continue,
+                Ok(true) => {
+                    // A step may have queued mail or chat (a grant settled, a reminder):
+                    // the lane that delivers it is told now, not at its next poll.
+                    if let Some(other) = &self.passes_wakes_to {
+                        other.notify_one();
+                    }
+                    continue;
+                }
                 Ok(false) => {}
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "worker step failed");
