@@ -12,7 +12,7 @@ use leptos_router::components::A;
 #[component]
 pub(super) fn AdminNav() -> impl IntoView {
     view! {
-        <nav class="sub">
+        <nav class="sub" aria-label="Admin">
             <A href="/admin">"Overview"</A>
             <A href="/admin/audit">"Audit log"</A>
             <A href="/admin/aws">"AWS"</A>
@@ -95,13 +95,13 @@ fn Entitlements(entitlements: Vec<EntitlementStatusView>) -> impl IntoView {
                         let id = e.id.clone();
                         view! {
                             <tr data-testid="entitlement-row" data-entitlement=id data-status=status>
-                                <td>
+                                <td data-label="Entitlement">
                                     {e.name}
                                     <span class="muted">" " {e.id}</span>
                                 </td>
-                                <td>{e.approval}</td>
-                                <td>{e.max_duration}</td>
-                                <td>
+                                <td data-label="Approval">{e.approval}</td>
+                                <td data-label="Up to">{e.max_duration}</td>
+                                <td data-label="Status">
                                     {match e.retired_at {
                                         Some(at) => {
                                             view! {
@@ -158,7 +158,9 @@ fn ParkedMail(mail: Vec<ParkedMailView>, resend: ServerAction<ResendMail>) -> im
                     <th>"Subject"</th>
                     <th>"Attempts"</th>
                     <th>"Last error"</th>
-                    <th></th>
+                    <th>
+                        <span class="visually-hidden">"Actions"</span>
+                    </th>
                 </tr>
             </thead>
             <tbody>
@@ -168,13 +170,13 @@ fn ParkedMail(mail: Vec<ParkedMailView>, resend: ServerAction<ResendMail>) -> im
                         let id = m.id.clone();
                         view! {
                             <tr data-testid="parked-mail" data-mail-id=m.id>
-                                <td>{m.to}</td>
-                                <td>
+                                <td data-label="To">{m.to}</td>
+                                <td data-label="Subject">
                                     {m.subject}
                                     <span class="muted">" " {m.created_at}</span>
                                 </td>
-                                <td>{m.attempts}</td>
-                                <td class="muted">{m.last_error}</td>
+                                <td data-label="Attempts">{m.attempts}</td>
+                                <td data-label="Last error" class="muted">{m.last_error}</td>
                                 <td>
                                     <ActionButton
                                         action=resend

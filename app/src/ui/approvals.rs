@@ -128,15 +128,15 @@ fn DecisionTable(decisions: Vec<DecisionView>) -> impl IntoView {
                                 data-entitlement=d.entitlement_id.clone()
                                 data-requester=d.requester_key.clone()
                             >
-                                <td>{d.requester.clone()}</td>
-                                <td>
+                                <td data-label="Requester">{d.requester.clone()}</td>
+                                <td data-label="Entitlement">
                                     <a href=format!("/requests/{}", d.request_id)>{d.entitlement_name.clone()}</a>
                                 </td>
-                                <td>
+                                <td data-label="Decision">
                                     <span class=format!("status {}", d.verdict)>{d.verdict.clone()}</span>
                                 </td>
-                                <td>{d.comment.clone()}</td>
-                                <td class="muted">{d.decided_at.clone()}</td>
+                                <td data-label="Comment">{d.comment.clone()}</td>
+                                <td data-label="When" class="muted">{d.decided_at.clone()}</td>
                             </tr>
                         }
                     })

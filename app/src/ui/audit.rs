@@ -61,13 +61,13 @@ pub(super) fn AuditPage() -> impl IntoView {
                                 let action = a.action.clone();
                                 view! {
                                     <tr data-testid="audit-row" data-action=action>
-                                        <td class="muted">{a.seq}</td>
-                                        <td class="muted">{a.at}</td>
-                                        <td>{a.actor}</td>
-                                        <td>{a.action}</td>
-                                        <td class="muted">{a.subject}</td>
-                                        <td>{a.entitlement}</td>
-                                        <td>{a.detail}</td>
+                                        <td data-label="#" class="muted">{a.seq}</td>
+                                        <td data-label="When" class="muted">{a.at}</td>
+                                        <td data-label="Who">{a.actor}</td>
+                                        <td data-label="Action">{a.action}</td>
+                                        <td data-label="Subject" class="muted">{a.subject}</td>
+                                        <td data-label="Entitlement">{a.entitlement}</td>
+                                        <td data-label="Detail">{a.detail}</td>
                                     </tr>
                                 }
                             })

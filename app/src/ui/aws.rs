@@ -87,12 +87,12 @@ pub(super) fn AwsPage() -> impl IntoView {
                                         data-account=account
                                         data-permission-set=ps
                                     >
-                                        <td>
+                                        <td data-label="Account">
                                             {a.account_name} <span class="muted">" " {a.account_id}</span>
                                         </td>
-                                        <td>{a.permission_set}</td>
-                                        <td>{a.principal}</td>
-                                        <td class="muted">{a.created_at}</td>
+                                        <td data-label="Permission set">{a.permission_set}</td>
+                                        <td data-label="Principal">{a.principal}</td>
+                                        <td data-label="Since" class="muted">{a.created_at}</td>
                                     </tr>
                                 }
                             })
@@ -173,8 +173,8 @@ fn AwsOverviewView(o: AwsOverview, upkeep: ServerAction<RunUpkeep>) -> impl Into
                         let id = a.account_id.clone();
                         view! {
                             <tr data-testid="catalog-account" data-account=id>
-                                <td>{a.name} <span class="muted">" " {a.account_id}</span></td>
-                                <td>{a.ou_path}</td>
+                                <td data-label="Account">{a.name} <span class="muted">" " {a.account_id}</span></td>
+                                <td data-label="OU path">{a.ou_path}</td>
                             </tr>
                         }
                     })
@@ -196,9 +196,9 @@ fn AwsOverviewView(o: AwsOverview, upkeep: ServerAction<RunUpkeep>) -> impl Into
                     .map(|p| {
                         view! {
                             <tr data-testid="catalog-permission-set" title=p.arn>
-                                <td>{p.name}</td>
-                                <td>{p.session_duration}</td>
-                                <td class="muted">{p.description}</td>
+                                <td data-label="Permission set">{p.name}</td>
+                                <td data-label="Session duration">{p.session_duration}</td>
+                                <td data-label="Description" class="muted">{p.description}</td>
                             </tr>
                         }
                     })

@@ -18,7 +18,7 @@ pub(super) fn Header(me: Resource<Result<Option<Me>, AppError>>) -> impl IntoVie
                     match me.await {
                         Ok(Some(me)) => {
                             view! {
-                                <nav>
+                                <nav aria-label="Main">
                                     <A href="/" attr:data-testid="nav-request">
                                         "Request access"
                                     </A>

@@ -71,7 +71,9 @@ pub(super) fn RequestTable(
                     <th>"For"</th>
                     <th>"Status"</th>
                     <th>"Asked"</th>
-                    <th></th>
+                    <th>
+                        <span class="visually-hidden">"Actions"</span>
+                    </th>
                 </tr>
             </thead>
             <tbody>
@@ -90,7 +92,7 @@ pub(super) fn RequestTable(
                                 data-status=r.status.clone()
                                 data-requester=r.requester_key.clone()
                             >
-                                <td>
+                                <td data-label="Entitlement">
                                     <a href=format!("/requests/{}", r.id) data-testid="request-link">
                                         {r.entitlement_name.clone()}
                                     </a>
@@ -101,13 +103,13 @@ pub(super) fn RequestTable(
                                         </a>
                                     })}
                                 </td>
-                                <td>{r.requester.clone()}</td>
-                                <td>
+                                <td data-label="Requester">{r.requester.clone()}</td>
+                                <td data-label="Why">
                                     {r.justification.clone()}
                                     {r.ticket.clone().map(|t| view! { <span class="badge">{t}</span> })}
                                 </td>
-                                <td>{r.duration.clone()}</td>
-                                <td>
+                                <td data-label="For">{r.duration.clone()}</td>
+                                <td data-label="Status">
                                     <span class=format!("status {}", r.status)>{r.status.clone()}</span>
                                     <span class="muted">
                                         {format!(" {}/{}", r.approvals, r.approvals_required)}
@@ -119,7 +121,7 @@ pub(super) fn RequestTable(
                                         <div class="muted" data-testid="starts">"Starts " {s}</div>
                                     })}
                                 </td>
-                                <td class="muted">{r.created_at.clone()}</td>
+                                <td data-label="Asked" class="muted">{r.created_at.clone()}</td>
                                 <td>
                                     {cancel
                                         .filter(|_| cancellable)
@@ -173,7 +175,9 @@ pub(super) fn GrantTable(
                     <th>"Permission set"</th>
                     <th>"Status"</th>
                     <th>"Ends"</th>
-                    <th></th>
+                    <th>
+                        <span class="visually-hidden">"Actions"</span>
+                    </th>
                 </tr>
             </thead>
             <tbody>
@@ -196,14 +200,14 @@ pub(super) fn GrantTable(
                                 data-entitlement=g.entitlement_id.clone()
                                 data-status=g.status.clone()
                             >
-                                <td>{g.entitlement_name.clone()}</td>
-                                <td>{g.principal.clone()}</td>
-                                <td>
+                                <td data-label="Entitlement">{g.entitlement_name.clone()}</td>
+                                <td data-label="Who">{g.principal.clone()}</td>
+                                <td data-label="Account">
                                     {g.account_name.clone()}
                                     <span class="muted">" " {g.account_id.clone()}</span>
                                 </td>
-                                <td>{g.permission_set.clone()}</td>
-                                <td>
+                                <td data-label="Permission set">{g.permission_set.clone()}</td>
+                                <td data-label="Status">
                                     <span class=format!("status {}", g.status)>{g.status.clone()}</span>
                                     {g.failure.clone().map(|f| view! { <p class="error">{f}</p> })}
                                     {g
@@ -215,7 +219,7 @@ pub(super) fn GrantTable(
                                             }
                                         })}
                                 </td>
-                                <td>
+                                <td data-label="Ends">
                                     {g.starts_in.clone().map(|s| view! {
                                         <p>"Starts in " <span data-testid="starts-in">{s}</span></p>
                                     })}

@@ -231,10 +231,10 @@ fn History(events: Vec<AuditView>) -> impl IntoView {
                         let action = a.action.clone();
                         view! {
                             <tr data-testid="history-row" data-action=action>
-                                <td class="muted">{a.at}</td>
-                                <td>{a.actor}</td>
-                                <td>{a.action}</td>
-                                <td>{a.detail}</td>
+                                <td data-label="When" class="muted">{a.at}</td>
+                                <td data-label="Who">{a.actor}</td>
+                                <td data-label="What">{a.action}</td>
+                                <td data-label="Detail">{a.detail}</td>
                             </tr>
                         }
                     })
