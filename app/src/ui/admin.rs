@@ -26,12 +26,14 @@ pub(super) fn AdminPage() -> impl IntoView {
     let revoke = ServerAction::<RevokeGrant>::new();
     let resend = ServerAction::<ResendMail>::new();
     let review = ServerAction::<ReviewBreakGlass>::new();
+    let live = super::live::live_ticks();
     let data = Resource::new(
         move || {
             (
                 revoke.version().get(),
                 resend.version().get(),
                 review.version().get(),
+                live.get(),
             )
         },
         |_| load_admin_overview(),

@@ -10,7 +10,11 @@ use leptos_meta::Title;
 #[component]
 pub(super) fn ApprovalsPage() -> impl IntoView {
     let decide = ServerAction::<Decide>::new();
-    let data = Resource::new(move || decide.version().get(), |_| approval_queue());
+    let live = super::live::live_ticks();
+    let data = Resource::new(
+        move || (decide.version().get(), live.get()),
+        |_| approval_queue(),
+    );
     view! {
         <Title text="Approvals · Portcullis" />
         <h1>"Approvals"</h1>

@@ -10,6 +10,7 @@ mod audit;
 mod aws;
 mod bundle;
 mod header;
+mod live;
 mod my_access;
 mod outbox;
 mod request;

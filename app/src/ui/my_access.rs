@@ -15,12 +15,14 @@ pub(super) fn MyAccessPage() -> impl IntoView {
     let extend = ServerAction::<ExtendGrant>::new();
     // `?extend={grant}` (the "ending soon" mail's link) opens that grant's Extend form.
     let open_extend = use_query_map().read_untracked().get("extend");
+    let live = super::live::live_ticks();
     let data = Resource::new(
         move || {
             (
                 cancel.version().get(),
                 end.version().get(),
                 extend.version().get(),
+                live.get(),
             )
         },
         |_| load_my_access(),

@@ -32,7 +32,8 @@ pub(super) fn ErrorBox(error: AppError) -> impl IntoView {
     }
 }
 
-/// A resource on the page: "Loading…", then `render(value)`, or the error.
+/// A resource on the page: "Loading…", then `render(value)`, or the error. Fetching again
+/// (after an action, or live) keeps showing the last value until the new one is there.
 pub(super) fn loaded<T, V>(
     data: Resource<Result<T, AppError>>,
     render: impl Fn(T) -> V + Clone + Send + Sync + 'static,
@@ -42,7 +43,7 @@ where
     V: IntoView + 'static,
 {
     view! {
-        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || {
                 let render = render.clone();
                 Suspend::new(async move {
@@ -52,7 +53,7 @@ where
                     }
                 })
             }}
-        </Suspense>
+        </Transition>
     }
 }
 
