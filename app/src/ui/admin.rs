@@ -2,6 +2,7 @@
 //! and the sub-navigation of the admin pages.
 
 use super::my_access::{GrantTable, RequestTable};
+use super::when::When;
 use super::widgets::{action_error, field_error, loaded, outcome_for, ActionButton, AlertList};
 use crate::api::{load_admin_overview, ResendMail, ReviewBreakGlass, RevokeGrant};
 use crate::views::{AuditChainView, BreakGlassView, EntitlementStatusView, ParkedMailView};
@@ -223,7 +224,7 @@ fn BreakGlassReviews(
                                     {u.overdue.then(|| view! { <span class="badge warn" data-testid="review-overdue">"review overdue"</span> })}
                                 </h3>
                                 <p><strong>"Why: "</strong>{u.justification.clone()}</p>
-                                <p class="muted">"Used " {u.used_at.clone()}</p>
+                                <p class="muted">"Used " <When utc=u.used_at.clone() /></p>
                                 <ActionForm action=review>
                                     <input type="hidden" name="request_id" value=rid />
                                     <label for=comment_id.clone()>"What you checked"</label>

@@ -1,6 +1,7 @@
 //! The "Approvals" page: requests waiting for the caller's decision, and the decisions they
 //! made.
 
+use super::when::When;
 use super::widgets::{action_error, field_error, loaded, DecisionForm};
 use crate::api::{approval_queue, Decide};
 use crate::views::{DecisionView, RequestView};
@@ -80,7 +81,7 @@ fn ApprovalCard(r: RequestView, decide: ServerAction<Decide>) -> impl IntoView {
             {r.ticket.clone().map(|t| view! { <p><strong>"Ticket: "</strong>{t}</p> })}
             <p class="muted">
                 {if r.extends.is_some() { "More time on access they hold: " } else { "For " }}
-                {r.duration.clone()} " · asked " {r.created_at.clone()} " · approvals "
+                {r.duration.clone()} " · asked " <When utc=r.created_at.clone() /> " · approvals "
                 {format!("{}/{}", r.approvals, r.approvals_required)}
             </p>
             {r.step.clone().map(|s| view! { <p data-testid="approval-step"><strong>{s}</strong></p> })}
@@ -140,7 +141,7 @@ fn DecisionTable(decisions: Vec<DecisionView>) -> impl IntoView {
                                     <span class=format!("status {}", d.verdict)>{d.verdict.clone()}</span>
                                 </td>
                                 <td data-label="Comment">{d.comment.clone()}</td>
-                                <td data-label="When" class="muted">{d.decided_at.clone()}</td>
+                                <td data-label="When" class="muted"><When utc=d.decided_at.clone() /></td>
                             </tr>
                         }
                     })

@@ -2,6 +2,7 @@
 //! matching event as CSV or JSON Lines.
 
 use super::admin::AdminNav;
+use super::when::When;
 use super::widgets::loaded_list;
 use crate::api::audit_log;
 use crate::views::AuditFilter;
@@ -62,7 +63,7 @@ pub(super) fn AuditPage() -> impl IntoView {
                                 view! {
                                     <tr data-testid="audit-row" data-action=action>
                                         <td data-label="#" class="muted">{a.seq}</td>
-                                        <td data-label="When" class="muted">{a.at}</td>
+                                        <td data-label="When" class="muted"><When utc=a.at /></td>
                                         <td data-label="Who">{a.actor}</td>
                                         <td data-label="Action">{a.action}</td>
                                         <td data-label="Subject" class="muted">{a.subject}</td>

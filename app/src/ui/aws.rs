@@ -2,6 +2,7 @@
 //! buttons to run one now, open drift, and the account assignments the provisioner reports.
 
 use super::admin::AdminNav;
+use super::when::When;
 use super::widgets::{action_error, loaded_list, ActionButton, AlertList, ErrorBox};
 use crate::api::{aws_assignments, load_aws_overview, RunUpkeep};
 use crate::views::{AwsOverview, RunView};
@@ -92,7 +93,7 @@ pub(super) fn AwsPage() -> impl IntoView {
                                         </td>
                                         <td data-label="Permission set">{a.permission_set}</td>
                                         <td data-label="Principal">{a.principal}</td>
-                                        <td data-label="Since" class="muted">{a.created_at}</td>
+                                        <td data-label="Since" class="muted"><When utc=a.created_at /></td>
                                     </tr>
                                 }
                             })

@@ -15,6 +15,7 @@ mod my_access;
 mod outbox;
 mod request;
 mod request_detail;
+mod when;
 mod widgets;
 
 use crate::api::whoami;

@@ -1,6 +1,7 @@
 //! The "My access" page: the caller's grants and requests. Its tables also list everyone's on
 //! the admin page.
 
+use super::when::When;
 use super::widgets::{action_error, field_error, loaded, outcome_for, ActionButton};
 use crate::api::{load_my_access, CancelRequest, EndGrant, ExtendGrant, RevokeGrant};
 use crate::views::{ExtendOffer, GrantView, RequestView};
@@ -123,7 +124,7 @@ pub(super) fn RequestTable(
                                         <div class="muted" data-testid="starts">"Starts " {s}</div>
                                     })}
                                 </td>
-                                <td data-label="Asked" class="muted">{r.created_at.clone()}</td>
+                                <td data-label="Asked" class="muted"><When utc=r.created_at.clone() /></td>
                                 <td>
                                     {cancel
                                         .filter(|_| cancellable)
@@ -225,7 +226,7 @@ pub(super) fn GrantTable(
                                     {g.starts_in.clone().map(|s| view! {
                                         <p>"Starts in " <span data-testid="starts-in">{s}</span></p>
                                     })}
-                                    {g.ends_at.clone()}
+                                    <When utc=g.ends_at.clone() />
                                     {g
                                         .time_left
                                         .clone()

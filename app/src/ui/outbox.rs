@@ -1,5 +1,6 @@
 //! The mail outbox (demo mode and admins): every message Portcullis sent or will send.
 
+use super::when::When;
 use super::widgets::loaded_list;
 use crate::api::mail_outbox;
 use leptos::prelude::*;
@@ -24,7 +25,7 @@ pub(super) fn OutboxPage() -> impl IntoView {
                                     <summary>
                                         <strong>{m.subject}</strong>
                                         <span class="muted">
-                                            " to " {m.to} " · " {m.created_at} " · " {m.status}
+                                            " to " {m.to} " · " <When utc=m.created_at /> " · " {m.status}
                                         </span>
                                     </summary>
                                     <pre>{m.body_text}</pre>

@@ -4,6 +4,7 @@
 //! fresh sign-in first when theirs is too old, every check made again on the server.
 
 use super::my_access::GrantTable;
+use super::when::When;
 use super::widgets::{action_error, field_error, ActionButton, DecisionForm, ErrorBox};
 use crate::api::{load_request, CancelRequest, Decide};
 use crate::error::AppError;
@@ -149,7 +150,7 @@ fn Facts(r: RequestView, approval: String, bundle: Vec<BundlePartView>) -> impl 
                 </dd>
             })}
             <dt>"Asked"</dt>
-            <dd>{r.created_at.clone()}</dd>
+            <dd><When utc=r.created_at.clone() /></dd>
             <dt>"Approval"</dt>
             <dd>{approval}</dd>
             {r.deciders.clone().map(|who| view! {
@@ -199,7 +200,7 @@ fn Decisions(decisions: Vec<DecisionView>) -> impl IntoView {
                             <span class=format!("status {}", d.verdict)>{d.verdict.clone()}</span>
                             {d.step.map(|n| format!(" at step {n}"))}
                             {(!d.comment.is_empty()).then(|| format!(": {}", d.comment))}
-                            <span class="muted">" " {d.decided_at}</span>
+                            <span class="muted">" " <When utc=d.decided_at /></span>
                         </li>
                     }
                 })
