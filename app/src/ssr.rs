@@ -5,7 +5,7 @@ use crate::domain::{Principal, RequestDraft};
 use crate::error::AppError;
 use crate::views::{
     AdminOverview, Approvals, AssignmentView, AuditFilter, AuditView, AwsOverview, EntitlementCard,
-    MailView, MyAccess, RequestDetail,
+    EntitlementDetailView, MailView, MyAccess, RequestDetail,
 };
 use leptos::prelude::*;
 use std::sync::Arc;
@@ -71,6 +71,11 @@ pub trait Portal: Send + Sync + 'static {
         comment: &str,
     ) -> Result<(), AppError>;
     async fn admin_overview(&self, who: &Principal) -> Result<AdminOverview, AppError>;
+    /// Every entitlement with its targets, policy, use and versions (admins only).
+    async fn admin_entitlements(
+        &self,
+        who: &Principal,
+    ) -> Result<Vec<EntitlementDetailView>, AppError>;
     async fn revoke_grant(&self, who: &Principal, grant_id: &str) -> Result<(), AppError>;
     /// An admin (not the user) acknowledges a break-glass use with a comment.
     async fn review_break_glass(

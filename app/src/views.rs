@@ -339,3 +339,56 @@ pub struct MailView {
     pub created_at: String,
     pub status: String,
 }
+
+/// An entitlement on its admin page (`/admin/entitlements`): what it grants, who may ask
+/// and who decides, its limits, what it is used for now, and every version of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EntitlementDetailView {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    /// When it was retired; `None` while live.
+    pub retired_at: Option<String>,
+    pub targets: Vec<TargetView>,
+    /// Who may ask: the groups and people its policy names.
+    pub eligible: String,
+    /// Who decides, in words (the same as on the request form).
+    pub approval: String,
+    /// Durations, tickets, timeouts and the like, one line each.
+    pub limits: Vec<String>,
+    /// Grants of it live now (being set up, active, or being taken down).
+    pub live_grants: usize,
+    /// Its newest requests.
+    pub recent: Vec<RequestBriefView>,
+    /// Every kept version, newest first.
+    pub versions: Vec<EntitlementVersionView>,
+}
+
+/// One request in a short list: who, where it stands, when.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RequestBriefView {
+    pub id: String,
+    pub requester: String,
+    pub status: String,
+    pub created_at: String,
+}
+
+/// One kept version of an entitlement and how it differs from the one before.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EntitlementVersionView {
+    pub version: i64,
+    pub at: String,
+    /// `created`, `updated`, `retired` or `restored`.
+    pub change: String,
+    /// Where the change came from ("the configuration file", "the demo catalog").
+    pub by: String,
+    /// The definition's lines that changed (all of them for the first version).
+    pub diff: Vec<DiffLineView>,
+}
+
+/// A line of a difference: `added`, `removed`, or `same` (context).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DiffLineView {
+    pub kind: String,
+    pub text: String,
+}

@@ -28,7 +28,7 @@ const PAGES: Record<Persona, string[]> = {
   alice: ['/', '/requests', REQUEST, '/outbox', '/approvals', '/admin'],
   bob: ['/', '/requests', '/approvals', REQUEST],
   carol: ['/approvals', REQUEST],
-  dana: ['/admin', '/admin/audit', '/admin/aws', '/outbox', REQUEST],
+  dana: ['/admin', '/admin/audit', '/admin/aws', '/admin/entitlements', '/outbox', REQUEST],
 };
 const WIDTHS = [
   { name: 'phone', width: 390, height: 844 },
@@ -174,7 +174,7 @@ test('every action is reachable by keyboard, with the focus visible', async ({ a
   for (const [persona, paths] of [
     ['alice', ['/', '/requests', requestPath]],
     ['bob', ['/approvals']],
-    ['dana', ['/admin', '/admin/audit']],
+    ['dana', ['/admin', '/admin/audit', '/admin/entitlements']],
   ] as [Persona, string[]][]) {
     const page = await as(persona);
     for (const path of paths) found.push(...(await walkWithTab(page, path)));

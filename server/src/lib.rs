@@ -254,9 +254,9 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
     waiting_for_database("entitlements", || async {
         // The simulated organization's catalog is seeded at every start, not configured.
         let seeded: Vec<String> = if simulated {
-            seed::seed_chat(&store, &config.chat, clock.now())
+            seed::finish_catalog(&store, &config.chat, clock.now())
                 .await
-                .context("[chat] everything, for the simulated catalog")?;
+                .context("the simulated catalog's entitlements")?;
             seed::entitlements().into_iter().map(|e| e.id).collect()
         } else {
             Vec::new()

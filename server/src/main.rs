@@ -18,6 +18,9 @@ Usage:
   portcullis audit export [--config FILE] [--format csv|jsonl]
                           [--person P] [--entitlement E] [--action A]
                                      Write every matching audit event to stdout, oldest first
+  portcullis entitlements export [--config FILE]
+                                     Write the live entitlements as the configuration file's
+                                     [[entitlements]] TOML to stdout (policy as code, both ways)
   portcullis check-config [--config FILE]
                                      Check everything serve needs, reaching each for real: the
                                      settings, the audit key, the database and its schema, the
@@ -29,12 +32,13 @@ Usage:
 
 Configuration: defaults, then the TOML file, then PORTCULLIS_* environment variables
 (nested keys joined with __, e.g. PORTCULLIS_WORKER__LEASE_SECS=30). See README.md.
-Without database_url the audit commands read the demo database with the demo key.";
+Without database_url the audit and entitlements commands read the demo database (with the\ndemo key).";
 
 enum Command {
     Run(Mode),
     AuditVerify,
     AuditExport(Format, AuditQuery),
+    EntitlementsExport,
     CheckConfig,
     Migrate,
     Version,
@@ -50,6 +54,11 @@ fn parse_args() -> Result<(Command, Option<PathBuf>), String> {
             Some("export") => Command::AuditExport(Format::Csv, AuditQuery::default()),
             Some(other) => return Err(format!("unknown audit command {other:?}")),
             None => return Err("audit needs a command: verify or export".into()),
+        },
+        Some("entitlements") => match args.next().as_deref() {
+            Some("export") => Command::EntitlementsExport,
+            Some(other) => return Err(format!("unknown entitlements command {other:?}")),
+            None => return Err("entitlements needs a command: export".into()),
         },
         Some("check-config") => Command::CheckConfig,
         Some("migrate") => Command::Migrate,
@@ -132,6 +141,15 @@ async fn main() -> ExitCode {
         },
         Command::AuditVerify => audit_verify(&config).await,
         Command::AuditExport(format, q) => audit_export(&config, format, q).await,
+        Command::EntitlementsExport => {
+            match portcullis::operate::export_entitlements(&config).await {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => usage_error(e),
+            }
+        }
         Command::CheckConfig => check_config(&config).await,
         Command::Migrate => match portcullis::operate::migrate(&config).await {
             Ok(done) => {

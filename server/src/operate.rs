@@ -251,3 +251,28 @@ pub async fn migrate(config: &Config) -> Result<String> {
         ),
     })
 }
+
+/// The live entitlements of `database_url`'s database (the demo's without one) as the
+/// configuration file's `[[entitlements]]`, with a comment saying what it is: what
+/// `portcullis entitlements export` prints. Read back as configuration, it declares the
+/// same entitlements (retired ones are left out: declaring them would bring them back).
+pub async fn export_entitlements(config: &Config) -> Result<String> {
+    let store = crate::audit_store(config).await?;
+    let mut conn = store.conn().await?;
+    let retired = crate::store::retired_entitlements(&mut conn).await?;
+    let live: Vec<_> = crate::store::all_entitlements(&mut conn)
+        .await?
+        .into_iter()
+        .filter(|e| !retired.contains_key(&e.id))
+        .collect();
+    let now = crate::store::Store::database_time(&store).await?;
+    let header = format!(
+        "# {} live entitlement(s), exported by portcullis {} at {}.\n\
+         # Paste into the configuration file: read back, they declare the same entitlements.\n\
+         # (chat.everything is written out into each policy.chat.)\n\n",
+        live.len(),
+        env!("CARGO_PKG_VERSION"),
+        now.format_utc()
+    );
+    Ok(header + &crate::config::entitlements_toml(&live)?)
+}

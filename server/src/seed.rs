@@ -357,22 +357,39 @@ pub async fn seed_catalog(store: &Store, now: Timestamp) -> Result<()> {
     Ok(())
 }
 
-/// The simulated catalog's entitlements with `chat.everything` added: they are seeded, not
-/// configured, so this is how the configuration's webhooks hear of them (the demo, and the
-/// end-to-end suite's local receiver).
-pub async fn seed_chat(
+/// The simulated catalog's entitlements as they stay, once seeded: with `chat.everything`
+/// added (they are seeded, not configured, so this is how the configuration's webhooks
+/// hear of them: the demo, and the end-to-end suite's local receiver), and a version kept
+/// of each one that changed since the last start (a new release of the demo).
+pub async fn finish_catalog(
     store: &Store,
     chat: &crate::config::ChatConfig,
     now: Timestamp,
 ) -> Result<()> {
-    if chat.everything.is_empty() {
-        return Ok(());
-    }
     let mut tx = store.begin().await?;
     for e in chat.apply_to(&entitlements()) {
-        store::upsert_entitlement(&mut tx, &e, now).await?;
+        if !chat.everything.is_empty() {
+            store::upsert_entitlement(&mut tx, &e, now).await?;
+        }
+        keep_version(&mut tx, &e, false, now).await?;
     }
+    keep_version(&mut tx, &retired_entitlement(), true, now).await?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// Who changes a seeded entitlement, as its versions say.
+pub const FROM_DEMO: &str = "the demo catalog";
+
+/// Keeps a version of a seeded entitlement when it changed (a new release of the demo).
+async fn keep_version(
+    tx: &mut store::Tx,
+    e: &Entitlement,
+    retired: bool,
+    now: Timestamp,
+) -> Result<()> {
+    let definition = crate::config::entitlement_toml(e)?;
+    store::record_entitlement_version(tx, &e.id, &definition, retired, FROM_DEMO, now).await?;
     Ok(())
 }
 

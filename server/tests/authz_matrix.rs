@@ -132,6 +132,7 @@ fn server_functions() -> Vec<(&'static str, Target, &'static str, Row)> {
             ],
         ),
         ("load_admin_overview", Target::Nothing, "", ADMIN_ONLY),
+        ("load_admin_entitlements", Target::Nothing, "", ADMIN_ONLY),
         ("revoke_grant", Target::Grant, "grant_id={}", ADMIN_ONLY),
         // Admins only; no break-glass use has this id.
         (
@@ -180,6 +181,7 @@ fn pages() -> Vec<(&'static str, Row)> {
         ("/admin", any),
         ("/admin/audit", any),
         ("/admin/aws", any),
+        ("/admin/entitlements", any),
         ("/outbox", any),
     ]
 }

@@ -70,3 +70,27 @@ fn portcullis_policy_auto() -> app::domain::Policy {
         ..policy()
     }
 }
+
+/// Entitlements written as TOML (`entitlements export`, and each kept version) read back
+/// as the same configuration. The demo catalog has every policy shape: automatic, manager
+/// with a fallback, groups with a ticket format and an escalation, steps, break-glass, an
+/// OU target, and the retired one.
+#[test]
+fn exported_entitlements_read_back_the_same() {
+    use portcullis::config::{entitlement_toml, entitlements_toml, Config};
+    let mut all = portcullis::seed::entitlements();
+    all.push(portcullis::seed::retired_entitlement());
+    let text = entitlements_toml(&all).unwrap();
+    let dir = tempfile::TempDir::new().unwrap();
+    let file = dir.path().join("exported.toml");
+    std::fs::write(&file, &text).unwrap();
+    assert_eq!(
+        Config::load(Some(&file)).unwrap().entitlements,
+        all,
+        "{text}"
+    );
+    // One entitlement alone is a file of one table.
+    let one = entitlement_toml(&all[0]).unwrap();
+    assert_eq!(one.matches("[[entitlements]]").count(), 1);
+    assert!(one.contains(&format!("id = \"{}\"", all[0].id)), "{one}");
+}

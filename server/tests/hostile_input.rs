@@ -50,6 +50,7 @@ const ARGS: &[(&str, &[&str])] = &[
     ("load_request", &["request_id"]),
     ("decide", &["request_id", "verdict", "comment"]),
     ("load_admin_overview", &[]),
+    ("load_admin_entitlements", &[]),
     ("revoke_grant", &["grant_id"]),
     ("review_break_glass", &["request_id", "comment"]),
     ("audit_log", &["person", "entitlement", "action"]),

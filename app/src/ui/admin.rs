@@ -17,6 +17,7 @@ pub(super) fn AdminNav() -> impl IntoView {
             <A href="/admin">"Overview"</A>
             <A href="/admin/audit">"Audit log"</A>
             <A href="/admin/aws">"AWS"</A>
+            <A href="/admin/entitlements">"Entitlements"</A>
             <A href="/outbox">"Outbox"</A>
         </nav>
     }
@@ -99,8 +100,8 @@ fn Entitlements(entitlements: Vec<EntitlementStatusView>) -> impl IntoView {
                         view! {
                             <tr data-testid="entitlement-row" data-entitlement=id data-status=status>
                                 <td data-label="Entitlement">
-                                    {e.name}
-                                    <span class="muted">" " {e.id}</span>
+                                    <a href=format!("/admin/entitlements#{}", e.id)>{e.name}</a>
+                                    <span class="muted">" " {e.id.clone()}</span>
                                 </td>
                                 <td data-label="Approval">{e.approval}</td>
                                 <td data-label="Up to">{e.max_duration}</td>

@@ -10,6 +10,7 @@
 use leptos::prelude::*;
 
 /// How often a visible page looks again.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 pub const LIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(4);
 
 /// A counter that goes up every [`LIVE_EVERY`] while the page is visible and the reader is

@@ -9,6 +9,7 @@ mod approvals;
 mod audit;
 mod aws;
 mod bundle;
+mod entitlements;
 mod header;
 mod live;
 mod my_access;
@@ -23,6 +24,7 @@ use admin::AdminPage;
 use approvals::ApprovalsPage;
 use audit::AuditPage;
 use aws::AwsPage;
+use entitlements::EntitlementsPage;
 use header::Header;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -82,6 +84,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin") view=AdminPage ssr=SsrMode::Async />
                     <Route path=path!("/admin/audit") view=AuditPage ssr=SsrMode::Async />
                     <Route path=path!("/admin/aws") view=AwsPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin/entitlements") view=EntitlementsPage ssr=SsrMode::Async />
                     <Route path=path!("/outbox") view=OutboxPage ssr=SsrMode::Async />
                 </Routes>
             </main>

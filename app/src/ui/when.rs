@@ -45,6 +45,7 @@ pub fn parse_utc(text: &str) -> Option<i64> {
 
 /// How far `delta_ms` (the moment minus now) is, in words: "in 1 h 59 m", "3 min ago",
 /// "in 2 d 4 h", "just now".
+#[cfg_attr(not(any(feature = "hydrate", test)), allow(dead_code))]
 pub fn relative(delta_ms: i64) -> String {
     let secs = delta_ms.abs() / 1000;
     if secs < 45 {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 mod audit;
 mod chat;
+mod definition;
 mod http;
 mod jobs;
 mod oidc;
@@ -22,6 +23,7 @@ mod tests;
 
 pub use audit::{AuditConfig, AuditKey};
 pub use chat::ChatConfig;
+pub use definition::{entitlement_toml, entitlements_toml};
 pub use http::HttpSettings;
 pub use jobs::{MailSettings, Upkeep, WorkerSettings};
 pub use oidc::{is_loopback_host, is_loopback_url, ClaimNames, OidcConfig, KNOWN_SIGNING_ALGS};

@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// Who changes an entitlement declared in the configuration, as its versions say.
+pub const FROM_FILE: &str = "the configuration file";
+
 /// Creates or updates the entitlements the configuration declares, auditing each change,
 /// and retires every other one except `also_keep` (the demo catalog where it is seeded):
 /// a retired entitlement stays in the store (its requests and grants refer to it, and its
@@ -23,6 +26,9 @@ pub async fn apply_configured_entitlements(
             continue;
         }
         store::upsert_entitlement(&mut tx, e, now).await?;
+        let definition = crate::config::entitlement_toml(e)?;
+        store::record_entitlement_version(&mut tx, &e.id, &definition, false, FROM_FILE, now)
+            .await?;
         audit::audit(
             &mut tx,
             &audit::Actor::system(),
@@ -54,6 +60,11 @@ pub async fn apply_configured_entitlements(
         .collect();
     for id in store::retire_entitlements_except(&mut tx, &keep, now).await? {
         let live = store::live_grants_of_entitlement(&mut tx, &id).await?;
+        if let Some(e) = store::get_entitlement(&mut tx, &id).await? {
+            let definition = crate::config::entitlement_toml(&e)?;
+            store::record_entitlement_version(&mut tx, &id, &definition, true, FROM_FILE, now)
+                .await?;
+        }
         audit::audit(
             &mut tx,
             &audit::Actor::system(),

@@ -82,6 +82,7 @@ mod admin;
 mod bundles;
 mod decisions;
 mod detail;
+mod entitlement_admin;
 mod entitlements;
 mod extensions;
 mod grants;
@@ -217,6 +218,13 @@ impl Portal for PortalService {
 
     async fn admin_overview(&self, who: &Principal) -> Result<AdminOverview, AppError> {
         PortalService::admin_overview(self, who).await
+    }
+
+    async fn admin_entitlements(
+        &self,
+        who: &Principal,
+    ) -> Result<Vec<EntitlementDetailView>, AppError> {
+        PortalService::admin_entitlements(self, who).await
     }
 
     async fn review_break_glass(

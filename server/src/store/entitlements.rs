@@ -132,3 +132,95 @@ pub async fn retire_entitlements_except(
     }
     Ok(retired)
 }
+
+/// One kept version of an entitlement (issue #14, item 7).
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct EntitlementVersionRow {
+    pub entitlement_id: String,
+    pub version: i64,
+    pub created_at: Timestamp,
+    /// `created`, `updated`, `retired` or `restored`.
+    pub change: String,
+    pub changed_by: String,
+    /// The entitlement as the configuration file's TOML.
+    pub definition: String,
+}
+
+/// Keeps a version of entitlement `id` as it is now (`definition`, and whether it is
+/// `retired`) unless the latest version already says the same; the change is worked out
+/// from that latest version. Returns the new version's number, if one was kept. Call it
+/// after every change, in the change's transaction.
+pub async fn record_entitlement_version(
+    conn: &mut AnyConnection,
+    id: &str,
+    definition: &str,
+    retired: bool,
+    changed_by: &str,
+    now: Timestamp,
+) -> Result<Option<i64>> {
+    let latest: Option<(i64, String, String)> = sqlx::query_as(
+        "SELECT version, change, definition FROM entitlement_version
+         WHERE entitlement_id = $1 ORDER BY version DESC LIMIT 1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let change = match &latest {
+        None if retired => "retired",
+        None => "created",
+        Some((_, change, def)) => {
+            let was_retired = change == "retired";
+            match (was_retired, retired) {
+                (false, true) => "retired",
+                (true, false) => "restored",
+                _ if def == definition => return Ok(None),
+                (true, true) => "retired",
+                (false, false) => "updated",
+            }
+        }
+    };
+    let version = latest.map_or(1, |(v, _, _)| v + 1);
+    sqlx::query(
+        "INSERT INTO entitlement_version (entitlement_id, version, created_at, change, changed_by, definition)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(version)
+    .bind(now.millis())
+    .bind(change)
+    .bind(changed_by)
+    .bind(definition)
+    .execute(conn)
+    .await?;
+    Ok(Some(version))
+}
+
+/// Every kept version of entitlement `id`, newest first.
+pub async fn entitlement_versions(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<Vec<EntitlementVersionRow>> {
+    Ok(sqlx::query_as(
+        "SELECT entitlement_id, version, created_at, change, changed_by, definition
+         FROM entitlement_version WHERE entitlement_id = $1 ORDER BY version DESC",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// The newest `limit` requests for entitlement `id`.
+pub async fn recent_requests_for(
+    conn: &mut AnyConnection,
+    id: &str,
+    limit: i64,
+) -> Result<Vec<RequestRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {REQUEST_COLS} FROM access_request WHERE entitlement_id = $1
+         ORDER BY created_at DESC LIMIT $2"
+    ))
+    .bind(id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
