@@ -8,8 +8,8 @@ use crate::error::AppError;
 #[cfg(feature = "ssr")]
 use crate::views::AuditFilter;
 use crate::views::{
-    AdminOverview, Approvals, AssignmentView, AuditView, AwsOverview, EntitlementCard,
-    EntitlementDetailView, MailView, Me, MyAccess, RequestDetail,
+    AdminOverview, Approvals, AssignmentView, AuditView, AwsOverview, DashboardView,
+    EntitlementCard, EntitlementDetailView, MailView, Me, MyAccess, RequestDetail,
 };
 use leptos::prelude::*;
 
@@ -140,6 +140,11 @@ pub async fn decide(request_id: String, verdict: String, comment: String) -> Res
 #[server]
 pub async fn load_admin_overview() -> Result<AdminOverview, AppError> {
     portal()?.admin_overview(&caller()?).await
+}
+
+#[server]
+pub async fn load_dashboard() -> Result<DashboardView, AppError> {
+    portal()?.dashboard(&caller()?).await
 }
 
 #[server]

@@ -4,8 +4,8 @@
 use crate::domain::{Principal, RequestDraft};
 use crate::error::AppError;
 use crate::views::{
-    AdminOverview, Approvals, AssignmentView, AuditFilter, AuditView, AwsOverview, EntitlementCard,
-    EntitlementDetailView, MailView, MyAccess, RequestDetail,
+    AdminOverview, Approvals, AssignmentView, AuditFilter, AuditView, AwsOverview, DashboardView,
+    EntitlementCard, EntitlementDetailView, MailView, MyAccess, RequestDetail,
 };
 use leptos::prelude::*;
 use std::sync::Arc;
@@ -71,6 +71,8 @@ pub trait Portal: Send + Sync + 'static {
         comment: &str,
     ) -> Result<(), AppError>;
     async fn admin_overview(&self, who: &Principal) -> Result<AdminOverview, AppError>;
+    /// The admin dashboard's charts (admins only).
+    async fn dashboard(&self, who: &Principal) -> Result<DashboardView, AppError>;
     /// Every entitlement with its targets, policy, use and versions (admins only).
     async fn admin_entitlements(
         &self,

@@ -392,3 +392,37 @@ pub struct DiffLineView {
     pub kind: String,
     pub text: String,
 }
+
+/// The admin dashboard (`/admin`): charts of the last 30 days, each with its data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DashboardView {
+    pub charts: Vec<ChartView>,
+}
+
+/// One bar chart: a value per label (a day, an API) for each series, stacked or side by
+/// side, with a one-line summary; the page draws it as SVG and lists the same numbers in
+/// a table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChartView {
+    /// For anchors and tests: `requests`, `decision-time`, `active-grants`, `lateness`,
+    /// `aws`.
+    pub id: String,
+    pub title: String,
+    /// The numbers that matter, in a sentence.
+    pub summary: String,
+    /// What the values count or measure (`requests`, `minutes`).
+    pub unit: String,
+    /// The first column's heading (`Day`, `API`).
+    pub label_name: String,
+    pub labels: Vec<String>,
+    pub series: Vec<SeriesView>,
+    /// Series stack on each other (parts of a whole) rather than stand side by side.
+    pub stacked: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeriesView {
+    pub name: String,
+    /// One per label.
+    pub values: Vec<f64>,
+}

@@ -138,6 +138,7 @@ async fn main() -> Result<()> {
         min_duration: Duration::from_secs(60),
         start_horizon: portcullis::config::DEFAULT_START_HORIZON,
         new_requests_per_hour: 10_000,
+        metrics: Default::default(),
         public_url: "http://127.0.0.1:3000".into(),
     });
     let settings = WorkerSettings {

@@ -319,6 +319,7 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
         min_duration: config.min_duration()?,
         start_horizon: config.start_horizon()?,
         new_requests_per_hour: config.http.new_requests_per_hour,
+        metrics: metrics.clone(),
         public_url: public_url.clone(),
     });
     let site_root = config

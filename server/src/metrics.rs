@@ -104,6 +104,11 @@ impl Metrics {
             .or_default() += 1;
     }
 
+    /// AWS calls answered since this process started, by (API, outcome).
+    pub fn aws_calls(&self) -> BTreeMap<(String, &'static str), u64> {
+        lock(&self.aws_calls).clone()
+    }
+
     /// A sign-in ended: `ok`, `refused` (the provider or our checks said no) or `error`.
     pub fn sign_in(&self, outcome: &'static str) {
         *lock(&self.sign_ins).entry(outcome).or_default() += 1;

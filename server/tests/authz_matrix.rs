@@ -133,6 +133,7 @@ fn server_functions() -> Vec<(&'static str, Target, &'static str, Row)> {
         ),
         ("load_admin_overview", Target::Nothing, "", ADMIN_ONLY),
         ("load_admin_entitlements", Target::Nothing, "", ADMIN_ONLY),
+        ("load_dashboard", Target::Nothing, "", ADMIN_ONLY),
         ("revoke_grant", Target::Grant, "grant_id={}", ADMIN_ONLY),
         // Admins only; no break-glass use has this id.
         (

@@ -550,6 +550,7 @@ async fn an_unknown_user_is_told_at_request_time(b: Backend) {
         min_duration: Duration::from_secs(60),
         start_horizon: portcullis::config::DEFAULT_START_HORIZON,
         new_requests_per_hour: 10_000,
+        metrics: Default::default(),
         public_url: common::PUBLIC_URL.into(),
     };
     let requests_before = env.count("access_request").await;

@@ -51,6 +51,7 @@ const ARGS: &[(&str, &[&str])] = &[
     ("decide", &["request_id", "verdict", "comment"]),
     ("load_admin_overview", &[]),
     ("load_admin_entitlements", &[]),
+    ("load_dashboard", &[]),
     ("revoke_grant", &["grant_id"]),
     ("review_break_glass", &["request_id", "comment"]),
     ("audit_log", &["person", "entitlement", "action"]),

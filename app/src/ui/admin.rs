@@ -73,6 +73,7 @@ pub(super) fn AdminPage() -> impl IntoView {
                 <Entitlements entitlements=o.entitlements />
             }
         })}
+        <super::dashboard::Dashboard />
     }
 }
 

@@ -9,6 +9,7 @@ mod approvals;
 mod audit;
 mod aws;
 mod bundle;
+mod dashboard;
 mod entitlements;
 mod header;
 mod live;

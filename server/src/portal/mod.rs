@@ -42,6 +42,8 @@ pub struct PortalService {
     pub public_url: String,
     /// New requests one person may make in an hour (`[http] new_requests_per_hour`).
     pub new_requests_per_hour: u32,
+    /// What this process counted (the dashboard charts its AWS calls).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 tokio::task_local! {
@@ -80,6 +82,7 @@ fn local_part(email: &str) -> String {
 
 mod admin;
 mod bundles;
+mod dashboard;
 mod decisions;
 mod detail;
 mod entitlement_admin;
@@ -225,6 +228,10 @@ impl Portal for PortalService {
         who: &Principal,
     ) -> Result<Vec<EntitlementDetailView>, AppError> {
         PortalService::admin_entitlements(self, who).await
+    }
+
+    async fn dashboard(&self, who: &Principal) -> Result<DashboardView, AppError> {
+        PortalService::dashboard(self, who).await
     }
 
     async fn review_break_glass(

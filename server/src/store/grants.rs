@@ -113,7 +113,9 @@ pub async fn update_grant(
 ) -> Result<()> {
     let done = sqlx::query(
         "UPDATE access_grant SET status = $1, operation_id = $2, operation_started_at = $3,
-             failure_reason = COALESCE($4, failure_reason), updated_at = $5
+             failure_reason = COALESCE($4, failure_reason), updated_at = $5,
+             deprovision_started_at = COALESCE(deprovision_started_at,
+                 CASE WHEN $1 = 'deprovisioning' THEN $5 END)
          WHERE access_grant_id = $6 AND status = $7",
     )
     .bind(u.status.as_str())

@@ -262,6 +262,7 @@ mod replicas;
 mod requests;
 mod runs;
 mod sessions;
+mod stats;
 mod users;
 
 pub use alerts::*;
@@ -278,4 +279,5 @@ pub use replicas::*;
 pub use requests::*;
 pub use runs::*;
 pub use sessions::*;
+pub use stats::*;
 pub use users::*;

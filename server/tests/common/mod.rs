@@ -221,6 +221,7 @@ impl TestEnv {
             min_duration: Duration::from_secs(60),
             start_horizon: portcullis::config::DEFAULT_START_HORIZON,
             new_requests_per_hour: 10_000,
+            metrics: Default::default(),
             public_url: PUBLIC_URL.into(),
         };
         Self {

@@ -76,6 +76,7 @@ fn wired(
         min_duration: Duration::from_secs(60),
         start_horizon: portcullis::config::DEFAULT_START_HORIZON,
         new_requests_per_hour: config.http.new_requests_per_hour,
+        metrics: Default::default(),
         public_url: config.public_url(),
     });
     let leptos_options = leptos::prelude::LeptosOptions::builder()
