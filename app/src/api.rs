@@ -8,8 +8,9 @@ use crate::error::AppError;
 #[cfg(feature = "ssr")]
 use crate::views::AuditFilter;
 use crate::views::{
-    AdminOverview, Approvals, AssignmentView, AuditView, AwsOverview, DashboardView,
-    EntitlementCard, EntitlementDetailView, MailView, Me, MyAccess, RequestDetail,
+    AccessExplorer, AdminOverview, Approvals, AssignmentView, AuditView, AwsOverview,
+    DashboardView, EntitlementCard, EntitlementDetailView, MailView, Me, MyAccess, RequestDetail,
+    WhatIfView,
 };
 use leptos::prelude::*;
 
@@ -140,6 +141,28 @@ pub async fn decide(request_id: String, verdict: String, comment: String) -> Res
 #[server]
 pub async fn load_admin_overview() -> Result<AdminOverview, AppError> {
     portal()?.admin_overview(&caller()?).await
+}
+
+#[server]
+pub async fn load_access(
+    person: Option<String>,
+    account: Option<String>,
+    ou: Option<String>,
+    permission_set: Option<String>,
+) -> Result<AccessExplorer, AppError> {
+    let filter = crate::views::AccessFilter {
+        person,
+        account,
+        ou,
+        permission_set,
+    };
+    portal()?.access_explorer(&caller()?, filter).await
+}
+
+/// Changes nothing: what a new definition of an entitlement would change.
+#[server]
+pub async fn what_if(definition: String) -> Result<WhatIfView, AppError> {
+    portal()?.what_if(&caller()?, &definition).await
 }
 
 #[server]

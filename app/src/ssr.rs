@@ -4,8 +4,9 @@
 use crate::domain::{Principal, RequestDraft};
 use crate::error::AppError;
 use crate::views::{
-    AdminOverview, Approvals, AssignmentView, AuditFilter, AuditView, AwsOverview, DashboardView,
-    EntitlementCard, EntitlementDetailView, MailView, MyAccess, RequestDetail,
+    AccessExplorer, AccessFilter, AdminOverview, Approvals, AssignmentView, AuditFilter, AuditView,
+    AwsOverview, DashboardView, EntitlementCard, EntitlementDetailView, MailView, MyAccess,
+    RequestDetail, WhatIfView,
 };
 use leptos::prelude::*;
 use std::sync::Arc;
@@ -71,6 +72,15 @@ pub trait Portal: Send + Sync + 'static {
         comment: &str,
     ) -> Result<(), AppError>;
     async fn admin_overview(&self, who: &Principal) -> Result<AdminOverview, AppError>;
+    /// Who holds access now and who could ask for it, narrowed by `filter` (admins only).
+    async fn access_explorer(
+        &self,
+        who: &Principal,
+        filter: AccessFilter,
+    ) -> Result<AccessExplorer, AppError>;
+    /// Whom an entitlement's new definition (TOML) would let ask or decide (admins only;
+    /// changes nothing).
+    async fn what_if(&self, who: &Principal, definition: &str) -> Result<WhatIfView, AppError>;
     /// The admin dashboard's charts (admins only).
     async fn dashboard(&self, who: &Principal) -> Result<DashboardView, AppError>;
     /// Every entitlement with its targets, policy, use and versions (admins only).

@@ -426,3 +426,73 @@ pub struct SeriesView {
     /// One per label.
     pub values: Vec<f64>,
 }
+
+/// What the access explorer (`/admin/access`) narrows its lists to: words each row must
+/// contain (any case); empty ones are ignored.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AccessFilter {
+    /// A person's name or email.
+    pub person: Option<String>,
+    /// An account's id or name.
+    pub account: Option<String>,
+    /// An OU's id or its path.
+    pub ou: Option<String>,
+    /// A permission set's name.
+    pub permission_set: Option<String>,
+}
+
+/// The access explorer: who holds access now, and who could ask for it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AccessExplorer {
+    pub holding: Vec<AccessRowView>,
+    /// Rows that matched beyond those shown.
+    pub holding_more: usize,
+    pub eligible: Vec<AccessRowView>,
+    pub eligible_more: usize,
+    /// Each live entitlement's definition, for the what-if to start from.
+    pub definitions: Vec<DefinitionView>,
+}
+
+/// An entitlement's definition as the configuration's TOML.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DefinitionView {
+    pub id: String,
+    pub name: String,
+    pub toml: String,
+}
+
+/// One person and one account with one permission set: held through a grant (with its
+/// status, end and request), or open to them through an entitlement (with who decides).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AccessRowView {
+    pub person: String,
+    pub email: String,
+    pub account: String,
+    pub ou_path: String,
+    pub permission_set: String,
+    pub entitlement: String,
+    /// The grant's status while held; empty for a row of who could ask.
+    pub status: String,
+    /// When held access ends; who decides, for a row of who could ask.
+    pub detail: String,
+    /// The request behind held access.
+    pub request_id: Option<String>,
+}
+
+/// What an entitlement's new definition would change, before it is applied.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WhatIfView {
+    pub entitlement: String,
+    /// Whether it is new (no entitlement has its id yet).
+    pub new: bool,
+    /// People (of those the portal knows) who could ask for it and could not before, and
+    /// the reverse.
+    pub eligible_gain: Vec<String>,
+    pub eligible_lose: Vec<String>,
+    /// People who could decide its requests and could not before, and the reverse (the
+    /// requester's manager aside: see `notes`).
+    pub approvers_gain: Vec<String>,
+    pub approvers_lose: Vec<String>,
+    /// Other changes worth knowing (the manager asked or no longer, limits).
+    pub notes: Vec<String>,
+}

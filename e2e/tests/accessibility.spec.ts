@@ -28,7 +28,7 @@ const PAGES: Record<Persona, string[]> = {
   alice: ['/', '/requests', REQUEST, '/outbox', '/approvals', '/admin'],
   bob: ['/', '/requests', '/approvals', REQUEST],
   carol: ['/approvals', REQUEST],
-  dana: ['/admin', '/admin/audit', '/admin/aws', '/admin/entitlements', '/outbox', REQUEST],
+  dana: ['/admin', '/admin/audit', '/admin/aws', '/admin/entitlements', '/admin/access', '/outbox', REQUEST],
 };
 const WIDTHS = [
   { name: 'phone', width: 390, height: 844 },

@@ -54,6 +54,7 @@ enum Target {
 
 const OK: u16 = 200;
 const SIGN_IN: u16 = 303;
+const BAD_REQUEST: u16 = 400;
 const UNAUTH: u16 = 401;
 const FORBIDDEN: u16 = 403;
 const NOT_FOUND: u16 = 404;
@@ -134,6 +135,22 @@ fn server_functions() -> Vec<(&'static str, Target, &'static str, Row)> {
         ("load_admin_overview", Target::Nothing, "", ADMIN_ONLY),
         ("load_admin_entitlements", Target::Nothing, "", ADMIN_ONLY),
         ("load_dashboard", Target::Nothing, "", ADMIN_ONLY),
+        ("load_access", Target::Nothing, "", ADMIN_ONLY),
+        // Admins only, before the definition is read: an admin is told it is not one.
+        (
+            "what_if",
+            Target::Nothing,
+            "definition=x",
+            [
+                UNAUTH,
+                FORBIDDEN,
+                FORBIDDEN,
+                FORBIDDEN,
+                FORBIDDEN,
+                BAD_REQUEST,
+                UNAUTH,
+            ],
+        ),
         ("revoke_grant", Target::Grant, "grant_id={}", ADMIN_ONLY),
         // Admins only; no break-glass use has this id.
         (
@@ -183,6 +200,7 @@ fn pages() -> Vec<(&'static str, Row)> {
         ("/admin/audit", any),
         ("/admin/aws", any),
         ("/admin/entitlements", any),
+        ("/admin/access", any),
         ("/outbox", any),
     ]
 }
@@ -194,6 +212,13 @@ fn routes() -> Vec<(&'static str, &'static str, Row)> {
         (
             "GET",
             "/admin/audit.csv",
+            [
+                SIGN_IN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK, SIGN_IN,
+            ],
+        ),
+        (
+            "GET",
+            "/admin/access.csv",
             [
                 SIGN_IN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK, SIGN_IN,
             ],

@@ -52,6 +52,11 @@ const ARGS: &[(&str, &[&str])] = &[
     ("load_admin_overview", &[]),
     ("load_admin_entitlements", &[]),
     ("load_dashboard", &[]),
+    (
+        "load_access",
+        &["person", "account", "ou", "permission_set"],
+    ),
+    ("what_if", &["definition"]),
     ("revoke_grant", &["grant_id"]),
     ("review_break_glass", &["request_id", "comment"]),
     ("audit_log", &["person", "entitlement", "action"]),

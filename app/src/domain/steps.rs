@@ -7,7 +7,7 @@
 //! A policy without `steps` has one: `approvers` with `approvals_required`, so every
 //! policy written before steps existed keeps its meaning.
 
-use super::approvers::{ApprovalStep, ApproverRule};
+use super::approvers::{ApprovalStep, ApproverRule, Principal};
 use super::policy::Policy;
 
 /// Where a request stands in its policy's steps.
@@ -116,6 +116,21 @@ impl Policy {
         rules
     }
 
+    /// Whether the policy names `p` as someone who may decide its requests (by group or
+    /// by name, at a step, as the manager fallback or after escalation). A requester's
+    /// manager may decide too, but that depends on the requester: see
+    /// [`Policy::asks_the_manager`].
+    pub fn names_as_approver(&self, p: &Principal) -> bool {
+        self.all_rules()
+            .iter()
+            .any(|r| p.in_any_group(&r.groups) || p.is_named_in(&r.users))
+    }
+
+    /// Whether some step asks the requester's manager.
+    pub fn asks_the_manager(&self) -> bool {
+        self.approval_steps().iter().any(|s| s.approvers.manager)
+    }
+
     /// What is wrong with the steps, if anything (checked with the rest of the policy).
     pub fn steps_problem(&self) -> Option<String> {
         if self.steps.is_empty() {
@@ -192,6 +207,25 @@ mod tests {
             },
         ];
         p
+    }
+
+    #[test]
+    fn who_the_policy_names_as_approver() {
+        let mut p = two_steps();
+        let carol = person("carol", &["cloud-approvers"], None);
+        let bob = person("bob", &["engineering"], None);
+        let erin = person("erin", &["on-call"], None);
+        assert!(p.names_as_approver(&carol));
+        assert!(
+            !p.names_as_approver(&bob),
+            "a manager is named only through a requester"
+        );
+        assert!(p.asks_the_manager());
+        assert!(!p.names_as_approver(&erin));
+        p.escalation.users = vec!["erin@example.com".into()];
+        assert!(p.names_as_approver(&erin), "escalation may decide");
+        p.steps.remove(0);
+        assert!(!p.asks_the_manager());
     }
 
     #[test]

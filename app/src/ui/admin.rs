@@ -18,6 +18,7 @@ pub(super) fn AdminNav() -> impl IntoView {
             <A href="/admin/audit">"Audit log"</A>
             <A href="/admin/aws">"AWS"</A>
             <A href="/admin/entitlements">"Entitlements"</A>
+            <A href="/admin/access">"Access"</A>
             <A href="/outbox">"Outbox"</A>
         </nav>
     }

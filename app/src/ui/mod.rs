@@ -4,6 +4,7 @@
 //! This module holds the document [`shell`] and the [`App`] with its routes; each page lives in
 //! its own file, the header in [`header`], and what several pages share in [`widgets`].
 
+mod access;
 mod admin;
 mod approvals;
 mod audit;
@@ -21,6 +22,7 @@ mod when;
 mod widgets;
 
 use crate::api::whoami;
+use access::AccessPage;
 use admin::AdminPage;
 use approvals::ApprovalsPage;
 use audit::AuditPage;
@@ -86,6 +88,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/audit") view=AuditPage ssr=SsrMode::Async />
                     <Route path=path!("/admin/aws") view=AwsPage ssr=SsrMode::Async />
                     <Route path=path!("/admin/entitlements") view=EntitlementsPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin/access") view=AccessPage ssr=SsrMode::Async />
                     <Route path=path!("/outbox") view=OutboxPage ssr=SsrMode::Async />
                 </Routes>
             </main>

@@ -1,5 +1,6 @@
-//! The audit export (admins only): every event matching the audit page's filter, oldest
-//! first, as CSV or, with `?format=jsonl`, JSON Lines, streamed a page at a time.
+//! The exports (admins only): every audit event matching the audit page's filter, oldest
+//! first, as CSV or, with `?format=jsonl`, JSON Lines, streamed a page at a time; and the
+//! access explorer's rows as CSV.
 
 use super::*;
 use crate::export::Format;
@@ -58,6 +59,35 @@ pub(super) async fn audit_export(
         }
         // Each refusal with its own status (a filter too long is 400, not 500); an
         // internal error shows only its reference (`AppError`'s text).
+        Err(e) => (
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            e.to_string(),
+        )
+            .into_response(),
+    }
+}
+
+pub(super) async fn access_export(
+    State(state): State<AppState>,
+    Query(filter): Query<app::views::AccessFilter>,
+    req: Request<Body>,
+) -> Response {
+    let Some(session) = req.extensions().get::<Session>().cloned() else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    match state.portal.access_export(&session.principal, filter).await {
+        Ok(csv) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"portcullis-access.csv\"",
+                ),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            csv,
+        )
+            .into_response(),
         Err(e) => (
             StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             e.to_string(),

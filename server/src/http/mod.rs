@@ -119,6 +119,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/callback", get(oidc_callback))
         .route("/auth/signed-out", get(signed_out))
         .route("/admin/audit.csv", get(audit_export))
+        .route("/admin/access.csv", get(access_export))
         .route("/api/{*fn_name}", get(no_server_fn).post(no_server_fn));
     if state.demo {
         router = router.route("/demo/login", get(demo_login_page).post(demo_login));

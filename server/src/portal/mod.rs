@@ -80,6 +80,7 @@ fn local_part(email: &str) -> String {
     email.split('@').next().unwrap_or(email).to_owned()
 }
 
+mod access;
 mod admin;
 mod bundles;
 mod dashboard;
@@ -232,6 +233,18 @@ impl Portal for PortalService {
 
     async fn dashboard(&self, who: &Principal) -> Result<DashboardView, AppError> {
         PortalService::dashboard(self, who).await
+    }
+
+    async fn access_explorer(
+        &self,
+        who: &Principal,
+        filter: AccessFilter,
+    ) -> Result<AccessExplorer, AppError> {
+        self.access_rows(who, filter, access::SHOWN).await
+    }
+
+    async fn what_if(&self, who: &Principal, definition: &str) -> Result<WhatIfView, AppError> {
+        PortalService::what_if(self, who, definition).await
     }
 
     async fn review_break_glass(
