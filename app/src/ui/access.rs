@@ -82,7 +82,7 @@ fn AccessTable(rows: Vec<AccessRowView>, more: usize, held: bool) -> impl IntoVi
     }
     let last = if held { "Ends" } else { "Decided by" };
     view! {
-        <table data-testid=testid>
+        <table class="log" data-testid=testid>
             <thead>
                 <tr>
                     <th>"Person"</th>

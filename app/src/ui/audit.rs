@@ -43,7 +43,7 @@ pub(super) fn AuditPage() -> impl IntoView {
         </form>
         {loaded_list(data, "No audit events match.", move |rows| {
             view! {
-                <table>
+                <table class="log">
                     <thead>
                         <tr>
                             <th>"#"</th>
