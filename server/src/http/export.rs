@@ -46,24 +46,9 @@ pub(super) async fn audit_export(
             let body = Body::from_stream(chunks.inspect_err(|e| {
                 tracing::error!(error = format!("{e:#}"), "audit export cut short");
             }));
-            let disposition = format!("attachment; filename=\"{}\"", format.file_name());
-            (
-                [
-                    (header::CONTENT_TYPE, format.content_type().to_owned()),
-                    (header::CONTENT_DISPOSITION, disposition),
-                    (header::CACHE_CONTROL, "no-store".to_owned()),
-                ],
-                body,
-            )
-                .into_response()
+            attachment(format.content_type(), format.file_name(), body)
         }
-        // Each refusal with its own status (a filter too long is 400, not 500); an
-        // internal error shows only its reference (`AppError`'s text).
-        Err(e) => (
-            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            e.to_string(),
-        )
-            .into_response(),
+        Err(e) => refusal(e),
     }
 }
 
@@ -76,22 +61,37 @@ pub(super) async fn access_export(
         return StatusCode::UNAUTHORIZED.into_response();
     };
     match state.portal.access_export(&session.principal, filter).await {
-        Ok(csv) => (
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                (
-                    header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"portcullis-access.csv\"",
-                ),
-                (header::CACHE_CONTROL, "no-store"),
-            ],
-            csv,
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            e.to_string(),
-        )
-            .into_response(),
+        Ok(csv) => attachment(
+            "text/csv; charset=utf-8",
+            "portcullis-access.csv",
+            csv.into(),
+        ),
+        Err(e) => refusal(e),
     }
+}
+
+/// A download: its type and file name, never cached.
+fn attachment(content_type: &str, file_name: &str, body: Body) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file_name}\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Each refusal with its own status (a filter too long is 400, not 500); an internal
+/// error shows only its reference (`AppError`'s text).
+fn refusal(e: app::error::AppError) -> Response {
+    (
+        StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        e.to_string(),
+    )
+        .into_response()
 }

@@ -89,11 +89,33 @@ impl Catalog {
     }
 }
 
-/// Whether `text` contains `word` (any case); an empty or missing word matches.
-fn has(word: &Option<String>, text: &str) -> bool {
-    word.as_deref()
-        .map(str::trim)
-        .is_none_or(|w| w.is_empty() || text.to_lowercase().contains(&w.to_lowercase()))
+/// The filter's words, trimmed and lowered once; an empty or missing word matches
+/// anything.
+struct Words([Option<String>; 4]);
+
+impl Words {
+    fn new(f: &AccessFilter) -> Self {
+        let word = |w: &Option<String>| {
+            w.as_deref()
+                .map(str::trim)
+                .filter(|w| !w.is_empty())
+                .map(str::to_lowercase)
+        };
+        Self([
+            word(&f.person),
+            word(&f.account),
+            word(&f.ou),
+            word(&f.permission_set),
+        ])
+    }
+
+    /// Whether each text contains its word (any case): person, account, OU, permission set.
+    fn match_all(&self, texts: [&str; 4]) -> bool {
+        self.0.iter().zip(texts).all(|(word, text)| {
+            word.as_ref()
+                .is_none_or(|w| text.to_lowercase().contains(w.as_str()))
+        })
+    }
 }
 
 /// Each word at most 200 characters.
@@ -158,16 +180,14 @@ impl PortalService {
         check_filter(&filter)?;
         let mut conn = self.store.conn().await.or_internal()?;
         let catalog = Catalog::read(&mut conn).await.or_internal()?;
+        let words = Words::new(&filter);
         let matches = |person: &Principal, account_id: &str, arn: &str| {
-            has(
-                &filter.person,
+            words.match_all([
                 &format!("{} {}", person.display_name, person.email),
-            ) && has(&filter.account, &catalog.account(account_id).0)
-                && has(
-                    &filter.ou,
-                    catalog.ou_words.get(account_id).map_or("", String::as_str),
-                )
-                && has(&filter.permission_set, &catalog.permission_set(arn))
+                &catalog.account(account_id).0,
+                catalog.ou_words.get(account_id).map_or("", String::as_str),
+                &catalog.permission_set(arn),
+            ])
         };
         let entitlements = self.entitlements_by_id(&mut conn).await.or_internal()?;
 
