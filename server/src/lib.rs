@@ -322,16 +322,20 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
         metrics: metrics.clone(),
         public_url: public_url.clone(),
     });
+    let site = Arc::new(
+        http::Site::load(config.site_root.as_deref()).context("reading the compiled site")?,
+    );
+    if site.has_bundle() {
+        tracing::info!(from = %site.origin, name = %site.output_name(), "compiled site");
+    } else {
+        tracing::warn!(from = %site.origin, "no compiled site found here: pages will load without CSS and WebAssembly (build with `cargo leptos build`, or `.ci/release` for a binary that carries it)");
+    }
     let site_root = config
         .site_root
         .clone()
-        .or_else(|| std::env::var("LEPTOS_SITE_ROOT").ok())
-        .unwrap_or_else(|| "target/site".into());
-    if !std::path::Path::new(&site_root).join("pkg").exists() {
-        tracing::warn!(site_root, "no compiled site found here: pages will load without CSS and WebAssembly (build with `cargo leptos build`)");
-    }
+        .unwrap_or_else(|| site.origin.clone());
     let leptos_options = LeptosOptions::builder()
-        .output_name("portcullis")
+        .output_name(site.output_name())
         .site_root(site_root.as_str())
         .site_pkg_dir("pkg")
         .site_addr(config.listen)
@@ -427,6 +431,7 @@ pub async fn run(mut config: Config, mode: Mode) -> Result<()> {
     let listener = starting.await.context("the start-up listener")?;
     let state = http::AppState {
         leptos_options,
+        site,
         store,
         clock,
         portal,

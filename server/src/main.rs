@@ -28,7 +28,8 @@ Usage:
                                      Changes nothing; exits 0 when all pass, 1 when one fails
   portcullis migrate [--config FILE] Bring the database to this build's schema (serve does it
                                      at start too) and say where it stands
-  portcullis version                 Print the version and the schema this build expects
+  portcullis version                 Print the version, the schema this build expects and
+                                     the site built into it
 
 Configuration: defaults, then the TOML file, then PORTCULLIS_* environment variables
 (nested keys joined with __, e.g. PORTCULLIS_WORKER__LEASE_SECS=30). See README.md.
@@ -114,6 +115,10 @@ async fn main() -> ExitCode {
             .max()
             .unwrap_or_default();
         println!("portcullis {} (schema {schema})", env!("CARGO_PKG_VERSION"));
+        match portcullis::http::Site::embedded() {
+            Some(site) => println!("site: built in, {}", site.describe()),
+            None => println!("site: not built in (read from site_root at start)"),
+        }
         return ExitCode::SUCCESS;
     }
     let config = Config::load(file.as_deref()).and_then(|config| {

@@ -251,8 +251,8 @@ async fn secure_cookie_behind_https() {
     assert!(set_cookie.contains("Path=/"), "{set_cookie}");
 }
 
-/// Pages, server functions and exports are never cached; the compiled site's files may
-/// be. Every answer carries the browser-feature lock-down, and HSTS only behind https.
+/// Pages, server functions and exports are never cached (the compiled site's files are:
+/// `compiled_site_*`). Every answer carries the browser-feature lock-down, and HSTS only behind https.
 #[tokio::test]
 async fn pages_are_never_cached_and_hsts_only_behind_https() {
     let _serial = serial().await;
@@ -276,11 +276,6 @@ async fn pages_are_never_cached_and_hsts_only_behind_https() {
             "plain http: {path}"
         );
     }
-    let res = app.get("/pkg/portcullis.css", None).await;
-    assert!(
-        res.headers().get(header::CACHE_CONTROL).is_none(),
-        "static files may be cached"
-    );
     let https = app_with(
         Config {
             public_url: Some("https://access.example.com".into()),
@@ -404,4 +399,108 @@ async fn concurrent_page_renders_all_complete() {
     .expect("every concurrent render finishes");
     assert_eq!(all.len(), 192);
     assert!(all.iter().all(|s| *s == StatusCode::OK), "{all:?}");
+}
+
+/// A site directory as `cargo leptos build --release --precompress` leaves it.
+fn site_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = dir.path().join("pkg");
+    std::fs::create_dir(&pkg).unwrap();
+    for (name, body) in [
+        ("portcullis.wasm", &b"\0asm-plain"[..]),
+        ("portcullis.wasm.br", b"brotli-bytes"),
+        ("portcullis.wasm.gz", b"gzip-bytes"),
+        ("portcullis.js", b"export default 1;"),
+        ("portcullis.css", b"body{}"),
+    ] {
+        std::fs::write(pkg.join(name), body).unwrap();
+    }
+    dir
+}
+
+/// Pages name the bundle by its content hash; those names are cached for a year, the
+/// plain names are revalidated, a stale hash is not found, and the precompressed copy
+/// goes to a browser that accepts it.
+#[tokio::test]
+async fn compiled_site_has_hashed_names_cache_lifetimes_and_encodings() {
+    let _serial = serial().await;
+    let dir = site_dir();
+    let config = Config {
+        site_root: Some(dir.path().to_string_lossy().into_owned()),
+        ..Config::default()
+    };
+    let app = app_with(config, true).await;
+    let (set_cookie, _) = app.sign_in("alice", "/requests", None).await;
+    let page = body_text(app.get("/requests", Some(&cookie_pair(&set_cookie))).await).await;
+    let name = page
+        .split("/pkg/portcullis.")
+        .nth(1)
+        .and_then(|rest| rest.get(..16))
+        .expect("the page names the bundle")
+        .to_owned();
+    assert!(name.bytes().all(|b| b.is_ascii_hexdigit()), "{name}");
+    // (The WebAssembly is `_bg.wasm` where cargo-leptos did not build the server.)
+    for ext in ["css", "js", "wasm"] {
+        assert!(
+            page.contains(&format!("/pkg/portcullis.{name}.{ext}"))
+                || page.contains(&format!("/pkg/portcullis.{name}_bg.{ext}")),
+            "{ext} by its hashed name"
+        );
+    }
+
+    let get = |path: String, accept: &'static str, etag: Option<String>| {
+        let mut req = Request::get(path)
+            .header(header::HOST, HOST)
+            .header(header::ACCEPT_ENCODING, accept);
+        if let Some(e) = etag {
+            req = req.header(header::IF_NONE_MATCH, e);
+        }
+        app.send(req.body(Body::empty()).unwrap())
+    };
+    let wasm = format!("/pkg/portcullis.{name}.wasm");
+    let res = get(wasm.clone(), "gzip, deflate, br", None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(header_str(&res, "content-encoding"), "br");
+    assert_eq!(header_str(&res, "content-type"), "application/wasm");
+    assert_eq!(
+        header_str(&res, "cache-control"),
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(header_str(&res, "vary"), "Accept-Encoding");
+    assert_eq!(body_text(res).await, "brotli-bytes");
+    let res = get(wasm.clone(), "gzip", None).await;
+    assert_eq!(header_str(&res, "content-encoding"), "gzip");
+    assert_eq!(body_text(res).await, "gzip-bytes");
+    let res = get(wasm.clone(), "identity", None).await;
+    assert!(res.headers().get("content-encoding").is_none());
+    let etag = header_str(&res, "etag");
+    assert_eq!(body_text(res).await, "\0asm-plain");
+    // wasm-bindgen's name for the same file.
+    let res = get(format!("/pkg/portcullis.{name}_bg.wasm"), "", None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // The plain name: revalidated, and unchanged content is a 304.
+    let res = get("/pkg/portcullis.css".into(), "", None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(header_str(&res, "cache-control"), "no-cache");
+    assert_eq!(header_str(&res, "content-type"), "text/css; charset=utf-8");
+    let css_etag = header_str(&res, "etag");
+    let res = get("/pkg/portcullis.css".into(), "", Some(css_etag)).await;
+    assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+    let res = get(wasm.clone(), "identity", Some(etag.clone())).await;
+    assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+    // The brotli copy has its own tag: the plain one does not match it.
+    let res = get(wasm, "br", Some(etag)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // Another build's hash, a file that is not there, a way out of the directory.
+    for path in [
+        "/pkg/portcullis.0123456789abcdef.wasm",
+        "/pkg/nothing.js",
+        "/pkg/../Cargo.toml",
+        "/pkg/%2e%2e/%2e%2e/etc/passwd",
+    ] {
+        let res = get(path.into(), "br", None).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
+    }
 }

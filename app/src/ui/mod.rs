@@ -30,7 +30,7 @@ use aws::AwsPage;
 use entitlements::EntitlementsPage;
 use header::Header;
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, MetaTags, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
     path, SsrMode,
@@ -41,12 +41,15 @@ use request::RequestPage;
 use request_detail::RequestDetailPage;
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    // The stylesheet of this build, by its hashed name (the server names the bundle).
+    let stylesheet = format!("/{}/{}.css", options.site_pkg_dir, options.output_name);
     view! {
         <!DOCTYPE html>
         <html lang="en">
             <head>
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <link rel="stylesheet" id="leptos" href=stylesheet />
                 <AutoReload options=options.clone() />
                 <HydrationScripts options />
                 <MetaTags />
@@ -74,7 +77,6 @@ pub fn App() -> impl IntoView {
     provide_meta_context();
     let me = Resource::new(|| (), |_| whoami());
     view! {
-        <Stylesheet id="leptos" href="/pkg/portcullis.css" />
         <Title text="Portcullis" />
         <Router>
             <Header me />

@@ -12,6 +12,7 @@ pub mod refusals;
 mod serve;
 mod session;
 mod sign_in;
+mod site;
 
 use demo::*;
 use export::*;
@@ -22,6 +23,7 @@ pub use serve::{serve, serve_starting};
 use session::*;
 pub use session::{cross_site_reason, is_demo_host, safe_return_to, start_session};
 use sign_in::*;
+pub use site::Site;
 
 use crate::audit::{self, Actor, Event};
 use crate::clock::Clock;
@@ -51,6 +53,8 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct AppState {
     pub leptos_options: LeptosOptions,
+    /// The compiled site (`/pkg/...`), whose hashed name `leptos_options` carries.
+    pub site: Arc<Site>,
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     /// The use cases: the pages reach them as [`SharedPortal`], the export route directly.
@@ -71,6 +75,12 @@ pub struct AppState {
 impl FromRef<AppState> for LeptosOptions {
     fn from_ref(s: &AppState) -> Self {
         s.leptos_options.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Site> {
+    fn from_ref(s: &AppState) -> Self {
+        s.site.clone()
     }
 }
 
@@ -111,6 +121,8 @@ pub fn router(state: AppState) -> Router {
     let options = state.leptos_options.clone();
     let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/pkg/{*file}", get(site::site_file))
+        .route("/favicon.ico", get(site::favicon))
         .route("/readyz", get(readyz))
         .route("/auth/logout", post(logout))
         .route("/auth/logout-everywhere", post(logout_everywhere))

@@ -79,13 +79,19 @@ fn wired(
         metrics: Default::default(),
         public_url: config.public_url(),
     });
+    // A test that names a site directory gets it; the others none.
+    let site = Arc::new(match &config.site_root {
+        Some(dir) => portcullis::http::Site::load(Some(dir)).expect("the test's site"),
+        None => portcullis::http::Site::empty(),
+    });
     let leptos_options = leptos::prelude::LeptosOptions::builder()
-        .output_name("portcullis")
+        .output_name(site.output_name())
         .site_root("target/site")
         .site_pkg_dir("pkg")
         .build();
     let router = portcullis::http::router(portcullis::http::AppState {
         leptos_options,
+        site,
         store: store.clone(),
         clock,
         portal: portal.clone(),
