@@ -8,7 +8,7 @@ use crate::error::AppError;
 #[cfg(feature = "ssr")]
 use crate::views::AuditFilter;
 use crate::views::{
-    AccessExplorer, AdminOverview, Approvals, AssignmentView, AuditView, AwsOverview,
+    AccessExplorer, AdminOverview, Approvals, AssignmentView, AuditPage, AwsOverview,
     DashboardView, EntitlementCard, EntitlementDetailView, MailView, Me, MyAccess, RequestDetail,
     WhatIfView,
 };
@@ -138,9 +138,15 @@ pub async fn decide(request_id: String, verdict: String, comment: String) -> Res
         .await
 }
 
+/// The overview, its requests from `requests` on (older) and its live grants from
+/// `grants` on (ending later): the cursors the page before gave.
 #[server]
-pub async fn load_admin_overview() -> Result<AdminOverview, AppError> {
-    portal()?.admin_overview(&caller()?).await
+pub async fn load_admin_overview(
+    requests: Option<String>,
+    grants: Option<String>,
+) -> Result<AdminOverview, AppError> {
+    let page = crate::views::OverviewCursor { requests, grants };
+    portal()?.admin_overview(&caller()?, page).await
 }
 
 #[server]
@@ -195,12 +201,14 @@ pub async fn audit_log(
     person: Option<String>,
     entitlement: Option<String>,
     action: Option<String>,
-) -> Result<Vec<AuditView>, AppError> {
+    before: Option<i64>,
+) -> Result<AuditPage, AppError> {
     // Flat arguments: a struct whose fields are all empty would not be sent at all.
     let filter = AuditFilter {
         person,
         entitlement,
         action,
+        before,
     };
     portal()?.audit_log(&caller()?, filter).await
 }

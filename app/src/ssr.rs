@@ -4,9 +4,9 @@
 use crate::domain::{Principal, RequestDraft};
 use crate::error::AppError;
 use crate::views::{
-    AccessExplorer, AccessFilter, AdminOverview, Approvals, AssignmentView, AuditFilter, AuditView,
+    AccessExplorer, AccessFilter, AdminOverview, Approvals, AssignmentView, AuditFilter, AuditPage,
     AwsOverview, DashboardView, EntitlementCard, EntitlementDetailView, MailView, MyAccess,
-    RequestDetail, WhatIfView,
+    OverviewCursor, RequestDetail, WhatIfView,
 };
 use leptos::prelude::*;
 use std::sync::Arc;
@@ -71,7 +71,12 @@ pub trait Portal: Send + Sync + 'static {
         approve: bool,
         comment: &str,
     ) -> Result<(), AppError>;
-    async fn admin_overview(&self, who: &Principal) -> Result<AdminOverview, AppError>;
+    /// The overview, its requests and live grants a page at a time from `page`.
+    async fn admin_overview(
+        &self,
+        who: &Principal,
+        page: OverviewCursor,
+    ) -> Result<AdminOverview, AppError>;
     /// Who holds access now and who could ask for it, narrowed by `filter` (admins only).
     async fn access_explorer(
         &self,
@@ -96,11 +101,7 @@ pub trait Portal: Send + Sync + 'static {
         request_id: &str,
         comment: &str,
     ) -> Result<(), AppError>;
-    async fn audit_log(
-        &self,
-        who: &Principal,
-        filter: AuditFilter,
-    ) -> Result<Vec<AuditView>, AppError>;
+    async fn audit_log(&self, who: &Principal, filter: AuditFilter) -> Result<AuditPage, AppError>;
     async fn aws_assignments(&self, who: &Principal) -> Result<Vec<AssignmentView>, AppError>;
     /// The catalog, the latest syncs and reconciliations, and open drift (admins only).
     async fn aws_overview(&self, who: &Principal) -> Result<AwsOverview, AppError>;

@@ -17,6 +17,13 @@ pub struct TargetView {
     pub scope: String,
     pub permission_set: String,
     pub session_duration: String,
+    /// The permission set's session length in seconds (0: not known).
+    #[serde(default)]
+    pub session_secs: i64,
+    /// On an approval card: how long a session opened just before the grant ends can
+    /// stay open after it (AWS does not end open sessions when the assignment goes).
+    #[serde(default)]
+    pub tail: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -95,6 +102,10 @@ pub struct RequestView {
     /// permission set and session length).
     #[serde(default)]
     pub targets: Vec<TargetView>,
+    /// For the approver: the window approving grants (`2 h from approval`, or from a
+    /// later start to its end).
+    #[serde(default)]
+    pub window: Option<String>,
 }
 
 /// Another request of the same bundle, on a request's page.
@@ -221,6 +232,15 @@ pub struct AdminOverview {
     /// Break-glass uses waiting for an admin's review, oldest first.
     #[serde(default)]
     pub break_glass: Vec<BreakGlassView>,
+    /// The cursor of the next page of requests (older ones), when there are more.
+    #[serde(default)]
+    pub older_requests: Option<String>,
+    /// The cursor of the next page of live grants (ending later), when there are more.
+    #[serde(default)]
+    pub later_grants: Option<String>,
+    /// This page starts past the first (of requests, or of grants).
+    #[serde(default)]
+    pub paged: bool,
 }
 
 /// A break-glass use waiting for its review.
@@ -272,6 +292,25 @@ pub struct AuditFilter {
     pub person: Option<String>,
     pub entitlement: Option<String>,
     pub action: Option<String>,
+    /// Only events before this number: the page after one that ended there.
+    #[serde(default)]
+    pub before: Option<i64>,
+}
+
+/// A page of the audit log, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub events: Vec<AuditView>,
+    /// Where the next (older) page starts (`before`), when there is one.
+    pub older: Option<i64>,
+}
+
+/// Where the admin overview's two long lists start: at the top without a cursor, else
+/// after the row a cursor names (the `older`/`later` of the page before).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OverviewCursor {
+    pub requests: Option<String>,
+    pub grants: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

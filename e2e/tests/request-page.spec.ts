@@ -39,6 +39,12 @@ test('the approval mail leads to the request page, where the manager decides', a
   await expect(bob.getByTestId('request-detail')).toHaveAttribute('data-viewer', 'approver');
   await expect(bob.getByTestId('detail-justification')).toHaveText(why);
   await expect(bob.getByTestId('detail-status')).toHaveText('pending');
+  // Exactly what approving grants, and how long a session can outlast it.
+  await expect(bob.getByTestId('detail-window')).toHaveText('30m from approval');
+  await expect(bob.getByTestId('detail-target')).toContainText('ReadOnlyAccess on production (333333333333');
+  await expect(bob.getByTestId('detail-session-tail')).toHaveText(
+    'After the end: a session opened just before the end can stay open 4h after it: 4h 30m from approval in all',
+  );
   await bob.locator('#decide-comment').fill('Approved from its own page.');
   await bob.getByTestId('decide-here').getByTestId('approve').click();
   await expect(bob.getByTestId('detail-decision')).toContainText('Approved from its own page.');

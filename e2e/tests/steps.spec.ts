@@ -39,8 +39,13 @@ test('a two-step request: the manager approves, then a cloud approver', async ({
   await expect(bobsRow.getByTestId('approval-step')).toHaveText('Step 1 of 2: Manager');
   // The card says what Alice asked for this before (the demo database may hold earlier runs).
   await expect(bobsRow.getByTestId('requester-history')).toContainText('in the last 90 days');
-  await expect(bobsRow.getByTestId('approval-target')).toHaveText(
+  await expect(bobsRow.getByTestId('approval-target')).toContainText(
     'AdministratorAccess on staging (222222222222, OU path /r-demo/ou-demo-workloads/) (sessions last up to 1h)',
+  );
+  // The window it grants, and how long a session can outlast it.
+  await expect(bobsRow.getByTestId('approval-window')).toHaveText('Window: 30m from approval');
+  await expect(bobsRow.getByTestId('session-tail')).toHaveText(
+    'After the end: a session opened just before the end can stay open 1h after it: 1h 30m from approval in all',
   );
   await decide(bob, { entitlement: 'staging-admin', requester: 'alice' }, 'approved', 'Step one, by e2e.');
 

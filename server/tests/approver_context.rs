@@ -48,6 +48,15 @@ async fn the_approver_sees_the_requesters_recent_history_with_the_entitlement(b:
             "4h".to_string()
         )]
     );
+    // The window, and how long a session opened at its end can stay open after it.
+    assert_eq!(queue[0].window.as_deref(), Some("1h from approval"));
+    assert_eq!(
+        queue[0].targets[0].tail.as_deref(),
+        Some(
+            "a session opened just before the end can stay open 4h after it: 5h from approval \
+             in all"
+        )
+    );
     // Granted, then ended early by Alice.
     env.portal.decide(&bob, &first, true, "ok").await.unwrap();
     env.settle(&w).await;
@@ -86,5 +95,24 @@ async fn the_approver_sees_the_requesters_recent_history_with_the_entitlement(b:
     assert_eq!(
         history_on_bobs_card(&env, &fourth).await,
         "First request for this in the last 90 days"
+    );
+    // A later start: the window and the tail are times.
+    let mut later = draft("2h");
+    later.starts = "in 3h".into();
+    let scheduled = env
+        .portal
+        .create_request(&alice, "prod-readonly", later)
+        .await
+        .unwrap();
+    let queue = env.portal.approvals(&bob).await.unwrap().pending;
+    let card = queue.iter().find(|r| r.id == scheduled).unwrap();
+    let at = |h: u64| env.now().plus(Duration::from_secs(h * 3600)).format_utc();
+    assert_eq!(card.window, Some(format!("{} to {}", at(3), at(5))));
+    assert_eq!(
+        card.targets[0].tail,
+        Some(format!(
+            "a session opened just before the end can stay open 4h after it, until {}",
+            at(9)
+        ))
     );
 }

@@ -200,7 +200,11 @@ async fn scheduled_verification_alerts_once_and_resolves(b: Backend) {
     write_events(&env.store, 3, "test.event", "x", env.now()).await;
     let dana = person("dana");
     assert_eq!(
-        env.portal.admin_overview(&dana).await.unwrap().audit_chain,
+        env.portal
+            .admin_overview(&dana, Default::default())
+            .await
+            .unwrap()
+            .audit_chain,
         None
     );
     let now = env.now();
@@ -233,7 +237,12 @@ async fn scheduled_verification_alerts_once_and_resolves(b: Backend) {
     );
     assert!(env.alerts("audit_chain_broken").await.is_empty());
     assert_eq!(env.audit_with("audit.verified").await.len(), 1);
-    let shown = env.portal.admin_overview(&dana).await.unwrap().audit_chain;
+    let shown = env
+        .portal
+        .admin_overview(&dana, Default::default())
+        .await
+        .unwrap()
+        .audit_chain;
     let shown = shown.expect("the overview shows the verification");
     assert!(shown.verified);
     assert_eq!(shown.summary, format!("{n} events"));
@@ -268,7 +277,11 @@ async fn scheduled_verification_alerts_once_and_resolves(b: Backend) {
     );
     assert_eq!(verification_runs(&env).await[0].status, "failed");
     assert_eq!(env.audit_with("audit.chain_broken").await.len(), 2);
-    let shown = env.portal.admin_overview(&dana).await.unwrap();
+    let shown = env
+        .portal
+        .admin_overview(&dana, Default::default())
+        .await
+        .unwrap();
     let chain = shown.audit_chain.unwrap();
     assert!(!chain.verified);
     assert_eq!(chain.summary, "broken at event 2");
@@ -285,7 +298,7 @@ async fn scheduled_verification_alerts_once_and_resolves(b: Backend) {
     assert!(env.alerts("audit_chain_broken").await.is_empty());
     assert!(
         env.portal
-            .admin_overview(&dana)
+            .admin_overview(&dana, Default::default())
             .await
             .unwrap()
             .audit_chain

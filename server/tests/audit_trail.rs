@@ -20,7 +20,7 @@ async fn some_history(env: &TestEnv) {
     let (alice, bob) = (person("alice"), person("bob"));
     let rid = env.ask(&alice, "prod-readonly", "1h").await;
     env.portal.decide(&bob, &rid, true, "ok").await.unwrap();
-    let _ = env.portal.admin_overview(&alice).await;
+    let _ = env.portal.admin_overview(&alice, Default::default()).await;
     let w = env.worker();
     env.settle(&w).await;
     env.advance(Duration::from_secs(3600));
@@ -103,7 +103,7 @@ async fn audit_log_filters(b: Backend) {
         let env = &env;
         let dana = dana.clone();
         async move {
-            let rows = env.portal.audit_log(&dana, f).await.unwrap();
+            let rows = env.portal.audit_log(&dana, f).await.unwrap().events;
             let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
             let mut sorted = seqs.clone();
             sorted.sort_by(|a, b| b.cmp(a));
@@ -175,6 +175,7 @@ async fn audit_log_filters(b: Backend) {
         person: Some("carol".into()),
         entitlement: Some("security-audit".into()),
         action: Some("request.rejected".into()),
+        ..Default::default()
     })
     .await;
     assert_eq!(combined.len(), 1);

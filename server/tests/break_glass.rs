@@ -35,7 +35,7 @@ async fn a_use_cancelled_before_its_start_needs_no_review(b: Backend) {
         .unwrap();
     assert_eq!(
         env.portal
-            .admin_overview(&dana)
+            .admin_overview(&dana, Default::default())
             .await
             .unwrap()
             .break_glass
@@ -45,7 +45,7 @@ async fn a_use_cancelled_before_its_start_needs_no_review(b: Backend) {
     env.portal.cancel_request(&alice, &rid).await.unwrap();
     assert!(env
         .portal
-        .admin_overview(&dana)
+        .admin_overview(&dana, Default::default())
         .await
         .unwrap()
         .break_glass
@@ -69,7 +69,11 @@ async fn a_use_waits_for_a_review_by_another_admin(b: Backend) {
         .unwrap();
     env.settle(&w).await;
     assert_eq!(env.request_status(&rid).await, "active", "granted at once");
-    let overview = env.portal.admin_overview(&dana).await.unwrap();
+    let overview = env
+        .portal
+        .admin_overview(&dana, Default::default())
+        .await
+        .unwrap();
     assert_eq!(overview.break_glass.len(), 1);
     let use_ = &overview.break_glass[0];
     assert_eq!(
@@ -107,7 +111,7 @@ async fn a_use_waits_for_a_review_by_another_admin(b: Backend) {
     assert_eq!(err.field("for").as_deref(), Some(rid.as_str()));
     assert_eq!(
         env.portal
-            .admin_overview(&dana)
+            .admin_overview(&dana, Default::default())
             .await
             .unwrap()
             .break_glass
@@ -121,7 +125,7 @@ async fn a_use_waits_for_a_review_by_another_admin(b: Backend) {
         .unwrap();
     assert!(env
         .portal
-        .admin_overview(&dana)
+        .admin_overview(&dana, Default::default())
         .await
         .unwrap()
         .break_glass
@@ -214,7 +218,14 @@ async fn an_unreviewed_use_is_escalated_to_every_admin(b: Backend) {
         .await
         .iter()
         .any(|s| s == subject));
-    assert!(!env.portal.admin_overview(&dana).await.unwrap().break_glass[0].overdue);
+    assert!(
+        !env.portal
+            .admin_overview(&dana, Default::default())
+            .await
+            .unwrap()
+            .break_glass[0]
+            .overdue
+    );
 
     env.set_time(T0.millis() + 24 * HOUR_MS);
     env.settle(&w).await;
@@ -227,7 +238,11 @@ async fn an_unreviewed_use_is_escalated_to_every_admin(b: Backend) {
         env.mail_subjects("dana@example.com").await
     );
     assert_eq!(env.audit_with("break_glass.review_overdue").await.len(), 1);
-    let overview = env.portal.admin_overview(&dana).await.unwrap();
+    let overview = env
+        .portal
+        .admin_overview(&dana, Default::default())
+        .await
+        .unwrap();
     assert!(overview.break_glass[0].overdue, "still waiting, flagged");
     assert_eq!(overview.break_glass[0].request_id, rid);
 }

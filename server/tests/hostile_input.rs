@@ -49,7 +49,7 @@ const ARGS: &[(&str, &[&str])] = &[
     ("approval_queue", &[]),
     ("load_request", &["request_id"]),
     ("decide", &["request_id", "verdict", "comment"]),
-    ("load_admin_overview", &[]),
+    ("load_admin_overview", &["requests", "grants"]),
     ("load_admin_entitlements", &[]),
     ("load_dashboard", &[]),
     (
@@ -59,7 +59,7 @@ const ARGS: &[(&str, &[&str])] = &[
     ("what_if", &["definition"]),
     ("revoke_grant", &["grant_id"]),
     ("review_break_glass", &["request_id", "comment"]),
-    ("audit_log", &["person", "entitlement", "action"]),
+    ("audit_log", &["person", "entitlement", "action", "before"]),
     ("aws_assignments", &[]),
     ("load_aws_overview", &[]),
     ("run_upkeep", &["what"]),

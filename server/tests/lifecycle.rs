@@ -489,7 +489,11 @@ async fn revocation_never_gives_up_and_alerts_once(b: Backend) {
         let expected = usize::from(attempt >= 5);
         assert_eq!(alerts.len(), expected, "alerts after {attempt} failures");
         // The admin page flags the grant itself from then on.
-        let overview = env.portal.admin_overview(&person("dana")).await.unwrap();
+        let overview = env
+            .portal
+            .admin_overview(&person("dana"), Default::default())
+            .await
+            .unwrap();
         let view = overview
             .grants
             .iter()

@@ -84,7 +84,11 @@ async fn parked_mail_resent_by_an_admin(b: Backend) {
     env.settle(&w).await;
     assert_eq!(env.only_grant(&rid).await.status.as_str(), "active");
 
-    let overview = env.portal.admin_overview(&dana).await.unwrap();
+    let overview = env
+        .portal
+        .admin_overview(&dana, Default::default())
+        .await
+        .unwrap();
     let mut parked: Vec<_> = overview
         .parked_mail
         .iter()
@@ -134,7 +138,7 @@ async fn parked_mail_resent_by_an_admin(b: Backend) {
     all_delivered_once(&env, &md).await;
     assert!(env
         .portal
-        .admin_overview(&dana)
+        .admin_overview(&dana, Default::default())
         .await
         .unwrap()
         .parked_mail

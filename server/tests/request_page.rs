@@ -60,6 +60,22 @@ async fn the_page_shows_everything_to_the_parties_and_nothing_to_others(b: Backe
     let managers = env.portal.request_detail(&bob, &rid).await.unwrap();
     assert_eq!(managers.viewer, "approver");
     assert!(managers.may_decide && !managers.may_cancel);
+    // Exactly what approving grants, as on the approval card.
+    let target = &managers.request.targets[0];
+    assert_eq!(target.permission_set, "ReadOnlyAccess");
+    assert!(target.scope.contains("333333333333"), "{}", target.scope);
+    assert!(
+        target
+            .tail
+            .as_deref()
+            .is_some_and(|t| t.contains("can stay open 4h after it")),
+        "{target:?}"
+    );
+    assert!(managers
+        .request
+        .window
+        .as_deref()
+        .is_some_and(|w| w.ends_with("from approval")));
     assert_eq!(
         managers.request.deciders, None,
         "worded for the requester only"

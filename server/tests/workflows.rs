@@ -195,7 +195,11 @@ async fn an_entitlement_no_longer_configured_is_retired(b: Backend) {
     );
 
     // The admin page lists them as retired, the demo's legacy one too, live ones first.
-    let overview = env.portal.admin_overview(&dana).await.unwrap();
+    let overview = env
+        .portal
+        .admin_overview(&dana, Default::default())
+        .await
+        .unwrap();
     let status: Vec<(&str, bool)> = overview
         .entitlements
         .iter()

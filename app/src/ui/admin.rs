@@ -9,6 +9,7 @@ use crate::views::{AuditChainView, BreakGlassView, EntitlementStatusView, Parked
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
+use leptos_router::hooks::use_query_map;
 
 #[component]
 pub(super) fn AdminNav() -> impl IntoView {
@@ -30,6 +31,9 @@ pub(super) fn AdminPage() -> impl IntoView {
     let resend = ServerAction::<ResendMail>::new();
     let review = ServerAction::<ReviewBreakGlass>::new();
     let live = super::live::live_ticks();
+    // Where the two long lists start (`?requests=` older, `?grants=` ending later).
+    let query = use_query_map();
+    let cursor = move |k: &str| query.with(|q| q.get(k).filter(|v| !v.trim().is_empty()));
     let data = Resource::new(
         move || {
             (
@@ -37,9 +41,11 @@ pub(super) fn AdminPage() -> impl IntoView {
                 resend.version().get(),
                 review.version().get(),
                 live.get(),
+                cursor("requests"),
+                cursor("grants"),
             )
         },
-        |_| load_admin_overview(),
+        |(_, _, _, _, requests, grants)| load_admin_overview(requests, grants),
     );
     view! {
         <Title text="Admin · Portcullis" />
@@ -67,15 +73,46 @@ pub(super) fn AdminPage() -> impl IntoView {
                     })}
                 {(!o.parked_mail.is_empty())
                     .then(|| view! { <ParkedMail mail=o.parked_mail resend /> })}
-                <h2>"Live grants"</h2>
+                <h2 id="grants">"Live grants"</h2>
                 <GrantTable grants=o.grants row_testid="admin-grant-row" end=None revoke=Some(revoke) />
-                <h2>"All requests"</h2>
+                <Pager
+                    first=o.paged.then(|| "/admin#grants".to_owned())
+                    next=o.later_grants.map(|c| format!("/admin?grants={}#grants", crate::url::encode(&c)))
+                    next_label="Grants ending later"
+                    testid="grants-pager"
+                />
+                <h2 id="requests">"All requests"</h2>
                 <RequestTable requests=o.requests cancel=None />
+                <Pager
+                    first=o.paged.then(|| "/admin#requests".to_owned())
+                    next=o.older_requests.map(|c| format!("/admin?requests={}#requests", crate::url::encode(&c)))
+                    next_label="Older requests"
+                    testid="requests-pager"
+                />
                 <Entitlements entitlements=o.entitlements />
             }
         })}
         <super::dashboard::Dashboard />
     }
+}
+
+/// Links between the pages of a long list: back to the first, and on to the next. Plain
+/// links, so they work without JavaScript and can be bookmarked.
+#[component]
+pub(super) fn Pager(
+    first: Option<String>,
+    next: Option<String>,
+    next_label: &'static str,
+    testid: &'static str,
+) -> impl IntoView {
+    (first.is_some() || next.is_some()).then(|| {
+        view! {
+            <nav class="pager" aria-label=format!("{next_label}: pages") data-testid=testid>
+                {first.map(|href| view! { <a href=href>"First page"</a> })}
+                {next.map(|href| view! { <a href=href rel="next" data-testid=format!("{testid}-next")>{next_label} " →"</a> })}
+            </nav>
+        }
+    })
 }
 
 /// Every entitlement, live or retired (no longer in the configuration: nobody can ask for

@@ -84,6 +84,7 @@ fn ApprovalCard(r: RequestView, decide: ServerAction<Decide>) -> impl IntoView {
                 {r.duration.clone()} " · asked " <When utc=r.created_at.clone() /> " · approvals "
                 {format!("{}/{}", r.approvals, r.approvals_required)}
             </p>
+            {r.window.clone().map(|w| view! { <p data-testid="approval-window"><strong>"Window: "</strong>{w}</p> })}
             {r.step.clone().map(|s| view! { <p data-testid="approval-step"><strong>{s}</strong></p> })}
             {r.history.clone().map(|h| view! { <p class="muted" data-testid="requester-history">{h}</p> })}
             {(!r.targets.is_empty()).then(|| view! {
@@ -93,6 +94,9 @@ fn ApprovalCard(r: RequestView, decide: ServerAction<Decide>) -> impl IntoView {
                             <strong>{t.permission_set.clone()}</strong> " on " {t.scope.clone()}
                             {(!t.session_duration.is_empty()).then(|| view! {
                                 <span class="muted">" (sessions last up to " {t.session_duration.clone()} ")"</span>
+                            })}
+                            {t.tail.clone().map(|tail| view! {
+                                <br /><span class="muted" data-testid="session-tail">"After the end: " {tail}</span>
                             })}
                         </li>
                     }).collect_view()}

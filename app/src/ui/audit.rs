@@ -1,9 +1,9 @@
 //! The audit log page (admins): filter by person, entitlement or action, or export every
 //! matching event as CSV or JSON Lines.
 
-use super::admin::AdminNav;
+use super::admin::{AdminNav, Pager};
 use super::when::When;
-use super::widgets::loaded_list;
+use super::widgets::loaded;
 use crate::api::audit_log;
 use crate::views::AuditFilter;
 use leptos::prelude::*;
@@ -20,9 +20,12 @@ pub(super) fn AuditPage() -> impl IntoView {
             person: get("person"),
             entitlement: get("entitlement"),
             action: get("action"),
+            before: get("before").and_then(|b| b.trim().parse().ok()),
         }
     };
-    let data = Resource::new(filter, |f| audit_log(f.person, f.entitlement, f.action));
+    let data = Resource::new(filter, |f| {
+        audit_log(f.person, f.entitlement, f.action, f.before)
+    });
     view! {
         <Title text="Audit log · Portcullis" />
         <h1>"Audit log"</h1>
@@ -41,7 +44,13 @@ pub(super) fn AuditPage() -> impl IntoView {
                 "Export JSON Lines"
             </a>
         </form>
-        {loaded_list(data, "No audit events match.", move |rows| {
+        {loaded(data, move |page| {
+            if page.events.is_empty() {
+                return view! { <p class="empty">"No audit events match."</p> }.into_any();
+            }
+            let paged = filter().before.is_some();
+            let older = page.older.map(|seq| page_href(&filter(), Some(seq)));
+            let rows = page.events;
             view! {
                 <table class="log">
                     <thead>
@@ -75,8 +84,37 @@ pub(super) fn AuditPage() -> impl IntoView {
                             .collect_view()}
                     </tbody>
                 </table>
+                <Pager
+                    first=paged.then(|| page_href(&filter(), None))
+                    next=older
+                    next_label="Older events"
+                    testid="audit-pager"
+                />
             }
+                .into_any()
         })}
+    }
+}
+
+/// The page of the log for the page's filter that starts before event `before` (the
+/// first page without it).
+fn page_href(f: &AuditFilter, before: Option<i64>) -> String {
+    let mut params = Vec::new();
+    for (name, value) in [
+        ("person", &f.person),
+        ("entitlement", &f.entitlement),
+        ("action", &f.action),
+    ] {
+        if let Some(v) = value {
+            params.push(format!("{name}={}", crate::url::encode(v)));
+        }
+    }
+    if let Some(seq) = before {
+        params.push(format!("before={seq}"));
+    }
+    match params.is_empty() {
+        true => "/admin/audit".to_owned(),
+        false => format!("/admin/audit?{}", params.join("&")),
     }
 }
 
@@ -105,10 +143,20 @@ mod tests {
             person: Some("Ann & co".into()),
             entitlement: None,
             action: Some("request.".into()),
+            before: Some(7),
         };
         assert_eq!(
             export_href(&f, "jsonl"),
             "/admin/audit.csv?format=jsonl&person=Ann%20%26%20co&action=request."
+        );
+        assert_eq!(
+            page_href(&f, None),
+            "/admin/audit?person=Ann%20%26%20co&action=request."
+        );
+        assert_eq!(page_href(&AuditFilter::default(), None), "/admin/audit");
+        assert_eq!(
+            page_href(&AuditFilter::default(), Some(42)),
+            "/admin/audit?before=42"
         );
     }
 }

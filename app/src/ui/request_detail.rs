@@ -132,6 +132,25 @@ fn Facts(r: RequestView, approval: String, bundle: Vec<BundlePartView>) -> impl 
                     .into_any(),
             }}
             {r.starts.clone().map(|s| view! { <dt>"Starts"</dt><dd data-testid="detail-starts">{s}</dd> })}
+            {r.window.clone().map(|w| view! { <dt>"Window"</dt><dd data-testid="detail-window">{w}</dd> })}
+            {(!r.targets.is_empty()).then(|| view! {
+                <dt>"Grants"</dt>
+                <dd>
+                    <ul class="plain">
+                        {r.targets.iter().map(|t| view! {
+                            <li data-testid="detail-target">
+                                <strong>{t.permission_set.clone()}</strong> " on " {t.scope.clone()}
+                                {(!t.session_duration.is_empty()).then(|| view! {
+                                    <span class="muted">" (sessions last up to " {t.session_duration.clone()} ")"</span>
+                                })}
+                                {t.tail.clone().map(|tail| view! {
+                                    <br /><span class="muted" data-testid="detail-session-tail">"After the end: " {tail}</span>
+                                })}
+                            </li>
+                        }).collect_view()}
+                    </ul>
+                </dd>
+            })}
             {(!bundle.is_empty()).then(|| view! {
                 <dt>"Asked together with"</dt>
                 <dd>

@@ -35,6 +35,8 @@ pub(super) async fn audit_export(
         person: q.person,
         entitlement: q.entitlement,
         action: q.action,
+        // The export is every matching event, never a page.
+        before: None,
     };
     match state
         .portal

@@ -4,13 +4,36 @@
 use super::*;
 
 impl PortalService {
-    pub(super) async fn admin_overview(&self, who: &Principal) -> Result<AdminOverview, AppError> {
+    pub(super) async fn admin_overview(
+        &self,
+        who: &Principal,
+        page: OverviewCursor,
+    ) -> Result<AdminOverview, AppError> {
         let Admin(_) = self.admin(who, "admin_overview").await?;
+        let before = parse_cursor("requests", page.requests.as_deref())?;
+        let after = parse_cursor("grants", page.grants.as_deref())?;
         let mut conn = self.store.conn().await.or_internal()?;
-        let requests = store::recent_requests(&mut conn, 200).await.or_internal()?;
-        let grants = store::live_grants(&mut conn, Some(1000))
-            .await
-            .or_internal()?;
+        // One row past the page says whether there is a next one.
+        let mut requests = store::requests_page(
+            &mut conn,
+            before.as_ref().map(|(at, id)| (*at, id.as_str())),
+            REQUESTS_PER_PAGE + 1,
+        )
+        .await
+        .or_internal()?;
+        let older_requests = next_cursor(&mut requests, REQUESTS_PER_PAGE, |r| {
+            (r.created_at, r.access_request_id.clone())
+        });
+        let mut grants = store::live_grants_page(
+            &mut conn,
+            after.as_ref().map(|(at, id)| (*at, id.as_str())),
+            GRANTS_PER_PAGE + 1,
+        )
+        .await
+        .or_internal()?;
+        let later_grants = next_cursor(&mut grants, GRANTS_PER_PAGE, |g| {
+            (g.ends_at, g.access_grant_id.clone())
+        });
         // Break-glass uses have their own review list.
         let alerts = store::open_alerts(&mut conn, Some(store::AlertKind::BreakGlass))
             .await
@@ -50,6 +73,9 @@ impl PortalService {
             (a.retired_at.is_some(), &a.name).cmp(&(b.retired_at.is_some(), &b.name))
         });
         Ok(AdminOverview {
+            older_requests,
+            later_grants,
+            paged: before.is_some() || after.is_some(),
             break_glass,
             entitlements,
             audit_chain,
@@ -90,12 +116,27 @@ impl PortalService {
         &self,
         who: &Principal,
         filter: AuditFilter,
-    ) -> Result<Vec<AuditView>, AppError> {
+    ) -> Result<AuditPage, AppError> {
         let Admin(_) = self.admin(who, "audit_log").await?;
         let mut conn = self.store.conn().await.or_internal()?;
-        let q = audit_query(filter)?;
-        let rows = store::query_audit(&mut conn, &q).await.or_internal()?;
-        Ok(rows.into_iter().map(super::detail::audit_view).collect())
+        let before = filter.before;
+        if before.is_some_and(|b| b < 1) {
+            return Err(AppError::invalid("before", "an event number, 1 or more"));
+        }
+        let q = store::AuditQuery {
+            limit: AUDIT_PER_PAGE + 1,
+            before,
+            ..audit_query(filter)?
+        };
+        let mut rows = store::query_audit(&mut conn, &q).await.or_internal()?;
+        let older = (rows.len() as i64 > AUDIT_PER_PAGE).then(|| {
+            rows.truncate(AUDIT_PER_PAGE as usize);
+            rows.last().map_or(0, |r| r.seq)
+        });
+        Ok(AuditPage {
+            events: rows.into_iter().map(super::detail::audit_view).collect(),
+            older,
+        })
     }
 
     /// Every event matching the filter, oldest first, streamed as `format` (the export
@@ -273,6 +314,44 @@ const MAX_FILTER_CHARS: usize = 200;
 
 /// The audit query for a filter, refusing filter text too long to be a real one (the
 /// database would refuse a huge LIKE pattern as an error of its own).
+/// Rows a page of the admin overview and of the audit log shows.
+const REQUESTS_PER_PAGE: i64 = 50;
+const GRANTS_PER_PAGE: i64 = 100;
+const AUDIT_PER_PAGE: i64 = 100;
+
+/// A page cursor as links carry it: `<milliseconds>.<id>` of the last row shown.
+fn parse_cursor(
+    field: &str,
+    cursor: Option<&str>,
+) -> Result<Option<(Timestamp, String)>, AppError> {
+    let Some(c) = cursor.map(str::trim).filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    c.split_once('.')
+        .filter(|(_, id)| !id.is_empty() && id.len() <= 64)
+        .and_then(|(at, id)| Some((Timestamp::from_millis(at.parse().ok()?), id.to_owned())))
+        .map(Some)
+        .ok_or_else(|| {
+            AppError::invalid(field, "not a page of this list: start again from the first")
+        })
+}
+
+/// Cuts `rows` to `limit` and gives the cursor of the last row kept, when there was more.
+fn next_cursor<T>(
+    rows: &mut Vec<T>,
+    limit: i64,
+    key: impl Fn(&T) -> (Timestamp, String),
+) -> Option<String> {
+    if rows.len() as i64 <= limit {
+        return None;
+    }
+    rows.truncate(limit as usize);
+    rows.last().map(|r| {
+        let (at, id) = key(r);
+        format!("{}.{id}", at.millis())
+    })
+}
+
 fn audit_query(filter: AuditFilter) -> Result<store::AuditQuery, AppError> {
     for (field, value) in [
         ("person", &filter.person),

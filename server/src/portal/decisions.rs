@@ -107,7 +107,7 @@ impl PortalService {
             .or_internal()?;
         // Exactly what approving would grant, read once per entitlement on the page.
         let mut targets: HashMap<String, Vec<TargetView>> = HashMap::new();
-        for view in pending.iter_mut() {
+        for (view, row) in pending.iter_mut().zip(&queue) {
             if !targets.contains_key(&view.entitlement_id) {
                 if let Some(e) = ents.get(&view.entitlement_id) {
                     let t = self.target_views(&mut conn, e).await.or_internal()?;
@@ -118,6 +118,11 @@ impl PortalService {
                 .get(&view.entitlement_id)
                 .cloned()
                 .unwrap_or_default();
+            let (window, tails) = window_and_tails(row, &view.targets);
+            view.window = Some(window);
+            for (t, tail) in view.targets.iter_mut().zip(tails) {
+                t.tail = tail;
+            }
         }
         for (view, (policy, at)) in pending.iter_mut().zip(&standings) {
             approval::show(view, policy, at);
@@ -637,4 +642,44 @@ impl PortalService {
         }
         Ok(())
     }
+}
+
+/// The window approving `r` grants, and for each target how long a session opened just
+/// before the end can stay open after it: AWS ends no open session when the assignment
+/// goes, so access can outlast the grant by the permission set's session length.
+pub(super) fn window_and_tails(
+    r: &RequestRow,
+    targets: &[TargetView],
+) -> (String, Vec<Option<String>>) {
+    let duration = Duration::from_secs(r.duration_secs.max(0) as u64);
+    let later_start = r.starts_at > r.created_at;
+    let window = if later_start {
+        let end = r.starts_at.plus(duration);
+        format!("{} to {}", r.starts_at.format_utc(), end.format_utc())
+    } else {
+        format!("{} from approval", format_duration(duration))
+    };
+    let tails = targets
+        .iter()
+        .map(|t| {
+            (t.session_secs > 0).then(|| {
+                let session = Duration::from_secs(t.session_secs as u64);
+                if later_start {
+                    let last = r.starts_at.plus(duration).plus(session);
+                    format!(
+                        "a session opened just before the end can stay open {} after it, until {}",
+                        format_duration(session),
+                        last.format_utc()
+                    )
+                } else {
+                    format!(
+                        "a session opened just before the end can stay open {} after it: {} from approval in all",
+                        format_duration(session),
+                        format_duration(duration + session)
+                    )
+                }
+            })
+        })
+        .collect();
+    (window, tails)
 }

@@ -100,12 +100,24 @@ impl PortalService {
             "requester" | "admin" => self.bundle_parts(&mut conn, &request).await.or_internal()?,
             _ => Vec::new(),
         };
+        // Exactly what approving grants (or granted): each target, the window and how
+        // long a session can outlast it.
+        let mut targets = self
+            .target_views(&mut conn, &entitlement)
+            .await
+            .or_internal()?;
+        let (window, tails) = super::decisions::window_and_tails(&request, &targets);
+        for (t, tail) in targets.iter_mut().zip(tails) {
+            t.tail = tail;
+        }
         let mut view = self
             .request_views(&mut conn, vec![request])
             .await
             .or_internal()?
             .pop()
             .ok_or_else(not_found)?;
+        view.targets = targets;
+        view.window = pending.then_some(window);
         if pending {
             approval::show(&mut view, &policy, &standing);
         }

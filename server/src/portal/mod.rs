@@ -220,8 +220,12 @@ impl Portal for PortalService {
         PortalService::decide(self, who, request_id, approve, comment).await
     }
 
-    async fn admin_overview(&self, who: &Principal) -> Result<AdminOverview, AppError> {
-        PortalService::admin_overview(self, who).await
+    async fn admin_overview(
+        &self,
+        who: &Principal,
+        page: OverviewCursor,
+    ) -> Result<AdminOverview, AppError> {
+        PortalService::admin_overview(self, who, page).await
     }
 
     async fn admin_entitlements(
@@ -260,11 +264,7 @@ impl Portal for PortalService {
         PortalService::revoke_grant(self, who, grant_id).await
     }
 
-    async fn audit_log(
-        &self,
-        who: &Principal,
-        filter: AuditFilter,
-    ) -> Result<Vec<AuditView>, AppError> {
+    async fn audit_log(&self, who: &Principal, filter: AuditFilter) -> Result<AuditPage, AppError> {
         PortalService::audit_log(self, who, filter).await
     }
 

@@ -91,6 +91,7 @@ impl PortalService {
                 bundle: r.bundle_id.clone(),
                 history: None,
                 targets: Vec::new(),
+                window: None,
                 deciders: None,
                 extends: r.extends_request_id.clone(),
                 starts: (r.starts_at > r.created_at).then(|| match now < r.starts_at {
@@ -290,9 +291,11 @@ impl PortalService {
                     .as_ref()
                     .map(|p| p.name.clone())
                     .unwrap_or_else(|| t.permission_set_arn.short_id().to_owned()),
+                session_secs: ps.as_ref().map_or(0, |p| p.session_duration_secs.max(0)),
                 session_duration: ps
                     .map(|p| format_duration(Duration::from_secs(p.session_duration_secs as u64)))
                     .unwrap_or_default(),
+                tail: None,
             });
         }
         Ok(targets)

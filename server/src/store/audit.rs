@@ -180,6 +180,8 @@ pub struct AuditQuery {
     /// Prefix match: `request.` finds every request event.
     pub action: Option<String>,
     pub limit: i64,
+    /// Only events before this `seq` (the page after one that ended there).
+    pub before: Option<i64>,
 }
 
 impl AuditQuery {
@@ -195,6 +197,7 @@ impl AuditQuery {
             entitlement: clean(entitlement),
             action: clean(action),
             limit: 500,
+            before: None,
         }
     }
 }
@@ -228,12 +231,14 @@ fn filter_binds(q: &AuditQuery) -> (Option<String>, Option<String>, Option<Strin
 pub async fn query_audit(conn: &mut AnyConnection, q: &AuditQuery) -> Result<Vec<AuditRow>> {
     let (person, entitlement, action) = filter_binds(q);
     Ok(sqlx::query_as(&format!(
-        "SELECT a.* FROM audit_event a WHERE {AUDIT_FILTER} ORDER BY a.seq DESC LIMIT $4"
+        "SELECT a.* FROM audit_event a WHERE {AUDIT_FILTER} AND a.seq < $5
+         ORDER BY a.seq DESC LIMIT $4"
     ))
     .bind(person)
     .bind(entitlement)
     .bind(action)
     .bind(q.limit)
+    .bind(q.before.unwrap_or(i64::MAX))
     .fetch_all(conn)
     .await?)
 }

@@ -227,6 +227,27 @@ pub async fn live_grants(conn: &mut AnyConnection, limit: Option<i64>) -> Result
     .await?)
 }
 
+/// Up to `limit` live grants, soonest end first, from just after `after` (the `ends_at`
+/// and id of the last one a page showed) or from the first.
+pub async fn live_grants_page(
+    conn: &mut AnyConnection,
+    after: Option<(Timestamp, &str)>,
+    limit: i64,
+) -> Result<Vec<GrantRow>> {
+    let (at, id) = after.map_or((i64::MIN, ""), |(at, id)| (at.millis(), id));
+    Ok(sqlx::query_as(&format!(
+        "SELECT {GRANT_COLS} FROM access_grant
+         WHERE status IN ('scheduled', 'provisioning', 'active', 'deprovisioning')
+           AND (ends_at > $1 OR (ends_at = $1 AND access_grant_id > $2))
+         ORDER BY ends_at, access_grant_id LIMIT $3"
+    ))
+    .bind(at)
+    .bind(id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
 /// Other grants that hold, or are about to hold, the same AWS assignment, and whose time
 /// is not over. An assignment is deleted only when this is empty (invariant 3).
 pub async fn other_live_covering(

@@ -237,6 +237,26 @@ pub async fn requests_with_status(
     .await?)
 }
 
+/// Up to `limit` requests, newest first, from just before `before` (the `created_at` and
+/// id of the last one a page showed) or from the newest.
+pub async fn requests_page(
+    conn: &mut AnyConnection,
+    before: Option<(Timestamp, &str)>,
+    limit: i64,
+) -> Result<Vec<RequestRow>> {
+    let (at, id) = before.map_or((i64::MAX, ""), |(at, id)| (at.millis(), id));
+    Ok(sqlx::query_as(&format!(
+        "SELECT {REQUEST_COLS} FROM access_request
+         WHERE created_at < $1 OR (created_at = $1 AND access_request_id < $2)
+         ORDER BY created_at DESC, access_request_id DESC LIMIT $3"
+    ))
+    .bind(at)
+    .bind(id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
 pub async fn recent_requests(conn: &mut AnyConnection, limit: i64) -> Result<Vec<RequestRow>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {REQUEST_COLS} FROM access_request ORDER BY created_at DESC LIMIT $1"
