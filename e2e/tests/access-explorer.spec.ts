@@ -10,6 +10,7 @@ import {
   open,
   reloadUntil,
   requestAccessOk,
+  signIn,
   test,
 } from './pages';
 
@@ -129,4 +130,32 @@ test('dana explores who holds and who could ask, exports it, and asks what if', 
   await open(alice, '/requests');
   await active.first().getByTestId('end-grant').click();
   await reloadUntil(alice, active, { count: 0, message: 'the grant ends' });
+});
+
+test.describe('without JavaScript', () => {
+  test.use({ javaScriptEnabled: false });
+
+  // The what-if is a plain GET form: the page works the answer out as it renders.
+  test('the what-if answers without JavaScript, and its URL can be shared', async ({ page }) => {
+    await signIn(page, 'dana');
+    await open(page, '/admin/access');
+    const whatIf = page.getByTestId('what-if');
+    await whatIf.getByLabel('Definition').fill('this is not toml');
+    await whatIf.getByTestId('what-if-run').click();
+    await expect(page.getByTestId('error-definition')).toContainText("not an entitlement's TOML");
+    await page.getByTestId('what-if').getByLabel('Definition').fill(NEW_ENTITLEMENT);
+    await page.getByTestId('what-if').getByTestId('what-if-run').click();
+    await expect(page).toHaveURL(/definition=.*#what-if$/);
+    const result = page.getByTestId('what-if-result');
+    await expect(result.getByRole('heading').first()).toHaveText('Staging security audit (staging-audit) is new');
+    await expect(result.getByTestId('what-if-approvers-gain')).toHaveText('Carol Approver <carol@example.com>');
+    // The definition stays in the form to edit further.
+    await expect(page.getByTestId('what-if').getByLabel('Definition')).toHaveValue(/id = "staging-audit"/);
+    // The same address answers again when opened afresh.
+    const shared = page.url();
+    await open(page, shared);
+    await expect(page.getByTestId('what-if-result').getByRole('heading').first()).toHaveText(
+      'Staging security audit (staging-audit) is new',
+    );
+  });
 });

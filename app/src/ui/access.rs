@@ -5,8 +5,8 @@
 
 use super::admin::AdminNav;
 use super::widgets::{action_error, field_error, loaded};
-use crate::api::{load_access, WhatIf};
-use crate::views::{AccessFilter, AccessRowView, DefinitionView};
+use crate::api::{load_access, what_if};
+use crate::views::{AccessFilter, AccessRowView, DefinitionView, WhatIfView};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
@@ -137,12 +137,18 @@ fn AccessTable(rows: Vec<AccessRowView>, more: usize, held: bool) -> impl IntoVi
 
 /// Paste an entitlement's TOML (as `portcullis entitlements export` writes it), or start
 /// from a live one's (`?from=<id>`) and edit it, and see whom it would let ask or decide;
-/// nothing is changed.
+/// nothing is changed. The form is a GET (`?definition=...#what-if`): the page works the
+/// answer out as it renders, so it shows without JavaScript too, and can be shared.
 #[component]
 fn WhatIfForm(definitions: Vec<DefinitionView>) -> impl IntoView {
-    let action = ServerAction::<WhatIf>::new();
-    let value = action.value();
     let query = use_query_map();
+    let asked = move || query.with(|q| q.get("definition").filter(|d| !d.trim().is_empty()));
+    let answer = Resource::new(asked, |definition| async move {
+        match definition {
+            Some(d) => Some(what_if(d).await),
+            None => None,
+        }
+    });
     let links: Vec<(String, String)> = definitions
         .iter()
         .map(|d| {
@@ -153,13 +159,17 @@ fn WhatIfForm(definitions: Vec<DefinitionView>) -> impl IntoView {
         })
         .collect();
     let start = move || {
-        let from = query.get().get("from").unwrap_or_default();
-        definitions
-            .iter()
-            .find(|d| d.id == from)
-            .map(|d| d.toml.clone())
-            .unwrap_or_default()
+        asked().unwrap_or_else(|| {
+            let from = query.get().get("from").unwrap_or_default();
+            definitions
+                .iter()
+                .find(|d| d.id == from)
+                .map(|d| d.toml.clone())
+                .unwrap_or_default()
+        })
     };
+    let outcome = Signal::derive(move || answer.get().flatten());
+    let start_value = start.clone();
     view! {
         <article class="card" id="what-if" data-testid="what-if">
             <h2>"What if"</h2>
@@ -174,55 +184,64 @@ fn WhatIfForm(definitions: Vec<DefinitionView>) -> impl IntoView {
                     .map(|(href, name)| view! { <a href=href>{name}</a> " " })
                     .collect_view()}
             </p>
-            <ActionForm action>
+            <form method="get" action="/admin/access#what-if">
                 <label for="what-if-definition">"Definition"</label>
-                {move || {
-                    view! {
-                        <textarea id="what-if-definition" name="definition" rows="14" spellcheck="false">
-                            {start()}
-                        </textarea>
-                    }
-                }}
-                {field_error(value, "definition")}
-                {action_error(value)}
-                <button type="submit" data-testid="what-if-run" disabled=move || action.pending().get()>
+                // The text for the page as served; the property for each address the
+                // page moves to afterwards (a textarea someone typed in no longer follows
+                // its text).
+                <textarea
+                    id="what-if-definition"
+                    name="definition"
+                    rows="14"
+                    spellcheck="false"
+                    prop:value=start_value
+                >
+                    {start}
+                </textarea>
+                <Transition fallback=|| ()>
+                    {field_error(outcome, "definition")}
+                    {action_error(outcome)}
+                </Transition>
+                <button type="submit" data-testid="what-if-run">
                     "Compare"
                 </button>
-            </ActionForm>
-            {move || {
-                value
-                    .get()
-                    .and_then(|r| r.ok())
-                    .map(|w| {
-                        let heading = if w.new {
-                            format!("{} is new", w.entitlement)
-                        } else {
-                            format!("Changing {}", w.entitlement)
-                        };
-                        let nothing = w.eligible_gain.is_empty() && w.eligible_lose.is_empty()
-                            && w.approvers_gain.is_empty() && w.approvers_lose.is_empty()
-                            && w.notes.is_empty();
-                        view! {
-                            <section data-testid="what-if-result">
-                                <h3>{heading}</h3>
-                                {nothing.then(|| view! { <p data-testid="what-if-same">"Nobody's access would change."</p> })}
-                                <Names title="Could ask, and cannot today" names=w.eligible_gain testid="what-if-eligible-gain" />
-                                <Names title="Could no longer ask" names=w.eligible_lose testid="what-if-eligible-lose" />
-                                <Names title="Could decide, and cannot today" names=w.approvers_gain testid="what-if-approvers-gain" />
-                                <Names title="Could no longer decide" names=w.approvers_lose testid="what-if-approvers-lose" />
-                                {(!w.notes.is_empty())
-                                    .then(|| {
-                                        view! {
-                                            <ul data-testid="what-if-notes">
-                                                {w.notes.into_iter().map(|n| view! { <li>{n}</li> }).collect_view()}
-                                            </ul>
-                                        }
-                                    })}
-                            </section>
-                        }
-                    })
-            }}
+            </form>
+            <Transition fallback=|| view! { <p>"Comparing…"</p> }>
+                {move || outcome.get().and_then(|r| r.ok()).map(|w| view! { <WhatIfResult w /> })}
+            </Transition>
         </article>
+    }
+}
+
+#[component]
+fn WhatIfResult(w: WhatIfView) -> impl IntoView {
+    let heading = if w.new {
+        format!("{} is new", w.entitlement)
+    } else {
+        format!("Changing {}", w.entitlement)
+    };
+    let nothing = w.eligible_gain.is_empty()
+        && w.eligible_lose.is_empty()
+        && w.approvers_gain.is_empty()
+        && w.approvers_lose.is_empty()
+        && w.notes.is_empty();
+    view! {
+        <section data-testid="what-if-result">
+            <h3>{heading}</h3>
+            {nothing.then(|| view! { <p data-testid="what-if-same">"Nobody's access would change."</p> })}
+            <Names title="Could ask, and cannot today" names=w.eligible_gain testid="what-if-eligible-gain" />
+            <Names title="Could no longer ask" names=w.eligible_lose testid="what-if-eligible-lose" />
+            <Names title="Could decide, and cannot today" names=w.approvers_gain testid="what-if-approvers-gain" />
+            <Names title="Could no longer decide" names=w.approvers_lose testid="what-if-approvers-lose" />
+            {(!w.notes.is_empty())
+                .then(|| {
+                    view! {
+                        <ul data-testid="what-if-notes">
+                            {w.notes.into_iter().map(|n| view! { <li>{n}</li> }).collect_view()}
+                        </ul>
+                    }
+                })}
+        </section>
     }
 }
 
