@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use anyhow::{Context, Result};
-use app::domain::Principal;
+use app::domain::{Principal, Timestamp};
 use portcullis::clock::Clock;
 use portcullis::store::Store;
 use serde_json::Value;
@@ -235,4 +235,94 @@ pub fn pct(xs: &[f64], p: f64) -> f64 {
         return f64::NAN;
     }
     xs[((xs.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// A company's history in the portal: `people` people (`bench|p{i}`, one in a hundred a
+/// cloud approver, each managed by `p{i/10}`) and `requests` requests, one a minute up to
+/// `now`, each approved with a grant that ended. Returns the people's ids.
+pub async fn seed_company(
+    store: &Store,
+    people: usize,
+    requests: usize,
+    now: Timestamp,
+    rng: &mut impl rand::Rng,
+) -> Result<Vec<String>> {
+    let entitlements: Vec<String> = portcullis::seed::entitlements()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let accounts: Vec<(String,)> = sqlx::query_as("SELECT account_id FROM account")
+        .fetch_all(store.pool())
+        .await?;
+    let (ps,): (String,) = sqlx::query_as("SELECT permission_set_arn FROM permission_set LIMIT 1")
+        .fetch_one(store.pool())
+        .await?;
+    let ids: Vec<String> = (0..people).map(|i| format!("bench|p{i}")).collect();
+    {
+        let mut tx = store.begin().await?;
+        for (i, id) in ids.iter().enumerate() {
+            let groups = if i % 100 == 0 {
+                vec!["cloud-approvers".to_owned()]
+            } else {
+                vec!["engineering".to_owned()]
+            };
+            let p = app::domain::Principal {
+                user_id: id.clone(),
+                email: format!("p{i}@bench.example.com"),
+                email_verified: true,
+                display_name: format!("Person {i}"),
+                groups,
+                manager: Some(format!("p{}@bench.example.com", i / 10)),
+                is_admin: false,
+            };
+            portcullis::store::upsert_user(&mut tx, &p, now).await?;
+        }
+        for r in 0..requests {
+            let requester = &ids[rng.gen_range(0..people)];
+            let approver = &ids[rng.gen_range(0..people)];
+            let ent = &entitlements[rng.gen_range(0..entitlements.len())];
+            let (account,) = &accounts[rng.gen_range(0..accounts.len())];
+            let at = now.millis() - (requests - r) as i64 * 60_000;
+            let rid = format!("r{r:07}");
+            sqlx::query(
+                "INSERT INTO access_request (access_request_id, requester_id, entitlement_id,
+                     justification, ticket, duration_secs, starts_at, decision_due_at, status,
+                     created_at, updated_at)
+                 VALUES ($1, $2, $3, 'benchmark work', NULL, 3600, $4, $4, 'ended', $4, $4)",
+            )
+            .bind(&rid)
+            .bind(requester)
+            .bind(ent)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO decision (decision_id, access_request_id, approver_id, verdict,
+                     comment, created_at) VALUES ($1, $2, $3, 'approved', 'ok', $4)",
+            )
+            .bind(format!("d{r:07}"))
+            .bind(&rid)
+            .bind(approver)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO access_grant (access_grant_id, access_request_id, principal_id,
+                     account_id, permission_set_arn, starts_at, ends_at, status, created_at,
+                     updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'revoked', $6, $7)",
+            )
+            .bind(format!("g{r:07}"))
+            .bind(&rid)
+            .bind(requester)
+            .bind(account)
+            .bind(&ps)
+            .bind(at)
+            .bind(at + 3_600_000)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(ids)
 }

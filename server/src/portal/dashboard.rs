@@ -43,12 +43,15 @@ impl PortalService {
             "requests decided by a person",
         );
 
-        let mut active = Vec::with_capacity(days.len());
-        for d in &days {
-            // The end of the day, or now for today.
-            let at = Timestamp::from_millis(((d + 1) * DAY_MS - 1).min(now.millis()));
-            active.push(store::grants_active_at(&mut conn, at).await.or_internal()? as f64);
-        }
+        // Each day's end, or now for today.
+        let ends: Vec<i64> = days
+            .iter()
+            .map(|d| ((d + 1) * DAY_MS - 1).min(now.millis()))
+            .collect();
+        let spans = store::grant_spans(&mut conn, Timestamp::from_millis(ends[0]), now)
+            .await
+            .or_internal()?;
+        let active = holding_at(&ends, &spans);
         let active_now = active.last().copied().unwrap_or_default();
         let grants = ChartView {
             id: "active-grants".into(),
@@ -232,9 +235,17 @@ fn round(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
+/// How many of `spans` (start, end) hold at each of `at`: started at or before it and
+/// ending after it.
+fn holding_at(at: &[i64], spans: &[(i64, i64)]) -> Vec<f64> {
+    at.iter()
+        .map(|&t| spans.iter().filter(|&&(s, e)| s <= t && e > t).count() as f64)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::percentile;
+    use super::{holding_at, percentile};
 
     #[test]
     fn nearest_rank_percentiles() {
@@ -243,5 +254,15 @@ mod tests {
         assert_eq!(percentile(&mut v, 0.9), Some(9.0));
         assert_eq!(percentile(&mut [42.0], 0.9), Some(42.0));
         assert_eq!(percentile(&mut [], 0.5), None);
+    }
+
+    #[test]
+    fn holding_counts_spans_that_contain_each_instant() {
+        let spans = [(0, 10), (5, 15), (10, 20)];
+        // Started at or before, ending after: the end itself no longer holds.
+        assert_eq!(
+            holding_at(&[0, 5, 10, 15, 20], &spans),
+            [1.0, 2.0, 2.0, 1.0, 0.0]
+        );
     }
 }
