@@ -21,7 +21,6 @@ use portcullis::clock::{Clock, SystemClock};
 use portcullis::config::Config;
 use portcullis::http::{AppState, Limits, Site};
 use portcullis::portal::PortalService;
-use portcullis::provisioner::simulated::SimulatedProvisioner;
 use portcullis::store::{self, DatabaseUrl, Store};
 use rand::SeedableRng;
 use std::io::Write;
@@ -228,24 +227,9 @@ async fn main() -> Result<()> {
 }
 
 fn portal_router(store: Store) -> (axum::Router, Arc<PortalService>) {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let config = Config::default();
-    let portal = Arc::new(PortalService {
-        store: store.clone(),
-        clock: clock.clone(),
-        provisioner: Arc::new(SimulatedProvisioner::new(
-            store.clone(),
-            clock.clone(),
-            Duration::from_millis(10),
-        )),
-        wake: Default::default(),
-        upkeep_wake: Default::default(),
-        min_duration: Duration::from_secs(60),
-        start_horizon: portcullis::config::DEFAULT_START_HORIZON,
-        new_requests_per_hour: 30,
-        metrics: Default::default(),
-        public_url: "http://127.0.0.1:3000".into(),
-    });
+    let portal = Arc::new(simulated_portal(&store));
+    let clock = portal.clock.clone();
     let site = Arc::new(Site::empty());
     let leptos_options = LeptosOptions::builder()
         .output_name(site.output_name())

@@ -13,12 +13,9 @@ mod support;
 use anyhow::Result;
 use app::ssr::Portal as _;
 use portcullis::clock::{Clock, SystemClock};
-use portcullis::portal::PortalService;
-use portcullis::provisioner::simulated::SimulatedProvisioner;
 use portcullis::store::{self, DatabaseUrl, Store};
 use rand::{Rng, SeedableRng};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use support::*;
 
 #[tokio::main]
@@ -45,23 +42,7 @@ async fn main() -> Result<()> {
         loaded.elapsed().as_secs_f64()
     );
 
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let portal = PortalService {
-        store: store.clone(),
-        clock: clock.clone(),
-        provisioner: Arc::new(SimulatedProvisioner::new(
-            store.clone(),
-            clock.clone(),
-            Duration::from_millis(10),
-        )),
-        wake: Default::default(),
-        upkeep_wake: Default::default(),
-        min_duration: Duration::from_secs(60),
-        start_horizon: portcullis::config::DEFAULT_START_HORIZON,
-        new_requests_per_hour: 30,
-        metrics: Default::default(),
-        public_url: "http://127.0.0.1:3000".into(),
-    };
+    let portal = simulated_portal(&store);
     let mut page = Vec::with_capacity(rounds);
     let mut bare = Vec::with_capacity(rounds);
     let mut rows = 0usize;

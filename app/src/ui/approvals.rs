@@ -2,7 +2,7 @@
 //! made.
 
 use super::when::When;
-use super::widgets::{action_error, field_error, loaded, DecisionForm};
+use super::widgets::{action_error, field_error, loaded, DecisionForm, TargetItems};
 use crate::api::{approval_queue, Decide};
 use crate::views::{DecisionView, RequestView};
 use leptos::prelude::*;
@@ -89,17 +89,7 @@ fn ApprovalCard(r: RequestView, decide: ServerAction<Decide>) -> impl IntoView {
             {r.history.clone().map(|h| view! { <p class="muted" data-testid="requester-history">{h}</p> })}
             {(!r.targets.is_empty()).then(|| view! {
                 <ul class="targets" data-testid="approval-targets">
-                    {r.targets.iter().map(|t| view! {
-                        <li data-testid="approval-target">
-                            <strong>{t.permission_set.clone()}</strong> " on " {t.scope.clone()}
-                            {(!t.session_duration.is_empty()).then(|| view! {
-                                <span class="muted">" (sessions last up to " {t.session_duration.clone()} ")"</span>
-                            })}
-                            {t.tail.clone().map(|tail| view! {
-                                <br /><span class="muted" data-testid="session-tail">"After the end: " {tail}</span>
-                            })}
-                        </li>
-                    }).collect_view()}
+                    <TargetItems targets=r.targets.clone() item="approval-target" tail="session-tail" />
                 </ul>
             })}
             {(!approved_by.is_empty()).then(|| view! {

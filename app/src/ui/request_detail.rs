@@ -5,7 +5,9 @@
 
 use super::my_access::GrantTable;
 use super::when::When;
-use super::widgets::{action_error, field_error, ActionButton, DecisionForm, ErrorBox};
+use super::widgets::{
+    action_error, field_error, ActionButton, DecisionForm, ErrorBox, TargetItems,
+};
 use crate::api::{load_request, CancelRequest, Decide};
 use crate::error::AppError;
 use crate::views::{AuditView, BundlePartView, DecisionView, RequestDetail, RequestView};
@@ -137,17 +139,7 @@ fn Facts(r: RequestView, approval: String, bundle: Vec<BundlePartView>) -> impl 
                 <dt>"Grants"</dt>
                 <dd>
                     <ul class="plain">
-                        {r.targets.iter().map(|t| view! {
-                            <li data-testid="detail-target">
-                                <strong>{t.permission_set.clone()}</strong> " on " {t.scope.clone()}
-                                {(!t.session_duration.is_empty()).then(|| view! {
-                                    <span class="muted">" (sessions last up to " {t.session_duration.clone()} ")"</span>
-                                })}
-                                {t.tail.clone().map(|tail| view! {
-                                    <br /><span class="muted" data-testid="detail-session-tail">"After the end: " {tail}</span>
-                                })}
-                            </li>
-                        }).collect_view()}
+                        <TargetItems targets=r.targets.clone() item="detail-target" tail="detail-session-tail" />
                     </ul>
                 </dd>
             })}

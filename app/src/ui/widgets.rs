@@ -2,7 +2,7 @@
 //! the one-button action form, and the alert list.
 
 use crate::error::AppError;
-use crate::views::AlertView;
+use crate::views::{AlertView, TargetView};
 use leptos::prelude::*;
 use leptos::server_fn::{client::Client, codec::PostUrl, request::ClientReq, Http, ServerFn};
 use leptos::web_sys::FormData;
@@ -211,4 +211,31 @@ where
             </button>
         </ActionForm>
     }
+}
+
+/// Each target approving grants (or granted): the permission set on its account or OU,
+/// how long its sessions last, and how long one can outlast the grant. Also on a
+/// request's page.
+#[component]
+pub(super) fn TargetItems(
+    targets: Vec<TargetView>,
+    item: &'static str,
+    tail: &'static str,
+) -> impl IntoView {
+    targets
+        .into_iter()
+        .map(|t| {
+            view! {
+                <li data-testid=item>
+                    <strong>{t.permission_set}</strong> " on " {t.scope}
+                    {(!t.session_duration.is_empty()).then(|| view! {
+                        <span class="muted">" (sessions last up to " {t.session_duration} ")"</span>
+                    })}
+                    {t.tail.map(|words| view! {
+                        <br /><span class="muted" data-testid=tail>"After the end: " {words}</span>
+                    })}
+                </li>
+            }
+        })
+        .collect_view()
 }

@@ -326,3 +326,26 @@ pub async fn seed_company(
     }
     Ok(ids)
 }
+
+/// The use cases on `store` with the simulated AWS, as the page benchmarks call them.
+pub fn simulated_portal(store: &Store) -> portcullis::portal::PortalService {
+    let clock: std::sync::Arc<dyn Clock> = std::sync::Arc::new(portcullis::clock::SystemClock);
+    portcullis::portal::PortalService {
+        store: store.clone(),
+        clock: clock.clone(),
+        provisioner: std::sync::Arc::new(
+            portcullis::provisioner::simulated::SimulatedProvisioner::new(
+                store.clone(),
+                clock.clone(),
+                Duration::from_millis(10),
+            ),
+        ),
+        wake: Default::default(),
+        upkeep_wake: Default::default(),
+        min_duration: Duration::from_secs(60),
+        start_horizon: portcullis::config::DEFAULT_START_HORIZON,
+        new_requests_per_hour: 30,
+        metrics: Default::default(),
+        public_url: "http://127.0.0.1:3000".into(),
+    }
+}
