@@ -21,7 +21,7 @@ use portcullis::clock::{Clock, SystemClock};
 use portcullis::config::Config;
 use portcullis::http::{AppState, Limits, Site};
 use portcullis::portal::PortalService;
-use portcullis::store::{self, DatabaseUrl, Store};
+use portcullis::store::{self, Store};
 use rand::SeedableRng;
 use std::io::Write;
 use std::process::Command;
@@ -39,14 +39,7 @@ async fn main() -> Result<()> {
     let secs = env_or("BENCH_SECS", 15);
     let connections = env_or("BENCH_CONNECTIONS", 32);
     let dir = tempfile::TempDir::new()?;
-    let url = DatabaseUrl::new(format!(
-        "sqlite://{}/http.db?mode=rwc",
-        dir.path().display()
-    ));
-    let store = Store::connect(&url, portcullis::config::AuditKey::demo()).await?;
-    store.migrate().await?;
-    let now = SystemClock.now();
-    portcullis::seed::seed_demo(&store, now).await?;
+    let (store, now) = demo_store(dir.path(), "http").await?;
     let loaded = Instant::now();
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
     let ids = seed_company(&store, people, requests, now, &mut rng).await?;

@@ -12,8 +12,7 @@ mod support;
 
 use anyhow::Result;
 use app::ssr::Portal as _;
-use portcullis::clock::{Clock, SystemClock};
-use portcullis::store::{self, DatabaseUrl, Store};
+use portcullis::store;
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
 use support::*;
@@ -24,14 +23,7 @@ async fn main() -> Result<()> {
     let requests = env_or("BENCH_REQUESTS", 100_000) as usize;
     let rounds = env_or("BENCH_ROUNDS", 300) as usize;
     let dir = tempfile::TempDir::new()?;
-    let url = DatabaseUrl::new(format!(
-        "sqlite://{}/pages.db?mode=rwc",
-        dir.path().display()
-    ));
-    let store = Store::connect(&url, portcullis::config::AuditKey::demo()).await?;
-    store.migrate().await?;
-    let now = SystemClock.now();
-    portcullis::seed::seed_demo(&store, now).await?;
+    let (store, now) = demo_store(dir.path(), "pages").await?;
 
     let loaded = Instant::now();
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);

@@ -96,22 +96,27 @@ pub(super) fn AuditPage() -> impl IntoView {
     }
 }
 
-/// The page of the log for the page's filter that starts before event `before` (the
-/// first page without it).
-fn page_href(f: &AuditFilter, before: Option<i64>) -> String {
-    let mut params = Vec::new();
-    for (name, value) in [
+/// The page's filter as query parameters, blank ones left out.
+fn filter_params(f: &AuditFilter) -> Vec<String> {
+    [
         ("person", &f.person),
         ("entitlement", &f.entitlement),
         ("action", &f.action),
-    ] {
-        if let Some(v) = value {
-            params.push(format!("{name}={}", crate::url::encode(v)));
-        }
-    }
-    if let Some(seq) = before {
-        params.push(format!("before={seq}"));
-    }
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| {
+        value
+            .as_ref()
+            .map(|v| format!("{name}={}", crate::url::encode(v)))
+    })
+    .collect()
+}
+
+/// The page of the log for the page's filter that starts before event `before` (the
+/// first page without it).
+fn page_href(f: &AuditFilter, before: Option<i64>) -> String {
+    let mut params = filter_params(f);
+    params.extend(before.map(|seq| format!("before={seq}")));
     match params.is_empty() {
         true => "/admin/audit".to_owned(),
         false => format!("/admin/audit?{}", params.join("&")),
@@ -120,17 +125,9 @@ fn page_href(f: &AuditFilter, before: Option<i64>) -> String {
 
 /// The export of every event matching the page's filter.
 fn export_href(f: &AuditFilter, format: &str) -> String {
-    let mut href = format!("/admin/audit.csv?format={format}");
-    for (name, value) in [
-        ("person", &f.person),
-        ("entitlement", &f.entitlement),
-        ("action", &f.action),
-    ] {
-        if let Some(v) = value {
-            href.push_str(&format!("&{name}={}", crate::url::encode(v)));
-        }
-    }
-    href
+    let mut params = vec![format!("format={format}")];
+    params.extend(filter_params(f));
+    format!("/admin/audit.csv?{}", params.join("&"))
 }
 
 #[cfg(test)]

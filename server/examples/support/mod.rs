@@ -349,3 +349,17 @@ pub fn simulated_portal(store: &Store) -> portcullis::portal::PortalService {
         public_url: "http://127.0.0.1:3000".into(),
     }
 }
+
+/// A fresh SQLite database `<name>.db` in `dir`, migrated and seeded as the demo is, and
+/// the time it was seeded at.
+pub async fn demo_store(dir: &std::path::Path, name: &str) -> Result<(Store, Timestamp)> {
+    let url = portcullis::store::DatabaseUrl::new(format!(
+        "sqlite://{}/{name}.db?mode=rwc",
+        dir.display()
+    ));
+    let store = Store::connect(&url, portcullis::config::AuditKey::demo()).await?;
+    store.migrate().await?;
+    let now = portcullis::clock::SystemClock.now();
+    portcullis::seed::seed_demo(&store, now).await?;
+    Ok((store, now))
+}
